@@ -1,0 +1,4 @@
+#ifndef LOCKSMITH_CCRYPTO_H
+#define LOCKSMITH_CCRYPTO_H
+#include <openssl/sha.h>
+#endif

@@ -1,0 +1,34 @@
+#ifndef LOCKSMITH_CLINUX_H
+#define LOCKSMITH_CLINUX_H
+/* Glibc hides the open-file-description lock commands (F_OFD_GETLK 36,
+ * F_OFD_SETLK 37, F_OFD_SETLKW 38) unless _GNU_SOURCE is defined before
+ * <fcntl.h>; Swift's Glibc module does not define it. */
+#define _GNU_SOURCE 1
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+static const int clinux_F_OFD_GETLK = F_OFD_GETLK;
+static const int clinux_F_OFD_SETLK = F_OFD_SETLK;
+static const int clinux_F_OFD_SETLKW = F_OFD_SETLKW;
+
+/* fcntl is variadic in C; give Swift a typed entry for the lock commands. */
+static inline int clinux_fcntl_lock(int fd, int cmd, struct flock *lk) {
+    return fcntl(fd, cmd, lk);
+}
+
+static inline unsigned int clinux_major(dev_t dev) { return major(dev); }
+static inline unsigned int clinux_minor(dev_t dev) { return minor(dev); }
+
+/* statfs f_type magic numbers of shared/network filesystems (linux/magic.h). */
+#define CLINUX_NFS_SUPER_MAGIC     0x6969
+#define CLINUX_FUSE_SUPER_MAGIC    0x65735546
+#define CLINUX_CEPH_SUPER_MAGIC    0x00c36400
+#define CLINUX_SMB2_MAGIC_NUMBER   0xfe534d42
+#define CLINUX_CIFS_MAGIC_NUMBER   0xff534d42
+#define CLINUX_GFS2_MAGIC          0x01161970
+#define CLINUX_OCFS2_SUPER_MAGIC   0x7461636f
+
+#endif

@@ -1,0 +1,101 @@
+import ArgumentParser
+import Foundation
+import ImageLock
+
+/// Exit statuses shared by every subcommand (DESIGN.md "Command line").
+enum Status {
+    static let free = ExitCode(0)
+    static let held = ExitCode(1)
+    static let couldNotCheck = ExitCode(2)
+}
+
+/// Prints one line on stderr: `locksmith: MESSAGE`.
+func complain(_ message: String) {
+    FileHandle.standardError.write(Data("locksmith: \(message)\n".utf8))
+}
+
+/// Runs `body`, turning a core error into its one-line reason and exit status 2.
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as ImageLockError {
+        complain(e.description)
+        throw Status.couldNotCheck
+    }
+}
+
+/// `--exclusive` / `--shared`.
+enum ModeFlag: String, EnumerableFlag {
+    case exclusive, shared
+
+    static func help(for value: ModeFlag) -> ArgumentHelp? {
+        switch value {
+        case .exclusive: return "A read-write user's lock (the default)."
+        case .shared: return "A read-only user's lock; coexists with other shared locks."
+        }
+    }
+
+    var mode: LockMode { self == .exclusive ? .exclusive : .shared }
+}
+
+/// `--scheme` for commands that take locks.
+enum SchemeChoice: String, ExpressibleByArgument, CaseIterable {
+    case lockfile, qemu, off
+
+    static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+/// The options that say where lock files live.
+struct LockDirOption: ParsableArguments {
+    @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
+        "Directory of the lock files of the lockfile scheme.", valueName: "dir"))
+    var lockDirectory: String = "/var/tmp"
+
+    /// LOCKSMITH_LOCK_FLAVOR=posix forces classic POSIX locks instead of OFD locks
+    /// (for testing the fallback; not a user setting).
+    func locker() -> ImageLocker {
+        let policy: LockFlavorPolicy =
+            ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
+        return ImageLocker(lockDirectory: lockDirectory, flavorPolicy: policy)
+    }
+}
+
+/// Output in JSON: one object, `schema` first, then `host` and `generated`, then the
+/// payload's fields in sorted order (stable for diffs and scripts).
+enum JSONOutput {
+    static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        return e
+    }
+
+    /// The object's text: the envelope, then the payload's own fields.
+    static func render<T: Encodable>(_ payload: T, generated: Date = Date()) throws -> String {
+        let e = encoder()
+        let body = String(decoding: try e.encode(payload), as: UTF8.self)
+        let head = "{\"schema\":1,\"host\":\(String(decoding: try e.encode(host), as: UTF8.self)),\"generated\":\"\(generated.formatted(.iso8601))\""
+        precondition(body.hasPrefix("{"), "a JSON payload must be an object")
+        return body == "{}" ? head + "}" : head + "," + body.dropFirst()
+    }
+
+    static func write<T: Encodable>(_ payload: T) throws {
+        FileHandle.standardOutput.write(Data((try render(payload) + "\n").utf8))
+    }
+
+    static var host: String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count - 1)
+        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// "pid 123 (qemu-nbd)" and what it holds.
+func describe(_ h: LockHolder) -> String {
+    var s = "pid \(h.pid) (\(h.command))"
+    let l = h.lock
+    let end = l.end.map(String.init) ?? "EOF"
+    s += " holds a \(l.type) \(l.isOFD ? "OFD" : l.kind) lock on bytes \(l.start)-\(end)"
+    if let fd = h.fd { s += " through fd \(fd)" }
+    return s
+}

@@ -1,0 +1,92 @@
+import ImageLock
+import XCTest
+
+final class KernelLockParsingTests: XCTestCase {
+    func testParsesOFDLine() throws {
+        let l = try XCTUnwrap(KernelLock(line: "4: OFDLCK ADVISORY  READ -1 fe:00:16220323 100 101"))
+        XCTAssertEqual(l.id, 4)
+        XCTAssertEqual(l.kind, "OFDLCK")
+        XCTAssertEqual(l.mode, "ADVISORY")
+        XCTAssertEqual(l.type, "READ")
+        XCTAssertNil(l.pid)
+        XCTAssertEqual(l.device, DeviceID(major: 0xfe, minor: 0))
+        XCTAssertEqual(l.inode, 16220323)
+        XCTAssertEqual(l.start, 100)
+        XCTAssertEqual(l.end, 101)
+        XCTAssertTrue(l.isOFD)
+        XCTAssertFalse(l.isWaiter)
+    }
+
+    func testParsesPosixToEOFAndWaiter() throws {
+        let held = try XCTUnwrap(KernelLock(line: "2: POSIX  ADVISORY  WRITE 3808 08:1a:16220480 0 EOF"))
+        XCTAssertEqual(held.pid, 3808)
+        XCTAssertNil(held.end)
+        XCTAssertEqual(held.device?.description, "08:1a")
+        let waiter = try XCTUnwrap(KernelLock(line: "2: -> POSIX  ADVISORY  WRITE 3900 08:1a:16220480 0 EOF"))
+        XCTAssertEqual(waiter.blockedBy, 2)
+        XCTAssertTrue(waiter.isWaiter)
+        XCTAssertEqual(waiter.pid, 3900)
+    }
+
+    func testParsesFlockLeaseAndNoInode() throws {
+        let f = try XCTUnwrap(KernelLock(line: "7: FLOCK  ADVISORY  WRITE 812 00:1b:1234 0 EOF"))
+        XCTAssertEqual(f.kind, "FLOCK")
+        let lease = try XCTUnwrap(KernelLock(line: "9: LEASE  BREAKING  READ  1201 fd:01:99 0 EOF"))
+        XCTAssertEqual(lease.mode, "BREAKING")
+        let none = try XCTUnwrap(KernelLock(line: "3: POSIX  ADVISORY  READ 55 <none>:0 0 EOF"))
+        XCTAssertNil(none.inode)
+        XCTAssertNil(none.device)
+    }
+
+    func testRejectsMalformedLines() {
+        for bad in ["", "garbage", "1: POSIX", "x: POSIX ADVISORY READ 1 fe:00:1 0 EOF",
+                    "1: POSIX ADVISORY READ 1 fe:00:1 zero EOF", "1: POSIX ADVISORY READ 1 fe00:1 0 EOF",
+                    "1: POSIX ADVISORY READ abc fe:00:1 0 EOF"] {
+            XCTAssertNil(KernelLock(line: Substring(bad)), bad)
+        }
+    }
+
+    func testParsesFDInfo() throws {
+        let text = """
+            pos:\t0
+            flags:\t02100002
+            mnt_id:\t29
+            ino:\t16220323
+            lock:\t1: OFDLCK ADVISORY  READ -1 fe:00:16220323 100 100
+            lock:\t2: OFDLCK ADVISORY  READ -1 fe:00:16220323 201 201
+
+            """
+        let info = try XCTUnwrap(FDInfo(text: Substring(text)))
+        XCTAssertEqual(info.openMode, .readWrite)
+        XCTAssertEqual(info.inode, 16220323)
+        XCTAssertEqual(info.mountID, 29)
+        XCTAssertEqual(info.locks.map(\.start), [100, 201])
+        XCTAssertEqual(OpenMode(flags: 0o100000), .readOnly)
+        XCTAssertEqual(OpenMode(flags: 0o1), .writeOnly)
+    }
+
+    func testQemuPermissionDecoding() {
+        // What qemu-nbd (read-write) holds, with the kernel's merge of 100 and 101.
+        let rw = QemuPermissions(lockedRanges: [(100, 101), (103, 103), (201, 201), (203, 203)])
+        XCTAssertEqual(rw, .readWrite)
+        let ro = QemuPermissions(lockedRanges: [(100, 100), (201, 201), (203, 203)])
+        XCTAssertEqual(ro, .readOnly)
+        XCTAssertEqual(QemuPermissions.readWrite.bytes, [100, 101, 103, 201, 203])
+        XCTAssertEqual(QemuPermissions.readOnly.bytes, [100, 201, 203])
+        XCTAssertTrue(QemuPermissions.touchesLockBytes(start: 0, end: nil))
+        XCTAssertFalse(QemuPermissions.touchesLockBytes(start: 0, end: 0))
+        XCTAssertTrue(QemuPermissions.touchesLockBytes(start: 204, end: 204))
+    }
+
+    func testQemuCheckOrderAndMessages() {
+        let checks = QemuConflict.checks(for: .readWrite)
+        XCTAssertEqual(checks.map(\.byte), [200, 201, 203, 101, 103])
+        XCTAssertEqual(checks[1].message, "Failed to get \"write\" lock")
+        XCTAssertEqual(checks[3].message, "Failed to get shared \"write\" lock")
+    }
+
+    func testDigests() {
+        XCTAssertEqual(Digest.sha1Hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d")
+        XCTAssertEqual(Digest.sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+}
