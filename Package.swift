@@ -5,6 +5,7 @@ let package = Package(
     name: "locksmith",
     products: [
         .library(name: "ImageLock", targets: ["ImageLock"]),
+        .library(name: "LockInspector", targets: ["LockInspector"]),
         .executable(name: "locksmith", targets: ["locksmith"]),
     ],
     dependencies: [
@@ -17,16 +18,20 @@ let package = Package(
         .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
         // The locking core shared with other tools: schemes, lock paths, acquire/test/release.
         .target(name: "ImageLock", dependencies: ["CLinux", "CCrypto"]),
+        // Discovery and analysis: /proc, lock dirs, image mapping, holders, the snapshot model.
+        .target(name: "LockInspector", dependencies: ["ImageLock"]),
         .executableTarget(
             name: "locksmith",
             dependencies: [
                 "ImageLock",
+                "LockInspector",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Helpers shared by the test targets: temp dirs, real lock-holding processes, the binary.
         .target(name: "_TestSupport", dependencies: ["ImageLock"], path: "Tests/_TestSupport"),
         .testTarget(name: "ImageLockTests", dependencies: ["ImageLock", "_TestSupport"]),
+        .testTarget(name: "LockInspectorTests", dependencies: ["LockInspector", "_TestSupport"]),
         .testTarget(name: "locksmithTests", dependencies: ["ImageLock", "_TestSupport"]),
     ]
 )

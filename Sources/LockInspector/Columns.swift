@@ -1,0 +1,166 @@
+import Foundation
+import ImageLock
+
+/// One row of the lock table: an image and one of its holders (or none, for a lock file
+/// nobody holds). `list`, `-o` and the TUI all show rows through `Column`.
+public struct LockRow: Sendable, Equatable {
+    public var image: ImageLocks
+    public var holder: Holder?
+    public var waiting: Bool
+
+    public init(image: ImageLocks, holder: Holder?, waiting: Bool = false) {
+        self.image = image
+        self.holder = holder
+        self.waiting = waiting
+    }
+
+    /// One row per holder and waiter of each image; an image with neither gets one row.
+    public static func rows(of snapshot: Snapshot) -> [LockRow] {
+        snapshot.images.flatMap { img -> [LockRow] in
+            let rows = img.holders.map { LockRow(image: img, holder: $0) }
+                + img.waiters.map { LockRow(image: img, holder: $0, waiting: true) }
+            return rows.isEmpty ? [LockRow(image: img, holder: nil)] : rows
+        }
+    }
+}
+
+/// The columns of the lock table, declared once (lslocks' habit): name, header, width,
+/// alignment, priority (which columns go first when the screen is narrow), help, and the
+/// one function that makes every cell.
+public enum Column: String, CaseIterable, Sendable {
+    case image, scheme, mode, pid, command, vm, user, age, fd, open, held, unshared, lockfile, host
+
+    public var header: String {
+        switch self {
+        case .lockfile: return "LOCKFILE"
+        default: return rawValue.uppercased()
+        }
+    }
+
+    public var help: String {
+        switch self {
+        case .image: return "image path (or <unknown> and the lock file)"
+        case .scheme: return "lock scheme: lockfile, qemu, virtlockd, gluster"
+        case .mode: return "write/read lock, or rw/ro for QEMU users; 'wait' for a blocked waiter"
+        case .pid: return "holder's process id"
+        case .command: return "holder's command name"
+        case .vm: return "VM name from QEMU's -name"
+        case .user: return "holder's user"
+        case .age: return "how long the holder has been running"
+        case .fd: return "the holder's fd on the locked file"
+        case .open: return "how the holder opened the file: ro, wo, rw"
+        case .held: return "QEMU permissions held"
+        case .unshared: return "QEMU permissions not shared"
+        case .lockfile: return "lock file (lockfile scheme)"
+        case .host: return "holder's host (gluster)"
+        }
+    }
+
+    /// Minimum useful width; IMAGE takes what is left.
+    public var width: Int {
+        switch self {
+        case .image: return 24
+        case .scheme: return 9
+        case .mode: return 5
+        case .pid: return 7
+        case .command: return 12
+        case .vm: return 10
+        case .user: return 8
+        case .age: return 6
+        case .fd: return 4
+        case .open: return 4
+        case .held: return 22
+        case .unshared: return 14
+        case .lockfile: return 30
+        case .host: return 12
+        }
+    }
+
+    public var rightAligned: Bool { self == .pid || self == .fd || self == .age }
+
+    /// Lower is more important: narrow screens drop the highest first.
+    public var priority: Int {
+        switch self {
+        case .image: return 0
+        case .pid: return 1
+        case .mode: return 2
+        case .command: return 3
+        case .scheme: return 4
+        case .vm: return 5
+        case .user: return 6
+        case .age: return 7
+        case .host: return 8
+        case .open: return 9
+        case .fd: return 10
+        case .held: return 11
+        case .unshared: return 12
+        case .lockfile: return 13
+        }
+    }
+
+    /// What `list` shows without `-o`.
+    public static let defaults: [Column] = [.image, .scheme, .mode, .pid, .command, .vm, .user, .age]
+
+    /// Parses `-o` text: comma-separated names, `+` prefix adds to the defaults.
+    public static func parse(_ text: String) -> Result<[Column], ColumnError> {
+        var base: [Column] = []
+        var list = Substring(text)
+        if list.hasPrefix("+") {
+            base = defaults
+            list = list.dropFirst()
+        }
+        var out = base
+        for name in list.split(separator: ",") {
+            guard let c = Column(rawValue: name.lowercased()) else { return .failure(ColumnError(name: String(name))) }
+            if !out.contains(c) { out.append(c) }
+        }
+        return out.isEmpty ? .failure(ColumnError(name: text)) : .success(out)
+    }
+
+    /// The cell of this column for a row, as text. `now` makes AGE reproducible.
+    public func cell(_ row: LockRow, now: Date = Date()) -> String {
+        let h = row.holder
+        switch self {
+        case .image: return row.image.path ?? "<unknown> \(row.image.lockFiles.first ?? row.image.id)"
+        case .scheme:
+            if let s = h?.scheme { return s.rawValue }
+            return row.image.schemes.map(\.rawValue).joined(separator: ",")
+        case .mode:
+            if row.waiting { return "wait" }
+            return h?.modeSummary ?? "free"
+        case .pid: return h.map { String($0.pid) } ?? "-"
+        case .command: return h?.command ?? "-"
+        case .vm: return h?.vm ?? "-"
+        case .user: return h?.user ?? h?.uid.map(String.init) ?? "-"
+        case .age: return h?.started.map { Column.age(from: $0, to: now) } ?? "-"
+        case .fd: return h?.fd.map(String.init) ?? "-"
+        case .open:
+            switch h?.openMode {
+            case .readOnly?: return "ro"
+            case .writeOnly?: return "wo"
+            case .readWrite?: return "rw"
+            case nil: return "-"
+            }
+        case .held: return h?.qemu.map { $0.held.sorted().map(\.name).joined(separator: ",") } ?? "-"
+        case .unshared: return h?.qemu.map { $0.unshared.sorted().map(\.name).joined(separator: ",") } ?? "-"
+        case .lockfile: return row.image.lockFiles.first ?? "-"
+        case .host: return h?.host ?? "-"
+        }
+    }
+
+    /// `45s`, `12m`, `3h`, `2d`.
+    public static func age(from start: Date, to now: Date) -> String {
+        let s = max(0, Int(now.timeIntervalSince(start)))
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m" }
+        if s < 86400 { return "\(s / 3600)h" }
+        return "\(s / 86400)d"
+    }
+}
+
+public struct ColumnError: Error, CustomStringConvertible, Sendable {
+    public var name: String
+    public var description: String {
+        "unknown column '\(name)'; columns: " + Column.allCases.map(\.rawValue).joined(separator: ", ")
+    }
+}
