@@ -1,0 +1,53 @@
+# locksmith — see README.md.
+#   make run      install build deps, build, and inspect this host (TUI on a terminal, else a list)
+#   make test     install test deps, build, start the test services, run every test, stop them
+#   make install  release binary (static Swift stdlib), man page, shell completions under $(PREFIX)
+
+PREFIX ?= /usr/local
+SWIFT ?= swift
+BIN := .build/debug/locksmith
+RELEASE_BIN := .build/release/locksmith
+TEST_TIMEOUT ?= 45m
+
+.PHONY: all build release run deps test-deps test install uninstall clean
+
+all: build
+
+deps:
+	scripts/install-deps build
+
+test-deps:
+	scripts/install-deps test
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib
+
+run: build
+	$(BIN) $(ARGS)
+
+test: test-deps
+	$(SWIFT) build --build-tests
+	scripts/run-tests $(TEST_TIMEOUT)
+
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/locksmith
+	install -m 0644 man/locksmith.1 $(DESTDIR)$(PREFIX)/share/man/man1/locksmith.1
+	$(RELEASE_BIN) --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/locksmith
+	$(RELEASE_BIN) --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_locksmith
+	$(RELEASE_BIN) --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/locksmith.fish
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/locksmith $(DESTDIR)$(PREFIX)/share/man/man1/locksmith.1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/locksmith \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_locksmith \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/locksmith.fish
+
+clean:
+	rm -rf .build
