@@ -23,7 +23,7 @@ build: deps
 	$(SWIFT) build
 
 release: deps
-	$(SWIFT) build -c release --static-swift-stdlib
+	$(SWIFT) build -c release --static-swift-stdlib --product locksmith
 
 run: build
 	$(BIN) $(ARGS)
