@@ -1,0 +1,2 @@
+import _TestSupport
+import XCTest
