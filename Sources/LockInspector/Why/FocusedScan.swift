@@ -50,7 +50,8 @@ public enum FocusedScan {
         guard let text = ProcFS.read(procRoot + "/locks") else {
             throw ImageLockError.system(operation: "read", path: procRoot + "/locks", errno: errno == 0 ? ENOENT : errno)
         }
-        let all = text.split(separator: "\n").compactMap { KernelLock(line: $0) }
+        // fcntl locks only: flock(2) locks and leases never conflict with fcntl locks.
+        let all = text.split(separator: "\n").compactMap { KernelLock(line: $0) }.filter { $0.kind == "POSIX" || $0.kind == "OFDLCK" }
         func on(_ dev: DeviceID, _ ino: UInt64) -> [KernelLock] { all.filter { $0.device == dev && $0.inode == ino } }
         let relevant = targets.flatMap { t in on(t.device, t.inode) + t.lockFiles.flatMap { on($0.device, $0.inode) } }
         let attributed = LockHolderFinder.attribute(relevant.filter { !$0.isWaiter }, procRoot: procRoot)
