@@ -54,7 +54,8 @@ public enum WhyFacts {
                          writable: regular && faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0)
     }
 
-    static func lockDirFacts(_ dir: String, realPath: String) -> LockDirFacts {
+    static func lockDirFacts(_ named: String, realPath: String) -> LockDirFacts {
+        let dir = absolute(named)
         var st = stat()
         let isDir = stat(dir, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
         let lf = ImageLocker(lockDirectory: dir).lockFilePath(realPath: realPath)
