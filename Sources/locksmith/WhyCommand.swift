@@ -194,7 +194,7 @@ extension Locksmith {
         }
 
         private func stamp(_ d: Date) -> String {
-            d.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
+            d.formatted(.iso8601)
         }
     }
 }

@@ -329,7 +329,8 @@ private struct Diagnoser {
                                           remedy: "run as a user that may write \(dir.directory), or create the lock file (mode 0644) beforehand",
                                           blocks: true))
                 } else {
-                    facts.append(Fact(statement: "lock file \(dir.lockFile) does not exist: the \(mode.rawValue) lock is free", proven: input.proofs != nil))
+                    let proven = input.proofs?.contains { $0.scheme == .lockfile && $0.path == dir.lockFile && $0.error == nil && $0.acquired } ?? false
+                    facts.append(Fact(statement: "lock file \(dir.lockFile) does not exist: the \(mode.rawValue) lock is free", proven: proven))
                 }
                 continue
             case .symlink?:
