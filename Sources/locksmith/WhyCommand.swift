@@ -1,0 +1,200 @@
+import ArgumentParser
+import Foundation
+import ImageLock
+import LockInspector
+
+extension Locksmith {
+    struct Why: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Tell whether an image would open, and if not, why: QEMU's words, who holds it, what to do.",
+            discussion: """
+                --write asks about a read-write open such as `qemu-io IMAGE` or a VM's \
+                writable disk (the image and, read-only, its backing files); --read-only \
+                about a look such as `qemu-img info IMAGE` (the image only). QEMU's lock \
+                rule is applied to the locks the kernel lists; the lock files of the \
+                lockfile scheme in each --lock-dir and libvirt virtlockd's byte-0 lock are \
+                checked too. Nothing is locked or created unless --force is given; --force \
+                test-acquires each lock through the core and releases it at once, so the \
+                verdict is proven rather than inferred.
+
+                Exit 0: the open would succeed. Exit 1: it would fail (a lock, a missing \
+                image, permissions...). Exit 2: could not tell (reason on stderr).
+
+                Examples:
+                  locksmith why vm1.qcow2
+                  locksmith why --read-only --json vm1.qcow2
+                  locksmith why --force --lock-dir /var/tmp base.qcow2
+                """)
+
+        @Argument(help: ArgumentHelp("The disk image.", valueName: "image"))
+        var image: String
+
+        @Flag var intent: IntentFlag = .write
+
+        @Flag(help: "Prove instead of infer: test-acquire each lock through the core (taking and releasing it at once; no lock or file is left behind).")
+        var force = false
+
+        @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
+            "Directory of the lock files of the lockfile scheme (repeatable; default /var/tmp).", valueName: "dir"))
+        var lockDirectories: [String] = []
+
+        @Flag(help: "Print one JSON object instead of text.")
+        var json = false
+
+        enum IntentFlag: String, EnumerableFlag {
+            case write, readOnly
+
+            static func name(for value: IntentFlag) -> NameSpecification {
+                value == .write ? .customLong("write") : .customLong("read-only")
+            }
+
+            static func help(for value: IntentFlag) -> ArgumentHelp? {
+                value == .write ? "Ask about a read-write open, like qemu-io (the default)."
+                    : "Ask about a read-only look, like qemu-img info."
+            }
+
+            var intent: OpenIntent { self == .write ? .write : .readOnly }
+        }
+
+        func run() throws {
+            let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
+            var input = WhyFacts.gather(named: image, intent: intent.intent, lockDirectories: dirs)
+            let targets = FocusedScan.targets(of: input)
+            if !targets.isEmpty {
+                // TEMPORARY: the lead switches this to `Inspector.snapshot()` on merge.
+                do {
+                    input.images = try FocusedScan.images(for: targets)
+                    input.overlayUses = FocusedScan.overlayUses(images: input.images, chain: input.chain)
+                } catch {
+                    input.inspectionError = "\(error)"
+                }
+            }
+            if force { input.proofs = proofs(for: input, lockDirectories: dirs) }
+            let verdict = Diagnosis.verdict(input)
+            if json {
+                try JSONOutput.write(verdict)
+            } else {
+                printHuman(verdict)
+            }
+            switch verdict.outcome {
+            case .opens: return
+            case .fails: throw Status.held
+            case .unknown:
+                complain(verdict.reasons.first { !$0.blocks }?.message ?? "could not tell")
+                throw Status.couldNotCheck
+            }
+        }
+
+        /// `--force`: a test-acquire through the core for each image QEMU would open and each
+        /// lock file. ImageLocker.probe takes and releases at once and never creates a lock file.
+        func proofs(for input: WhyInput, lockDirectories: [String]) -> [ProbeProof] {
+            var out: [ProbeProof] = []
+            let opened = input.intent.opensBackingChain ? input.chain.count : 1
+            for (depth, link) in input.chain.enumerated() where depth < opened {
+                let f = link.file
+                guard f.exists, f.isDisk, f.error == nil, f.readable, link.problem == nil else { continue }
+                let mode: LockMode = depth == 0 ? input.intent.lockMode : .shared
+                if mode == .exclusive && !f.writable { continue }
+                out.append(probe(f.path, scheme: .qemu, mode: mode, locker: ImageLocker()))
+            }
+            guard let top = input.chain.first?.file, top.exists, top.isDisk else { return out }
+            for d in input.lockDirs where d.exists {
+                let k = d.lockFileFacts.kind
+                guard k == nil || k == .regular else { continue }
+                var p = probe(top.path, scheme: .lockfile, mode: input.intent.lockMode,
+                              locker: ImageLocker(lockDirectory: d.directory))
+                p.path = d.lockFile
+                out.append(p)
+            }
+            return out
+        }
+
+        func probe(_ path: String, scheme: LockScheme, mode: LockMode, locker: ImageLocker) -> ProbeProof {
+            do {
+                let r = try locker.probe(path, scheme: scheme, mode: mode)
+                return ProbeProof(scheme: scheme, path: r.lockFile ?? r.image, mode: mode, acquired: r.acquired,
+                                  qemuConflicts: r.contention?.qemuConflicts ?? [],
+                                  holderPids: (r.contention?.holders.map(\.pid) ?? []) + (r.contention?.blocking.compactMap(\.pid) ?? []))
+            } catch {
+                return ProbeProof(scheme: scheme, path: path, mode: mode, acquired: false, error: "\(error)")
+            }
+        }
+
+        // MARK: - Human output
+
+        private func printHuman(_ v: Verdict) {
+            let how = v.intent == .write ? "read-write" : "read-only"
+            switch v.outcome {
+            case .opens:
+                print("\(v.image): opens \(how)" + (v.proven ? " (proven)" : ""))
+            case .fails:
+                let n = v.blockers.count
+                let by = n == 0 ? "" : " — blocked by " + (n == 1 ? name(v.blockers[0]) : "\(n) holders")
+                print("\(v.image): won't open \(how)\(by)")
+            case .unknown:
+                print("\(v.image): can't tell whether it opens \(how)")
+            }
+            if let m = v.qemuMessage {
+                print("  QEMU says: \(m)")
+                if let h = v.qemuHint { print("             \(h)") }
+            }
+            for r in v.reasons {
+                print("  \(r.blocks ? "reason" : "unknown"): \(r.message)")
+                print("          remedy: \(r.remedy)")
+            }
+            for b in v.blockers {
+                print("  blocker: \(describe(b))")
+                print("           remedy: \(b.remedy)")
+            }
+            for w in v.waiters {
+                let who = w.pid.map { "pid \($0) (\(w.command ?? "?"))" } ?? "an OFD lock request (pid not shown by the kernel)"
+                let since = w.started.map { ", running since \(stamp($0))" } ?? ""
+                print("  waiting: \(who) queued for a \(w.lockType?.lowercased() ?? "") lock on \(w.waitsOn)\(since)")
+            }
+            if v.chain.count > 1 {
+                print("  chain:")
+                for (i, c) in v.chain.enumerated() {
+                    var line = "    \(String(repeating: "  ", count: i))\(i == 0 ? "" : "└ ")\(c.path) (\(c.exists ? c.format : "missing"))"
+                    if !c.opened { line += " [not opened by this open]" }
+                    let hs = c.holders.map { h in
+                        "\(h.lock) by pid \(h.pid) (\(h.vm.map { "VM \($0)" } ?? h.command))" + (h.via.map { " via \($0)" } ?? "")
+                    }
+                    if !hs.isEmpty { line += " — held " + hs.joined(separator: ", ") }
+                    if let p = c.problem { line += " — \(p)" }
+                    print(line)
+                }
+            }
+            for f in v.facts {
+                print("  \(f.proven ? "proven" : "inferred"): \(f.statement)")
+            }
+        }
+
+        private func name(_ b: Blocker) -> String {
+            guard let pid = b.pid else { return "an unseen holder" }
+            if let vm = b.vm { return "VM \(vm) (pid \(pid))" }
+            return "\(b.command ?? "?") (pid \(pid))"
+        }
+
+        private func describe(_ b: Blocker) -> String {
+            var parts: [String] = []
+            if let pid = b.pid {
+                parts.append("pid \(pid) \(b.command ?? "?")")
+                if let vm = b.vm { parts.append("VM \(vm)") }
+                if let u = b.user { parts.append("user \(u)") }
+                if let s = b.started { parts.append("since \(stamp(s))") }
+                if let m = b.openMode { parts.append("open \(m.rawValue)" + (b.fd.map { " (fd \($0))" } ?? "")) }
+            } else {
+                parts.append("holder not visible")
+            }
+            parts.append("\(b.scheme.rawValue) scheme, holds \(b.lock) on \(b.holds)" + (b.via.map { " via overlay \($0)" } ?? ""))
+            let what = b.scheme == .qemu ? "conflicting permissions" : "conflicting lock"
+            parts.append("\(what): \(b.conflict.joined(separator: ", "))")
+            if b.proven { parts.append("proven") }
+            return parts.joined(separator: "; ")
+        }
+
+        private func stamp(_ d: Date) -> String {
+            d.formatted(.iso8601)
+        }
+    }
+}
