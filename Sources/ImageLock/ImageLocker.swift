@@ -215,7 +215,9 @@ public struct ImageLocker: Sendable {
     }
 
     /// Opens the lock file without following links or blocking; refuses anything that is
-    /// not a regular file. Returns the fd and whether this call created the file.
+    /// not a regular file. Returns the fd and whether this call created the file. An
+    /// existing file is opened read-write only for an exclusive lock (F_WRLCK needs it);
+    /// a shared lock needs only read access, so non-owners can share root's lock file.
     private func openLockFile(_ path: String, write: Bool, create: Bool) throws -> (fd: Int32, created: Bool)? {
         let base = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY
         // Refuse non-regular entries before opening them: opening a device can have effects.
@@ -262,7 +264,7 @@ public struct ImageLocker: Sendable {
         let type: LockType = mode == .exclusive ? .write : .read
         let flavor = flavorPolicy.flavor
         for _ in 0..<8 {
-            guard let (fd, created) = try openLockFile(path, write: mode == .exclusive || create, create: create) else {
+            guard let (fd, created) = try openLockFile(path, write: mode == .exclusive, create: create) else {
                 throw ImageLockError.system(operation: "open", path: path, errno: ENOENT)
             }
             let got: Bool

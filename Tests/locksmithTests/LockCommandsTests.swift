@@ -218,6 +218,10 @@ final class LockCommandsTests: XCTestCase {
         assertOneLineError(ex, contains: "cannot be opened for writing (an exclusive lock needs it): Permission denied")
         let sh = try Run.capture(setpriv, asNobody + ["try", "--shared", "--lock-dir", dir.path, image])
         XCTAssertEqual(sh.status, 0, "a shared lock needs only read access: \(sh)")
+        let hold = try Run.capture(setpriv, asNobody + ["hold", "--shared", "--lock-dir", dir.path, image, "--", "true"])
+        XCTAssertEqual(hold.status, 0, "a shared hold on root's lock file: \(hold)")
+        let holdEx = try Run.capture(setpriv, asNobody + ["hold", "--lock-dir", dir.path, image, "--", "true"])
+        assertOneLineError(holdEx, contains: "cannot be opened for writing")
     }
 
     func testMissingImageDirectoryAndMissingLockDir() throws {
