@@ -53,6 +53,8 @@ public struct SnapshotTimings: Sendable, Equatable {
     public var fds = 0
     public var fdinfoReads = 0
     public var contentReads = 0
+
+    public init() {}
 }
 
 /// Finds every image lock on the host in one pass over /proc/locks, /proc/PID/{fd,fdinfo},

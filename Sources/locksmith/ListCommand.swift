@@ -57,6 +57,9 @@ extension Locksmith {
             "Read this directory instead of /proc (a copy or a test fixture).", valueName: "dir"))
         var procRoot: String = "/proc"
 
+        @Flag(help: .hidden)
+        var timing = false
+
         func validate() throws {
             if let o = output, case .failure(let e) = Column.parse(o) { throw ValidationError(e.description) }
         }
@@ -76,7 +79,14 @@ extension Locksmith {
             }
             let snapshot: Snapshot
             do {
-                snapshot = try Inspector(options).snapshot()
+                var t = SnapshotTimings()
+                snapshot = try Inspector(options).snapshot(timings: &t)
+                if timing {
+                    func ms(_ s: Double) -> String { String(format: "%.1f ms", s * 1000) }
+                    complain("timing: total \(ms(t.total)) = /proc/locks \(ms(t.kernelLocks)), lock dirs \(ms(t.lockDirectories)), "
+                             + "processes \(ms(t.processes)), mapping \(ms(t.mapping)); \(t.fds) fds, "
+                             + "\(t.fdinfoReads) fdinfo reads, \(t.contentReads) lock-file reads")
+                }
             } catch let e as InspectorError {
                 complain(e.description)
                 throw Status.couldNotCheck
