@@ -155,6 +155,7 @@ struct Scan {
 
         // 3. One pass over the processes: fd links and fdinfo locks.
         let t2 = now()
+        bootTime = ProcessDetails.bootTime(procRoot: procRoot)
         let needPaths = !lockFiles.isEmpty || !leaseFiles.isEmpty
         let anyUnownedRow = rows.contains { !$0.isWaiter && $0.inode != nil && $0.kind != "POSIX" }
         let posixPids = Set(rows.filter { $0.kind == "POSIX" && !$0.isWaiter }.compactMap(\.pid))
@@ -164,7 +165,6 @@ struct Scan {
 
         // 4. Classify the locked files, map lock files to images, assemble.
         let t3 = now()
-        bootTime = ProcessDetails.bootTime(procRoot: procRoot)
         var candidates = Candidates()
         if needPaths {
             candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids)
@@ -287,7 +287,7 @@ struct Scan {
                 continue  // gone since /proc was listed
             case .failure(let e):
                 out.hidden.insert(pid)
-                let command = ProcFS.command(pid: pid, procRoot: procRoot).map { " (\($0))" } ?? ""
+                let command = process(pid).map { " (\($0.command))" } ?? ""
                 unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(fdDir): \(e.text)"))
                 continue
             }
