@@ -286,8 +286,11 @@ struct Scan {
             case .failure(let e) where e.errno == ENOENT || e.errno == ESRCH:
                 continue  // gone since /proc was listed
             case .failure(let e):
+                let d = process(pid)
+                // Kernel threads (empty cmdline) open no files: nothing is missed there.
+                if let d, d.args.isEmpty { continue }
                 out.hidden.insert(pid)
-                let command = process(pid).map { " (\($0.command))" } ?? ""
+                let command = d.map { " (\($0.command))" } ?? ""
                 unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(fdDir): \(e.text)"))
                 continue
             }

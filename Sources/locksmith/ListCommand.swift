@@ -96,7 +96,8 @@ extension Locksmith {
                 return
             }
             let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults
-            print(Table.render(LockRow.rows(of: snapshot), columns: columns, headings: !noHeadings), terminator: "")
+            FileHandle.standardOutput.write(Data(Table.render(LockRow.rows(of: snapshot), columns: columns,
+                                                              headings: !noHeadings).utf8))
             if !snapshot.unseen.isEmpty {
                 complain("note: \(snapshot.unseen.count) thing(s) could not be looked at"
                          + (geteuid() == 0 ? "" : " (run as root to see every holder)")

@@ -89,7 +89,12 @@ final class InspectorFixtureTests: XCTestCase {
         // pid 300 (the holder of the POSIX lock on the lock file) vanished: no directory.
         // pid 400: its fd dir cannot be listed (a file where the dir should be: ENOTDIR).
         try proc.write("400/status", "Name:\tsecretive\nUid:\t0\t0\t0\t0\n")
+        try proc.write("400/cmdline", "secretive\0--quiet\0")
         try proc.write("400/fd", "")
+        // pid 2: a kernel thread (empty cmdline) whose fds cannot be read either: it opens no files.
+        try proc.write("2/status", "Name:\tkthreadd\nUid:\t0\t0\t0\t0\n")
+        try proc.write("2/cmdline", "")
+        try proc.write("2/fd", "")
         try proc.process(500, name: "qemu-img", args: ["qemu-img", "info", "/images/base.qcow2"])
 
         let snap = try Inspector(InspectorOptions(procRoot: proc.root, lockDirectories: [lockDir],
@@ -146,6 +151,7 @@ final class InspectorFixtureTests: XCTestCase {
         let unseen = snap.unseen.map { "\($0.what) | \($0.why)" }.joined(separator: "\n")
         XCTAssertTrue(unseen.contains("open files of pid 400 (secretive)"), unseen)
         XCTAssertTrue(unseen.contains("details of pid 300"), unseen)
+        XCTAssertFalse(unseen.contains("kthreadd"), unseen)
         XCTAssertTrue(unseen.contains("holder of OFDLCK READ lock on fe:00:7000 bytes 100-100"), unseen)
         XCTAssertTrue(unseen.contains("waiter for OFDLCK WRITE lock on fe:00:6000"), unseen)
         XCTAssertTrue(unseen.contains("this is not a lock"), unseen)
