@@ -127,13 +127,35 @@ struct Scan {
 
     mutating func run(timings t: inout SnapshotTimings) throws -> Snapshot {
         let t0 = now()
-        // 1. The kernel's lock table.
         var isDir = ObjCBool(false)
         guard FileManager.default.fileExists(atPath: procRoot, isDirectory: &isDir), isDir.boolValue else {
             throw InspectorError.procUnreadable(path: procRoot, errno: ENOENT)
         }
-        guard let text = SystemReads.readProc(procRoot + "/locks") else {
-            throw InspectorError.procUnreadable(path: procRoot + "/locks", errno: errno == 0 ? ENOENT : errno)
+        // 1. The kernel's lock table, read on a second thread while the rest is scanned:
+        // /proc/locks hands out at most a page per read() and walks the global lock list
+        // from its start at every read (seq_hlist_start_percpu), so a big table costs
+        // kernel time quadratic in its size (~2 s for 100k locks here).
+        let table = KernelTableReader(path: procRoot + "/locks")
+
+        // 2. Lock dirs and lease dirs: readdir only; the dir's device plus d_ino is the key.
+        let t1 = now()
+        var lockFiles: [LockFileEntry] = []
+        for dir in options.lockDirectories { lockFiles += scanLockDirectory(dir) }
+        var leaseFiles: [LockFileEntry] = []
+        for dir in options.leaseDirectories { leaseFiles += scanLeaseDirectory(dir) }
+        t.lockDirectories = now() - t1
+
+        // 3. One pass over the processes: fd links and fdinfo locks.
+        let t2 = now()
+        bootTime = ProcessDetails.bootTime(procRoot: procRoot)
+        let needPaths = !lockFiles.isEmpty || !leaseFiles.isEmpty
+        let procs = scanProcesses(allLinks: needPaths, timings: &t)
+        t.processes = now() - t2
+
+        let (text, readErrno, readTime) = table.wait()
+        t.kernelLocks = readTime
+        guard let text else {
+            throw InspectorError.procUnreadable(path: procRoot + "/locks", errno: readErrno == 0 ? ENOENT : readErrno)
         }
         var rows: [KernelLock] = []
         for line in text.split(separator: "\n") {
@@ -143,25 +165,14 @@ struct Scan {
         }
         var rowsByFile: [FileKey: [KernelLock]] = [:]
         for r in rows { if let k = r.fileKey { rowsByFile[k, default: []].append(r) } }
-        t.kernelLocks = now() - t0
-
-        // 2. Lock dirs and lease dirs: readdir only; the dir's device plus d_ino is the key.
-        let t1 = now()
-        var lockFiles: [LockFileEntry] = []
-        for dir in options.lockDirectories { lockFiles += scanLockDirectory(dir, rowsByFile: rowsByFile) }
-        var leaseFiles: [LockFileEntry] = []
-        for dir in options.leaseDirectories { leaseFiles += scanLeaseDirectory(dir, rowsByFile: rowsByFile) }
-        t.lockDirectories = now() - t1
-
-        // 3. One pass over the processes: fd links and fdinfo locks.
-        let t2 = now()
-        bootTime = ProcessDetails.bootTime(procRoot: procRoot)
-        let needPaths = !lockFiles.isEmpty || !leaseFiles.isEmpty
-        let anyUnownedRow = rows.contains { !$0.isWaiter && $0.inode != nil && $0.kind != "POSIX" }
-        let posixPids = Set(rows.filter { $0.kind == "POSIX" && !$0.isWaiter }.compactMap(\.pid))
-        let procs = scanProcesses(allFdinfo: anyUnownedRow, fdinfoPids: posixPids, allLinks: needPaths,
-                                  wantedFiles: Set(rowsByFile.keys), timings: &t)
-        t.processes = now() - t2
+        for i in lockFiles.indices {
+            lockFiles[i].held = rowsByFile[FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)]?
+                .contains { !$0.isWaiter } ?? false
+        }
+        for i in leaseFiles.indices {
+            leaseFiles[i].held = rowsByFile[FileKey(device: leaseFiles[i].device, inode: leaseFiles[i].inode)]?
+                .contains { !$0.isWaiter } ?? false
+        }
 
         // 4. Classify the locked files, map lock files to images, assemble.
         let t3 = now()
@@ -197,8 +208,8 @@ struct Scan {
 
     /// `.qemu-*.lock` entries of one lock dir; nothing is opened or stat'ed per entry
     /// unless the filesystem gives no d_type.
-    mutating func scanLockDirectory(_ dir: String, rowsByFile: [FileKey: [KernelLock]]) -> [LockFileEntry] {
-        scanDirectory(dir, rowsByFile: rowsByFile, label: "lock dir") { name in
+    mutating func scanLockDirectory(_ dir: String) -> [LockFileEntry] {
+        scanDirectory(dir, label: "lock dir") { name in
             // ".qemu-" ... ".lock"
             var p = name
             for c in ".qemu-".utf8 {
@@ -211,13 +222,13 @@ struct Scan {
     }
 
     /// virtlockd lease files: 64 hex digits.
-    mutating func scanLeaseDirectory(_ dir: String, rowsByFile: [FileKey: [KernelLock]]) -> [LockFileEntry] {
+    mutating func scanLeaseDirectory(_ dir: String) -> [LockFileEntry] {
         var isDir = ObjCBool(false)
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else { return [] }
-        return scanDirectory(dir, rowsByFile: rowsByFile, label: "virtlockd lease dir") { name in strlen(name) == 64 }
+        return scanDirectory(dir, label: "virtlockd lease dir") { name in strlen(name) == 64 }
     }
 
-    mutating func scanDirectory(_ dir: String, rowsByFile: [FileKey: [KernelLock]], label: String,
+    mutating func scanDirectory(_ dir: String, label: String,
                                 keep: (UnsafePointer<CChar>) -> Bool) -> [LockFileEntry] {
         let device: DeviceID
         switch SystemReads.status(dir) {
@@ -247,8 +258,7 @@ struct Scan {
                 dev = s.device
                 inode = s.inode
             }
-            let held = rowsByFile[FileKey(device: dev, inode: inode)]?.contains { !$0.isWaiter } ?? false
-            return LockFileEntry(path: path, kind: kind ?? .unknown, device: dev, inode: inode, held: held)
+            return LockFileEntry(path: path, kind: kind ?? .unknown, device: dev, inode: inode, held: false)
         }
     }
 
@@ -269,16 +279,13 @@ struct Scan {
     }
 
     /// One pass over /proc/PID/fd: readlink every fd (no filesystem access: the kernel's
-    /// d_path), and read fdinfo only for fds naming a path, and only when a lock could be
-    /// theirs (any OFD/flock lock on the host, or a POSIX lock of that pid).
-    mutating func scanProcesses(allFdinfo: Bool, fdinfoPids: Set<Int32>, allLinks: Bool, wantedFiles: Set<FileKey>,
-                                timings t: inout SnapshotTimings) -> ProcessScan {
+    /// d_path) and read the fdinfo of every fd that names a path; only fdinfo with `lock:`
+    /// lines is parsed. (Which locks exist is not known yet: /proc/locks is read meanwhile.)
+    mutating func scanProcesses(allLinks: Bool, timings t: inout SnapshotTimings) -> ProcessScan {
         var out = ProcessScan()
         out.pids = ProcFS.pids(procRoot: procRoot)
-        let wantedInodes = Set(wantedFiles.map(\.inode))
+        var buffer = [UInt8](repeating: 0, count: 16384)
         for pid in out.pids {
-            let wantFdinfo = !wantedInodes.isEmpty && (allFdinfo || fdinfoPids.contains(pid))
-            guard wantFdinfo || allLinks else { continue }
             let fdDir = "\(procRoot)/\(pid)/fd"
             let names: [DirEntry]
             switch SystemReads.entries(fdDir) {
@@ -294,17 +301,17 @@ struct Scan {
                 unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(fdDir): \(e.text)"))
                 continue
             }
+            let infoDir = "\(procRoot)/\(pid)/fdinfo/"
             for entry in names {
                 guard let fd = Int32(entry.name) else { continue }
                 t.fds += 1
                 guard let link = SystemReads.readLink("\(fdDir)/\(entry.name)"), link.hasPrefix("/") else { continue }
                 if allLinks, out.openPaths[link] == nil { out.openPaths[link] = pid }
-                guard wantFdinfo else { continue }
                 t.fdinfoReads += 1
-                guard let text = SystemReads.readProc("\(procRoot)/\(pid)/fdinfo/\(entry.name)"),
-                      let info = FDInfo(text: Substring(text)), !info.locks.isEmpty else { continue }
-                if let ino = info.inode, !wantedInodes.contains(ino) { continue }
-                guard let key = info.locks.first?.fileKey else { continue }
+                guard let n = SystemReads.readSmallProcFile(infoDir + entry.name, into: &buffer),
+                      SystemReads.contains(buffer, count: n, "\nlock:") else { continue }
+                guard let info = FDInfo(text: Substring(String(decoding: buffer[0..<n], as: UTF8.self))),
+                      let key = info.locks.first?.fileKey else { continue }
                 out.byFile[key, default: []].append(
                     OpenFileLocks(pid: pid, fd: fd, link: link, flags: info.flags, locks: info.locks))
                 for l in info.locks { out.shapes[l.shape, default: 0] += 1 }
@@ -349,7 +356,8 @@ struct Scan {
     mutating func buildCandidates(openPaths: [String: Int32], pids: [Int32]) -> Candidates {
         var c = Candidates()
         let deleted = " (deleted)"
-        for path in openPaths.keys.sorted() where !path.hasSuffix(deleted) {
+        // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
+        for path in openPaths.keys.sorted() where !path.hasSuffix(deleted) && !path.hasSuffix(".lock") {
             c.add(path, source: "open file")
         }
         for dir in options.imageDirectories {
@@ -604,6 +612,33 @@ struct Scan {
         return Holder(pid: pid, command: d?.command ?? "?", args: d?.args ?? [], user: d?.user, uid: d?.uid,
                       started: d?.started, fd: fd, openMode: openMode, vm: d?.vm, scheme: scheme, lockType: type,
                       qemu: qemu)
+    }
+}
+
+/// Reads /proc/locks on its own thread.
+final class KernelTableReader: @unchecked Sendable {
+    private let group = DispatchGroup()
+    private var text: String?
+    private var errno_: Int32 = 0
+    private var seconds: Double = 0
+
+    init(path: String) {
+        group.enter()
+        let thread = Thread { [self] in
+            let t0 = now()
+            text = SystemReads.readProc(path)
+            if text == nil { errno_ = errno }
+            seconds = now() - t0
+            group.leave()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// The text (nil when unreadable), the errno of the failure, and the seconds spent.
+    func wait() -> (String?, Int32, Double) {
+        group.wait()
+        return (text, errno_, seconds)
     }
 }
 

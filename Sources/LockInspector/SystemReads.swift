@@ -184,6 +184,47 @@ enum SystemReads {
         return out
     }
 
+    /// Reads a /proc file made by one `show` call (fdinfo, status): a read shorter than the
+    /// buffer is the whole file, which saves the read that would return 0. Returns the byte
+    /// count, or nil when it cannot be read; a file larger than the buffer is cut short.
+    static func readSmallProcFile(_ path: String, into buffer: inout [UInt8]) -> Int? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var got = 0
+        while got < buffer.count {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, $0.count - got) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return got > 0 ? got : nil
+            }
+            got += n
+            if n == 0 || got < buffer.count { break }
+        }
+        return got
+    }
+
+    /// Whether `needle` occurs in the first `count` bytes of `bytes`.
+    static func contains(_ bytes: [UInt8], count: Int, _ needle: StaticString) -> Bool {
+        let k = needle.utf8CodeUnitCount
+        guard count >= k, k > 0 else { return false }
+        return bytes.withUnsafeBufferPointer { b in
+            needle.withUTF8Buffer { nd in
+                let first = nd[0]
+                var i = 0
+                while i <= count - k {
+                    if b[i] == first {
+                        var j = 1
+                        while j < k && b[i + j] == nd[j] { j += 1 }
+                        if j == k { return true }
+                    }
+                    i += 1
+                }
+                return false
+            }
+        }
+    }
+
     /// The user name of a uid on this host, or nil. The corresponding C function is `getpwuid_r`.
     static func userName(_ uid: UInt32) -> String? {
         var pw = passwd()
