@@ -41,7 +41,7 @@ public enum Column: String, CaseIterable, Sendable {
         switch self {
         case .image: return "image path (or <unknown> and the lock file)"
         case .scheme: return "lock scheme: lockfile, qemu, virtlockd, gluster"
-        case .mode: return "write/read lock, or rw/ro for QEMU users; 'wait' for a blocked waiter"
+        case .mode: return "write/read lock, or rw/ro for QEMU users; 'wait' for a blocked waiter; 'free' for a lock file nobody holds; 'held' when the holder cannot be seen"
         case .pid: return "holder's process id"
         case .command: return "holder's command name"
         case .vm: return "VM name from QEMU's -name"
@@ -127,7 +127,9 @@ public enum Column: String, CaseIterable, Sendable {
             return row.image.schemes.map(\.rawValue).joined(separator: ",")
         case .mode:
             if row.waiting { return "wait" }
-            return h?.modeSummary ?? "free"
+            if let h { return h.modeSummary }
+            // Locked, but by no holder this scan could see (another user's fds): not free.
+            return row.image.locks.contains { !$0.isWaiter } ? "held" : "free"
         case .pid: return h.map { String($0.pid) } ?? "-"
         case .command: return h?.command ?? "-"
         case .vm: return h?.vm ?? "-"

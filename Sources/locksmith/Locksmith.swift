@@ -16,7 +16,8 @@ struct Locksmith: ParsableCommand {
             with its command's status.
             """,
         version: LocksmithVersion.current,
-        subcommands: [Path.self, Try.self, Hold.self, Why.self]
+        subcommands: [List.self, Why.self, Try.self, Hold.self, Path.self],
+        defaultSubcommand: List.self
     )
 }
 

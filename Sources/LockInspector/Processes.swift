@@ -1,0 +1,209 @@
+import Foundation
+import ImageLock
+
+/// What /proc says about a process, as far as naming a lock holder needs.
+public struct ProcessDetails: Sendable, Equatable {
+    public var pid: Int32
+    /// `Name:` of /proc/PID/status (the kernel's comm, at most 15 bytes).
+    public var command: String
+    public var args: [String]
+    /// Effective uid (second field of `Uid:`).
+    public var uid: UInt32?
+    public var user: String?
+    public var started: Date?
+    /// The VM name from QEMU's `-name`.
+    public var vm: String?
+
+    /// Reads status, cmdline and stat of one process; nil when it is gone.
+    static func read(pid: Int32, procRoot: String, bootTime: Date?, users: inout [UInt32: String?]) -> ProcessDetails? {
+        let dir = "\(procRoot)/\(pid)"
+        guard let status = SystemReads.readProc(dir + "/status") else { return nil }
+        var command = ""
+        var uid: UInt32?
+        for line in status.split(separator: "\n") {
+            if line.hasPrefix("Name:") {
+                command = String(line.dropFirst(5).drop(while: { $0 == " " || $0 == "\t" }))
+            } else if line.hasPrefix("Uid:") {
+                let ids = line.dropFirst(4).split(whereSeparator: { $0 == " " || $0 == "\t" })
+                uid = ids.count > 1 ? UInt32(ids[1]) : ids.first.flatMap { UInt32($0) }
+            }
+        }
+        let args = SystemReads.readProcBytes(dir + "/cmdline").map(ProcessDetails.splitCmdline) ?? []
+        var started: Date?
+        if let stat = SystemReads.readProc(dir + "/stat"), let boot = bootTime,
+           let ticks = ProcessDetails.startTicks(stat: stat) {
+            started = boot.addingTimeInterval(Double(ticks) / Double(SystemReads.clockTicks))
+        }
+        var user: String?
+        if let u = uid {
+            if let cached = users[u] { user = cached } else {
+                user = SystemReads.userName(u)
+                users[u] = user
+            }
+        }
+        return ProcessDetails(pid: pid, command: command, args: args, uid: uid, user: user, started: started,
+                              vm: QemuArgs.vmName(args))
+    }
+
+    /// /proc/PID/cmdline: arguments separated (and ended) by NUL.
+    static func splitCmdline(_ bytes: [UInt8]) -> [String] {
+        var b = bytes[...]
+        if b.last == 0 { b = b.dropLast() }
+        guard !b.isEmpty else { return [] }
+        return b.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Field 22 (starttime, clock ticks after boot) of /proc/PID/stat. The command name
+    /// in field 2 may hold spaces and parentheses: count from the last `)`.
+    static func startTicks(stat: String) -> UInt64? {
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // fields[0] is field 3 (state); field 22 is fields[19].
+        return fields.count > 19 ? UInt64(fields[19]) : nil
+    }
+
+    /// `btime` of /proc/stat: boot time in seconds since the epoch.
+    static func bootTime(procRoot: String) -> Date? {
+        guard let text = SystemReads.readProc(procRoot + "/stat") else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("btime ") {
+            if let s = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) {
+                return Date(timeIntervalSince1970: s)
+            }
+        }
+        return nil
+    }
+}
+
+/// What QEMU's command line says about VMs and images (qemu-options.hx).
+public enum QemuArgs {
+    /// Whether argv[0] names a QEMU program (qemu-system-*, qemu-kvm, qemu-img, qemu-io,
+    /// qemu-nbd, qemu-storage-daemon).
+    public static func isQemu(_ args: [String]) -> Bool {
+        guard let first = args.first else { return false }
+        let base = first.split(separator: "/").last.map(String.init) ?? first
+        return base.hasPrefix("qemu")
+    }
+
+    /// The VM name of `-name guest=NAME,...` or `-name NAME` (also `--name`, `-name=...`).
+    public static func vmName(_ args: [String]) -> String? {
+        for (i, a) in args.enumerated() {
+            var value: String?
+            if a == "-name" || a == "--name" {
+                value = i + 1 < args.count ? args[i + 1] : nil
+            } else if a.hasPrefix("-name=") {
+                value = String(a.dropFirst(6))
+            } else if a.hasPrefix("--name=") {
+                value = String(a.dropFirst(7))
+            }
+            guard let v = value else { continue }
+            let parts = splitOptions(v)
+            if let g = parts.first(where: { $0.hasPrefix("guest=") }) { return String(g.dropFirst(6)) }
+            if let first = parts.first, !first.contains("=") { return first }
+            return nil
+        }
+        return nil
+    }
+
+    /// Image paths named by `file=` / `filename=` keys (also `drive.file=`, `file.filename=`)
+    /// in QEMU option strings, and `"filename":"..."` in JSON `-blockdev` arguments.
+    public static func filePaths(_ args: [String]) -> [String] {
+        var out: [String] = []
+        for a in args {
+            if a.hasPrefix("{") {
+                out += jsonFilenames(a)
+                continue
+            }
+            guard a.contains("file") else { continue }
+            for part in splitOptions(a) {
+                guard let eq = part.firstIndex(of: "=") else { continue }
+                let key = part[..<eq]
+                let last = key.split(separator: ".").last ?? key
+                if last == "file" || last == "filename" {
+                    let v = String(part[part.index(after: eq)...])
+                    if !v.isEmpty && !v.contains(":") || v.hasPrefix("/") { out.append(v) }
+                }
+            }
+        }
+        return out
+    }
+
+    /// QEMU's option syntax: `a=b,c=d`, a doubled comma is a literal comma.
+    static func splitOptions(_ s: String) -> [String] {
+        var parts: [String] = []
+        var cur = ""
+        var it = Array(s)
+        var i = 0
+        while i < it.count {
+            if it[i] == "," {
+                if i + 1 < it.count && it[i + 1] == "," {
+                    cur.append(",")
+                    i += 2
+                    continue
+                }
+                parts.append(cur)
+                cur = ""
+            } else {
+                cur.append(it[i])
+            }
+            i += 1
+        }
+        parts.append(cur)
+        it.removeAll()
+        return parts
+    }
+
+    static func jsonFilenames(_ s: String) -> [String] {
+        guard let data = s.data(using: .utf8), let obj = try? JSONSerialization.jsonObject(with: data) else { return [] }
+        var out: [String] = []
+        func walk(_ v: Any) {
+            if let d = v as? [String: Any] {
+                for (k, x) in d {
+                    if k == "filename", let p = x as? String { out.append(p) } else { walk(x) }
+                }
+            } else if let a = v as? [Any] {
+                a.forEach(walk)
+            }
+        }
+        walk(obj)
+        return out
+    }
+}
+
+/// Disk sources in libvirt domain XML (`<source file='...'/>`, `<source dev='...'/>`).
+/// A scan of the `<source` tags, not an XML parser: enough for libvirt's own output.
+enum LibvirtXML {
+    static func diskSources(_ xml: String) -> [String] {
+        var out: [String] = []
+        var rest = xml[...]
+        while let r = rest.range(of: "<source") {
+            rest = rest[r.upperBound...]
+            guard let end = rest.firstIndex(of: ">") else { break }
+            let tag = rest[..<end]
+            for attr in ["file", "dev"] {
+                if let v = attribute(attr, in: tag) { out.append(unescape(v)) }
+            }
+            rest = rest[end...]
+        }
+        return out
+    }
+
+    static func attribute(_ name: String, in tag: Substring) -> String? {
+        var s = tag
+        while let r = s.range(of: name + "=") {
+            let before = r.lowerBound == s.startIndex ? " " : s[s.index(before: r.lowerBound)]
+            s = s[r.upperBound...]
+            guard before == " " || before == "\t" || before == "\n", let q = s.first, q == "'" || q == "\"" else { continue }
+            let body = s.dropFirst()
+            guard let close = body.firstIndex(of: q) else { return nil }
+            return String(body[..<close])
+        }
+        return nil
+    }
+
+    static func unescape(_ s: String) -> String {
+        guard s.contains("&") else { return s }
+        return s.replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&quot;", with: "\"")
+            .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
+            .replacingOccurrences(of: "&amp;", with: "&")
+    }
+}

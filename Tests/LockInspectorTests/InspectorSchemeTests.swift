@@ -1,0 +1,108 @@
+import _TestSupport
+import Foundation
+import ImageLock
+import LockInspector
+import XCTest
+
+/// virtlockd's locks, libvirt XML and QEMU arguments as image candidates.
+final class InspectorSchemeTests: XCTestCase {
+    /// A python process named `virtlockd` (as the real daemon's comm) that takes virtlockd's
+    /// POSIX lock on byte 0 of the image and of a SHA-256-named lease file.
+    func testVirtlockdDirectAndLeaseLocks() throws {
+        let dir = TempDir("virtlockd")
+        let image = dir.makeFile("vm2.img")
+        let leases = dir.file("lockd")
+        try FileManager.default.createDirectory(atPath: leases, withIntermediateDirectories: false)
+        let libvirt = dir.file("qemu")
+        try FileManager.default.createDirectory(atPath: libvirt, withIntermediateDirectories: false)
+        try """
+            <domain type='kvm'>
+              <name>vm2</name>
+              <devices>
+                <disk type='file' device='disk'>
+                  <driver name='qemu' type='raw'/>
+                  <source file='\(image)'/>
+                  <target dev='vda' bus='virtio'/>
+                </disk>
+              </devices>
+            </domain>
+            """.write(toFile: libvirt + "/vm2.xml", atomically: false, encoding: .utf8)
+        let lease = leases + "/" + Digest.sha256Hex(image)
+        _ = FileManager.default.createFile(atPath: lease, contents: Data())
+        let script = """
+            import fcntl, sys, time
+            open("/proc/self/comm", "w").write("virtlockd")
+            a = open(sys.argv[1], "r+b")
+            b = open(sys.argv[2], "r+b")
+            fcntl.lockf(a, fcntl.LOCK_EX, 1, 0)
+            fcntl.lockf(b, fcntl.LOCK_EX, 1, 0)
+            time.sleep(60)
+            """
+        let p = try Background(try Run.tool("python3"), ["-c", script, image, lease])
+        defer { p.stop() }
+        p.waitForLocks(on: lease)
+        let snap = try Inspector(InspectorOptions(lockDirectories: [], libvirtDirectories: [libvirt],
+                                                  leaseDirectories: [leases])).snapshot()
+        let img = try XCTUnwrap(snap.images.first { $0.path == image }, "\(snap.images.map(\.id))")
+        XCTAssertEqual(img.schemes, [.virtlockd])
+        XCTAssertEqual(img.lockFiles, [lease])
+        XCTAssertEqual(img.holders.map(\.pid), [p.pid, p.pid], "one holder per locked file: the image and the lease")
+        XCTAssertEqual(Set(img.holders.map(\.command)), ["virtlockd"])
+        XCTAssertTrue(img.holders.allSatisfy { $0.scheme == .virtlockd && $0.lockType == .write && $0.qemu == nil })
+        XCTAssertEqual(img.locks.count, 2)
+        let entry = try XCTUnwrap(snap.lockFiles.first { $0.path == lease })
+        XCTAssertEqual(entry.image, image)
+        XCTAssertEqual(entry.mappedBy, "open file", "the holder has the image open: the first candidate source")
+        XCTAssertTrue(entry.held)
+    }
+
+    func testLibvirtXMLAndQemuArgsMapLockFiles() throws {
+        let dir = TempDir("candidates")
+        let locks = dir.file("locks")
+        try FileManager.default.createDirectory(atPath: locks, withIntermediateDirectories: false)
+        let libvirt = dir.file("qemu")
+        try FileManager.default.createDirectory(atPath: libvirt, withIntermediateDirectories: false)
+        let fromXML = dir.makeFile("xml's & disk.img", size: 0)
+        let escaped = fromXML.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "'", with: "&apos;")
+        try "<domain><devices><disk><source file='\(escaped)' index='1'/></disk></devices></domain>"
+            .write(toFile: libvirt + "/a.xml", atomically: false, encoding: .utf8)
+        let fromArgs = dir.makeFile("args.img", size: 0)
+        for img in [fromXML, fromArgs] {
+            _ = FileManager.default.createFile(atPath: locks + "/" + ImageLocker.lockFileName(realPath: img), contents: Data())
+        }
+        // A QEMU-named process whose arguments name an image it does not hold open.
+        let fake = dir.file("qemu-system-x86_64")
+        // python3 may be a pyenv shim: link to the interpreter itself.
+        let python = try Run.capture(try Run.tool("python3"), ["-c", "import sys; print(sys.executable)"])
+        try FileManager.default.createSymbolicLink(atPath: fake, withDestinationPath: python.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        let p = try Background(fake, ["-c", "import time; time.sleep(60)", "-drive", "file=\(fromArgs),format=raw,if=none", "-name", "guest=vm3"])
+        defer { p.stop() }
+        // Wait until its cmdline shows the exec.
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline,
+              !((try? String(contentsOfFile: "/proc/\(p.pid)/cmdline", encoding: .utf8)) ?? "").contains("file=") {
+            usleep(5_000)
+        }
+        var t = SnapshotTimings()
+        let snap = try Inspector(InspectorOptions(lockDirectories: [locks], libvirtDirectories: [libvirt],
+                                                  leaseDirectories: [])).snapshot(timings: &t)
+        let byImage = Dictionary(uniqueKeysWithValues: snap.lockFiles.compactMap { e in e.image.map { ($0, e.mappedBy ?? "") } })
+        XCTAssertEqual(byImage[fromXML], "libvirt")
+        XCTAssertEqual(byImage[fromArgs], "qemu args")
+        XCTAssertEqual(t.contentReads, 0)
+    }
+
+    func testQemuArgs() {
+        XCTAssertEqual(QemuArgs.vmName(["qemu-system-x86_64", "-name", "guest=web1,debug-threads=on"]), "web1")
+        XCTAssertEqual(QemuArgs.vmName(["qemu-system-x86_64", "-name", "db,,2,process=x"]), "db,2")
+        XCTAssertEqual(QemuArgs.vmName(["qemu-kvm", "--name=plain"]), "plain")
+        XCTAssertNil(QemuArgs.vmName(["qemu-io", "-r", "x.img"]))
+        XCTAssertEqual(QemuArgs.filePaths(["qemu", "-drive", "file=/a,,b.img,format=qcow2",
+                                           "-blockdev", "driver=file,filename=/c.img,node-name=n",
+                                           "-drive", "file=nbd:localhost:10809",
+                                           "-blockdev", #"{"driver":"qcow2","file":{"driver":"file","filename":"/d.qcow2"}}"#]),
+                       ["/a,b.img", "/c.img", "/d.qcow2"])
+        XCTAssertTrue(QemuArgs.isQemu(["/usr/bin/qemu-system-x86_64"]))
+        XCTAssertFalse(QemuArgs.isQemu(["/usr/bin/python3"]))
+    }
+}
