@@ -76,6 +76,9 @@ public struct KernelLock: Hashable, Sendable, Codable {
     }
 
     public var isOFD: Bool { kind == "OFDLCK" }
+    /// An fcntl record lock (POSIX or OFD). flock(2) locks and leases never conflict with
+    /// fcntl locks, so they never stop QEMU or the lockfile scheme.
+    public var isFcntlLock: Bool { kind == "POSIX" || kind == "OFDLCK" }
     public var isWaiter: Bool { blockedBy != nil }
     public var lockType: LockType? {
         switch type {

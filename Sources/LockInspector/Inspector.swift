@@ -13,6 +13,9 @@ public struct InspectorOptions: Sendable, Equatable {
     public var libvirtDirectories: [String]
     /// virtlockd's lease dirs (indirect mode): files named by SHA-256 of a disk path.
     public var leaseDirectories: [String]
+    /// Look only at these images and their lock files (`why`): no lock-dir listing, no
+    /// candidate mapping, and fdinfo read only where it can concern them.
+    public var focus: [InspectorFocus]?
 
     public static let defaultLockDirectories = ["/var/tmp"]
     public static let defaultLibvirtDirectories = ["/etc/libvirt/qemu", "/run/libvirt/qemu"]
@@ -26,6 +29,19 @@ public struct InspectorOptions: Sendable, Equatable {
         self.imageDirectories = imageDirectories
         self.libvirtDirectories = libvirtDirectories
         self.leaseDirectories = leaseDirectories
+    }
+}
+
+/// An image the inspector is asked about alone, with the lock files that would be its own.
+public struct InspectorFocus: Sendable, Equatable {
+    /// The image's realpath.
+    public var image: String
+    /// Its lock files, one per lock dir (they need not exist).
+    public var lockFiles: [String]
+
+    public init(image: String, lockFiles: [String]) {
+        self.image = image
+        self.lockFiles = lockFiles
     }
 }
 
@@ -140,16 +156,24 @@ struct Scan {
         // 2. Lock dirs and lease dirs: readdir only; the dir's device plus d_ino is the key.
         let t1 = now()
         var lockFiles: [LockFileEntry] = []
-        for dir in options.lockDirectories { lockFiles += scanLockDirectory(dir) }
         var leaseFiles: [LockFileEntry] = []
-        for dir in options.leaseDirectories { leaseFiles += scanLeaseDirectory(dir) }
+        if let focus = options.focus {
+            (lockFiles, leaseFiles) = focusedFiles(focus)
+        } else {
+            for dir in options.lockDirectories { lockFiles += scanLockDirectory(dir) }
+            for dir in options.leaseDirectories { leaseFiles += scanLeaseDirectory(dir) }
+        }
         t.lockDirectories = now() - t1
 
         // 3. One pass over the processes: fd links and fdinfo locks.
         let t2 = now()
         bootTime = ProcessDetails.bootTime(procRoot: procRoot)
-        let needPaths = !lockFiles.isEmpty || !leaseFiles.isEmpty
-        let procs = scanProcesses(allLinks: needPaths, timings: &t)
+        let needPaths = options.focus == nil && (!lockFiles.isEmpty || !leaseFiles.isEmpty)
+        // Focused: fdinfo only of fds whose link names an image or lock file in focus.
+        let onlyLinks: Set<String>? = options.focus.map { f in
+            Set(f.map(\.image) + lockFiles.map(\.path) + leaseFiles.map(\.path))
+        }
+        var procs = scanProcesses(allLinks: needPaths, onlyLinks: onlyLinks, timings: &t)
         t.processes = now() - t2
 
         let (text, readErrno, readTime) = table.wait()
@@ -165,6 +189,28 @@ struct Scan {
         }
         var rowsByFile: [FileKey: [KernelLock]] = [:]
         for r in rows { if let k = r.fileKey { rowsByFile[k, default: []].append(r) } }
+        var candidates = Candidates()
+        if let focus = options.focus {
+            // Only the focused files matter; they are images by definition.
+            var keep: [FileKey: [KernelLock]] = [:]
+            for f in focus {
+                guard case .success(let st) = SystemReads.status(f.image) else { continue }
+                let k = FileKey(device: st.device, inode: st.inode)
+                candidates.imageFiles[k] = f.image
+                keep[k] = rowsByFile[k]
+            }
+            for lf in lockFiles + leaseFiles {
+                let k = FileKey(device: lf.device, inode: lf.inode)
+                keep[k] = rowsByFile[k]
+            }
+            rowsByFile = keep.filter { !$0.value.isEmpty }
+            // An OFD lock held through a path other than the one in focus (a hard link, a
+            // bind mount) is missed by the link filter: then read every fdinfo after all.
+            let unnamed = rowsByFile.values.joined().contains { !$0.isWaiter && $0.pid == nil && procs.shapes[$0.shape] == nil }
+            if unnamed {
+                procs = scanProcesses(allLinks: false, onlyLinks: nil, timings: &t)
+            }
+        }
         for i in lockFiles.indices {
             lockFiles[i].held = rowsByFile[FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)]?
                 .contains { !$0.isWaiter } ?? false
@@ -176,7 +222,6 @@ struct Scan {
 
         // 4. Classify the locked files, map lock files to images, assemble.
         let t3 = now()
-        var candidates = Candidates()
         if needPaths {
             candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids)
         }
@@ -262,6 +307,28 @@ struct Scan {
         }
     }
 
+    /// The focused images' lock files and lease files, by lstat of their exact names
+    /// (no directory listing); each is mapped to its image by name.
+    mutating func focusedFiles(_ focus: [InspectorFocus]) -> (lockFiles: [LockFileEntry], leaseFiles: [LockFileEntry]) {
+        func entry(_ path: String, image: String) -> LockFileEntry? {
+            guard case .success(let s) = SystemReads.lstatus(path) else { return nil }
+            var e = LockFileEntry(path: path, kind: s.kind, device: s.device, inode: s.inode, held: false)
+            e.image = image
+            e.mappedBy = "name"
+            return e
+        }
+        var lockFiles: [LockFileEntry] = []
+        var leaseFiles: [LockFileEntry] = []
+        for f in focus {
+            lockFiles += f.lockFiles.compactMap { entry($0, image: f.image) }
+            for dir in options.leaseDirectories {
+                let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
+                if let e = entry(base + "/" + Digest.sha256Hex(f.image), image: f.image) { leaseFiles.append(e) }
+            }
+        }
+        return (lockFiles, leaseFiles)
+    }
+
     // MARK: Processes
 
     struct ProcessScan {
@@ -281,7 +348,7 @@ struct Scan {
     /// One pass over /proc/PID/fd: readlink every fd (no filesystem access: the kernel's
     /// d_path) and read the fdinfo of every fd that names a path; only fdinfo with `lock:`
     /// lines is parsed. (Which locks exist is not known yet: /proc/locks is read meanwhile.)
-    mutating func scanProcesses(allLinks: Bool, timings t: inout SnapshotTimings) -> ProcessScan {
+    mutating func scanProcesses(allLinks: Bool, onlyLinks: Set<String>?, timings t: inout SnapshotTimings) -> ProcessScan {
         var out = ProcessScan()
         out.pids = ProcFS.pids(procRoot: procRoot)
         var buffer = [UInt8](repeating: 0, count: 16384)
@@ -307,6 +374,7 @@ struct Scan {
                 t.fds += 1
                 guard let link = SystemReads.readLink("\(fdDir)/\(entry.name)"), link.hasPrefix("/") else { continue }
                 if allLinks, out.openPaths[link] == nil { out.openPaths[link] = pid }
+                if let only = onlyLinks, !only.contains(link) { continue }
                 t.fdinfoReads += 1
                 guard let n = SystemReads.readSmallProcFile(infoDir + entry.name, into: &buffer),
                       SystemReads.contains(buffer, count: n, "\nlock:") else { continue }
@@ -607,8 +675,11 @@ struct Scan {
             unseen.append(Unseen(what: "details of pid \(pid)", why: "the process ended during the scan"))
         }
         let type: LockType? = locks.contains { $0.type == "WRITE" } ? .write : locks.contains { $0.type == "READ" } ? .read : nil
-        let qemu: QemuPermissions? = scheme == .qemu
-            ? QemuPermissions(lockedRanges: locks.map { (start: $0.start, end: $0.end) }) : nil
+        // Only QEMU's own byte locks say which permissions a user holds: a whole-file lock
+        // or an flock(2) lock on an image is no QEMU user (why still counts the fcntl ones).
+        let byteLocks = locks.filter { $0.isFcntlLock && $0.isQemuByteLock }
+        let qemu: QemuPermissions? = scheme == .qemu && !byteLocks.isEmpty
+            ? QemuPermissions(lockedRanges: byteLocks.map { (start: $0.start, end: $0.end) }) : nil
         return Holder(pid: pid, command: d?.command ?? "?", args: d?.args ?? [], user: d?.user, uid: d?.uid,
                       started: d?.started, fd: fd, openMode: openMode, vm: d?.vm, scheme: scheme, lockType: type,
                       qemu: qemu)

@@ -59,12 +59,16 @@ extension Locksmith {
         func run() throws {
             let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
             var input = WhyFacts.gather(named: image, intent: intent.intent, lockDirectories: dirs)
-            let targets = FocusedScan.targets(of: input)
-            if !targets.isEmpty {
-                // TEMPORARY: the lead switches this to `Inspector.snapshot()` on merge.
+            // Only what concerns this image: its chain members and its lock files.
+            let members = input.chain.map(\.file).filter { $0.exists && $0.isDisk }
+            if !members.isEmpty {
+                var focus = members.map { InspectorFocus(image: $0.path, lockFiles: []) }
+                focus[0].lockFiles = input.lockDirs.map(\.lockFile)
+                var options = InspectorOptions(lockDirectories: dirs)
+                options.focus = focus
                 do {
-                    input.images = try FocusedScan.images(for: targets)
-                    input.overlayUses = FocusedScan.overlayUses(images: input.images, chain: input.chain)
+                    input.images = try Inspector(options).snapshot().images
+                    input.overlayUses = OverlayScan.overlayUses(images: input.images, chain: input.chain)
                 } catch {
                     input.inspectionError = "\(error)"
                 }

@@ -134,6 +134,14 @@ final class WhyCommandTests: XCTestCase {
             defer { _ = own }
             try assertSameAsQemu(image, lockDir: dir.path, "whole-file write lock")
         }
+        do {
+            // flock(2) never conflicts with fcntl locks: QEMU opens, and why must agree.
+            let fd = open(image, O_RDONLY | O_CLOEXEC)
+            XCTAssertEqual(flock(fd, LOCK_EX), 0)
+            defer { close(fd) }
+            try assertSameAsQemu(image, lockDir: dir.path, "flock holder")
+            XCTAssertEqual(try why(["--write", "--lock-dir", dir.path, image]).result.status, 0)
+        }
         try assertSameAsQemu(image, lockDir: dir.path, "free again")
     }
 

@@ -143,7 +143,7 @@ private struct Diagnoser {
         let entry = input.entry(for: link.file)
         let holders = (entry?.holders ?? []).filter { $0.scheme == .qemu }
         let rows = (entry?.locks ?? []).filter {
-            !$0.isWaiter && (link.file.inode == nil || $0.inode == nil || $0.inode == link.file.inode)
+            !$0.isWaiter && $0.isFcntlLock && (link.file.inode == nil || $0.inode == nil || $0.inode == link.file.inode)
         }
         func covers(_ h: Holder, _ byte: Int64) -> Bool {
             guard let q = h.qemu else { return false }
@@ -360,7 +360,7 @@ private struct Diagnoser {
             }
             let want: LockType = mode == .exclusive ? .write : .read
             let rows = (entry?.locks ?? []).filter {
-                !$0.isWaiter && $0.inode == lf.inode && ($0.lockType.map { want.conflicts(with: $0) } ?? true)
+                !$0.isWaiter && $0.isFcntlLock && $0.inode == lf.inode && ($0.lockType.map { want.conflicts(with: $0) } ?? true)
             }
             var named = (entry?.holders ?? []).filter {
                 $0.scheme == .lockfile && ($0.lockType.map { want.conflicts(with: $0) } ?? true)
