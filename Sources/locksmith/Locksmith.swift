@@ -16,7 +16,7 @@ struct Locksmith: ParsableCommand {
             with its command's status.
             """,
         version: LocksmithVersion.current,
-        subcommands: [Path.self, Try.self, Hold.self]
+        subcommands: [Path.self, Try.self, Hold.self, Tui.self]
     )
 }
 
