@@ -51,7 +51,7 @@ public enum Renderer {
         } else if let e = s.scanError {
             right += "scan failed: \(e)"
         } else if let t = s.lastRefresh {
-            right += "refreshed \(clock(t))"
+            right += (buf.width >= 100 ? "refreshed " : "") + clock(t)
         }
         let rw = min(DisplayText.width(right, unicode: buf.unicode), max(0, buf.width - 12))
         let lw = buf.put(left, x: 0, y: 0, width: buf.width - rw - (rw > 0 ? 1 : 0), style: st)
@@ -185,14 +185,19 @@ public enum Renderer {
             return
         }
         buf.fill(y: y, style: Style(.keyBar))
+        // Help and Quit always stay; the others drop from the right when the line is short.
+        var items = KeyTable.bindings.compactMap { b in b.bar.map { (key: KeyTable.keyName(b), word: $0, action: b.action) } }
+        func need(_ i: [(key: String, word: String, action: Action)]) -> Int {
+            i.reduce(0) { $0 + $1.key.count + $1.word.count + 3 } - 2
+        }
+        while need(items) > buf.width,
+              let drop = items.lastIndex(where: { $0.action != .help && $0.action != .quit }) {
+            items.remove(at: drop)
+        }
         var x = 0
-        for b in KeyTable.bindings {
-            guard let word = b.bar else { continue }
-            let key = KeyTable.keyName(b)
-            let need = DisplayText.width(key) + word.count + 3
-            if x + need > buf.width + 1 { break }
-            x += buf.put(key, x: x, y: y, style: Style(.keyName))
-            x += buf.put(" " + word + "  ", x: x, y: y, style: Style(.keyBar))
+        for item in items {
+            x += buf.put(item.key, x: x, y: y, style: Style(.keyName))
+            x += buf.put(" " + item.word + "  ", x: x, y: y, style: Style(.keyBar))
         }
     }
 

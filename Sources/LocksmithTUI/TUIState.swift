@@ -340,9 +340,13 @@ public struct TUIState: Sendable {
             return (x ?? -1) < (y ?? -1)
         case .age:
             // Oldest first: the longest-running holder has the largest age.
-            let x = a.holder?.started ?? .distantFuture, y = b.holder?.started ?? .distantFuture
-            if x == y { return nil }
-            return x > y
+            // Rows without a start time go last.
+            switch (a.holder?.started, b.holder?.started) {
+            case (nil, nil): return nil
+            case (nil, _): return false
+            case (_, nil): return true
+            case let (x?, y?): return x == y ? nil : x < y
+            }
         default:
             let x = column.cell(a, now: .distantPast), y = column.cell(b, now: .distantPast)
             if x == y { return nil }
@@ -376,8 +380,9 @@ public struct TUIState: Sendable {
             selected = 0
         }
         if rows.indices.contains(selected) {
-            // Remember the image it stays on; the exact holder is kept while it exists.
-            if selectedKey == nil || RowKey(rows[selected]).imageID != selectedKey?.imageID {
+            // The remembered row changes only when its image left the snapshot: a filter
+            // that hides it for a moment, or a holder that comes and goes, does not lose it.
+            if selectedKey == nil || !all.contains(where: { $0.image.id == selectedKey?.imageID }) {
                 selectedKey = RowKey(rows[selected])
             }
         }
