@@ -46,13 +46,13 @@ public enum Renderer {
             if !snap.unseen.isEmpty { left += "  \(snap.unseen.count) unseen" }
         }
         if !s.filter.isEmpty && !s.editingFilter { right += "filter \"\(s.filter)\"  " }
-        if s.scanning {
-            right += "scanning"
-        } else if let e = s.scanError {
+        if let e = s.scanError {
             right += "scan failed: \(e)"
         } else if let t = s.lastRefresh {
             right += (buf.width >= 100 ? "refreshed " : "") + clock(t)
         }
+        // The last refresh time stays while the next scan runs: no flicker between the two.
+        if s.scanning { right += right.isEmpty ? "scanning" : " *" }
         let rw = min(DisplayText.width(right, unicode: buf.unicode), max(0, buf.width - 12))
         let lw = buf.put(left, x: 0, y: 0, width: buf.width - rw - (rw > 0 ? 1 : 0), style: st)
         if rw > 0 && lw + rw < buf.width {

@@ -249,7 +249,7 @@ public struct TUIState: Sendable {
 
     private mutating func startTest(_ image: ImageLocks, _ mode: LockMode) -> Reaction {
         var r = results[image.id] ?? ImageResults()
-        r.test = ["taking a \(mode.rawValue) lock..."]
+        r.test = ["test-acquiring (\(mode.rawValue))..."]
         results[image.id] = r
         return Reaction(.redraw, [.testAcquire(image, mode)])
     }

@@ -210,6 +210,12 @@ final class RenderTests: XCTestCase {
         XCTAssertTrue(b.line(0).contains("scan failed: cannot read /proc/locks"), b.line(0))
     }
 
+    func testARescanKeepsTheLastRefreshTime() {
+        var s = Fixtures.state()
+        s.handle(.scanStarted)
+        XCTAssertTrue(Renderer.render(s).line(0).hasSuffix("22:13:20 *"), Renderer.render(s).line(0))
+    }
+
     func testEmptySnapshot() {
         let (_, b) = (0, Renderer.render(Fixtures.state(images: [])))
         XCTAssertEqual(b.line(2), " no image locks found")
