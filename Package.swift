@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "ImageLock", targets: ["ImageLock"]),
         .library(name: "LockInspector", targets: ["LockInspector"]),
+        .library(name: "LocksmithTUI", targets: ["LocksmithTUI"]),
         .executable(name: "locksmith", targets: ["locksmith"]),
     ],
     dependencies: [
@@ -20,11 +21,16 @@ let package = Package(
         .target(name: "ImageLock", dependencies: ["CLinux", "CCrypto"]),
         // Discovery and analysis: /proc, lock dirs, image mapping, holders, the snapshot model.
         .target(name: "LockInspector", dependencies: ["ImageLock"]),
+        // System ncursesw through a module map and macro shims (FACTS.md §7).
+        .systemLibrary(name: "CCurses", providers: [.apt(["libncursesw5-dev"])]),
+        // The TUI: state, keys, layout and rendering into a screen buffer; the curses edge.
+        .target(name: "LocksmithTUI", dependencies: ["CCurses", "ImageLock", "LockInspector"]),
         .executableTarget(
             name: "locksmith",
             dependencies: [
                 "ImageLock",
                 "LockInspector",
+                "LocksmithTUI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -32,6 +38,7 @@ let package = Package(
         .target(name: "_TestSupport", dependencies: ["ImageLock"], path: "Tests/_TestSupport"),
         .testTarget(name: "ImageLockTests", dependencies: ["ImageLock", "_TestSupport"]),
         .testTarget(name: "LockInspectorTests", dependencies: ["LockInspector", "_TestSupport"]),
+        .testTarget(name: "LocksmithTUITests", dependencies: ["LocksmithTUI", "LockInspector", "ImageLock", "_TestSupport"]),
         .testTarget(name: "locksmithTests", dependencies: ["ImageLock", "_TestSupport"]),
     ]
 )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ImageLock
+import LockInspector
 
 /// Exit statuses shared by every subcommand (DESIGN.md "Command line").
 enum Status {
@@ -57,6 +58,33 @@ struct LockDirOption: ParsableArguments {
         let policy: LockFlavorPolicy =
             ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
         return ImageLocker(lockDirectory: lockDirectory, flavorPolicy: policy)
+    }
+}
+
+/// Where the inspector looks: shared by `list`, `tui`, `audit` and `watch`.
+struct ScanOptions: ParsableArguments {
+    @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
+        "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
+    var lockDirectories: [String] = []
+
+    @Option(name: .customLong("images"), help: ArgumentHelp(
+        "A directory of images, to name the images of lock files (repeatable).", valueName: "dir"))
+    var imageDirectories: [String] = []
+
+    @Option(name: .customLong("proc"), help: ArgumentHelp(
+        "Read this directory instead of /proc (a copy or a test fixture).", valueName: "dir"))
+    var procRoot: String = "/proc"
+
+    /// The same options as command-line words, to hand them on to another subcommand.
+    var arguments: [String] {
+        lockDirectories.flatMap { ["--lock-dir", $0] } + imageDirectories.flatMap { ["--images", $0] }
+            + ["--proc", procRoot]
+    }
+
+    var inspectorOptions: InspectorOptions {
+        InspectorOptions(procRoot: procRoot,
+                         lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
+                         imageDirectories: imageDirectories)
     }
 }
 

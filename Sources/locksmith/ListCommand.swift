@@ -45,17 +45,7 @@ extension Locksmith {
         @Flag(name: .customLong("no-headings"), help: "Leave out the header line.")
         var noHeadings = false
 
-        @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
-            "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
-        var lockDirectories: [String] = []
-
-        @Option(name: .customLong("images"), help: ArgumentHelp(
-            "A directory of images, to name the images of lock files (repeatable).", valueName: "dir"))
-        var imageDirectories: [String] = []
-
-        @Option(name: .customLong("proc"), help: ArgumentHelp(
-            "Read this directory instead of /proc (a copy or a test fixture).", valueName: "dir"))
-        var procRoot: String = "/proc"
+        @OptionGroup var scan: ScanOptions
 
         @Flag(help: .hidden)
         var timing = false
@@ -64,11 +54,7 @@ extension Locksmith {
             if let o = output, case .failure(let e) = Column.parse(o) { throw ValidationError(e.description) }
         }
 
-        var options: InspectorOptions {
-            InspectorOptions(procRoot: procRoot,
-                             lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
-                             imageDirectories: imageDirectories)
-        }
+        var options: InspectorOptions { scan.inspectorOptions }
 
         func run() throws {
             if listColumns {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Locksmith: ParsableCommand {
@@ -7,7 +8,8 @@ struct Locksmith: ParsableCommand {
         abstract: "Find who holds a disk image lock, and why an image won't open.",
         discussion: """
             QEMU says 'Failed to get "write" lock. Is another process using the image?'. \
-            locksmith tells which process, and why. It understands the lock-file scheme \
+            locksmith tells which process, and why. Without a subcommand it opens the \
+            live view (`locksmith tui`) on a terminal, and prints `locksmith list` otherwise. It understands the lock-file scheme \
             (/var/tmp/.qemu-<sha1 of realpath>.lock) and the byte locks QEMU >= 2.10 takes \
             inside images, and can take either kind of lock itself.
 
@@ -16,11 +18,31 @@ struct Locksmith: ParsableCommand {
             with its command's status.
             """,
         version: LocksmithVersion.current,
-        subcommands: [List.self, Why.self, Try.self, Hold.self, Path.self],
-        defaultSubcommand: List.self
+        subcommands: [Browse.self, List.self, Why.self, Tui.self, Try.self, Hold.self, Path.self],
+        defaultSubcommand: Browse.self
     )
 }
 
 enum LocksmithVersion {
     static let current = "0.1.0"
+}
+
+extension Locksmith {
+    /// `locksmith` alone: the TUI when stdout is a terminal, else the same as `list`.
+    struct Browse: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "browse",
+            abstract: "The TUI on a terminal, else the same as `list`.",
+            shouldDisplay: false)
+
+        @OptionGroup var scan: ScanOptions
+
+        func run() throws {
+            if isatty(STDOUT_FILENO) == 1 && isatty(STDIN_FILENO) == 1 {
+                try Tui.parse(scan.arguments).run()
+            } else {
+                try List.parse(scan.arguments).run()
+            }
+        }
+    }
 }

@@ -58,7 +58,25 @@ extension Locksmith {
 
         func run() throws {
             let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
-            var input = WhyFacts.gather(named: image, intent: intent.intent, lockDirectories: dirs)
+            let verdict = Why.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force)
+            if json {
+                try JSONOutput.write(verdict)
+            } else {
+                for line in WhyText.lines(verdict) { print(line) }
+            }
+            switch verdict.outcome {
+            case .opens: return
+            case .fails: throw Status.held
+            case .unknown:
+                complain(verdict.reasons.first { !$0.blocks }?.message ?? "could not tell")
+                throw Status.couldNotCheck
+            }
+        }
+
+        /// The verdict for `image`, from the inspector in focus mode (only its chain and its
+        /// lock files are looked at); with `force`, proven by test-acquiring through the core.
+        static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool) -> Verdict {
+            var input = WhyFacts.gather(named: image, intent: intent, lockDirectories: dirs)
             // Only what concerns this image: its chain members and its lock files.
             let members = input.chain.map(\.file).filter { $0.exists && $0.isDisk }
             if !members.isEmpty {
@@ -74,24 +92,12 @@ extension Locksmith {
                 }
             }
             if force { input.proofs = proofs(for: input, lockDirectories: dirs) }
-            let verdict = Diagnosis.verdict(input)
-            if json {
-                try JSONOutput.write(verdict)
-            } else {
-                printHuman(verdict)
-            }
-            switch verdict.outcome {
-            case .opens: return
-            case .fails: throw Status.held
-            case .unknown:
-                complain(verdict.reasons.first { !$0.blocks }?.message ?? "could not tell")
-                throw Status.couldNotCheck
-            }
+            return Diagnosis.verdict(input)
         }
 
         /// `--force`: a test-acquire through the core for each image QEMU would open and each
         /// lock file. ImageLocker.probe takes and releases at once and never creates a lock file.
-        func proofs(for input: WhyInput, lockDirectories: [String]) -> [ProbeProof] {
+        static func proofs(for input: WhyInput, lockDirectories: [String]) -> [ProbeProof] {
             var out: [ProbeProof] = []
             let opened = input.intent.opensBackingChain ? input.chain.count : 1
             for (depth, link) in input.chain.enumerated() where depth < opened {
@@ -113,7 +119,7 @@ extension Locksmith {
             return out
         }
 
-        func probe(_ path: String, scheme: LockScheme, mode: LockMode, locker: ImageLocker) -> ProbeProof {
+        static func probe(_ path: String, scheme: LockScheme, mode: LockMode, locker: ImageLocker) -> ProbeProof {
             do {
                 let r = try locker.probe(path, scheme: scheme, mode: mode)
                 return ProbeProof(scheme: scheme, path: r.lockFile ?? r.image, mode: mode, acquired: r.acquired,
@@ -123,82 +129,86 @@ extension Locksmith {
                 return ProbeProof(scheme: scheme, path: path, mode: mode, acquired: false, error: "\(error)")
             }
         }
+    }
+}
 
-        // MARK: - Human output
+/// `why`'s verdict as text lines: the command prints them, the TUI shows them.
+enum WhyText {
 
-        private func printHuman(_ v: Verdict) {
-            let how = v.intent == .write ? "read-write" : "read-only"
-            switch v.outcome {
-            case .opens:
-                print("\(v.image): opens \(how)" + (v.proven ? " (proven)" : ""))
-            case .fails:
-                let n = v.blockers.count
-                let by = n == 0 ? "" : " — blocked by " + (n == 1 ? name(v.blockers[0]) : "\(n) holders")
-                print("\(v.image): won't open \(how)\(by)")
-            case .unknown:
-                print("\(v.image): can't tell whether it opens \(how)")
-            }
-            if let m = v.qemuMessage {
-                print("  QEMU says: \(m)")
-                if let h = v.qemuHint { print("             \(h)") }
-            }
-            for r in v.reasons {
-                print("  \(r.blocks ? "reason" : "unknown"): \(r.message)")
-                print("          remedy: \(r.remedy)")
-            }
-            for b in v.blockers {
-                print("  blocker: \(describe(b))")
-                print("           remedy: \(b.remedy)")
-            }
-            for w in v.waiters {
-                let who = w.pid.map { "pid \($0) (\(w.command ?? "?"))" } ?? "an OFD lock request (pid not shown by the kernel)"
-                let since = w.started.map { ", running since \(stamp($0))" } ?? ""
-                print("  waiting: \(who) queued for a \(w.lockType?.lowercased() ?? "") lock on \(w.waitsOn)\(since)")
-            }
-            if v.chain.count > 1 {
-                print("  chain:")
-                for (i, c) in v.chain.enumerated() {
-                    var line = "    \(String(repeating: "  ", count: i))\(i == 0 ? "" : "└ ")\(c.path) (\(c.exists ? c.format : "missing"))"
-                    if !c.opened { line += " [not opened by this open]" }
-                    let hs = c.holders.map { h in
-                        "\(h.lock) by pid \(h.pid) (\(h.vm.map { "VM \($0)" } ?? h.command))" + (h.via.map { " via \($0)" } ?? "")
-                    }
-                    if !hs.isEmpty { line += " — held " + hs.joined(separator: ", ") }
-                    if let p = c.problem { line += " — \(p)" }
-                    print(line)
+    static func lines(_ v: Verdict) -> [String] {
+        var out: [String] = []
+        let how = v.intent == .write ? "read-write" : "read-only"
+        switch v.outcome {
+        case .opens:
+            out.append("\(v.image): opens \(how)" + (v.proven ? " (proven)" : ""))
+        case .fails:
+            let n = v.blockers.count
+            let by = n == 0 ? "" : " — blocked by " + (n == 1 ? name(v.blockers[0]) : "\(n) holders")
+            out.append("\(v.image): won't open \(how)\(by)")
+        case .unknown:
+            out.append("\(v.image): can't tell whether it opens \(how)")
+        }
+        if let m = v.qemuMessage {
+            out.append("  QEMU says: \(m)")
+            if let h = v.qemuHint { out.append("             \(h)") }
+        }
+        for r in v.reasons {
+            out.append("  \(r.blocks ? "reason" : "unknown"): \(r.message)")
+            out.append("          remedy: \(r.remedy)")
+        }
+        for b in v.blockers {
+            out.append("  blocker: \(describe(b))")
+            out.append("           remedy: \(b.remedy)")
+        }
+        for w in v.waiters {
+            let who = w.pid.map { "pid \($0) (\(w.command ?? "?"))" } ?? "an OFD lock request (pid not shown by the kernel)"
+            let since = w.started.map { ", running since \(stamp($0))" } ?? ""
+            out.append("  waiting: \(who) queued for a \(w.lockType?.lowercased() ?? "") lock on \(w.waitsOn)\(since)")
+        }
+        if v.chain.count > 1 {
+            out.append("  chain:")
+            for (i, c) in v.chain.enumerated() {
+                var line = "    \(String(repeating: "  ", count: i))\(i == 0 ? "" : "└ ")\(c.path) (\(c.exists ? c.format : "missing"))"
+                if !c.opened { line += " [not opened by this open]" }
+                let hs = c.holders.map { h in
+                    "\(h.lock) by pid \(h.pid) (\(h.vm.map { "VM \($0)" } ?? h.command))" + (h.via.map { " via \($0)" } ?? "")
                 }
+                if !hs.isEmpty { line += " — held " + hs.joined(separator: ", ") }
+                if let p = c.problem { line += " — \(p)" }
+                out.append(line)
             }
-            for f in v.facts {
-                print("  \(f.proven ? "proven" : "inferred"): \(f.statement)")
-            }
         }
+        for f in v.facts {
+            out.append("  \(f.proven ? "proven" : "inferred"): \(f.statement)")
+        }
+        return out
+    }
 
-        private func name(_ b: Blocker) -> String {
-            guard let pid = b.pid else { return "an unseen holder" }
-            if let vm = b.vm { return "VM \(vm) (pid \(pid))" }
-            return "\(b.command ?? "?") (pid \(pid))"
-        }
+    private static func name(_ b: Blocker) -> String {
+        guard let pid = b.pid else { return "an unseen holder" }
+        if let vm = b.vm { return "VM \(vm) (pid \(pid))" }
+        return "\(b.command ?? "?") (pid \(pid))"
+    }
 
-        private func describe(_ b: Blocker) -> String {
-            var parts: [String] = []
-            if let pid = b.pid {
-                parts.append("pid \(pid) \(b.command ?? "?")")
-                if let vm = b.vm { parts.append("VM \(vm)") }
-                if let u = b.user { parts.append("user \(u)") }
-                if let s = b.started { parts.append("since \(stamp(s))") }
-                if let m = b.openMode { parts.append("open \(m.rawValue)" + (b.fd.map { " (fd \($0))" } ?? "")) }
-            } else {
-                parts.append("holder not visible")
-            }
-            parts.append("\(b.scheme.rawValue) scheme, holds \(b.lock) on \(b.holds)" + (b.via.map { " via overlay \($0)" } ?? ""))
-            let what = b.scheme == .qemu ? "conflicting permissions" : "conflicting lock"
-            parts.append("\(what): \(b.conflict.joined(separator: ", "))")
-            if b.proven { parts.append("proven") }
-            return parts.joined(separator: "; ")
+    private static func describe(_ b: Blocker) -> String {
+        var parts: [String] = []
+        if let pid = b.pid {
+            parts.append("pid \(pid) \(b.command ?? "?")")
+            if let vm = b.vm { parts.append("VM \(vm)") }
+            if let u = b.user { parts.append("user \(u)") }
+            if let s = b.started { parts.append("since \(stamp(s))") }
+            if let m = b.openMode { parts.append("open \(m.rawValue)" + (b.fd.map { " (fd \($0))" } ?? "")) }
+        } else {
+            parts.append("holder not visible")
         }
+        parts.append("\(b.scheme.rawValue) scheme, holds \(b.lock) on \(b.holds)" + (b.via.map { " via overlay \($0)" } ?? ""))
+        let what = b.scheme == .qemu ? "conflicting permissions" : "conflicting lock"
+        parts.append("\(what): \(b.conflict.joined(separator: ", "))")
+        if b.proven { parts.append("proven") }
+        return parts.joined(separator: "; ")
+    }
 
-        private func stamp(_ d: Date) -> String {
-            d.formatted(.iso8601)
-        }
+    private static func stamp(_ d: Date) -> String {
+        d.formatted(.iso8601)
     }
 }

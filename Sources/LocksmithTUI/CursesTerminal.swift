@@ -1,0 +1,146 @@
+import CCurses
+import Foundation
+
+/// The real terminal through ncursesw: the only file that calls curses. It copies a
+/// `ScreenBuffer` to the screen (curses sends only what changed, so there is no
+/// flicker) and decodes keys.
+public final class CursesTerminal: TerminalDevice {
+    public private(set) var unicode = true
+    private var started = false
+    private var colors = false
+    private var escDelaySet = false
+
+    public init() {}
+
+    public enum StartError: Error, CustomStringConvertible {
+        case notATerminal
+        public var description: String {
+            "the TUI needs a terminal (TERM set, stdin and stdout a tty); try `locksmith list`"
+        }
+    }
+
+    public func start(color: Bool) throws {
+        guard isatty(0) == 1, isatty(1) == 1 else { throw StartError.notATerminal }
+        unicode = ccurses_setlocale_utf8() != 0
+        // Esc arrives alone after this many ms instead of curses' default second.
+        setenv("ESCDELAY", "25", 0)
+        // newterm, unlike initscr, returns NULL for an unknown TERM instead of exiting.
+        guard ccurses_newterm() != nil else { throw StartError.notATerminal }
+        started = true
+        raw()
+        noecho()
+        nonl()
+        _ = keypad(ccurses_stdscr(), true)
+        _ = curs_set(0)
+        colors = color && has_colors()
+        if colors {
+            start_color()
+            use_default_colors()
+            let pairs: [(Role, Int16, Int16)] = [
+                (.title, Int16(COLOR_BLACK), Int16(COLOR_CYAN)),
+                (.columnHeader, Int16(COLOR_BLACK), Int16(COLOR_GREEN)),
+                (.write, Int16(COLOR_RED), -1),
+                (.read, Int16(COLOR_GREEN), -1),
+                (.wait, Int16(COLOR_YELLOW), -1),
+                (.ok, Int16(COLOR_GREEN), -1),
+                (.bad, Int16(COLOR_RED), -1),
+                (.warn, Int16(COLOR_BLACK), Int16(COLOR_YELLOW)),
+                (.keyName, Int16(COLOR_WHITE), Int16(COLOR_BLACK)),
+                (.keyBar, Int16(COLOR_BLACK), Int16(COLOR_CYAN)),
+                (.prompt, Int16(COLOR_BLACK), Int16(COLOR_YELLOW)),
+                (.border, Int16(COLOR_CYAN), -1),
+            ]
+            for (role, fg, bg) in pairs { init_pair(Int16(role.rawValue), fg, bg) }
+        }
+        _ = erase()
+    }
+
+    public func stop() {
+        guard started else { return }
+        started = false
+        _ = curs_set(1)
+        endwin()
+    }
+
+    public var size: (width: Int, height: Int) {
+        var rows: Int32 = 0, cols: Int32 = 0
+        ccurses_size(&rows, &cols)
+        return (Int(cols), Int(rows))
+    }
+
+    public func readKey(timeoutMilliseconds: Int32) -> Key? {
+        timeout(timeoutMilliseconds)
+        var ch: wint_t = 0
+        let rc = get_wch(&ch)
+        if rc == ERR { return nil }
+        let code = Int32(bitPattern: ch)
+        if rc == KEY_CODE_YES {
+            switch code {
+            case KEY_UP: return .up
+            case KEY_DOWN: return .down
+            case KEY_LEFT: return .left
+            case KEY_RIGHT: return .right
+            case KEY_PPAGE: return .pageUp
+            case KEY_NPAGE: return .pageDown
+            case KEY_HOME: return .home
+            case KEY_END: return .end
+            case KEY_ENTER: return .enter
+            case KEY_BTAB: return .backTab
+            case KEY_BACKSPACE: return .backspace
+            case KEY_DC: return .delete
+            case KEY_RESIZE: return .resize
+            default:
+                for n in 1...12 where code == ccurses_key_f(Int32(n)) { return .function(n) }
+                return .unknown(code)
+            }
+        }
+        switch code {
+        case 3: return .interrupt
+        case 9: return .tab
+        case 10, 13: return .enter
+        case 27: return .escape
+        case 8, 127: return .backspace
+        default:
+            guard code >= 32, let scalar = Unicode.Scalar(UInt32(code)) else { return .unknown(code) }
+            return .char(Character(scalar))
+        }
+    }
+
+    public func draw(_ buffer: ScreenBuffer) {
+        _ = erase()
+        let (w, h) = size
+        for y in 0..<min(buffer.height, h) {
+            for run in buffer.runs(y) where run.x < w {
+                _ = ccurses_attrset(attributes(run.style))
+                _ = mvaddstr(Int32(y), Int32(run.x), run.text)
+            }
+        }
+        _ = ccurses_attrset(ccurses_a_normal())
+        _ = refresh()
+    }
+
+    /// A role's look: a colour pair, or without colour bold / reverse / underline so that
+    /// the screen stays readable (headers and the key bar reversed, writers bold).
+    private func attributes(_ style: Style) -> attr_t {
+        var a = ccurses_a_normal()
+        if style.selected { a |= ccurses_a_reverse() }
+        if colors {
+            if style.role != .plain { a |= ccurses_color_pair(Int16(style.role.rawValue)) }
+            switch style.role {
+            case .title, .columnHeader, .write, .bad, .keyName, .prompt: a |= ccurses_a_bold()
+            case .dim: a |= ccurses_a_dim()
+            default: break
+            }
+        } else {
+            switch style.role {
+            case .title, .columnHeader, .keyBar, .prompt, .warn:
+                a |= style.selected ? 0 : ccurses_a_reverse()
+            case .write, .bad, .keyName: a |= ccurses_a_bold()
+            case .wait: a |= ccurses_a_underline()
+            case .dim: a |= ccurses_a_dim()
+            default: break
+            }
+        }
+        return a
+    }
+}

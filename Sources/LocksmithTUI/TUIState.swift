@@ -1,0 +1,400 @@
+import Foundation
+import ImageLock
+import LockInspector
+
+/// Identifies a row across snapshots: the image, and which of its holders.
+public struct RowKey: Hashable, Sendable {
+    public var imageID: String
+    public var pid: Int32?
+    public var fd: Int32?
+    public var waiting: Bool
+
+    public init(_ row: LockRow) {
+        imageID = row.image.id
+        pid = row.holder?.pid
+        fd = row.holder?.fd
+        waiting = row.waiting
+    }
+}
+
+/// Something the state asks the runner to do: it has side effects, so the state only
+/// describes it (STYLE.md, htop: handlers return effects, the screen manager acts).
+public enum Request: Equatable, Sendable {
+    case why(ImageLocks, write: Bool)
+    case testAcquire(ImageLocks, LockMode)
+    case terminate(Holder, imageID: String)
+}
+
+/// What handling an event asks of the runner.
+public struct Reaction: Equatable, Sendable {
+    public struct Flags: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        public static let redraw = Flags(rawValue: 1)
+        public static let rescan = Flags(rawValue: 2)
+        public static let quit = Flags(rawValue: 4)
+    }
+    public var flags: Flags
+    public var requests: [Request]
+
+    public init(_ flags: Flags = [], _ requests: [Request] = []) {
+        self.flags = flags
+        self.requests = requests
+    }
+}
+
+/// Results of the actions on one image, shown in its detail pane.
+public struct ImageResults: Equatable, Sendable {
+    public var whyWrite: [String]?
+    public var whyReadOnly: [String]?
+    public var test: [String]?
+    public init() {}
+}
+
+/// What the runner feeds the state.
+public enum TUIEvent: Sendable {
+    case key(Key)
+    case resize(width: Int, height: Int)
+    case scanStarted
+    case snapshot(Snapshot)
+    case scanFailed(String)
+    case whyResult(imageID: String, write: Bool, lines: [String])
+    case testResult(imageID: String, mode: LockMode, lines: [String])
+    case terminateResult(String)
+    /// The clock moved (ages and "refreshed" times change).
+    case tick(Date)
+}
+
+/// A question on the bottom line that takes the next key.
+public enum Prompt: Equatable, Sendable {
+    case kill(Holder, imageID: String)
+    case testMode(ImageLocks)
+}
+
+/// Something drawn over the list until a key closes it.
+public enum Overlay: Equatable, Sendable {
+    case help
+    case text(title: String, lines: [String])
+}
+
+/// The whole state of the TUI as plain values: no terminal, no clock, no threads.
+/// `handle` is the only way it changes.
+public struct TUIState: Sendable {
+    public private(set) var snapshot: Snapshot?
+    /// The rows shown: filtered and sorted.
+    public private(set) var rows: [LockRow] = []
+    /// Index into `rows`.
+    public private(set) var selected = 0
+    /// The first row shown in the list.
+    public private(set) var top = 0
+    public private(set) var width: Int
+    public private(set) var height: Int
+    public var showDetail = true
+    public private(set) var filter = ""
+    public private(set) var editingFilter = false
+    public private(set) var sortColumn: Column?
+    public private(set) var sortDescending = false
+    public private(set) var overlay: Overlay?
+    public private(set) var prompt: Prompt?
+    /// A one-line message on the bottom line; cleared by the next key.
+    public private(set) var message: String?
+    public private(set) var results: [String: ImageResults] = [:]
+    public private(set) var scanning = false
+    public private(set) var scanError: String?
+    public private(set) var lastRefresh: Date?
+    public private(set) var refreshes = 0
+    public private(set) var now: Date
+    /// Whether a `why` source was given (else `w`/`o` say it is not available).
+    public var whyAvailable: Bool
+    /// Whether a test-acquire source was given.
+    public var testAvailable: Bool
+    /// The columns `s` cycles through (the list's columns).
+    public var sortable: [Column] = Column.defaults
+    private var selectedKey: RowKey?
+
+    public init(width: Int = 80, height: Int = 24, now: Date = Date(), whyAvailable: Bool = false, testAvailable: Bool = true,
+                filter: String = "") {
+        self.filter = filter
+        self.width = width
+        self.height = height
+        self.now = now
+        self.whyAvailable = whyAvailable
+        self.testAvailable = testAvailable
+    }
+
+    public var selectedRow: LockRow? { rows.indices.contains(selected) ? rows[selected] : nil }
+    public var layout: Layout { Layout(width: width, height: height, showDetail: showDetail, rows: rows.count) }
+
+    // MARK: - Events
+
+    @discardableResult
+    public mutating func handle(_ event: TUIEvent) -> Reaction {
+        switch event {
+        case .key(let k):
+            return handleKey(k)
+        case .resize(let w, let h):
+            width = w
+            height = h
+            keepSelectionVisible()
+            return Reaction(.redraw)
+        case .scanStarted:
+            scanning = true
+            return Reaction(.redraw)
+        case .snapshot(let s):
+            scanning = false
+            scanError = nil
+            snapshot = s
+            lastRefresh = s.generated
+            refreshes += 1
+            rebuildRows()
+            return Reaction(.redraw)
+        case .scanFailed(let why):
+            scanning = false
+            scanError = why
+            refreshes += 1
+            return Reaction(.redraw)
+        case .whyResult(let id, let write, let lines):
+            var r = results[id] ?? ImageResults()
+            if write { r.whyWrite = lines } else { r.whyReadOnly = lines }
+            results[id] = r
+            showResultIfHidden(id: id, title: write ? "why --write" : "why --read-only", lines: lines)
+            return Reaction(.redraw)
+        case .testResult(let id, let mode, let lines):
+            var r = results[id] ?? ImageResults()
+            r.test = lines
+            results[id] = r
+            showResultIfHidden(id: id, title: "test-acquire \(mode.rawValue)", lines: lines)
+            return Reaction(.redraw)
+        case .terminateResult(let text):
+            message = text
+            return Reaction([.redraw, .rescan])
+        case .tick(let date):
+            now = date
+            return Reaction(.redraw)
+        }
+    }
+
+    /// When the detail pane is not on screen, a result opens as an overlay instead.
+    private mutating func showResultIfHidden(id: String, title: String, lines: [String]) {
+        guard selectedRow?.image.id == id, !layout.detailShown, !layout.tooSmall else { return }
+        let name = selectedRow.map { Column.image.cell($0, now: now) } ?? id
+        overlay = .text(title: "\(title): \(name)", lines: lines)
+    }
+
+    private mutating func handleKey(_ key: Key) -> Reaction {
+        if key == .resize { return Reaction(.redraw) }
+        message = nil
+        if overlay != nil {
+            overlay = nil
+            return key == .interrupt ? Reaction(.quit) : Reaction(.redraw)
+        }
+        if let p = prompt {
+            prompt = nil
+            return answer(p, key)
+        }
+        if editingFilter {
+            switch key {
+            case .char(let c):
+                filter.append(c)
+                rebuildRows()
+                return Reaction(.redraw)
+            case .backspace, .delete:
+                if !filter.isEmpty { filter.removeLast() }
+                rebuildRows()
+                return Reaction(.redraw)
+            case .enter, .tab:
+                editingFilter = false
+                return Reaction(.redraw)
+            case .escape:
+                editingFilter = false
+                filter = ""
+                rebuildRows()
+                return Reaction(.redraw)
+            case .interrupt:
+                return Reaction(.quit)
+            default:
+                break  // arrows etc. still move the selection
+            }
+        } else if key == .escape {
+            if !filter.isEmpty {
+                filter = ""
+                rebuildRows()
+            }
+            return Reaction(.redraw)
+        }
+        guard let action = KeyTable.action(for: key) else { return Reaction() }
+        return perform(action)
+    }
+
+    private mutating func answer(_ p: Prompt, _ key: Key) -> Reaction {
+        switch p {
+        case .kill(let h, let id):
+            if key == .char("y") || key == .char("Y") {
+                return Reaction(.redraw, [.terminate(h, imageID: id)])
+            }
+            message = "Not sent: pid \(h.pid) left alone."
+            return key == .interrupt ? Reaction(.quit) : Reaction(.redraw)
+        case .testMode(let image):
+            switch key {
+            case .char("e"), .char("E"), .char("x"), .char("w"):
+                return startTest(image, .exclusive)
+            case .char("s"), .char("S"), .char("r"):
+                return startTest(image, .shared)
+            case .interrupt:
+                return Reaction(.quit)
+            default:
+                message = "Test-acquire cancelled."
+                return Reaction(.redraw)
+            }
+        }
+    }
+
+    private mutating func startTest(_ image: ImageLocks, _ mode: LockMode) -> Reaction {
+        var r = results[image.id] ?? ImageResults()
+        r.test = ["test-acquiring (\(mode.rawValue))..."]
+        results[image.id] = r
+        return Reaction(.redraw, [.testAcquire(image, mode)])
+    }
+
+    public mutating func perform(_ action: Action) -> Reaction {
+        let page = max(1, layout.listHeight - 1)
+        switch action {
+        case .up: move(to: selected - 1)
+        case .down: move(to: selected + 1)
+        case .pageUp: move(to: selected - page)
+        case .pageDown: move(to: selected + page)
+        case .home: move(to: 0)
+        case .end: move(to: rows.count - 1)
+        case .toggleDetail:
+            showDetail.toggle()
+            keepSelectionVisible()
+        case .filter:
+            editingFilter = true
+        case .sort:
+            if let c = sortColumn, let i = sortable.firstIndex(of: c) {
+                sortColumn = i + 1 < sortable.count ? sortable[i + 1] : nil
+            } else {
+                sortColumn = sortable.first
+            }
+            rebuildRows()
+        case .reverseSort:
+            if sortColumn == nil { sortColumn = sortable.first }
+            sortDescending.toggle()
+            rebuildRows()
+        case .refresh:
+            return Reaction([.redraw, .rescan])
+        case .whyWrite, .whyReadOnly:
+            let write = action == .whyWrite
+            guard let row = selectedRow else { message = "No image selected."; break }
+            guard whyAvailable else {
+                message = "why is not available in this build."
+                break
+            }
+            var r = results[row.image.id] ?? ImageResults()
+            if write { r.whyWrite = ["checking..."] } else { r.whyReadOnly = ["checking..."] }
+            results[row.image.id] = r
+            return Reaction(.redraw, [.why(row.image, write: write)])
+        case .testAcquire:
+            guard let row = selectedRow else { message = "No image selected."; break }
+            guard testAvailable else { message = "Test-acquire is not available."; break }
+            guard row.image.path != nil else { message = "The image of this lock is unknown: nothing to test."; break }
+            prompt = .testMode(row.image)
+        case .kill:
+            guard let row = selectedRow, let h = row.holder else { message = "No holder on this row."; break }
+            if let host = h.host, host != snapshot?.host {
+                message = "pid \(h.pid) runs on \(host), not here: cannot signal it."
+                break
+            }
+            prompt = .kill(h, imageID: row.image.id)
+        case .help:
+            overlay = .help
+        case .quit:
+            return Reaction(.quit)
+        }
+        return Reaction(.redraw)
+    }
+
+    // MARK: - Rows
+
+    private mutating func move(to index: Int) {
+        guard !rows.isEmpty else { return }
+        selected = min(max(0, index), rows.count - 1)
+        selectedKey = RowKey(rows[selected])
+        keepSelectionVisible()
+    }
+
+    /// Whether a row matches the filter: a case-insensitive substring of the image path
+    /// (or lock file), command, VM or user.
+    public static func matches(_ row: LockRow, filter: String) -> Bool {
+        guard !filter.isEmpty else { return true }
+        let fields = [Column.image.cell(row), Column.command.cell(row), Column.vm.cell(row), Column.user.cell(row)]
+            + row.image.lockFiles
+        return fields.contains { $0.range(of: filter, options: [.caseInsensitive]) != nil }
+    }
+
+    /// Compares two rows by a column: numbers as numbers, ages by start time, text as text.
+    public static func ordered(_ a: LockRow, _ b: LockRow, by column: Column) -> Bool? {
+        switch column {
+        case .pid, .fd:
+            let x = column == .pid ? a.holder?.pid : a.holder?.fd
+            let y = column == .pid ? b.holder?.pid : b.holder?.fd
+            if x == y { return nil }
+            return (x ?? -1) < (y ?? -1)
+        case .age:
+            // Oldest first: the longest-running holder has the largest age.
+            // Rows without a start time go last.
+            switch (a.holder?.started, b.holder?.started) {
+            case (nil, nil): return nil
+            case (nil, _): return false
+            case (_, nil): return true
+            case let (x?, y?): return x == y ? nil : x < y
+            }
+        default:
+            let x = column.cell(a, now: .distantPast), y = column.cell(b, now: .distantPast)
+            if x == y { return nil }
+            let c = x.compare(y, options: [.caseInsensitive, .numeric])
+            return c == .orderedSame ? x < y : c == .orderedAscending
+        }
+    }
+
+    /// Recomputes the visible rows, keeping the selection on the same row (same image and
+    /// holder), else on the same image, else at the same position.
+    private mutating func rebuildRows() {
+        let all = snapshot.map(LockRow.rows(of:)) ?? []
+        var visible = all.enumerated().filter { TUIState.matches($0.element, filter: filter) }
+        if let c = sortColumn {
+            let desc = sortDescending
+            visible.sort { a, b in
+                if let o = TUIState.ordered(a.element, b.element, by: c) { return desc ? !o : o }
+                return a.offset < b.offset
+            }
+        }
+        rows = visible.map(\.element)
+        if let key = selectedKey {
+            if let i = rows.firstIndex(where: { RowKey($0) == key }) {
+                selected = i
+            } else if let i = rows.firstIndex(where: { $0.image.id == key.imageID }) {
+                selected = i
+            } else {
+                selected = min(selected, max(0, rows.count - 1))
+            }
+        } else {
+            selected = 0
+        }
+        if rows.indices.contains(selected) {
+            // The remembered row changes only when its image left the snapshot: a filter
+            // that hides it for a moment, or a holder that comes and goes, does not lose it.
+            if selectedKey == nil || !all.contains(where: { $0.image.id == selectedKey?.imageID }) {
+                selectedKey = RowKey(rows[selected])
+            }
+        }
+        keepSelectionVisible()
+    }
+
+    private mutating func keepSelectionVisible() {
+        let h = max(1, layout.listHeight)
+        if selected < top { top = selected }
+        if selected >= top + h { top = selected - h + 1 }
+        top = max(0, min(top, max(0, rows.count - h)))
+    }
+}

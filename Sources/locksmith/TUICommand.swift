@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import ImageLock
+import LockInspector
+import LocksmithTUI
+
+extension Locksmith {
+    struct Tui: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "tui",
+            abstract: "Browse every image lock on this host in a full-screen, live view.",
+            discussion: """
+                Shows every locked image with its holders (pid, command, VM, user, age), \
+                refreshed every --interval seconds, and a detail pane for the selected \
+                image: its holders, the QEMU permissions they hold and refuse to share, the \
+                kernel's lock rows, its lock files, and the results of `w` / `o` (why it \
+                would not open read-write / read-only) and `t` (test-acquire).
+                Keys: arrows or j/k move, Enter toggles the detail pane, / filters, s/S \
+                sort, r refreshes, K sends SIGTERM to the selected holder after a y at a \
+                prompt, ? lists every key, q quits. NO_COLOR turns colours off as --no-color does.
+
+                Examples:
+                  locksmith tui
+                  locksmith tui --interval 5 --images /var/lib/libvirt/images
+                """)
+
+        @Option(help: ArgumentHelp("Seconds between refreshes.", valueName: "secs"))
+        var interval: Double = 2
+
+        @OptionGroup var scan: ScanOptions
+
+        @Option(help: ArgumentHelp(
+            "Start with this filter (a substring of path, lock file, command, VM or user; / changes it).",
+            valueName: "text"))
+        var filter: String = ""
+
+        @Flag(name: .customLong("no-color"), help: "No colours (attributes only). NO_COLOR does the same.")
+        var noColor = false
+
+        @Option(name: .customLong("max-iterations"), help: ArgumentHelp(
+            "Exit after this many refreshes (for tests and demos).", valueName: "n"))
+        var maxIterations: Int?
+
+        func validate() throws {
+            guard interval.isFinite, interval >= 0.1 else { throw ValidationError("--interval takes a number of seconds >= 0.1") }
+            if let n = maxIterations, n < 1 { throw ValidationError("--max-iterations takes a number >= 1") }
+        }
+
+        func run() throws {
+            let options = scan.inspectorOptions
+            let locker = ImageLocker(lockDirectory: options.lockDirectories[0], procRoot: options.procRoot)
+            let sources = TUISources(
+                snapshot: { try Inspector(options).snapshot() },
+                why: { image, write in
+                    guard let path = image.path else { return ["the image of this lock file is unknown"] }
+                    let v = Why.diagnose(path, intent: write ? .write : .readOnly,
+                                         lockDirectories: options.lockDirectories, force: false)
+                    return WhyText.lines(v)
+                },
+                testAcquire: TUISources.testAcquire(using: locker))
+            let color = TUIOptions.colorAllowed(flag: noColor, environment: ProcessInfo.processInfo.environment)
+            let app = TUIApp(sources: sources,
+                             options: TUIOptions(interval: interval, color: color, maxIterations: maxIterations,
+                                                 filter: filter))
+            let exit: TUIExit
+            do {
+                exit = try app.run(on: CursesTerminal())
+            } catch {
+                complain("\(error)")
+                throw Status.couldNotCheck
+            }
+            if case .signal(let s) = exit { throw ExitCode(128 + s) }
+        }
+    }
+}
