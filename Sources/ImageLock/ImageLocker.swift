@@ -341,10 +341,9 @@ public struct ImageLocker: Sendable {
             return .acquired(HeldImageLock(image: real, scheme: .qemu, mode: mode, flavor: flavor, lockFile: nil,
                                            createdLockFile: false, fd: fd))
         }
-        let holders = failed.flatMap {
-            LockHolderFinder.holders(of: status, conflictingWith: .write, range: ByteRange(start: $0.byte, length: 1),
-                                     procRoot: procRoot)
-        }
+        let holders = LockHolderFinder.holders(of: status, conflictingWith: .write,
+                                               ranges: failed.map { ByteRange(start: $0.byte, length: 1) },
+                                               procRoot: procRoot)
         Sys.close(fd)
         return .busy(Contention(blocking: blocking, holders: Self.unique(holders), qemuConflicts: failed))
     }
@@ -357,8 +356,8 @@ public struct ImageLocker: Sendable {
         guard case .success(let st) = Sys.fstat(fd) else { return Contention(blocking: [], holders: []) }
         for r in ranges {
             if case .success(let b?) = RangeLocks.test(fd: fd, flavor: flavor, type: type, range: r) { blocking.append(b) }
-            holders += LockHolderFinder.holders(of: st, conflictingWith: type, range: r, procRoot: procRoot)
         }
+        holders = LockHolderFinder.holders(of: st, conflictingWith: type, ranges: ranges, procRoot: procRoot)
         return Contention(blocking: blocking, holders: Self.unique(holders))
     }
 

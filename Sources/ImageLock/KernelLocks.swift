@@ -240,11 +240,20 @@ public enum LockHolderFinder {
         of file: FileStatus, conflictingWith type: LockType, range: ByteRange,
         excluding: Int32 = getpid(), procRoot: String = "/proc"
     ) -> [LockHolder] {
+        holders(of: file, conflictingWith: type, ranges: [range], excluding: excluding, procRoot: procRoot)
+    }
+
+    /// The same for several ranges at once: one read of /proc/locks, one pass over fdinfo.
+    public static func holders(
+        of file: FileStatus, conflictingWith type: LockType, ranges: [ByteRange],
+        excluding: Int32 = getpid(), procRoot: String = "/proc"
+    ) -> [LockHolder] {
         let dev = file.deviceID
-        let relevant = ProcFS.locks(procRoot: procRoot).filter {
-            !$0.isWaiter && $0.inode == file.inode && $0.device == dev && $0.overlaps(range)
-                && ($0.lockType.map { type.conflicts(with: $0) } ?? true)
+        let relevant = ProcFS.locks(procRoot: procRoot).filter { l in
+            !l.isWaiter && l.isFcntlLock && l.inode == file.inode && l.device == dev
+                && ranges.contains { l.overlaps($0) } && (l.lockType.map { type.conflicts(with: $0) } ?? true)
         }
+        guard !relevant.isEmpty else { return [] }
         return attribute(relevant, procRoot: procRoot).filter { $0.pid != excluding }
     }
 
