@@ -9,14 +9,15 @@ struct Locksmith: ParsableCommand {
             QEMU says 'Failed to get "write" lock. Is another process using the image?'. \
             locksmith tells which process, and why. It understands the lock-file scheme \
             (/var/tmp/.qemu-<sha1 of realpath>.lock) and the byte locks QEMU >= 2.10 takes \
-            inside images, and can take either kind of lock itself.
+            inside images, and can take either kind of lock itself. Images on GlusterFS \
+            volumes are named gluster://HOST[:PORT]/VOLUME/PATH and locked through libgfapi.
 
             Exit status: 0 the lock is free / the command succeeded, 1 the lock is held by \
             someone, 2 could not check (reason on stderr), 64 usage error. `hold` exits \
             with its command's status.
             """,
         version: LocksmithVersion.current,
-        subcommands: [Path.self, Try.self, Hold.self]
+        subcommands: [Path.self, Try.self, Hold.self, ClearLocks.self]
     )
 }
 
