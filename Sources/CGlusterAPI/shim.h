@@ -6,9 +6,10 @@
  * glfs.h defines _FILE_OFFSET_BITS 64 before including the libc headers, which gives
  * struct flock, struct dirent, ... definitions that clang's modules see as different from
  * those of Swift's Glibc module (same layout on 64-bit, other field type names). Include
- * the libc headers first, as CLinux does, so that glfs.h's own includes are no-ops and
- * every module shares one definition. 64-bit only: there off_t is already 64 bits. */
-#define _GNU_SOURCE 1
+ * the libc headers first, with no feature macros (not even _GNU_SOURCE: it renames fd_set's
+ * field, which Dispatch's module would then see twice), so that glfs.h's own includes are
+ * no-ops and every module shares one definition. glfs.h then typedefs off64_t itself.
+ * 64-bit only: there off_t is already 64 bits. */
 #include <sys/types.h>
 #include <sys/stat.h>
 #include <fcntl.h>
