@@ -60,6 +60,8 @@ public enum ImageLockError: Error, Equatable, Sendable, CustomStringConvertible 
             return "gluster server \(server) has no volume \(volume) (glfs_init: \(ImageLockError.text(errno)))"
         case let .glusterUnreachable(server, volume, errno) where errno == ENOTCONN:
             return "cannot reach glusterd at \(server) for volume \(volume): \(ImageLockError.text(errno)) (is glusterd running there?)"
+        case let .glusterUnreachable(server, volume, errno) where errno == EIO:
+            return "cannot connect to gluster volume \(volume) at \(server): \(ImageLockError.text(errno)) (are its bricks up?)"
         case let .glusterUnreachable(server, volume, errno):
             return "cannot connect to gluster volume \(volume) at \(server): \(ImageLockError.text(errno))"
         case let .glusterTimedOut(operation, server, seconds):
