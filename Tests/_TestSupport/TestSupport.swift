@@ -289,6 +289,9 @@ public struct GlusterTestBed: Sendable {
             // glusterd may still name the killed brick's pid: it must be a live, running process.
             if let pid = try brickPID(), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                !stat.contains(") Z "), !stat.contains(") T ") {
+                // FUSE clients reconnect to the new brick port within a few seconds.
+                let mount = stateDirectory + "/mnt-tests"
+                while Date() < deadline && access(mount + "/.", F_OK) != 0 && errno == ENOTCONN { usleep(200_000) }
                 return
             }
             last = try Run.capture("/usr/sbin/gluster", ["--mode=script", "--glusterd-sock=\(socket)", "volume", "start", volume, "force"])
