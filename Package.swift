@@ -9,6 +9,12 @@ let package = Package(
         .library(name: "LocksmithTUI", targets: ["LocksmithTUI"]),
         .executable(name: "locksmith", targets: ["locksmith"]),
     ],
+    // "Gluster": the gluster scheme through libgfapi. Build without it (no libgfapi on the
+    // host) with `swift build --disable-default-traits`; gluster:// images then fail clearly.
+    traits: [
+        .default(enabledTraits: ["Gluster"]),
+        .trait(name: "Gluster", description: "Lock and inspect images on GlusterFS volumes through libgfapi."),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
@@ -17,8 +23,17 @@ let package = Package(
         .target(name: "CLinux"),
         // System libcrypto (SHA-1, SHA-256) through a module map.
         .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
+        // System libgfapi through a module map (not pkgConfig: SwiftPM cannot parse glusterfs-api.pc).
+        .systemLibrary(name: "CGlusterAPI", providers: [.apt(["libglusterfs-dev"])]),
         // The locking core shared with other tools: schemes, lock paths, acquire/test/release.
-        .target(name: "ImageLock", dependencies: ["CLinux", "CCrypto"]),
+        .target(
+            name: "ImageLock",
+            dependencies: [
+                "CLinux",
+                "CCrypto",
+                .target(name: "CGlusterAPI", condition: .when(traits: ["Gluster"])),
+            ]
+        ),
         // Discovery and analysis: /proc, lock dirs, image mapping, holders, the snapshot model.
         .target(name: "LockInspector", dependencies: ["ImageLock"]),
         // System ncursesw through a module map and macro shims (FACTS.md §7).

@@ -24,6 +24,15 @@ public enum ImageLockError: Error, Equatable, Sendable, CustomStringConvertible 
     case imageNotAccessible(path: String, needsWrite: Bool, errno: Int32)
     /// The scheme cannot be used with this image or on this build.
     case unsupported(String)
+    /// A `gluster://` image name that is not `gluster://HOST[:PORT]/VOLUME/PATH`.
+    case invalidGlusterURL(String, reason: String)
+    /// The client could not connect to a Gluster volume: glfs_init failed with `errno`
+    /// (ENOENT: no such volume on that server; ENOTCONN: no glusterd answering there).
+    case glusterUnreachable(server: String, volume: String, errno: Int32)
+    /// A step against a Gluster server (connect, open, lock) did not finish in time.
+    case glusterTimedOut(operation: String, server: String, seconds: Double)
+    /// The `gluster` command-line tool (statedump, clear-locks) failed or is missing.
+    case glusterCommandFailed(command: String, status: Int32, message: String)
 
     public var description: String {
         switch self {
@@ -45,7 +54,27 @@ public enum ImageLockError: Error, Equatable, Sendable, CustomStringConvertible 
             return "\(path) cannot be opened \(needsWrite ? "read-write" : "read-only"): \(ImageLockError.text(errno))"
         case let .unsupported(what):
             return what
+        case let .invalidGlusterURL(text, reason):
+            return "\(text): not a Gluster image name: \(reason)"
+        case let .glusterUnreachable(server, volume, errno) where errno == ENOENT:
+            return "gluster server \(server) has no volume \(volume) (glfs_init: \(ImageLockError.text(errno)))"
+        case let .glusterUnreachable(server, volume, errno) where errno == ENOTCONN:
+            return "cannot reach glusterd at \(server) for volume \(volume): \(ImageLockError.text(errno)) (is glusterd running there?)"
+        case let .glusterUnreachable(server, volume, errno) where errno == EIO:
+            return "cannot connect to gluster volume \(volume) at \(server): \(ImageLockError.text(errno)) (are its bricks up?)"
+        case let .glusterUnreachable(server, volume, errno):
+            return "cannot connect to gluster volume \(volume) at \(server): \(ImageLockError.text(errno))"
+        case let .glusterTimedOut(operation, server, seconds):
+            return "gluster server \(server) did not answer within \(ImageLockError.seconds(seconds)) (\(operation)); see --timeout"
+        case let .glusterCommandFailed(command, status, message):
+            let why = message.isEmpty ? (status == 127 ? "not found" : "exit status \(status)") : message
+            return "\(command): \(why)"
         }
+    }
+
+    /// "5 s", "0.5 s".
+    static func seconds(_ s: Double) -> String {
+        s == s.rounded() && abs(s) < 1e9 ? "\(Int(s)) s" : "\(s) s"
     }
 
     static func text(_ errno: Int32) -> String {

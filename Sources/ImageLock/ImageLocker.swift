@@ -32,16 +32,28 @@ public struct Contention: Sendable, Hashable {
     public var holders: [LockHolder]
     /// For the qemu scheme: the failed checks in QEMU's order; the first is what QEMU prints.
     public var qemuConflicts: [QemuConflict]
+    /// For the gluster scheme: the holders on the volume (pid from F_GETLK; host, owner and
+    /// client pid once named from a statedump, see `GlusterLockHolder.conflicting`).
+    public var glusterHolders: [GlusterLockHolder]
 
-    public init(blocking: [BlockingLock], holders: [LockHolder], qemuConflicts: [QemuConflict] = []) {
+    public init(blocking: [BlockingLock], holders: [LockHolder], qemuConflicts: [QemuConflict] = [],
+                glusterHolders: [GlusterLockHolder] = []) {
         self.blocking = blocking
         self.holders = holders
         self.qemuConflicts = qemuConflicts
+        self.glusterHolders = glusterHolders
     }
 }
 
+/// A lock held other than through a local fd (the gluster backend).
+protocol HeldRemoteLock: AnyObject, Sendable {
+    func release()
+}
+
 /// A lock the core holds. It is released by `release()` or when the value is destroyed.
-/// The lock fd is close-on-exec: a child process never inherits it.
+/// The lock fd is close-on-exec: a child process never inherits it. A gluster lock is
+/// held on the volume through a client connection of its own; releasing it waits at most
+/// the locker's gluster timeout.
 public final class HeldImageLock: @unchecked Sendable {
     public let image: String
     public let scheme: LockScheme
@@ -52,6 +64,7 @@ public final class HeldImageLock: @unchecked Sendable {
     /// Whether the core created the lock file for this lock.
     public let createdLockFile: Bool
     private var fd: Int32
+    private var remote: (any HeldRemoteLock)?
 
     init(image: String, scheme: LockScheme, mode: LockMode, flavor: LockFlavor?, lockFile: String?,
          createdLockFile: Bool, fd: Int32) {
@@ -64,12 +77,27 @@ public final class HeldImageLock: @unchecked Sendable {
         self.fd = fd
     }
 
+    init(image: String, scheme: LockScheme, mode: LockMode, remote: (any HeldRemoteLock)?) {
+        self.image = image
+        self.scheme = scheme
+        self.mode = mode
+        self.flavor = nil
+        self.lockFile = nil
+        self.createdLockFile = false
+        self.fd = -1
+        self.remote = remote
+    }
+
     /// Drops the lock (closing its fd drops every fcntl lock taken through it). The lock
     /// file is kept: it is never deleted unless proven stale (`audit --fix`).
     public func release() {
         if fd >= 0 {
             Sys.close(fd)
             fd = -1
+        }
+        if let r = remote {
+            remote = nil
+            r.release()
         }
     }
 
@@ -102,12 +130,16 @@ public struct ImageLocker: Sendable {
     public var lockDirectory: String
     public var flavorPolicy: LockFlavorPolicy
     public var procRoot: String
+    /// Seconds that each step against a Gluster server (connect, open, lock, release) may
+    /// take before it is given up with `ImageLockError.glusterTimedOut`.
+    public var glusterTimeout: Double
 
     public init(lockDirectory: String = "/var/tmp", flavorPolicy: LockFlavorPolicy = .automatic,
-                procRoot: String = "/proc") {
+                procRoot: String = "/proc", glusterTimeout: Double = 5) {
         self.lockDirectory = lockDirectory
         self.flavorPolicy = flavorPolicy
         self.procRoot = procRoot
+        self.glusterTimeout = glusterTimeout
     }
 
     // MARK: - Paths
@@ -147,7 +179,16 @@ public struct ImageLocker: Sendable {
 
     /// Takes the lock. Without `wait` it does not wait; with `wait` it retries until that
     /// many seconds have passed. A busy lock is `.busy`, not an error.
+    /// An image named `gluster://HOST[:PORT]/VOLUME/PATH` is locked with the gluster scheme
+    /// whatever `scheme` says (except `off` mode, which takes nothing and connects nowhere).
     public func acquire(_ image: String, scheme: LockScheme, mode: LockMode, wait: Double? = nil) throws -> LockOutcome {
+        if let url = try ImageLocker.glusterImage(image, scheme: scheme) {
+            try ImageLocker.requireGlusterSupport(url)
+            if mode == .off {
+                return .acquired(HeldImageLock(image: url.description, scheme: .gluster, mode: .off, remote: nil))
+            }
+            return try acquireGluster(url, mode: mode, wait: wait)
+        }
         let (real, st) = try ImageLocker.resolveImage(image)
         if mode == .off {
             return .acquired(HeldImageLock(image: real, scheme: scheme, mode: .off, flavor: nil, lockFile: nil,
@@ -174,7 +215,12 @@ public struct ImageLocker: Sendable {
 
     /// Takes the lock and releases it at once (`locksmith try`). A lock file that does
     /// not exist is reported free and is not created.
+    /// A gluster:// image is tested with F_GETLK through glfs_posix_lock: nothing is taken.
     public func probe(_ image: String, scheme: LockScheme, mode: LockMode) throws -> ProbeResult {
+        if let url = try ImageLocker.glusterImage(image, scheme: scheme) {
+            try ImageLocker.requireGlusterSupport(url)
+            return try probeGluster(url, mode: mode)
+        }
         let (real, st) = try ImageLocker.resolveImage(image)
         var result = ProbeResult(image: real, scheme: scheme, mode: mode, lockFile: nil, lockFileExists: false,
                                  flavor: mode == .off ? nil : flavorPolicy.flavor, contention: nil)

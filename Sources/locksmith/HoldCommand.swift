@@ -17,10 +17,17 @@ extension Locksmith {
                 image's realpath) if it does not exist, and left in place afterwards.
                 --scheme off takes no lock at all (QEMU's lock-image=off).
 
+                An image named gluster://HOST[:PORT]/VOLUME/PATH is locked on the volume \
+                through libgfapi (whole-file F_WRLCK or F_RDLCK, l_pid = locksmith's pid, \
+                lk-owner <hostname>:<pid>), on a connection of its own. --timeout bounds \
+                each step against the server, including the release: a server that died \
+                or hangs does not keep locksmith from exiting.
+
                 Examples:
                   locksmith hold vm1.qcow2 -- qemu-img check vm1.qcow2
                   locksmith hold --shared --wait 30 base.qcow2 -- cp base.qcow2 /backup/
                   locksmith hold --scheme qemu vm1.qcow2 -- sleep 600
+                  locksmith hold gluster://gl1/vmstore/vm1.qcow2 -- sleep 600
                 """)
 
         @Argument(help: ArgumentHelp("The disk image.", valueName: "image"))
@@ -28,7 +35,8 @@ extension Locksmith {
 
         @Flag var mode: ModeFlag = .exclusive
 
-        @Option(help: ArgumentHelp("Lock scheme: lockfile, qemu or off.", valueName: "scheme"))
+        @Option(help: ArgumentHelp("Lock scheme: lockfile, qemu, gluster (implied by a gluster:// image) or off.",
+                                   valueName: "scheme"))
         var scheme: SchemeChoice = .lockfile
 
         @Option(help: ArgumentHelp("Wait up to this many seconds for the lock instead of failing at once.",
@@ -36,6 +44,8 @@ extension Locksmith {
         var wait: Double?
 
         @OptionGroup var lockDir: LockDirOption
+
+        @OptionGroup var gluster: GlusterOptions
 
         @Argument(parsing: .postTerminator, help: ArgumentHelp(
             "The command to run, after `--`.", valueName: "command"))
@@ -51,16 +61,25 @@ extension Locksmith {
         }
 
         func run() throws {
-            let lockScheme: LockScheme = scheme == .qemu ? .qemu : .lockfile
+            let lockScheme: LockScheme
+            switch scheme {
+            case .qemu: lockScheme = .qemu
+            case .gluster: lockScheme = .gluster
+            case .lockfile, .off: lockScheme = .lockfile
+            }
             let lockMode: LockMode = scheme == .off ? .off : mode.mode
             let outcome = try reportingErrors {
-                try lockDir.locker().acquire(image, scheme: lockScheme, mode: lockMode, wait: wait)
+                try lockDir.locker(glusterTimeout: gluster.timeout).acquire(image, scheme: lockScheme, mode: lockMode, wait: wait)
             }
             switch outcome {
             case .busy(let c):
                 var msg = "\(image) is locked"
                 if let q = c.qemuConflicts.first { msg += " (QEMU would say: \(q.message))" }
-                if c.holders.isEmpty {
+                if !c.glusterHolders.isEmpty {
+                    msg += " by " + c.glusterHolders.map { h in
+                        (h.pid.map { "pid \($0)" } ?? "a process") + (h.host.map { " on \($0)" } ?? "")
+                    }.joined(separator: ", ")
+                } else if c.holders.isEmpty {
                     let pids = c.blocking.compactMap(\.pid)
                     msg += pids.isEmpty ? " by a process that cannot be seen from here" : " by pid " + pids.map(String.init).joined(separator: ", ")
                 } else {

@@ -11,14 +11,15 @@ struct Locksmith: ParsableCommand {
             locksmith tells which process, and why. Without a subcommand it opens the \
             live view (`locksmith tui`) on a terminal, and prints `locksmith list` otherwise. It understands the lock-file scheme \
             (/var/tmp/.qemu-<sha1 of realpath>.lock) and the byte locks QEMU >= 2.10 takes \
-            inside images, and can take either kind of lock itself.
+            inside images, and can take either kind of lock itself. Images on GlusterFS \
+            volumes are named gluster://HOST[:PORT]/VOLUME/PATH and locked through libgfapi.
 
             Exit status: 0 the lock is free / the command succeeded, 1 the lock is held by \
             someone, 2 could not check (reason on stderr), 64 usage error. `hold` exits \
             with its command's status.
             """,
         version: LocksmithVersion.current,
-        subcommands: [Browse.self, List.self, Why.self, Tui.self, Try.self, Hold.self, Path.self],
+        subcommands: [Browse.self, List.self, Why.self, Tui.self, Try.self, Hold.self, Path.self, ClearLocks.self],
         defaultSubcommand: Browse.self
     )
 }

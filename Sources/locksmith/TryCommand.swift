@@ -15,9 +15,17 @@ extension Locksmith {
                 read-write (--exclusive) or read-only (--shared) QEMU would take are \
                 taken and checked as QEMU checks them, and QEMU's own message is shown.
 
+                An image named gluster://HOST[:PORT]/VOLUME/PATH is tested on the volume \
+                through libgfapi (F_GETLK; nothing is taken): the holder's pid is what \
+                it put in its lock request. When the lock is held and this node is a \
+                Gluster server (the gluster CLI can reach glusterd), a brick statedump \
+                also names the holder's host, lk-owner and client pid \
+                (--no-statedump skips it). --timeout bounds each step against the server.
+
                 Examples:
                   locksmith try vm1.qcow2
                   locksmith try --scheme qemu --shared vm1.qcow2 --json
+                  locksmith try gluster://gl1/vmstore/vm1.qcow2
                 """)
 
         @Argument(help: ArgumentHelp("The disk image.", valueName: "image"))
@@ -25,32 +33,48 @@ extension Locksmith {
 
         @Flag var mode: ModeFlag = .exclusive
 
-        @Option(help: ArgumentHelp("Lock scheme: lockfile or qemu.", valueName: "scheme"))
+        @Option(help: ArgumentHelp("Lock scheme: lockfile, qemu or gluster (implied by a gluster:// image).",
+                                   valueName: "scheme"))
         var scheme: TryScheme = .lockfile
 
         @OptionGroup var lockDir: LockDirOption
+
+        @OptionGroup var gluster: GlusterOptions
+
+        @Flag(help: "For a held gluster image: do not take a brick statedump to name the holder's host.")
+        var noStatedump = false
 
         @Flag(help: "Print one JSON object instead of text.")
         var json = false
 
         enum TryScheme: String, ExpressibleByArgument, CaseIterable {
-            case lockfile, qemu
-            var scheme: LockScheme { self == .qemu ? .qemu : .lockfile }
+            case lockfile, qemu, gluster
+            var scheme: LockScheme {
+                switch self {
+                case .lockfile: return .lockfile
+                case .qemu: return .qemu
+                case .gluster: return .gluster
+                }
+            }
         }
 
         func run() throws {
-            let result = try reportingErrors {
-                try lockDir.locker().probe(image, scheme: scheme.scheme, mode: mode.mode)
+            var result = try reportingErrors {
+                try lockDir.locker(glusterTimeout: gluster.timeout).probe(image, scheme: scheme.scheme, mode: mode.mode)
+            }
+            var note: String?
+            if result.scheme == .gluster, let c = result.contention, !noStatedump {
+                (result.contention, note) = nameGlusterHolders(c, image: result.image, mode: result.mode, cli: gluster.cli)
             }
             if json {
-                try JSONOutput.write(TryReport(result))
+                try JSONOutput.write(TryReport(result, note: note))
             } else {
-                printHuman(result)
+                printHuman(result, note: note)
             }
             if !result.acquired { throw Status.held }
         }
 
-        private func printHuman(_ r: ProbeResult) {
+        private func printHuman(_ r: ProbeResult, note: String?) {
             let what = "\(r.mode == .exclusive ? "an exclusive" : "a shared") lock (\(r.scheme.rawValue) scheme)"
             guard let c = r.contention else {
                 var line = "\(r.image): free: \(what) can be taken"
@@ -66,6 +90,12 @@ extension Locksmith {
                 print("                  \(QemuConflict.hint(image: r.image))")
             }
             if let lf = r.lockFile { print("  lock file: \(lf)") }
+            if r.scheme == .gluster {
+                if c.glusterHolders.isEmpty { print("  holder: not known (F_GETLK did not say)") }
+                for h in c.glusterHolders { print("  holder: \(describe(h))") }
+                if let n = note { print("  (\(n))") }
+                return
+            }
             if c.holders.isEmpty {
                 let pids = c.blocking.compactMap(\.pid)
                 if pids.isEmpty {
@@ -90,6 +120,35 @@ struct TryReport: Encodable {
     var flavor: String?
     var qemuMessage: String?
     var holders: [HolderJSON]
+    /// gluster scheme only: the holders on the volume, and why they could not be named further.
+    var glusterHolders: [GlusterHolderJSON]?
+    var glusterNote: String?
+
+    struct GlusterHolderJSON: Encodable {
+        var pid: Int32?
+        var host: String?
+        var type: String
+        var start: Int64
+        var end: Int64?
+        var owner: String?
+        var ownerHex: String?
+        var clientPid: Int32?
+        var source: String
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(pid, forKey: .pid)
+            try c.encode(host, forKey: .host)
+            try c.encode(type, forKey: .type)
+            try c.encode(start, forKey: .start)
+            try c.encode(end, forKey: .end)
+            try c.encode(owner, forKey: .owner)
+            try c.encode(ownerHex, forKey: .ownerHex)
+            try c.encode(clientPid, forKey: .clientPid)
+            try c.encode(source, forKey: .source)
+        }
+        enum CodingKeys: String, CodingKey { case pid, host, type, start, end, owner, ownerHex, clientPid, source }
+    }
 
     struct HolderJSON: Encodable {
         var pid: Int32
@@ -107,7 +166,7 @@ struct TryReport: Encodable {
         enum CodingKeys: String, CodingKey { case pid, command, fd, lock }
     }
 
-    init(_ r: ProbeResult) {
+    init(_ r: ProbeResult, note: String? = nil) {
         image = r.image
         scheme = r.scheme.rawValue
         mode = r.mode.rawValue
@@ -118,6 +177,14 @@ struct TryReport: Encodable {
         qemuMessage = r.contention?.qemuConflicts.first?.message
         holders = (r.contention?.holders ?? []).map {
             HolderJSON(pid: $0.pid, command: $0.command, fd: $0.fd, lock: LockJSON($0.lock))
+        }
+        if r.scheme == .gluster {
+            glusterHolders = (r.contention?.glusterHolders ?? []).map {
+                GlusterHolderJSON(pid: $0.pid, host: $0.host, type: $0.type.rawValue, start: $0.range.start,
+                                  end: $0.range.end, owner: $0.owner?.text, ownerHex: $0.owner?.hex,
+                                  clientPid: $0.clientPID, source: $0.source.rawValue)
+            }
+            glusterNote = note
         }
     }
 
@@ -132,10 +199,15 @@ struct TryReport: Encodable {
         try c.encode(flavor, forKey: .flavor)
         try c.encode(qemuMessage, forKey: .qemuMessage)
         try c.encode(holders, forKey: .holders)
+        if let g = glusterHolders {
+            try c.encode(g, forKey: .glusterHolders)
+            try c.encode(glusterNote, forKey: .glusterNote)
+        }
     }
 
     enum CodingKeys: String, CodingKey {
         case image, scheme, mode, acquired, lockFile, lockFileExists, flavor, qemuMessage, holders
+        case glusterHolders, glusterNote
     }
 }
 

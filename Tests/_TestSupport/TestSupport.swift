@@ -175,3 +175,135 @@ public enum Qemu {
         return path
     }
 }
+
+/// The GlusterFS test bed that scripts/run-tests (`make test`) starts: a glusterd and a
+/// single-brick volume on 127.0.0.2 (scripts/gluster-testbed). Tests read where it is
+/// from the environment it exports.
+public struct GlusterTestBed: Sendable {
+    public var host: String
+    public var port: Int
+    public var volume: String
+    public var socket: String
+    public var stateDirectory: String
+    public var dumpDirectory: String
+
+    /// The repository (for scripts/gluster-testbed).
+    public static let repository: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/_TestSupport/TestSupport.swift
+        return url.path
+    }()
+
+    /// The running test bed; fails the test (and skips the rest of it) when the environment
+    /// does not name one.
+    public static func require(file: StaticString = #filePath, line: UInt = #line) throws -> GlusterTestBed {
+        let env = ProcessInfo.processInfo.environment
+        guard let host = env["GLUSTER_HOST"], !host.isEmpty, let volume = env["GLUSTER_VOLUME"],
+              let sock = env["GLUSTER_SOCK"], let state = env["GLUSTER_STATEDIR"] else {
+            XCTFail("""
+                GLUSTER_HOST is not set: the Gluster tests need the test bed. Run them through \
+                `make test` or scripts/run-tests (they start and stop it), or first run \
+                eval "$(scripts/gluster-testbed start)" in this shell
+                """, file: file, line: line)
+            throw XCTSkip("no Gluster test bed")
+        }
+        return GlusterTestBed(host: host, port: Int(env["GLUSTER_PORT"] ?? "") ?? 24007, volume: volume, socket: sock,
+                              stateDirectory: state, dumpDirectory: env["GLUSTER_DUMPDIR"] ?? state + "/dumps")
+    }
+
+    /// gluster://HOST/VOLUME/NAME
+    public func url(_ name: String) -> String {
+        "gluster://\(host)\(port == 24007 ? "" : ":\(port)")/\(volume)/\(name)"
+    }
+
+    /// The FUSE mount the tests share (made on first use; `gluster-testbed stop` unmounts it).
+    public func mountPoint(file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let dir = stateDirectory + "/mnt-tests"
+        var st = stat()
+        let reachable = stat(dir, &st) == 0
+        let why = errno
+        if reachable, try Run.capture("/usr/bin/mountpoint", ["-q", dir]).status == 0 { return dir }
+        if !reachable && why == ENOTCONN {
+            // A mount whose glusterfs client died (the brick-killing test can do that): drop it.
+            try Run.capture("/bin/umount", ["-l", dir])
+        }
+        // The mount leaves a glusterfs daemon behind. Foundation's Process learns that its
+        // child ended when an fd it passes down is closed, and the daemon would inherit and
+        // keep that fd (waitUntilExit then never returns): close every fd above 2 first.
+        let closeAndRun = "for fd in $(ls /proc/self/fd); do [ \"$fd\" -gt 2 ] && eval \"exec $fd>&-\"; done; exec \"$@\""
+        let r = try Run.capture("/bin/bash", ["-c", closeAndRun, "bash", GlusterTestBed.repository + "/scripts/gluster-testbed",
+                                              "mount", dir, stateDirectory])
+        XCTAssertEqual(r.status, 0, "gluster-testbed mount: \(r)", file: file, line: line)
+        return dir
+    }
+
+    /// Creates a file of `size` bytes on the volume (through the FUSE mount) with a name
+    /// unique to this run, and returns its name in the volume.
+    public func makeFile(_ label: String, size: Int = 1 << 20) throws -> String {
+        let name = "\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).img"
+        let path = try mountPoint() + "/" + name
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: size)), "create \(path)")
+        return name
+    }
+
+    /// The gluster CLI against the test bed's glusterd.
+    public var cli: GlusterCLI { GlusterCLI(glusterdSocket: socket) }
+
+    /// Polls (in this process, through libgfapi) until an exclusive lock on `url` is
+    /// `held` (or free); false when that did not happen within `timeout` seconds.
+    @discardableResult
+    public func waitUntil(_ url: String, held: Bool, timeout: Double = 15,
+                          file: StaticString = #filePath, line: UInt = #line) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = ""
+        while Date() < deadline {
+            do {
+                let r = try ImageLocker().probe(url, scheme: .gluster, mode: .exclusive)
+                if r.acquired != held { return true }
+            } catch {
+                last = " (last error: \(error))"
+            }
+            usleep(50_000)
+        }
+        XCTFail("\(url) did not become \(held ? "held" : "free") within \(timeout) s\(last)", file: file, line: line)
+        return false
+    }
+
+    /// The pid of the volume's brick process (glusterfsd) when it is online, from `gluster volume status`.
+    public func brickPID() throws -> Int32? {
+        let r = try Run.capture("/usr/sbin/gluster", ["--mode=script", "--glusterd-sock=\(socket)", "volume", "status", volume, "--xml"])
+        func value(_ tag: String) -> String? {
+            guard let a = r.stdout.range(of: "<\(tag)>"), let b = r.stdout[a.upperBound...].range(of: "</\(tag)>") else { return nil }
+            return String(r.stdout[a.upperBound..<b.lowerBound])
+        }
+        guard let pid = value("pid").flatMap({ Int32($0) }), pid > 0 else { return nil }
+        return pid
+    }
+
+    /// Starts the volume's brick again after a test killed it. glusterd notices a dead
+    /// brick only after a moment, and until then `start force` does nothing: retry.
+    public func restartBrick(timeout: Double = 30, file: StaticString = #filePath, line: UInt = #line) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: RunResult?
+        while Date() < deadline {
+            // glusterd may still name the killed brick's pid: it must be a live, running process.
+            if let pid = try brickPID(), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+               !stat.contains(") Z "), !stat.contains(") T ") {
+                // FUSE clients reconnect to the new brick port within a few seconds.
+                let mount = stateDirectory + "/mnt-tests"
+                while Date() < deadline && access(mount + "/.", F_OK) != 0 && errno == ENOTCONN { usleep(200_000) }
+                return
+            }
+            last = try Run.capture("/usr/sbin/gluster", ["--mode=script", "--glusterd-sock=\(socket)", "volume", "start", volume, "force"])
+            usleep(500_000)
+        }
+        XCTFail("the brick did not come back within \(timeout) s: \(last.map { "\($0)" } ?? "")", file: file, line: line)
+    }
+}
+
+/// A program run under `unshare --uts` with its own host name: a second "host" on this machine.
+public enum OtherHost {
+    public static func argv(_ hostname: String, _ exe: String, _ args: [String]) -> (String, [String]) {
+        ("/usr/bin/unshare", ["--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", hostname, exe] + args)
+    }
+}
