@@ -1,0 +1,107 @@
+import Foundation
+import ImageLock
+
+/// One change between two snapshots (`locksmith watch`).
+public struct WatchEvent: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case lockReleased = "lock-released"
+        case waiterUnblocked = "waiter-unblocked"
+        case lockAcquired = "lock-acquired"
+        case holderChanged = "holder-changed"
+        case waiterBlocked = "waiter-blocked"
+        case findingCleared = "finding-cleared"
+        case findingRaised = "finding-raised"
+    }
+
+    public var kind: Kind
+    /// When the change was seen: the later snapshot's time.
+    public var time: Date
+    /// The image's path (nil when unknown; then `imageID` names its lock file or dev:inode).
+    public var image: String?
+    public var imageID: String?
+    /// The holder or waiter (lock and waiter events); for `holder-changed`, as it is now.
+    public var holder: Holder?
+    /// For `holder-changed`: the holder as it was.
+    public var previous: Holder?
+    /// For finding events.
+    public var finding: Finding?
+
+    public init(kind: Kind, time: Date, image: String?, imageID: String?, holder: Holder? = nil,
+                previous: Holder? = nil, finding: Finding? = nil) {
+        self.kind = kind
+        self.time = time
+        self.image = image
+        self.imageID = imageID
+        self.holder = holder
+        self.previous = previous
+        self.finding = finding
+    }
+}
+
+/// The changes between two snapshots, as a pure function.
+public enum SnapshotDiff {
+    /// Every change from `old` to `new`, in this order: locks released, waiters unblocked,
+    /// locks acquired, holders changed (same process, fd and scheme, another lock mode or
+    /// other QEMU permissions), waiters blocked, findings cleared, findings raised; within
+    /// each kind by image, then pid and fd. A holder is identified by image, pid, fd and
+    /// scheme; a waiter by image, pid and scheme; a finding by `Finding.id`. Findings below
+    /// `minimumSeverity` are ignored (nil: no finding events at all).
+    public static func events(from old: Snapshot, to new: Snapshot, minimumSeverity: Severity? = .warning) -> [WatchEvent] {
+        let time = new.generated
+        var out: [WatchEvent] = []
+
+        let oldHolders = index(old, \.holders, waiter: false)
+        let newHolders = index(new, \.holders, waiter: false)
+        let oldWaiters = index(old, \.waiters, waiter: true)
+        let newWaiters = index(new, \.waiters, waiter: true)
+
+        func event(_ kind: WatchEvent.Kind, _ e: Entry, previous: Holder? = nil) -> WatchEvent {
+            WatchEvent(kind: kind, time: time, image: e.image.path, imageID: e.image.id, holder: e.holder, previous: previous)
+        }
+        for (k, e) in oldHolders.sorted(by: order) where newHolders[k] == nil { out.append(event(.lockReleased, e)) }
+        for (k, e) in oldWaiters.sorted(by: order) where newWaiters[k] == nil { out.append(event(.waiterUnblocked, e)) }
+        for (k, e) in newHolders.sorted(by: order) where oldHolders[k] == nil { out.append(event(.lockAcquired, e)) }
+        for (k, e) in newHolders.sorted(by: order) {
+            guard let before = oldHolders[k]?.holder else { continue }
+            if before.lockType != e.holder.lockType || before.qemu != e.holder.qemu || before.openMode != e.holder.openMode {
+                out.append(event(.holderChanged, e, previous: before))
+            }
+        }
+        for (k, e) in newWaiters.sorted(by: order) where oldWaiters[k] == nil { out.append(event(.waiterBlocked, e)) }
+
+        if let min = minimumSeverity {
+            let before = Dictionary(old.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            let after = Dictionary(new.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            for f in old.findings where f.severity >= min && after[f.id] == nil {
+                out.append(WatchEvent(kind: .findingCleared, time: time, image: f.image, imageID: nil, finding: f))
+            }
+            for f in new.findings where f.severity >= min && before[f.id] == nil {
+                out.append(WatchEvent(kind: .findingRaised, time: time, image: f.image, imageID: nil, finding: f))
+            }
+        }
+        return out
+    }
+
+    struct Entry {
+        var image: ImageLocks
+        var holder: Holder
+    }
+
+    static func index(_ s: Snapshot, _ list: KeyPath<ImageLocks, [Holder]>, waiter: Bool) -> [String: Entry] {
+        var out: [String: Entry] = [:]
+        for i in s.images {
+            for h in i[keyPath: list] {
+                let key = waiter ? "\(i.id)\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
+                    : "\(i.id)\u{0}\(h.pid)\u{0}\(h.fd ?? -1)\u{0}\(h.scheme.rawValue)"
+                if out[key] == nil { out[key] = Entry(image: i, holder: h) }
+            }
+        }
+        return out
+    }
+
+    static func order(_ a: (key: String, value: Entry), _ b: (key: String, value: Entry)) -> Bool {
+        let x = a.value, y = b.value
+        return (x.image.path ?? "\u{10FFFF}" + x.image.id, x.holder.pid, x.holder.fd ?? -1, x.holder.scheme.rawValue)
+            < (y.image.path ?? "\u{10FFFF}" + y.image.id, y.holder.pid, y.holder.fd ?? -1, y.holder.scheme.rawValue)
+    }
+}
