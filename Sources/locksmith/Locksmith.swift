@@ -16,7 +16,7 @@ struct Locksmith: ParsableCommand {
             with its command's status.
             """,
         version: LocksmithVersion.current,
-        subcommands: [List.self, Why.self, Try.self, Hold.self, Path.self],
+        subcommands: [List.self, Why.self, Try.self, Hold.self, Path.self, Audit.self, Watch.self],
         defaultSubcommand: List.self
     )
 }

@@ -59,15 +59,17 @@ public enum AuditRules {
                 return !line.contains(where: holderPids.contains) && seen.insert(w.pid).inserted
             }
             guard !unlocked.isEmpty else { continue }
-            let who = unlocked.map { "\(InvolvedProcess(writer: $0).label) has it open \($0.openMode.rawValue) (fd \($0.fd))" }
-            let others = holders.isEmpty ? "nobody holds a lock on it"
+            let who = unlocked.map {
+                "\(InvolvedProcess(writer: $0).label) has it open \($0.openMode.rawValue) (fd \($0.fd)) and holds no lock on it"
+            }
+            let others = holders.isEmpty ? "nobody holds any lock on it"
                 : "its only locks are held by " + Set(holders.map { "pid \($0.pid) (\($0.command))" }).sorted().joined(separator: ", ")
             out.append(Finding(
                 rule: .unlockedWriter, severity: .critical, image: group[0].path,
                 holders: unlocked.map(InvolvedProcess.init(writer:)) + holders.map { InvolvedProcess(holder: $0) },
                 files: [],
-                evidence: who.joined(separator: "; ") + ", and holds no lock on it in any scheme (no QEMU byte lock, "
-                    + "no lock-file lock, none by a parent); \(others). Nothing stops a second writer.",
+                evidence: who.joined(separator: "; ") + " in any scheme (no QEMU byte lock, no lock-file lock, "
+                    + "none taken by a parent); \(others). Nothing stops another writer.",
                 remedy: "let it finish or stop it, then open the image only with locking on "
                     + "(drop file.locking=off / locking=off, or wrap the tool in `locksmith hold IMAGE -- CMD`)"))
         }

@@ -82,6 +82,32 @@ public enum SnapshotDiff {
         return out
     }
 
+    /// `new` with the details of holders and waiters that ended while it was taken
+    /// (command `?`: /proc had no status for them any more) taken from `old`, matched by
+    /// pid. A waiter that gets its lock and exits at once is then still named when it goes.
+    public static func fillingDetails(_ new: Snapshot, from old: Snapshot) -> Snapshot {
+        var known: [Int32: Holder] = [:]
+        for i in old.images { for h in i.holders + i.waiters where h.command != "?" { known[h.pid] = h } }
+        guard !known.isEmpty else { return new }
+        func fill(_ h: Holder) -> Holder {
+            guard h.command == "?", let k = known[h.pid] else { return h }
+            var f = h
+            f.command = k.command
+            f.args = k.args
+            f.user = k.user
+            f.uid = k.uid
+            f.started = k.started
+            f.vm = k.vm
+            return f
+        }
+        var out = new
+        for i in out.images.indices {
+            out.images[i].holders = out.images[i].holders.map(fill)
+            out.images[i].waiters = out.images[i].waiters.map(fill)
+        }
+        return out
+    }
+
     struct Entry {
         var image: ImageLocks
         var holder: Holder
