@@ -77,6 +77,7 @@ extension Scan {
         let imageDirs = options.imageDirectories.compactMap { SystemReads.realPath($0) }
             .map { $0.hasSuffix("/") ? $0 : $0 + "/" }
         var named: Set<String>?
+        var qemuArgs: [Int32: [String]] = [:]
         var out: [ImageWriter] = []
         for w in opens {
             let name = w.link.split(separator: "/").last.map(String.init) ?? w.link
@@ -88,9 +89,15 @@ extension Scan {
                 if named == nil { named = (candidates ?? buildCandidates(openPaths: [:], pids: [])).named }
                 candidate = named!.contains(w.link)
             }
-            if !candidate, let d = process(w.pid), QemuArgs.isQemu(d.args) {
-                let cwd = SystemReads.readLink("\(procRoot)/\(w.pid)/cwd")
-                candidate = QemuArgs.filePaths(d.args).contains { p in
+            if !candidate {
+                if qemuArgs[w.pid] == nil {
+                    // One read of cmdline per writing process; only QEMU's are kept.
+                    let args = SystemReads.readProcBytes("\(procRoot)/\(w.pid)/cmdline").map(ProcessDetails.splitCmdline) ?? []
+                    qemuArgs[w.pid] = QemuArgs.isQemu(args) ? args : []
+                }
+                let args = qemuArgs[w.pid]!
+                let cwd = args.isEmpty ? nil : SystemReads.readLink("\(procRoot)/\(w.pid)/cwd")
+                candidate = QemuArgs.filePaths(args).contains { p in
                     let abs = p.hasPrefix("/") ? p : (cwd ?? "") + "/" + p
                     return abs == w.link || SystemReads.realPath(abs) == w.link
                 }
