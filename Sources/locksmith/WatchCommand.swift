@@ -13,7 +13,7 @@ extension Locksmith {
             discussion: """
                 Takes a snapshot every --interval seconds and prints what changed since the \
                 previous one, one line per change, each with its time: lock-acquired, \
-                lock-released, holder-changed (same process and fd, another lock mode or other \
+                lock-released, holder-changed (same process and scheme, another lock type or other \
                 QEMU permissions), waiter-blocked, waiter-unblocked, finding-raised and \
                 finding-cleared (audit findings of --findings severity or worse). The state \
                 at start is not printed. A change that begins and ends between two snapshots \

@@ -52,9 +52,15 @@ final class SnapshotDiffTests: XCTestCase {
         XCTAssertEqual(kinds(e), ["holder-changed /a 1"])
         XCTAssertEqual(e.first?.previous?.qemu, .readOnly)
         XCTAssertEqual(e.first?.holder?.qemu, .readWrite)
-        // Another fd of the same process is another holder.
+        // The same lock seen through another fd, or by pid only, is no change.
         let c = snap(t2, [image("/a", holders: [Holder(pid: 1, command: "qemu", fd: 10, scheme: .qemu, qemu: .readOnly)])])
-        XCTAssertEqual(kinds(SnapshotDiff.events(from: a, to: c)), ["lock-released /a 1", "lock-acquired /a 1"])
+        XCTAssertEqual(SnapshotDiff.events(from: a, to: c), [])
+        let d = snap(t2, [image("/a", holders: [Holder(pid: 1, command: "qemu", fd: nil, scheme: .qemu, qemu: .readOnly)])])
+        XCTAssertEqual(SnapshotDiff.events(from: a, to: d), [])
+        // A second fd adding a write lock changes the holder.
+        let twoFds = snap(t2, [image("/a", holders: [Holder(pid: 1, command: "qemu", fd: 9, scheme: .qemu, qemu: .readOnly),
+                                                Holder(pid: 1, command: "qemu", fd: 11, scheme: .qemu, qemu: .readWrite)])])
+        XCTAssertEqual(kinds(SnapshotDiff.events(from: a, to: twoFds)), ["holder-changed /a 1"])
     }
 
     func testEventsAreOrderedByImageWithinAKind() {

@@ -63,7 +63,7 @@ final class WatchCommandTests: XCTestCase {
             }
         }
         func waitFor(_ n: Int, line: UInt = #line) {
-            let deadline = Date().addingTimeInterval(15)
+            let deadline = Date().addingTimeInterval(40)  // a scan of a busy host takes seconds
             while events().count < n && Date() < deadline { usleep(20_000) }
             XCTAssertGreaterThanOrEqual(events().count, n, "events so far: \(events())", line: line)
         }
@@ -129,7 +129,7 @@ final class WatchCommandTests: XCTestCase {
         usleep(500_000)
         let a = try Background(Run.locksmith, ["hold", "--lock-dir", locks, image, "--", "sleep", "60"])
         defer { a.stop() }
-        let deadline = Date().addingTimeInterval(15)
+        let deadline = Date().addingTimeInterval(40)
         while !watch.lines.contains(where: { $0.contains(image) }) && Date() < deadline { usleep(20_000) }
         XCTAssertEqual(watch.stop(SIGINT), 0, "SIGINT ends watch cleanly")
         let line = try XCTUnwrap(watch.lines.first { $0.contains(image) })

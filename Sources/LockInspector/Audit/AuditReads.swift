@@ -86,8 +86,9 @@ enum AuditReads {
     /// is when the thread last ran, and the reader's own `se.exec_start` is "now" on that
     /// clock. The waiting thread is the one whose wchan is a lock wait; with one thread,
     /// that thread. nil when the kernel does not tell.
+    /// The per-CPU task clocks drift apart (IRQ and steal time are left out per CPU), so
+    /// "now" is read on the CPU the thread last ran on (/proc/.../stat field 39).
     static func secondsBlocked(pid: Int32, procRoot: String) -> Double? {
-        guard let mine = execStart(SystemReads.readProc(procRoot + "/thread-self/sched")) else { return nil }
         let taskDir = "\(procRoot)/\(pid)/task"
         guard case .success(let tasks) = SystemReads.entries(taskDir) else { return nil }
         var best: Double?
@@ -96,10 +97,27 @@ enum AuditReads {
             let waitsOnLock = wchan.contains("lock") && !wchan.contains("futex")
             guard waitsOnLock || tasks.count == 1,
                   let start = execStart(SystemReads.readProc("\(taskDir)/\(t.name)/sched")) else { continue }
+            let cpu = SystemReads.readProc("\(taskDir)/\(t.name)/stat").flatMap(lastCPU)
+            guard let mine = ownExecStart(onCPU: cpu, procRoot: procRoot) else { continue }
             let seconds = max(0, (mine - start) / 1000)
             best = max(best ?? 0, seconds)
         }
         return best
+    }
+
+    /// The reader's own `se.exec_start`, read while running on `cpu` when it can be.
+    static func ownExecStart(onCPU cpu: Int32?, procRoot: String) -> Double? {
+        var saved = cpu_set_t()
+        let pinned = cpu.map { clinux_pin_to_cpu($0, &saved) == 0 } ?? false
+        defer { if pinned { clinux_restore_affinity(&saved) } }
+        return execStart(SystemReads.readProc(procRoot + "/thread-self/sched"))
+    }
+
+    /// Field 39 (processor: the CPU it last ran on) of /proc/PID/stat.
+    static func lastCPU(_ stat: String) -> Int32? {
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 36 ? Int32(fields[36]) : nil
     }
 
     static func execStart(_ sched: String?) -> Double? {

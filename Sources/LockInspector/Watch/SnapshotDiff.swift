@@ -41,10 +41,10 @@ public struct WatchEvent: Sendable, Equatable {
 /// The changes between two snapshots, as a pure function.
 public enum SnapshotDiff {
     /// Every change from `old` to `new`, in this order: locks released, waiters unblocked,
-    /// locks acquired, holders changed (same process, fd and scheme, another lock mode or
-    /// other QEMU permissions), waiters blocked, findings cleared, findings raised; within
-    /// each kind by image, then pid and fd. A holder is identified by image, pid, fd and
-    /// scheme; a waiter by image, pid and scheme; a finding by `Finding.id`. Findings below
+    /// locks acquired, holders changed (same process and scheme, another lock type or other
+    /// QEMU permissions), waiters blocked, findings cleared, findings raised; within each
+    /// kind by image, then pid. A holder or a waiter is identified by image, pid and scheme
+    /// (see `index`); a finding by `Finding.id`. Findings below
     /// `minimumSeverity` are ignored (nil: no finding events at all).
     public static func events(from old: Snapshot, to new: Snapshot, minimumSeverity: Severity? = .warning) -> [WatchEvent] {
         let time = new.generated
@@ -63,7 +63,7 @@ public enum SnapshotDiff {
         for (k, e) in newHolders.sorted(by: order) where oldHolders[k] == nil { out.append(event(.lockAcquired, e)) }
         for (k, e) in newHolders.sorted(by: order) {
             guard let before = oldHolders[k]?.holder else { continue }
-            if before.lockType != e.holder.lockType || before.qemu != e.holder.qemu || before.openMode != e.holder.openMode {
+            if before.lockType != e.holder.lockType || before.qemu != e.holder.qemu {
                 out.append(event(.holderChanged, e, previous: before))
             }
         }
@@ -113,13 +113,29 @@ public enum SnapshotDiff {
         var holder: Holder
     }
 
+    /// One entry per image, process and scheme: the fd is not part of the identity (a
+    /// classic POSIX lock is found through fdinfo in one scan and only by its pid in the
+    /// next, when the process's fds change meanwhile). Several fds of one process merge:
+    /// the strongest lock type, the union of QEMU permissions, the first fd.
     static func index(_ s: Snapshot, _ list: KeyPath<ImageLocks, [Holder]>, waiter: Bool) -> [String: Entry] {
         var out: [String: Entry] = [:]
         for i in s.images {
             for h in i[keyPath: list] {
-                let key = waiter ? "\(i.id)\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
-                    : "\(i.id)\u{0}\(h.pid)\u{0}\(h.fd ?? -1)\u{0}\(h.scheme.rawValue)"
-                if out[key] == nil { out[key] = Entry(image: i, holder: h) }
+                let key = "\(i.id)\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
+                guard var e = out[key] else {
+                    out[key] = Entry(image: i, holder: h)
+                    continue
+                }
+                if e.holder.fd == nil, h.fd != nil {
+                    e.holder.fd = h.fd
+                    e.holder.openMode = h.openMode
+                }
+                if h.lockType == .write || e.holder.lockType == nil { e.holder.lockType = h.lockType ?? e.holder.lockType }
+                if let q = h.qemu {
+                    let p = e.holder.qemu
+                    e.holder.qemu = QemuPermissions(held: q.held.union(p?.held ?? []), unshared: q.unshared.union(p?.unshared ?? []))
+                }
+                out[key] = e
             }
         }
         return out
