@@ -35,7 +35,7 @@ let package = Package(
             ]
         ),
         // Discovery and analysis: /proc, lock dirs, image mapping, holders, the snapshot model.
-        .target(name: "LockInspector", dependencies: ["ImageLock"]),
+        .target(name: "LockInspector", dependencies: ["ImageLock", "CLinux"]),
         // System ncursesw through a module map and macro shims (FACTS.md §7).
         .systemLibrary(name: "CCurses", providers: [.apt(["libncursesw5-dev"])]),
         // The TUI: state, keys, layout and rendering into a screen buffer; the curses edge.

@@ -37,6 +37,7 @@ public struct FileStatus: Sendable, Equatable {
 private func c_stat(_ p: String, _ st: inout stat) -> Int32 { stat(p, &st) }
 private func c_lstat(_ p: String, _ st: inout stat) -> Int32 { lstat(p, &st) }
 private func c_fstat(_ fd: Int32, _ st: inout stat) -> Int32 { fstat(fd, &st) }
+private func c_flock(_ fd: Int32, _ operation: Int32) -> Int32 { flock(fd, operation) }
 
 enum Sys {
     static func retrying<T: BinaryInteger>(_ body: () -> T) -> Result<T, Errno> {
@@ -89,6 +90,19 @@ enum Sys {
             }
         }
         return .success(())
+    }
+
+    static func unlink(_ path: String) -> Result<Void, Errno> {
+        retrying { Glibc.unlink(path) }.map { _ in () }
+    }
+
+    /// A non-blocking flock(2) request; false when someone else holds a conflicting one.
+    static func flockNonBlocking(_ fd: Int32, exclusive: Bool) -> Result<Bool, Errno> {
+        switch retrying({ c_flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) }) {
+        case .success: return .success(true)
+        case .failure(let e) where e.code == EWOULDBLOCK: return .success(false)
+        case .failure(let e): return .failure(e)
+        }
     }
 
     static func access(_ path: String, _ mode: Int32) -> Bool {

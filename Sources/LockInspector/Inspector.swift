@@ -243,10 +243,12 @@ struct Scan {
         }
         let images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, leaseFiles: leaseFiles,
                               procs: procs, candidates: candidates)
+        let writers = imageWriters(procs.writeOpens, images: images, lockFiles: lockFiles + leaseFiles,
+                                   candidates: needPaths ? candidates : nil)
         t.mapping = now() - t3
         t.total = now() - t0
         return Snapshot(host: SystemReads.hostName, generated: Date(), images: images,
-                        lockFiles: lockFiles + leaseFiles, unseen: unseen)
+                        lockFiles: lockFiles + leaseFiles, unseen: unseen, writers: writers)
     }
 
     // MARK: Lock dirs
@@ -343,6 +345,8 @@ struct Scan {
         var keyByLink: [String: FileKey] = [:]
         /// Processes whose fds could not be read.
         var hidden: Set<Int32> = []
+        /// fds open for writing on paths that may be images (filtered in `imageWriters`).
+        var writeOpens: [WriteOpen] = []
     }
 
     /// One pass over /proc/PID/fd: readlink every fd (no filesystem access: the kernel's
@@ -376,8 +380,10 @@ struct Scan {
                 if allLinks, out.openPaths[link] == nil { out.openPaths[link] = pid }
                 if let only = onlyLinks, !only.contains(link) { continue }
                 t.fdinfoReads += 1
-                guard let n = SystemReads.readSmallProcFile(infoDir + entry.name, into: &buffer),
-                      SystemReads.contains(buffer, count: n, "\nlock:") else { continue }
+                guard let n = SystemReads.readSmallProcFile(infoDir + entry.name, into: &buffer) else { continue }
+                // Open for writing (flags & 3): kept for the audit's writer rules.
+                if let w = WriteOpen(pid: pid, fd: fd, link: link, fdinfo: buffer, count: n) { out.writeOpens.append(w) }
+                guard SystemReads.contains(buffer, count: n, "\nlock:") else { continue }
                 guard let info = FDInfo(text: Substring(String(decoding: buffer[0..<n], as: UTF8.self))),
                       let key = info.locks.first?.fileKey else { continue }
                 out.byFile[key, default: []].append(
@@ -408,9 +414,12 @@ struct Scan {
         var bySHA256: [String: Candidate] = [:]
         /// Files under --images, by key (for locks on them that fit no other scheme).
         var imageFiles: [FileKey: String] = [:]
+        /// Realpaths named as images by --images dirs, libvirt XML or QEMU args (not merely open).
+        var named: Set<String> = []
 
         mutating func add(_ path: String, source: String, realPath: String? = nil) {
             let real = realPath ?? path
+            if source != "open file" { named.insert(real) }
             let c = Candidate(path: real, source: source)
             let h1 = Digest.sha1Hex(real)
             if bySHA1[h1] == nil { bySHA1[h1] = c }

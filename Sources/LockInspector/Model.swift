@@ -12,13 +12,23 @@ public struct Snapshot: Sendable, Equatable {
     public var lockFiles: [LockFileEntry]
     /// What the scan could not look at, and why (EACCES on /proc/PID/fd, unreadable dirs...).
     public var unseen: [Unseen]
+    /// Every fd open for writing (fdinfo `flags & 3 != 0`) on a file that is a candidate
+    /// image, locked or not: the facts behind the `unlocked-writer` and
+    /// `concurrent-writers` audit rules.
+    public var writers: [ImageWriter]
+    /// Audit findings, most severe first. The scan leaves this empty; `Auditor.annotate`
+    /// fills it.
+    public var findings: [Finding]
 
-    public init(host: String, generated: Date, images: [ImageLocks], lockFiles: [LockFileEntry], unseen: [Unseen]) {
+    public init(host: String, generated: Date, images: [ImageLocks], lockFiles: [LockFileEntry], unseen: [Unseen],
+                writers: [ImageWriter] = [], findings: [Finding] = []) {
         self.host = host
         self.generated = generated
         self.images = images
         self.lockFiles = lockFiles
         self.unseen = unseen
+        self.writers = writers
+        self.findings = findings
     }
 
     public var holderCount: Int { images.reduce(0) { $0 + $1.holders.count } }
@@ -147,5 +157,157 @@ public struct Unseen: Sendable, Equatable, Hashable {
     public init(what: String, why: String) {
         self.what = what
         self.why = why
+    }
+}
+
+/// A process with a candidate image open for writing, through one fd.
+public struct ImageWriter: Sendable, Equatable, Hashable {
+    /// The file as the fd names it (the kernel's path of the open file).
+    public var path: String
+    public var device: DeviceID?
+    public var inode: UInt64?
+    public var pid: Int32
+    public var fd: Int32
+    public var openMode: OpenMode
+    public var command: String
+    public var args: [String]
+    public var user: String?
+    public var uid: UInt32?
+    public var started: Date?
+    public var vm: String?
+
+    public init(path: String, device: DeviceID? = nil, inode: UInt64? = nil, pid: Int32, fd: Int32,
+                openMode: OpenMode = .readWrite, command: String, args: [String] = [], user: String? = nil,
+                uid: UInt32? = nil, started: Date? = nil, vm: String? = nil) {
+        self.path = path
+        self.device = device
+        self.inode = inode
+        self.pid = pid
+        self.fd = fd
+        self.openMode = openMode
+        self.command = command
+        self.args = args
+        self.user = user
+        self.uid = uid
+        self.started = started
+        self.vm = vm
+    }
+}
+
+/// How bad an audit finding is. Ordered: `info` < `warning` < `critical`.
+public enum Severity: String, Sendable, CaseIterable, Comparable, Codable {
+    case info, warning, critical
+
+    public static func < (a: Severity, b: Severity) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+}
+
+/// The audit rules (DESIGN.md "audit"; the man page describes each).
+public enum AuditRule: String, Sendable, CaseIterable, Codable {
+    case unlockedWriter = "unlocked-writer"
+    case concurrentWriters = "concurrent-writers"
+    case unsafeLockFile = "unsafe-lock-file"
+    case unwritableLockFile = "unwritable-lock-file"
+    case foreignHolder = "foreign-holder"
+    case localLockOnSharedStorage = "local-lock-on-shared-storage"
+    case blockedWaiter = "blocked-waiter"
+    case staleLockFile = "stale-lock-file"
+    case unmappedLockFile = "unmapped-lock-file"
+}
+
+/// One hazard the audit found: which rule, how bad, on what, who and what is involved,
+/// and what to do about it.
+public struct Finding: Sendable, Equatable, Hashable, Identifiable {
+    public var rule: AuditRule
+    public var severity: Severity
+    /// The image's path; nil when it is unknown or the finding is about a lock dir.
+    public var image: String?
+    /// The processes involved (writers, holders, waiters), each with its role.
+    public var holders: [InvolvedProcess]
+    /// The files involved: lock files, lock dirs.
+    public var files: [String]
+    /// What was seen, in one or two sentences.
+    public var evidence: String
+    /// What to do, in one line.
+    public var remedy: String
+
+    public init(rule: AuditRule, severity: Severity, image: String?, holders: [InvolvedProcess] = [],
+                files: [String] = [], evidence: String, remedy: String) {
+        self.rule = rule
+        self.severity = severity
+        self.image = image
+        self.holders = holders
+        self.files = files
+        self.evidence = evidence
+        self.remedy = remedy
+    }
+
+    /// Stable across snapshots while the same hazard persists: rule, image and files
+    /// (not the processes, which may come and go while the hazard stays).
+    public var id: String { "\(rule.rawValue) \(image ?? "-") \(files.joined(separator: " "))" }
+}
+
+/// A process named as evidence by a finding.
+public struct InvolvedProcess: Sendable, Equatable, Hashable {
+    public enum Role: String, Sendable, Codable {
+        /// Has the image open for writing.
+        case writer
+        /// Holds a lock on the image or its lock file.
+        case holder
+        /// Is blocked waiting for a lock.
+        case waiter
+    }
+
+    public var role: Role
+    public var pid: Int32
+    public var command: String
+    public var args: [String]
+    public var user: String?
+    public var uid: UInt32?
+    public var started: Date?
+    public var fd: Int32?
+    public var openMode: OpenMode?
+    public var vm: String?
+    /// The scheme of the lock it holds or waits for; nil for a writer without a lock.
+    public var scheme: LockScheme?
+    /// `write`/`read`, `rw`/`ro` (as `Holder.modeSummary`); nil for a writer.
+    public var mode: String?
+    /// For a waiter: how long it has been blocked, when known.
+    public var waitedSeconds: Double?
+
+    public init(role: Role, pid: Int32, command: String, args: [String] = [], user: String? = nil,
+                uid: UInt32? = nil, started: Date? = nil, fd: Int32? = nil, openMode: OpenMode? = nil,
+                vm: String? = nil, scheme: LockScheme? = nil, mode: String? = nil, waitedSeconds: Double? = nil) {
+        self.role = role
+        self.pid = pid
+        self.command = command
+        self.args = args
+        self.user = user
+        self.uid = uid
+        self.started = started
+        self.fd = fd
+        self.openMode = openMode
+        self.vm = vm
+        self.scheme = scheme
+        self.mode = mode
+        self.waitedSeconds = waitedSeconds
+    }
+
+    public init(holder h: Holder, role: Role = .holder, waitedSeconds: Double? = nil) {
+        self.init(role: role, pid: h.pid, command: h.command, args: h.args, user: h.user, uid: h.uid,
+                  started: h.started, fd: h.fd, openMode: h.openMode, vm: h.vm, scheme: h.scheme,
+                  mode: role == .waiter ? h.lockType.map { $0 == .write ? "write" : "read" } : h.modeSummary,
+                  waitedSeconds: waitedSeconds)
+    }
+
+    public init(writer w: ImageWriter) {
+        self.init(role: .writer, pid: w.pid, command: w.command, args: w.args, user: w.user, uid: w.uid,
+                  started: w.started, fd: w.fd, openMode: w.openMode, vm: w.vm)
+    }
+
+    /// `pid 123 (qemu-io, user root)`.
+    public var label: String {
+        "pid \(pid) (\(command)\(user.map { ", user \($0)" } ?? uid.map { ", uid \($0)" } ?? ""))"
     }
 }

@@ -19,7 +19,8 @@ struct Locksmith: ParsableCommand {
             with its command's status.
             """,
         version: LocksmithVersion.current,
-        subcommands: [Browse.self, List.self, Why.self, Tui.self, Try.self, Hold.self, Path.self, ClearLocks.self],
+        subcommands: [Browse.self, List.self, Why.self, Tui.self, Audit.self, Watch.self, Try.self, Hold.self, Path.self,
+                      ClearLocks.self],
         defaultSubcommand: Browse.self
     )
 }

@@ -5,6 +5,7 @@
  * <fcntl.h>; Swift's Glibc module does not define it. */
 #define _GNU_SOURCE 1
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -17,6 +18,21 @@ static const int clinux_F_OFD_SETLKW = F_OFD_SETLKW;
 /* fcntl is variadic in C; give Swift a typed entry for the lock commands. */
 static inline int clinux_fcntl_lock(int fd, int cmd, struct flock *lk) {
     return fcntl(fd, cmd, lk);
+}
+
+/* Pins the calling thread to one CPU, saving its affinity in *saved first; 0 on success.
+ * The scheduler's per-CPU task clocks drift apart (IRQ and steal time are left out per CPU):
+ * times from two CPUs' /proc/.../sched compare only when read on the same CPU. */
+static inline int clinux_pin_to_cpu(int cpu, cpu_set_t *saved) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof *saved, saved) != 0) return -1;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof one, &one);
+}
+
+static inline void clinux_restore_affinity(const cpu_set_t *saved) {
+    (void)sched_setaffinity(0, sizeof *saved, saved);
 }
 
 static inline unsigned int clinux_major(dev_t dev) { return major(dev); }

@@ -1,0 +1,160 @@
+import Foundation
+import ImageLock
+
+/// What the audit rules need beyond the snapshot: file modes and owners, filesystems,
+/// credentials and ancestry of the processes involved, how long waiters have waited.
+/// Plain values, so the rules stay pure and tests can build them in code.
+public struct AuditFacts: Sendable, Equatable {
+    /// The time the rules judge against.
+    public var now: Date
+    /// `blocked-waiter` fires for waits at least this long (seconds).
+    public var waitThreshold: Double
+    /// The lock dirs, by path (without a trailing slash); `stat`, following links.
+    public var lockDirectories: [String: AuditFileFacts]
+    /// Lock-dir entries by path, as `lstat` sees them (never followed).
+    public var lockFiles: [String: AuditFileFacts]
+    /// Images by path, as `stat` sees them.
+    public var images: [String: AuditFileFacts]
+    /// Image paths that `stat` says do not exist.
+    public var missingImages: Set<String>
+    /// The processes named in the snapshot (holders, waiters, writers).
+    public var processes: [Int32: AuditProcessFacts]
+    /// Group ids (primary and supplementary) of the users owning images.
+    public var userGroups: [UInt32: [UInt32]]
+
+    public init(now: Date = Date(), waitThreshold: Double = 30, lockDirectories: [String: AuditFileFacts] = [:],
+                lockFiles: [String: AuditFileFacts] = [:], images: [String: AuditFileFacts] = [:],
+                missingImages: Set<String> = [], processes: [Int32: AuditProcessFacts] = [:],
+                userGroups: [UInt32: [UInt32]] = [:]) {
+        self.now = now
+        self.waitThreshold = waitThreshold
+        self.lockDirectories = lockDirectories
+        self.lockFiles = lockFiles
+        self.images = images
+        self.missingImages = missingImages
+        self.processes = processes
+        self.userGroups = userGroups
+    }
+}
+
+/// A file's type, owner, mode and filesystem.
+public struct AuditFileFacts: Sendable, Equatable {
+    public var kind: FileKind
+    /// Permission bits with setuid/setgid/sticky (`st_mode & 07777`).
+    public var mode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var links: UInt64
+    /// The name of the shared (network or cluster) filesystem it is on: `nfs`, `fuse`,
+    /// `ceph`, `smb`, `gfs2`, `ocfs2`; nil for a local one (statfs f_type).
+    public var sharedFilesystem: String?
+    /// A symlink's target.
+    public var linkTarget: String?
+
+    public init(kind: FileKind, mode: UInt32, uid: UInt32 = 0, gid: UInt32 = 0, links: UInt64 = 1,
+                sharedFilesystem: String? = nil, linkTarget: String? = nil) {
+        self.kind = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.links = links
+        self.sharedFilesystem = sharedFilesystem
+        self.linkTarget = linkTarget
+    }
+
+    /// `0644`.
+    public var modeText: String {
+        let s = String(mode, radix: 8)
+        return String(repeating: "0", count: max(0, 4 - s.count)) + s
+    }
+
+    /// Whether a user may open the file for `access` (4 read, 2 write) by its mode bits:
+    /// root always; the owner by the owner bits; a member of its group by the group bits;
+    /// anyone else by the other bits. (ACLs are not read.)
+    public func permits(uid user: UInt32, gid: UInt32, groups: [UInt32], access: UInt32) -> Bool {
+        if user == 0 { return true }
+        if user == uid { return mode & (access << 6) != 0 }
+        if gid == self.gid || groups.contains(self.gid) { return mode & (access << 3) != 0 }
+        return mode & access != 0
+    }
+}
+
+/// Who a process is and where it comes from.
+public struct AuditProcessFacts: Sendable, Equatable {
+    /// Effective ids and supplementary groups (/proc/PID/status `Uid:`, `Gid:`, `Groups:`).
+    public var uid: UInt32
+    public var gid: UInt32
+    public var groups: [UInt32]
+    /// Parent, grandparent, ... up to pid 1 (only gathered for writers).
+    public var ancestors: [Int32]
+    /// For a blocked waiter: seconds since its waiting thread last ran (/proc/PID/task/TID/sched
+    /// `se.exec_start` against the reader's own), nil when the kernel does not say.
+    public var waitedSeconds: Double?
+
+    public init(uid: UInt32, gid: UInt32, groups: [UInt32] = [], ancestors: [Int32] = [], waitedSeconds: Double? = nil) {
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.ancestors = ancestors
+        self.waitedSeconds = waitedSeconds
+    }
+}
+
+extension AuditFacts {
+    /// Reads what the rules need about `snapshot` from the system: a stat or lstat per lock
+    /// dir, lock file and image, statfs per image and lock dir, /proc/PID/status of each
+    /// process the snapshot names (and of writers' ancestors), the scheduler's view of each
+    /// waiter. No directory walk, no second pass over /proc; nothing is opened but /proc files.
+    public static func gather(for snapshot: Snapshot, lockDirectories: [String], waitThreshold: Double = 30,
+                              procRoot: String = "/proc", now: Date = Date()) -> AuditFacts {
+        var f = AuditFacts(now: now, waitThreshold: waitThreshold)
+        for dir in lockDirectories {
+            let key = AuditFacts.trimmed(dir)
+            if case .success(let s) = AuditReads.facts(key, follow: true) { f.lockDirectories[key] = s }
+        }
+        for e in snapshot.lockFiles {
+            if case .success(let s) = AuditReads.facts(e.path, follow: false) { f.lockFiles[e.path] = s }
+        }
+        var imagePaths = Set(snapshot.images.compactMap(\.path))
+        imagePaths.formUnion(snapshot.lockFiles.compactMap(\.image))
+        imagePaths.formUnion(snapshot.writers.map(\.path))
+        for p in imagePaths.sorted() {
+            switch AuditReads.facts(p, follow: true) {
+            case .success(let s):
+                f.images[p] = s
+                if s.uid != 0, f.userGroups[s.uid] == nil { f.userGroups[s.uid] = AuditReads.groups(ofUser: s.uid) }
+            case .failure(let e) where e.errno == ENOENT || e.errno == ENOTDIR:
+                f.missingImages.insert(p)
+            case .failure:
+                break
+            }
+        }
+        var pids = Set<Int32>()
+        for i in snapshot.images { for h in i.holders + i.waiters { pids.insert(h.pid) } }
+        for w in snapshot.writers { pids.insert(w.pid) }
+        for pid in pids.sorted() {
+            guard let s = AuditReads.status(pid: pid, procRoot: procRoot) else { continue }
+            f.processes[pid] = AuditProcessFacts(uid: s.uid, gid: s.gid, groups: s.groups)
+        }
+        for pid in Set(snapshot.writers.map(\.pid)) {
+            var chain: [Int32] = []
+            var p = AuditReads.status(pid: pid, procRoot: procRoot)?.ppid ?? 0
+            while p > 0 && chain.count < 64 && !chain.contains(p) {
+                chain.append(p)
+                p = AuditReads.status(pid: p, procRoot: procRoot)?.ppid ?? 0
+            }
+            f.processes[pid]?.ancestors = chain
+        }
+        let waiters = Set(snapshot.images.flatMap { $0.waiters.map(\.pid) })
+        for pid in waiters.sorted() {
+            f.processes[pid]?.waitedSeconds = AuditReads.secondsBlocked(pid: pid, procRoot: procRoot)
+        }
+        return f
+    }
+
+    static func trimmed(_ path: String) -> String {
+        var s = path
+        while s.count > 1 && s.hasSuffix("/") { s.removeLast() }
+        return s
+    }
+}

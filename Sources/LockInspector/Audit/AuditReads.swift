@@ -1,0 +1,148 @@
+// The audit's few system reads beyond the snapshot: stat/lstat, statfs, readlink,
+// /proc/PID/status, the scheduler's per-task view, and a user's groups. Nothing is opened
+// but /proc files; no link is followed where `follow` is false.
+import CLinux
+import Foundation
+import ImageLock
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private func c_statfs(_ path: String, _ buf: inout statfs) -> Int32 { statfs(path, &buf) }
+
+enum AuditReads {
+    /// stat (or lstat) plus statfs of the file's filesystem.
+    /// The corresponding C functions are `stat`, `lstat`, `statfs` and `readlink`.
+    static func facts(_ path: String, follow: Bool) -> Result<AuditFileFacts, ReadFailure> {
+        var st = stat()
+        let rc = follow ? stat(path, &st) : lstat(path, &st)
+        guard rc == 0 else { return .failure(ReadFailure(errno: errno)) }
+        let kind = SystemReads.kind(mode: UInt32(st.st_mode))
+        var f = AuditFileFacts(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: st.st_uid, gid: st.st_gid,
+                          links: UInt64(st.st_nlink))
+        if kind == .symlink {
+            f.linkTarget = SystemReads.readLink(path)
+        } else if follow {
+            f.sharedFilesystem = sharedFilesystem(path)
+        }
+        return .success(f)
+    }
+
+    /// The shared filesystem `path` is on, by statfs f_type (linux/magic.h); nil when local
+    /// or unknown.
+    static func sharedFilesystem(_ path: String) -> String? {
+        var buf = statfs()
+        guard c_statfs(path, &buf) == 0 else { return nil }
+        return sharedFilesystem(magic: UInt32(truncatingIfNeeded: buf.f_type))
+    }
+
+    static func sharedFilesystem(magic: UInt32) -> String? {
+        switch magic {
+        case UInt32(truncatingIfNeeded: CLINUX_NFS_SUPER_MAGIC): return "nfs"
+        case UInt32(truncatingIfNeeded: CLINUX_FUSE_SUPER_MAGIC): return "fuse"
+        case UInt32(truncatingIfNeeded: CLINUX_CEPH_SUPER_MAGIC): return "ceph"
+        case UInt32(truncatingIfNeeded: CLINUX_SMB2_MAGIC_NUMBER), UInt32(truncatingIfNeeded: CLINUX_CIFS_MAGIC_NUMBER):
+            return "smb"
+        case UInt32(truncatingIfNeeded: CLINUX_GFS2_MAGIC): return "gfs2"
+        case UInt32(truncatingIfNeeded: CLINUX_OCFS2_SUPER_MAGIC): return "ocfs2"
+        default: return nil
+        }
+    }
+
+    struct Status {
+        var uid: UInt32
+        var gid: UInt32
+        var groups: [UInt32]
+        var ppid: Int32
+    }
+
+    /// Effective uid and gid, supplementary groups and parent of a process; nil when gone.
+    static func status(pid: Int32, procRoot: String) -> Status? {
+        guard let text = SystemReads.readProc("\(procRoot)/\(pid)/status") else { return nil }
+        var s = Status(uid: 0, gid: 0, groups: [], ppid: 0)
+        var sawUid = false
+        func ids(_ line: Substring, dropping n: Int) -> [Substring] {
+            line.dropFirst(n).split(whereSeparator: { $0 == " " || $0 == "\t" })
+        }
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("Uid:") {
+                let v = ids(line, dropping: 4)
+                if v.count > 1, let u = UInt32(v[1]) { s.uid = u; sawUid = true }
+            } else if line.hasPrefix("Gid:") {
+                let v = ids(line, dropping: 4)
+                if v.count > 1, let g = UInt32(v[1]) { s.gid = g }
+            } else if line.hasPrefix("Groups:") {
+                s.groups = ids(line, dropping: 7).compactMap { UInt32($0) }
+            } else if line.hasPrefix("PPid:") {
+                s.ppid = ids(line, dropping: 5).first.flatMap { Int32($0) } ?? 0
+            }
+        }
+        return sawUid ? s : nil
+    }
+
+    /// How long a process blocked on a lock has been waiting: the time since its waiting
+    /// thread last ran. The kernel keeps no "waiting since"; `se.exec_start` in
+    /// /proc/PID/task/TID/sched (milliseconds of the scheduler clock, CONFIG_SCHED_DEBUG)
+    /// is when the thread last ran, and the reader's own `se.exec_start` is "now" on that
+    /// clock. The waiting thread is the one whose wchan is a lock wait; with one thread,
+    /// that thread. nil when the kernel does not tell.
+    /// The per-CPU task clocks drift apart (IRQ and steal time are left out per CPU), so
+    /// "now" is read on the CPU the thread last ran on (/proc/.../stat field 39).
+    static func secondsBlocked(pid: Int32, procRoot: String) -> Double? {
+        let taskDir = "\(procRoot)/\(pid)/task"
+        guard case .success(let tasks) = SystemReads.entries(taskDir) else { return nil }
+        var best: Double?
+        for t in tasks {
+            let wchan = SystemReads.readProc("\(taskDir)/\(t.name)/wchan") ?? ""
+            let waitsOnLock = wchan.contains("lock") && !wchan.contains("futex")
+            guard waitsOnLock || tasks.count == 1,
+                  let start = execStart(SystemReads.readProc("\(taskDir)/\(t.name)/sched")) else { continue }
+            let cpu = SystemReads.readProc("\(taskDir)/\(t.name)/stat").flatMap(lastCPU)
+            guard let mine = ownExecStart(onCPU: cpu, procRoot: procRoot) else { continue }
+            let seconds = max(0, (mine - start) / 1000)
+            best = max(best ?? 0, seconds)
+        }
+        return best
+    }
+
+    /// The reader's own `se.exec_start`, read while running on `cpu` when it can be.
+    static func ownExecStart(onCPU cpu: Int32?, procRoot: String) -> Double? {
+        var saved = cpu_set_t()
+        let pinned = cpu.map { clinux_pin_to_cpu($0, &saved) == 0 } ?? false
+        defer { if pinned { clinux_restore_affinity(&saved) } }
+        return execStart(SystemReads.readProc(procRoot + "/thread-self/sched"))
+    }
+
+    /// Field 39 (processor: the CPU it last ran on) of /proc/PID/stat.
+    static func lastCPU(_ stat: String) -> Int32? {
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 36 ? Int32(fields[36]) : nil
+    }
+
+    static func execStart(_ sched: String?) -> Double? {
+        guard let text = sched else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("se.exec_start") {
+            if let colon = line.firstIndex(of: ":") {
+                return Double(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+            }
+        }
+        return nil
+    }
+
+    /// The primary and supplementary groups of a user. The corresponding C functions are
+    /// `getpwuid_r` and `getgrouplist`.
+    static func groups(ofUser uid: UInt32) -> [UInt32] {
+        var pw = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &pw, &buf, buf.count, &result) == 0, result != nil, let name = pw.pw_name else { return [] }
+        var count: Int32 = 64
+        var groups = [gid_t](repeating: 0, count: Int(count))
+        if getgrouplist(name, pw.pw_gid, &groups, &count) < 0 {
+            groups = [gid_t](repeating: 0, count: Int(count))
+            guard getgrouplist(name, pw.pw_gid, &groups, &count) >= 0 else { return [pw.pw_gid] }
+        }
+        return Array(groups.prefix(Int(count)))
+    }
+}

@@ -1,0 +1,302 @@
+import Foundation
+import ImageLock
+
+/// The audit rules: pure functions of a snapshot and the facts gathered for it.
+/// Each returns its findings; `all` runs every rule and orders the result.
+public enum AuditRules {
+    public static func all(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        let found = unlockedWriter(s, f) + concurrentWriters(s, f) + unsafeLockFile(s, f) + unwritableLockFile(s, f)
+            + foreignHolder(s, f) + localLockOnSharedStorage(s, f) + blockedWaiter(s, f) + staleLockFile(s, f)
+            + unmappedLockFile(s, f)
+        return sorted(found)
+    }
+
+    /// Most severe first, then in rule order, then by image and files.
+    public static func sorted(_ findings: [Finding]) -> [Finding] {
+        func rank(_ r: AuditRule) -> Int { AuditRule.allCases.firstIndex(of: r)! }
+        return findings.sorted {
+            ($0.severity != $1.severity) ? $0.severity > $1.severity
+                : rank($0.rule) != rank($1.rule) ? rank($0.rule) < rank($1.rule)
+                : ($0.image ?? "", $0.files.joined(separator: " ")) < ($1.image ?? "", $1.files.joined(separator: " "))
+        }
+    }
+
+    // MARK: - Writers
+
+    /// Writers grouped by file (device and inode, else path), in path order.
+    static func writersByFile(_ s: Snapshot) -> [[ImageWriter]] {
+        var groups: [String: [ImageWriter]] = [:]
+        var order: [String] = []
+        for w in s.writers {
+            let key = w.inode.map { "\(w.device?.description ?? "?"):\($0)" } ?? w.path
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(w)
+        }
+        return order.map { groups[$0]! }
+    }
+
+    /// The snapshot's images that are the writers' file: same device and inode, or same path.
+    static func images(of w: ImageWriter, in s: Snapshot) -> [ImageLocks] {
+        s.images.filter { i in
+            if let ino = i.inode, let wino = w.inode, let d = i.device, let wd = w.device { return ino == wino && d == wd }
+            return i.path == w.path
+        }
+    }
+
+    /// `unlocked-writer` (critical): a process has an image open for writing and holds no
+    /// lock on it in any scheme — neither it nor a parent (`locksmith hold -- CMD` holds the
+    /// lock for CMD), and no virtlockd lock covers the image.
+    public static func unlockedWriter(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        var out: [Finding] = []
+        for group in writersByFile(s) {
+            let imgs = images(of: group[0], in: s)
+            let holders = imgs.flatMap(\.holders)
+            if holders.contains(where: { $0.scheme == .virtlockd }) { continue }
+            let holderPids = Set(holders.map(\.pid))
+            var seen = Set<Int32>()
+            let unlocked = group.filter { w in
+                let line = [w.pid] + (f.processes[w.pid]?.ancestors ?? [])
+                return !line.contains(where: holderPids.contains) && seen.insert(w.pid).inserted
+            }
+            guard !unlocked.isEmpty else { continue }
+            let who = unlocked.map {
+                "\(InvolvedProcess(writer: $0).label) has it open \($0.openMode.rawValue) (fd \($0.fd)) and holds no lock on it"
+            }
+            let others = holders.isEmpty ? "nobody holds any lock on it"
+                : "its only locks are held by " + Set(holders.map { "pid \($0.pid) (\($0.command))" }).sorted().joined(separator: ", ")
+            out.append(Finding(
+                rule: .unlockedWriter, severity: .critical, image: group[0].path,
+                holders: unlocked.map(InvolvedProcess.init(writer:)) + holders.map { InvolvedProcess(holder: $0) },
+                files: [],
+                evidence: who.joined(separator: "; ") + " in any scheme (no QEMU byte lock, no lock-file lock, "
+                    + "none taken by a parent); \(others). Nothing stops another writer.",
+                remedy: "let it finish or stop it, then open the image only with locking on "
+                    + "(drop file.locking=off / locking=off, or wrap the tool in `locksmith hold IMAGE -- CMD`)"))
+        }
+        return out
+    }
+
+    /// `concurrent-writers` (critical): two or more processes have one image open for
+    /// writing. A warning instead when every writer holds QEMU's write permission and
+    /// shares it (share-rw=on): deliberate, and safe only with a cluster filesystem inside.
+    public static func concurrentWriters(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        var out: [Finding] = []
+        for group in writersByFile(s) {
+            let pids = Set(group.map(\.pid))
+            guard pids.count >= 2 else { continue }
+            let holders = images(of: group[0], in: s).flatMap(\.holders)
+            let sharedOnPurpose = pids.allSatisfy { pid in
+                holders.contains { h in
+                    h.pid == pid && h.scheme == .qemu && (h.qemu?.held.contains(.write) ?? false)
+                        && !(h.qemu?.unshared.contains(.write) ?? true)
+                }
+            }
+            var seen = Set<Int32>()
+            let writers = group.filter { seen.insert($0.pid).inserted }
+            out.append(Finding(
+                rule: .concurrentWriters, severity: sharedOnPurpose ? .warning : .critical, image: group[0].path,
+                holders: writers.map(InvolvedProcess.init(writer:)),
+                evidence: "\(pids.count) processes have it open for writing: "
+                    + writers.map { InvolvedProcess(writer: $0).label + " fd \($0.fd)" }.joined(separator: ", ")
+                    + (sharedOnPurpose ? "; each holds QEMU's write permission and shares it (share-rw=on)" : "") + ".",
+                remedy: sharedOnPurpose
+                    ? "make sure the guests run a cluster filesystem on it; otherwise stop all but one writer"
+                    : "stop all but one writer now, then check the image (qemu-img check) before further use"))
+        }
+        return out
+    }
+
+    // MARK: - Lock files
+
+    /// `unsafe-lock-file`: an entry in a lock dir that is a symlink or not a regular file
+    /// (critical), or hard-linked, world-writable, or owned by someone other than root or
+    /// the image's owner (warning); a lock dir that is world-writable without the sticky
+    /// bit (critical).
+    public static func unsafeLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        var out: [Finding] = []
+        for (dir, d) in f.lockDirectories.sorted(by: { $0.key < $1.key }) where d.kind == .directory {
+            if d.mode & 0o002 != 0 && d.mode & 0o1000 == 0 {
+                out.append(Finding(
+                    rule: .unsafeLockFile, severity: .critical, image: nil, files: [dir],
+                    evidence: "lock dir \(dir) is world-writable without the sticky bit (mode \(d.modeText)): any user "
+                        + "can delete or replace a held lock file, and the next locker then takes a lock on a new file "
+                        + "beside the holder's.",
+                    remedy: "chmod +t \(dir) (or chmod o-w \(dir))"))
+            }
+        }
+        for e in s.lockFiles where isLockFileEntry(e) {
+            guard let ff = f.lockFiles[e.path] else { continue }
+            var problems: [String] = []
+            var remedies: [String] = []
+            var severity = Severity.warning
+            switch ff.kind {
+            case .symlink:
+                severity = .critical
+                problems.append("is a symbolic link" + (ff.linkTarget.map { " to \($0)" } ?? "")
+                                + " (lockers refuse it, so the image cannot be locked; a tool that follows it "
+                                + "creates or locks the target)")
+                remedies.append("find out who planted it, then rm \(e.path)")
+            case .regular:
+                if ff.links > 1 {
+                    problems.append("has \(ff.links) hard links (the same file is another name's lock too)")
+                    remedies.append("rm \(e.path) when nobody holds it (audit --fix does)")
+                }
+                if ff.mode & 0o002 != 0 {
+                    problems.append("is world-writable (mode \(ff.modeText)): any user can take the exclusive lock or rewrite the image path inside")
+                    remedies.append("chmod o-w \(e.path)")
+                }
+                let owner = e.image.flatMap { f.images[$0] }?.uid
+                // Unknown image: its owner is unknown, so the owner is not judged.
+                if ff.uid != 0, let owner, ff.uid != owner {
+                    problems.append("is owned by uid \(ff.uid), neither root nor the image's owner (uid \(owner)): that user can chmod it and lock others out")
+                    remedies.append("chown \(owner) \(e.path)")
+                }
+            default:
+                severity = .critical
+                problems.append("is a \(ff.kind.rawValue), not a regular file (lockers refuse it: the image cannot be locked)")
+                remedies.append("find out who made it, then remove it")
+            }
+            guard !problems.isEmpty else { continue }
+            out.append(Finding(
+                rule: .unsafeLockFile, severity: severity, image: e.image, holders: holders(of: e, in: s),
+                files: [e.path], evidence: "lock file \(e.path) " + problems.joined(separator: "; it ") + ".",
+                remedy: remedies.joined(separator: "; ")))
+        }
+        return out
+    }
+
+    /// `unwritable-lock-file` (warning): the image's owner could not open the lock file
+    /// for writing, so it cannot take an exclusive lock on its own image.
+    public static func unwritableLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        var out: [Finding] = []
+        for e in s.lockFiles where isLockFileEntry(e) && e.kind == .regular {
+            guard let image = e.image, let img = f.images[image], img.uid != 0, let lf = f.lockFiles[e.path],
+                  lf.kind == .regular else { continue }
+            let groups = f.userGroups[img.uid] ?? []
+            guard !lf.permits(uid: img.uid, gid: groups.first ?? img.gid, groups: groups, access: 2) else { continue }
+            out.append(Finding(
+                rule: .unwritableLockFile, severity: .warning, image: image, holders: holders(of: e, in: s),
+                files: [e.path],
+                evidence: "the image's owner (uid \(img.uid)) cannot open lock file \(e.path) for writing (owner uid "
+                    + "\(lf.uid), mode \(lf.modeText)): it cannot take an exclusive lock on its own image.",
+                remedy: "chown \(img.uid) \(e.path) (or remove it while nobody holds it: audit --fix; the next locker creates its own)"))
+        }
+        return out
+    }
+
+    /// `foreign-holder` (warning): a lock held by a user who cannot read the image: it
+    /// blocks the image's users without being able to use the image itself.
+    public static func foreignHolder(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        var out: [Finding] = []
+        for i in s.images {
+            guard let path = i.path, let img = f.images[path] else { continue }
+            var seen = Set<Int32>()
+            let foreign = i.holders.filter { h in
+                guard let p = f.processes[h.pid] ?? h.uid.map({ AuditProcessFacts(uid: $0, gid: $0) }) else { return false }
+                return !img.permits(uid: p.uid, gid: p.gid, groups: p.groups, access: 4) && seen.insert(h.pid).inserted
+            }
+            guard !foreign.isEmpty else { continue }
+            let who = foreign.map { h in "\(InvolvedProcess(holder: h).label) holds a \(h.modeSummary) \(h.scheme.rawValue)-scheme lock" }
+            out.append(Finding(
+                rule: .foreignHolder, severity: .warning, image: path, holders: foreign.map { InvolvedProcess(holder: $0) },
+                files: i.lockFiles,
+                evidence: who.joined(separator: "; ") + " on it, but cannot read the image (owner uid \(img.uid), "
+                    + "gid \(img.gid), mode \(img.modeText)): it blocks the image's users without using it.",
+                remedy: "find out why that user holds it; stop " + foreign.map { "pid \($0.pid)" }.joined(separator: ", ")
+                    + " and make the lock file writable only by the image's owner"))
+        }
+        return out
+    }
+
+    /// `local-lock-on-shared-storage` (warning): a lock file in a lock dir on a local
+    /// filesystem for an image on a shared one (NFS, FUSE/Gluster, Ceph, SMB, GFS2, OCFS2):
+    /// other hosts never see the lock.
+    public static func localLockOnSharedStorage(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        var out: [Finding] = []
+        for e in s.lockFiles where isLockFileEntry(e) && e.kind == .regular {
+            guard let image = e.image, let fs = f.images[image]?.sharedFilesystem else { continue }
+            let dir = directory(of: e.path)
+            guard let d = f.lockDirectories[dir], d.sharedFilesystem == nil else { continue }
+            out.append(Finding(
+                rule: .localLockOnSharedStorage, severity: .warning, image: image, holders: holders(of: e, in: s),
+                files: [e.path],
+                evidence: "the image is on a shared filesystem (\(fs)) but its lock file \(e.path) is in \(dir) on a local "
+                    + "one: \(e.held ? "the lock held here" : "a lock taken here") is invisible to other hosts, which can open "
+                    + "the image at the same time.",
+                remedy: "lock where every host looks: QEMU's own byte locks inside the image (they reach the server), "
+                    + "or a --lock-dir on the same shared filesystem"))
+        }
+        return out
+    }
+
+    /// `blocked-waiter` (warning): a process has been blocked for at least the threshold
+    /// waiting for a lock on an image.
+    public static func blockedWaiter(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        var out: [Finding] = []
+        for i in s.images {
+            var seen = Set<Int32>()
+            let long = i.waiters.filter { w in
+                (f.processes[w.pid]?.waitedSeconds ?? -1) >= f.waitThreshold && seen.insert(w.pid).inserted
+            }
+            guard !long.isEmpty else { continue }
+            let waiting = long.map { w in
+                "\(InvolvedProcess(holder: w, role: .waiter).label) has been blocked for \(Int(f.processes[w.pid]!.waitedSeconds!)) s "
+                    + "waiting for a \(w.lockType == .write ? "write" : "read") lock"
+            }
+            let by = i.holders.isEmpty ? "a holder this scan could not see"
+                : Set(i.holders.map { "pid \($0.pid) (\($0.command))" }).sorted().joined(separator: ", ")
+            out.append(Finding(
+                rule: .blockedWaiter, severity: .warning, image: i.path ?? i.lockFiles.first,
+                holders: long.map { InvolvedProcess(holder: $0, role: .waiter, waitedSeconds: f.processes[$0.pid]?.waitedSeconds) }
+                    + i.holders.map { InvolvedProcess(holder: $0) },
+                files: i.lockFiles,
+                evidence: waiting.joined(separator: "; ") + " on it (threshold \(Int(f.waitThreshold)) s); held by \(by).",
+                remedy: "see `locksmith why \(i.path ?? "IMAGE")`; end the holder's use of the image, or stop the waiter"))
+        }
+        return out
+    }
+
+    /// `stale-lock-file` (info): a lock file nobody holds.
+    public static func staleLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        s.lockFiles.filter { isLockFileEntry($0) && $0.kind == .regular && !$0.held }.map { e in
+            Finding(rule: .staleLockFile, severity: .info, image: e.image, files: [e.path],
+                    evidence: "lock file \(e.path) is held by nobody" + (e.image.map { " (image \($0))" } ?? " (image unknown)") + ".",
+                    remedy: "harmless; `locksmith audit --fix` removes it safely")
+        }
+    }
+
+    /// `unmapped-lock-file` (info): a lock file whose image cannot be found.
+    public static func unmappedLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
+        s.lockFiles.filter { isLockFileEntry($0) && $0.kind == .regular }.compactMap { e in
+            let evidence: String
+            if let image = e.image {
+                guard f.missingImages.contains(image) else { return nil }
+                evidence = "lock file \(e.path) names \(image), which no longer exists."
+            } else {
+                evidence = "no image found for lock file \(e.path): none of the open files, --images dirs, libvirt "
+                    + "disks or QEMU arguments has its SHA-1, and it holds no matching path."
+            }
+            return Finding(rule: .unmappedLockFile, severity: .info, image: nil, holders: holders(of: e, in: s),
+                           files: [e.path], evidence: evidence,
+                           remedy: e.held ? "pass the image's directory with --images to name it"
+                               : "pass the image's directory with --images to name it; if the image is gone, `locksmith audit --fix` removes the lock file")
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// A lock-dir entry (`.qemu-<sha1>.lock`), not a virtlockd lease file.
+    static func isLockFileEntry(_ e: LockFileEntry) -> Bool {
+        ImageLocker.isLockFileName(String(e.path.split(separator: "/").last ?? ""))
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// Holders of the image a lock file belongs to.
+    static func holders(of e: LockFileEntry, in s: Snapshot) -> [InvolvedProcess] {
+        s.images.filter { $0.lockFiles.contains(e.path) }.flatMap(\.holders).map { InvolvedProcess(holder: $0) }
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+import ImageLock
+
+/// Runs the audit on a snapshot: gathers the few facts the rules need, then applies them.
+public struct Auditor: Sendable {
+    /// The lock dirs the snapshot was taken with (their modes are judged too).
+    public var lockDirectories: [String]
+    /// `blocked-waiter` fires for waits at least this long (seconds).
+    public var waitThreshold: Double
+    public var procRoot: String
+
+    public init(lockDirectories: [String] = InspectorOptions.defaultLockDirectories, waitThreshold: Double = 30,
+                procRoot: String = "/proc") {
+        self.lockDirectories = lockDirectories
+        self.waitThreshold = waitThreshold
+        self.procRoot = procRoot
+    }
+
+    public init(_ options: InspectorOptions, waitThreshold: Double = 30) {
+        self.init(lockDirectories: options.lockDirectories, waitThreshold: waitThreshold, procRoot: options.procRoot)
+    }
+
+    /// The findings on `snapshot`, most severe first.
+    public func findings(_ snapshot: Snapshot, now: Date = Date()) -> [Finding] {
+        let facts = AuditFacts.gather(for: snapshot, lockDirectories: lockDirectories, waitThreshold: waitThreshold,
+                                      procRoot: procRoot, now: now)
+        return AuditRules.all(snapshot, facts)
+    }
+
+    /// Sets `snapshot.findings`.
+    public func annotate(_ snapshot: inout Snapshot) {
+        snapshot.findings = findings(snapshot)
+    }
+}

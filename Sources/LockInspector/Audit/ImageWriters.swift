@@ -1,0 +1,115 @@
+import Foundation
+import ImageLock
+
+/// An fd open for writing, as the one pass over /proc/PID/fd found it (before it is known
+/// whether its file is an image).
+struct WriteOpen {
+    var pid: Int32
+    var fd: Int32
+    var link: String
+    var flags: UInt32
+    var inode: UInt64?
+
+    /// From the bytes of /proc/PID/fdinfo/FD: nil unless `flags & 3` says write-only or
+    /// read-write (FACTS.md §3) and the link could name an image (not a terminal, /dev/null,
+    /// /proc or /sys, a memfd, a deleted file).
+    init?(pid: Int32, fd: Int32, link: String, fdinfo buffer: [UInt8], count: Int) {
+        guard let flags = WriteOpen.field(buffer, count: count, "flags:").flatMap({ UInt32($0, radix: 8) }),
+              flags & 3 != 0, WriteOpen.mayBeImage(link) else { return nil }
+        self.pid = pid
+        self.fd = fd
+        self.link = link
+        self.flags = flags
+        self.inode = WriteOpen.field(buffer, count: count, "ino:").flatMap { UInt64($0) }
+    }
+
+    static func mayBeImage(_ link: String) -> Bool {
+        for prefix in ["/dev/null", "/dev/pts/", "/dev/tty", "/dev/console", "/dev/ptmx", "/dev/shm/", "/proc/", "/sys/", "/memfd:"]
+        where link.hasPrefix(prefix) { return false }
+        return !link.hasSuffix(" (deleted)")
+    }
+
+    /// The value of a `NAME:\tVALUE` line of fdinfo (`flags:` is its second line).
+    static func field(_ b: [UInt8], count: Int, _ name: StaticString) -> String? {
+        let key = name.withUTF8Buffer { Array($0) }
+        var lineStart = 0
+        while lineStart < count {
+            var end = lineStart
+            while end < count && b[end] != 10 { end += 1 }
+            if end - lineStart > key.count && Array(b[lineStart..<lineStart + key.count]) == key {
+                var v = lineStart + key.count
+                while v < end && (b[v] == 32 || b[v] == 9) { v += 1 }
+                return String(decoding: b[v..<end], as: UTF8.self)
+            }
+            lineStart = end + 1
+        }
+        return nil
+    }
+}
+
+/// File name endings of disk images (QEMU's formats and the usual raw names).
+enum ImageNames {
+    static let suffixes = [".qcow2", ".qcow", ".qed", ".raw", ".img", ".iso", ".vmdk", ".vdi", ".vhd", ".vhdx",
+                           ".hdd", ".luks", ".dmg", ".bochs", ".cloop"]
+
+    static func looksLikeImage(_ path: String) -> Bool {
+        let lower = path.lowercased()
+        return suffixes.contains { lower.hasSuffix($0) }
+    }
+}
+
+extension Scan {
+    /// The write-mode opens whose file is a candidate image: an image the snapshot already
+    /// lists (it has QEMU, virtlockd or lock-file locks), a file under an --images dir, a
+    /// disk source in libvirt XML, a `file=` of the writer's own QEMU arguments, or a file
+    /// named like an image. Lock and lease files are not images. Regular files and block
+    /// devices only (one stat through the fd link each, no open).
+    mutating func imageWriters(_ opens: [WriteOpen], images: [ImageLocks], lockFiles: [LockFileEntry],
+                               candidates: Candidates?) -> [ImageWriter] {
+        guard !opens.isEmpty else { return [] }
+        let lockFilePaths = Set(lockFiles.map(\.path))
+        var imagePaths = Set<String>()
+        var imageKeys = Set<FileKey>()
+        for i in images {
+            if let p = i.path { imagePaths.insert(p) }
+            if let ino = i.inode { imageKeys.insert(FileKey(device: i.device, inode: ino)) }
+        }
+        let imageDirs = options.imageDirectories.compactMap { SystemReads.realPath($0) }
+            .map { $0.hasSuffix("/") ? $0 : $0 + "/" }
+        var named: Set<String>?
+        var qemuArgs: [Int32: [String]] = [:]
+        var out: [ImageWriter] = []
+        for w in opens {
+            let name = w.link.split(separator: "/").last.map(String.init) ?? w.link
+            if lockFilePaths.contains(w.link) || ImageLocker.isLockFileName(name) { continue }
+            var candidate = ImageNames.looksLikeImage(w.link) || imagePaths.contains(w.link)
+                || imageDirs.contains { w.link.hasPrefix($0) }
+                || (w.inode.map { ino in imageKeys.contains { $0.inode == ino } } ?? false)
+            if !candidate {
+                if named == nil { named = (candidates ?? buildCandidates(openPaths: [:], pids: [])).named }
+                candidate = named!.contains(w.link)
+            }
+            if !candidate {
+                if qemuArgs[w.pid] == nil {
+                    // One read of cmdline per writing process; only QEMU's are kept.
+                    let args = SystemReads.readProcBytes("\(procRoot)/\(w.pid)/cmdline").map(ProcessDetails.splitCmdline) ?? []
+                    qemuArgs[w.pid] = QemuArgs.isQemu(args) ? args : []
+                }
+                let args = qemuArgs[w.pid]!
+                let cwd = args.isEmpty ? nil : SystemReads.readLink("\(procRoot)/\(w.pid)/cwd")
+                candidate = QemuArgs.filePaths(args).contains { p in
+                    let abs = p.hasPrefix("/") ? p : (cwd ?? "") + "/" + p
+                    return abs == w.link || SystemReads.realPath(abs) == w.link
+                }
+            }
+            guard candidate else { continue }
+            guard case .success(let st) = SystemReads.status("\(procRoot)/\(w.pid)/fd/\(w.fd)"),
+                  st.kind == .regular || st.kind == .blockDevice else { continue }
+            let d = process(w.pid)
+            out.append(ImageWriter(path: w.link, device: st.device, inode: st.inode, pid: w.pid, fd: w.fd,
+                                   openMode: OpenMode(flags: w.flags), command: d?.command ?? "?", args: d?.args ?? [],
+                                   user: d?.user, uid: d?.uid, started: d?.started, vm: d?.vm))
+        }
+        return out.sorted { ($0.path, $0.pid, $0.fd) < ($1.path, $1.pid, $1.fd) }
+    }
+}

@@ -1,0 +1,244 @@
+import ArgumentParser
+import Foundation
+import ImageLock
+import LockInspector
+
+/// Where `audit` and `watch` look (as `list`), and the blocked-waiter threshold.
+struct AuditScanOptions: ParsableArguments {
+    @OptionGroup var scan: ScanOptions
+
+    @Option(name: .customLong("wait-threshold"), help: ArgumentHelp(
+        "blocked-waiter: report processes blocked on a lock for at least this many seconds.", valueName: "secs"))
+    var waitThreshold: Double = 30
+
+    func validate() throws {
+        guard waitThreshold >= 0 && waitThreshold.isFinite else {
+            throw ValidationError("--wait-threshold takes a number of seconds >= 0")
+        }
+    }
+
+    var inspector: InspectorOptions { scan.inspectorOptions }
+
+    var auditor: Auditor { Auditor(inspector, waitThreshold: waitThreshold) }
+
+    /// A snapshot with its findings; exit 2 when /proc cannot be read.
+    func snapshot() throws -> Snapshot {
+        do {
+            var s = try Inspector(inspector).snapshot()
+            auditor.annotate(&s)
+            return s
+        } catch let e as InspectorError {
+            complain(e.description)
+            throw Status.couldNotCheck
+        }
+    }
+}
+
+extension Severity: ExpressibleByArgument {}
+
+extension Locksmith {
+    struct Audit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Find the hazards image locks were meant to prevent.",
+            discussion: """
+                Locks protect images only when every user takes them. One snapshot of the \
+                host (as `list` takes it) is checked against these rules:
+
+                  critical  unlocked-writer     an image open for writing by a process that holds no lock on it
+                  critical  concurrent-writers  two or more processes have one image open for writing
+                  crit/warn unsafe-lock-file    a symlink, FIFO or other non-regular entry in a lock dir, a world-
+                                                writable lock dir without the sticky bit (critical); a hard-linked,
+                                                world-writable or foreign-owned lock file (warning)
+                  warning   unwritable-lock-file  the image's owner cannot open its lock file for writing
+                  warning   foreign-holder      a lock held by a user who cannot read the image
+                  warning   local-lock-on-shared-storage  a lock file in a local dir for an image on NFS, FUSE
+                                                (Gluster), Ceph, SMB, GFS2 or OCFS2: other hosts cannot see it
+                  warning   blocked-waiter      a process blocked on an image lock for --wait-threshold seconds
+                  info      stale-lock-file     a lock file nobody holds
+                  info      unmapped-lock-file  a lock file whose image cannot be found
+
+                Each finding names the image, the processes and files involved, what was seen \
+                and a one-line remedy. --fix removes stale lock files only, each one safely (an \
+                exclusive lock on it first; a held file is never removed), and nothing else.
+
+                Exit status: 1 when a finding at or above --fail-on (default critical) remains, \
+                0 otherwise, 2 when /proc cannot be read.
+
+                Examples:
+                  locksmith audit
+                  locksmith audit --fail-on warning --images /var/lib/libvirt/images
+                  locksmith audit --fix --lock-dir /var/tmp
+                """)
+
+        @Flag(help: "Print one JSON object instead of text.")
+        var json = false
+
+        @Option(name: .customLong("fail-on"), help: ArgumentHelp(
+            "Exit 1 when a finding of this severity or worse is found: info, warning or critical.", valueName: "severity"))
+        var failOn: Severity = .critical
+
+        @Flag(help: "Remove stale lock files (safely: never a held one), and nothing else.")
+        var fix = false
+
+        @OptionGroup var scan: AuditScanOptions
+
+        func run() throws {
+            let snapshot = try scan.snapshot()
+            var fixes: [FixJSON] = []
+            if fix {
+                fixes = fixStale(snapshot.findings)
+            }
+            let removed = Set(fixes.filter { $0.removed }.map(\.path))
+            let remaining = snapshot.findings.filter { !($0.rule == .staleLockFile && $0.files.allSatisfy(removed.contains)) }
+            if json {
+                print(try JSONOutput.render(AuditReport(snapshot, failOn: failOn, fixes: fix ? fixes : nil),
+                                            generated: snapshot.generated))
+            } else {
+                print(AuditText.render(snapshot.findings, fixes: fixes), terminator: "")
+                if !snapshot.unseen.isEmpty {
+                    complain("note: \(snapshot.unseen.count) thing(s) could not be looked at"
+                             + (geteuid() == 0 ? "" : " (run as root to see every process)")
+                             + "; `locksmith audit --json` lists them under \"unseen\"")
+                }
+            }
+            if remaining.contains(where: { $0.severity >= failOn }) { throw Status.held }
+        }
+
+        /// Removes each stale lock file through the core, one locker per lock dir.
+        func fixStale(_ findings: [Finding]) -> [FixJSON] {
+            let policy: LockFlavorPolicy =
+                ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
+            var out: [FixJSON] = []
+            for f in findings where f.rule == .staleLockFile {
+                for path in f.files {
+                    let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+                    let locker = ImageLocker(lockDirectory: dir.isEmpty ? "/" : dir, flavorPolicy: policy)
+                    do {
+                        let r = try locker.removeStaleLockFile(path)
+                        out.append(FixJSON(path: path, removed: r == .removed, outcome: r.description))
+                    } catch let e as ImageLockError {
+                        out.append(FixJSON(path: path, removed: false, outcome: "kept: " + e.description))
+                    } catch {
+                        out.append(FixJSON(path: path, removed: false, outcome: "kept: \(error)"))
+                    }
+                }
+            }
+            return out
+        }
+    }
+}
+
+/// The text report: one block per finding, then a summary line.
+enum AuditText {
+    static func render(_ findings: [Finding], fixes: [FixJSON]) -> String {
+        var out = ""
+        for f in findings {
+            out += "\(f.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) "
+                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")\n"
+            out += "  \(f.evidence)\n"
+            out += "  remedy: \(f.remedy)\n"
+            for fix in fixes where f.files.contains(fix.path) {
+                out += "  fix: \(fix.path): \(fix.outcome)\n"
+            }
+        }
+        if findings.isEmpty {
+            out += "no findings\n"
+        } else {
+            let counts = Severity.allCases.reversed().compactMap { s -> String? in
+                let n = findings.filter { $0.severity == s }.count
+                return n == 0 ? nil : "\(n) \(s.rawValue)"
+            }
+            out += "\(findings.count) finding\(findings.count == 1 ? "" : "s"): " + counts.joined(separator: ", ") + "\n"
+        }
+        let removed = fixes.filter(\.removed).count
+        if !fixes.isEmpty { out += "fixed: removed \(removed) of \(fixes.count) stale lock file\(fixes.count == 1 ? "" : "s")\n" }
+        return out
+    }
+}
+
+// MARK: - JSON
+
+/// What `--fix` did with one stale lock file.
+struct FixJSON: Encodable {
+    var path: String
+    var removed: Bool
+    var outcome: String
+}
+
+/// `audit --json`.
+struct AuditReport: Encodable {
+    var findings: [FindingJSON]
+    var counts: [String: Int]
+    var failOn: String
+    var fixes: [FixJSON]?
+    var unseen: [ListReport.UnseenJSON]
+
+    init(_ s: Snapshot, failOn: Severity, fixes: [FixJSON]?) {
+        findings = s.findings.map(FindingJSON.init)
+        var c: [String: Int] = [:]
+        for sev in Severity.allCases { c[sev.rawValue] = s.findings.filter { $0.severity == sev }.count }
+        counts = c
+        self.failOn = failOn.rawValue
+        self.fixes = fixes
+        unseen = s.unseen.map { ListReport.UnseenJSON(what: $0.what, why: $0.why) }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(findings, forKey: .findings)
+        try c.encode(counts, forKey: .counts)
+        try c.encode(failOn, forKey: .failOn)
+        try c.encode(fixes, forKey: .fixes)  // null without --fix
+        try c.encode(unseen, forKey: .unseen)
+    }
+
+    enum CodingKeys: String, CodingKey { case findings, counts, failOn, fixes, unseen }
+}
+
+struct FindingJSON: Encodable {
+    var finding: Finding
+
+    init(_ finding: Finding) { self.finding = finding }
+
+    func encode(to encoder: Encoder) throws {
+        let f = finding
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(f.rule.rawValue, forKey: .rule)
+        try c.encode(f.severity.rawValue, forKey: .severity)
+        try c.encode(f.image, forKey: .image)
+        try c.encode(f.holders.map(InvolvedProcessJSON.init), forKey: .holders)
+        try c.encode(f.files, forKey: .files)
+        try c.encode(f.evidence, forKey: .evidence)
+        try c.encode(f.remedy, forKey: .remedy)
+    }
+
+    enum CodingKeys: String, CodingKey { case rule, severity, image, holders, files, evidence, remedy }
+}
+
+struct InvolvedProcessJSON: Encodable {
+    var process: InvolvedProcess
+
+    init(_ process: InvolvedProcess) { self.process = process }
+
+    func encode(to encoder: Encoder) throws {
+        let p = process
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(p.role.rawValue, forKey: .role)
+        try c.encode(p.pid, forKey: .pid)
+        try c.encode(p.command, forKey: .command)
+        try c.encode(p.args, forKey: .args)
+        try c.encode(p.user ?? p.uid.map(String.init), forKey: .user)
+        try c.encode(p.uid, forKey: .uid)
+        try c.encode(p.started.map { $0.formatted(.iso8601) }, forKey: .started)
+        try c.encode(p.fd, forKey: .fd)
+        try c.encode(p.openMode?.rawValue, forKey: .openMode)
+        try c.encode(p.vm, forKey: .vm)
+        try c.encode(p.scheme?.rawValue, forKey: .scheme)
+        try c.encode(p.mode, forKey: .mode)
+        try c.encode(p.waitedSeconds.map { ($0 * 10).rounded() / 10 }, forKey: .waitedSeconds)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case role, pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, waitedSeconds
+    }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import ImageLock
+import LockInspector
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Locksmith {
+    struct Watch: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print one line per lock change, as it happens (an audit trail).",
+            discussion: """
+                Takes a snapshot every --interval seconds and prints what changed since the \
+                previous one, one line per change, each with its time: lock-acquired, \
+                lock-released, holder-changed (same process and scheme, another lock type or other \
+                QEMU permissions), waiter-blocked, waiter-unblocked, finding-raised and \
+                finding-cleared (audit findings of --findings severity or worse). The state \
+                at start is not printed. A change that begins and ends between two snapshots \
+                is not seen.
+
+                With --json each line is one JSON object (JSON Lines, for appending to a log): \
+                schema, host, generated (the snapshot's time), event, image, image_id, holder, \
+                previous, finding.
+
+                SIGINT, SIGTERM and SIGHUP end it cleanly after the line being written; exit 0.
+
+                Examples:
+                  locksmith watch
+                  locksmith watch --json --interval 1 >> /var/log/locksmith.jsonl
+                """)
+
+        @Flag(help: "Write JSON Lines instead of text.")
+        var json = false
+
+        @Option(help: ArgumentHelp("Seconds between snapshots (default 2).", valueName: "secs"))
+        var interval: Double = 2
+
+        @Option(help: ArgumentHelp("Stop after this many snapshots (the first included).", valueName: "n"))
+        var count: Int?
+
+        @Option(name: .customLong("max-events"), help: ArgumentHelp(
+            "Stop after writing this many events.", valueName: "n"))
+        var maxEvents: Int?
+
+        @Option(help: ArgumentHelp(
+            "Report findings of this severity or worse (info, warning, critical), or none.", valueName: "severity"))
+        var findings: String = "warning"
+
+        @OptionGroup var scan: AuditScanOptions
+
+        func validate() throws {
+            guard interval > 0 && interval.isFinite else { throw ValidationError("--interval takes a number of seconds > 0") }
+            if let c = count, c < 1 { throw ValidationError("--count takes a number >= 1") }
+            if let m = maxEvents, m < 1 { throw ValidationError("--max-events takes a number >= 1") }
+            guard findings == "none" || Severity(rawValue: findings) != nil else {
+                throw ValidationError("--findings takes info, warning, critical or none")
+            }
+        }
+
+        func run() throws {
+            // Block the ending signals before any thread starts (a snapshot reads /proc/locks
+            // on a second thread, which inherits the mask); sigtimedwait is the interval timer.
+            var set = sigset_t()
+            sigemptyset(&set)
+            for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+            var old = sigset_t()
+            pthread_sigmask(SIG_BLOCK, &set, &old)
+            defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+
+            let minimum = Severity(rawValue: findings)
+            var previous = try scan.snapshot()
+            var snapshots = 1
+            var written = 0
+            if !json {
+                complain("watching every \(interval) s: \(previous.holderCount) holder(s), \(previous.waiterCount) waiter(s) now")
+            }
+            while count.map({ snapshots < $0 }) ?? true {
+                var timeout = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - interval.rounded(.down)) * 1e9))
+                var info = siginfo_t()
+                let sig = sigtimedwait(&set, &info, &timeout)
+                if sig > 0 { break }  // SIGINT, SIGTERM or SIGHUP: end cleanly
+                let next = SnapshotDiff.fillingDetails(try scan.snapshot(), from: previous)
+                snapshots += 1
+                for e in SnapshotDiff.events(from: previous, to: next, minimumSeverity: minimum) {
+                    let line = json ? try JSONOutput.render(WatchEventJSON(e), generated: e.time) : WatchText.line(e)
+                    FileHandle.standardOutput.write(Data((line + "\n").utf8))  // one write(2) per line
+                    written += 1
+                    if let m = maxEvents, written >= m { return }
+                }
+                previous = next
+            }
+        }
+    }
+}
+
+enum WatchText {
+    static func line(_ e: WatchEvent) -> String {
+        let time = e.time.formatted(.iso8601.time(includingFractionalSeconds: true).year().month().day()
+            .dateTimeSeparator(.standard).timeZone(separator: .omitted))
+        var s = "\(time) \(e.kind.rawValue) \(e.image ?? e.imageID ?? "-")"
+        if let h = e.holder {
+            s += " pid \(h.pid) (\(h.command))"
+            let mode = e.kind == .waiterBlocked || e.kind == .waiterUnblocked
+                ? (h.lockType == .write ? "write" : "read") : h.modeSummary
+            if let p = e.previous { s += " \(p.modeSummary) -> \(mode)" } else { s += " \(mode)" }
+            s += " \(h.scheme.rawValue)"
+            if let fd = h.fd { s += " fd \(fd)" }
+            if let vm = h.vm { s += " vm \(vm)" }
+        }
+        if let f = e.finding {
+            s += " \(f.severity.rawValue) \(f.rule.rawValue): \(f.evidence)"
+        }
+        return s
+    }
+}
+
+struct WatchEventJSON: Encodable {
+    var event: WatchEvent
+
+    init(_ event: WatchEvent) { self.event = event }
+
+    func encode(to encoder: Encoder) throws {
+        let e = event
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(e.kind.rawValue, forKey: .event)
+        try c.encode(e.image, forKey: .image)
+        try c.encode(e.imageID, forKey: .imageId)
+        try c.encode(e.holder.map(HolderJSON.init), forKey: .holder)
+        try c.encode(e.previous.map(HolderJSON.init), forKey: .previous)
+        try c.encode(e.finding.map(FindingJSON.init), forKey: .finding)
+    }
+
+    enum CodingKeys: String, CodingKey { case event, image, imageId, holder, previous, finding }
+}

@@ -1,0 +1,221 @@
+import Foundation
+import ImageLock
+import LockInspector
+import XCTest
+
+/// The audit rules on snapshots and facts built in code: each rule fires on its hazard
+/// and stays quiet on the normal case next to it.
+final class AuditRulesTests: XCTestCase {
+    let dev = DeviceID(major: 0xfe, minor: 0)
+    let lockDir = "/var/tmp"
+    let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func snapshot(images: [ImageLocks] = [], lockFiles: [LockFileEntry] = [], writers: [ImageWriter] = []) -> Snapshot {
+        Snapshot(host: "h", generated: t0, images: images, lockFiles: lockFiles, unseen: [], writers: writers)
+    }
+
+    func writer(_ path: String, pid: Int32, inode: UInt64 = 7) -> ImageWriter {
+        ImageWriter(path: path, device: dev, inode: inode, pid: pid, fd: 9, openMode: .readWrite, command: "qemu-io", user: "root", uid: 0)
+    }
+
+    func qemuImage(_ path: String, inode: UInt64 = 7, holders: [Holder]) -> ImageLocks {
+        ImageLocks(id: path, path: path, device: dev, inode: inode, schemes: [.qemu], holders: holders)
+    }
+
+    func lockFile(_ image: String?, held: Bool = false, kind: FileKind = .regular, name: String? = nil) -> LockFileEntry {
+        let n = name ?? ImageLocker.lockFileName(realPath: image ?? "/nowhere")
+        return LockFileEntry(path: "\(lockDir)/\(n)", kind: kind, device: dev, inode: 99, held: held, image: image,
+                             mappedBy: image == nil ? nil : "content")
+    }
+
+    func rules(_ found: [Finding]) -> [AuditRule] { found.map(\.rule) }
+
+    // MARK: writers
+
+    func testUnlockedWriterFiresOnlyWithoutALockByItselfOrAParent() {
+        let img = "/img/vm.qcow2"
+        let w = writer(img, pid: 100)
+        // No lock anywhere: critical, naming the writer.
+        let bare = AuditRules.unlockedWriter(snapshot(writers: [w]), AuditFacts())
+        XCTAssertEqual(bare.count, 1)
+        XCTAssertEqual(bare.first?.severity, .critical)
+        XCTAssertEqual(bare.first?.image, img)
+        XCTAssertEqual(bare.first?.holders.map(\.pid), [100])
+        XCTAssertEqual(bare.first?.holders.first?.role, .writer)
+        // Its own QEMU locks cover it.
+        let own = Holder(pid: 100, command: "qemu-nbd", fd: 9, scheme: .qemu, qemu: .readWrite)
+        XCTAssertEqual(AuditRules.unlockedWriter(snapshot(images: [qemuImage(img, holders: [own])], writers: [w]), AuditFacts()), [])
+        // Someone else's lock does not.
+        let other = Holder(pid: 200, command: "qemu-io", fd: 3, scheme: .qemu, qemu: .readOnly)
+        let s = snapshot(images: [qemuImage(img, holders: [other])], writers: [w])
+        XCTAssertEqual(rules(AuditRules.unlockedWriter(s, AuditFacts())), [.unlockedWriter])
+        // A parent's lock-file lock (locksmith hold -- CMD) covers it, matched by path.
+        let lf = ImageLocks(id: img, path: img, schemes: [.lockfile],
+                            holders: [Holder(pid: 50, command: "locksmith", fd: 3, scheme: .lockfile, lockType: .write)])
+        let facts = AuditFacts(processes: [100: AuditProcessFacts(uid: 0, gid: 0, ancestors: [50, 1])])
+        XCTAssertEqual(AuditRules.unlockedWriter(snapshot(images: [lf], writers: [w]), facts), [])
+        XCTAssertEqual(rules(AuditRules.unlockedWriter(snapshot(images: [lf], writers: [w]), AuditFacts())), [.unlockedWriter])
+        // virtlockd holds for the VM.
+        let vl = qemuImage(img, holders: [Holder(pid: 300, command: "virtlockd", scheme: .virtlockd, lockType: .write)])
+        XCTAssertEqual(AuditRules.unlockedWriter(snapshot(images: [vl], writers: [w]), AuditFacts()), [])
+    }
+
+    func testConcurrentWritersCriticalUnlessEverySharesWriteOnPurpose() {
+        let img = "/img/vm.qcow2"
+        let two = [writer(img, pid: 100), writer(img, pid: 101)]
+        let found = AuditRules.concurrentWriters(snapshot(writers: two), AuditFacts())
+        XCTAssertEqual(found.map(\.severity), [.critical])
+        XCTAssertEqual(Set(found.first?.holders.map(\.pid) ?? []), [100, 101])
+        // One process with two write fds is one writer; two files are two images.
+        XCTAssertEqual(AuditRules.concurrentWriters(snapshot(writers: [writer(img, pid: 100), writer(img, pid: 100)]), AuditFacts()), [])
+        XCTAssertEqual(AuditRules.concurrentWriters(snapshot(writers: [writer(img, pid: 100), writer("/img/b.qcow2", pid: 101, inode: 8)]), AuditFacts()), [])
+        // share-rw=on: each holds write and shares it -> a warning.
+        let shareRW = QemuPermissions(held: [.consistentRead, .write, .resize], unshared: [.resize])
+        let holders = [100, 101].map { Holder(pid: Int32($0), command: "qemu-system-x86", fd: 9, scheme: .qemu, qemu: shareRW) }
+        let shared = AuditRules.concurrentWriters(snapshot(images: [qemuImage(img, holders: holders)], writers: two), AuditFacts())
+        XCTAssertEqual(shared.map(\.severity), [.warning])
+    }
+
+    // MARK: lock files
+
+    func testUnsafeLockFileAndLockDir() {
+        let img = "/img/vm.qcow2"
+        let entry = lockFile(img)
+        let ok = AuditFileFacts(kind: .regular, mode: 0o644)
+        let base = AuditFacts(lockDirectories: [lockDir: AuditFileFacts(kind: .directory, mode: 0o1777)],
+                              lockFiles: [entry.path: ok], images: [img: AuditFileFacts(kind: .regular, mode: 0o600)])
+        XCTAssertEqual(AuditRules.unsafeLockFile(snapshot(lockFiles: [entry]), base), [], "root's 0644 file in a sticky dir")
+
+        func check(_ f: AuditFileFacts, kind: FileKind = .regular, _ severity: Severity, _ words: String,
+                   line: UInt = #line) {
+            var facts = base
+            facts.lockFiles[entry.path] = f
+            var e = entry
+            e.kind = kind
+            let found = AuditRules.unsafeLockFile(snapshot(lockFiles: [e]), facts)
+            XCTAssertEqual(found.map(\.severity), [severity], line: line)
+            XCTAssertTrue(found.first?.evidence.contains(words) ?? false, "\(found)", line: line)
+            XCTAssertEqual(found.first?.files, [entry.path], line: line)
+        }
+        check(AuditFileFacts(kind: .symlink, mode: 0o777, linkTarget: "/etc/shadow"), kind: .symlink, .critical, "symbolic link to /etc/shadow")
+        check(AuditFileFacts(kind: .fifo, mode: 0o644), kind: .fifo, .critical, "FIFO")
+        check(AuditFileFacts(kind: .regular, mode: 0o666), .warning, "world-writable (mode 0666)")
+        check(AuditFileFacts(kind: .regular, mode: 0o644, links: 2), .warning, "2 hard links")
+        check(AuditFileFacts(kind: .regular, mode: 0o644, uid: 1000), .warning, "owned by uid 1000")
+        // The image's owner may own its lock file.
+        var owned = base
+        owned.images[img] = AuditFileFacts(kind: .regular, mode: 0o600, uid: 1000)
+        owned.lockFiles[entry.path] = AuditFileFacts(kind: .regular, mode: 0o644, uid: 1000)
+        XCTAssertEqual(AuditRules.unsafeLockFile(snapshot(lockFiles: [entry]), owned), [])
+
+        var dir = base
+        dir.lockDirectories[lockDir] = AuditFileFacts(kind: .directory, mode: 0o777)
+        let d = AuditRules.unsafeLockFile(snapshot(), dir)
+        XCTAssertEqual(d.map(\.severity), [.critical])
+        XCTAssertEqual(d.first?.files, [lockDir])
+        XCTAssertNil(d.first?.image)
+        dir.lockDirectories[lockDir] = AuditFileFacts(kind: .directory, mode: 0o755)
+        XCTAssertEqual(AuditRules.unsafeLockFile(snapshot(), dir), [])
+        // Lease files (virtlockd) are not lock-dir entries.
+        let lease = LockFileEntry(path: "/var/lib/libvirt/lockd/files/" + String(repeating: "a", count: 64), kind: .symlink,
+                                  device: dev, inode: 5, held: false)
+        var lf = base
+        lf.lockFiles[lease.path] = AuditFileFacts(kind: .symlink, mode: 0o777)
+        XCTAssertEqual(AuditRules.unsafeLockFile(snapshot(lockFiles: [lease]), lf), [])
+    }
+
+    func testUnwritableLockFileForTheImagesOwner() {
+        let img = "/img/vm.qcow2"
+        let entry = lockFile(img, held: true)
+        var f = AuditFacts(lockFiles: [entry.path: AuditFileFacts(kind: .regular, mode: 0o644, uid: 0)],
+                           images: [img: AuditFileFacts(kind: .regular, mode: 0o600, uid: 107, gid: 107)],
+                           userGroups: [107: [107]])
+        let found = AuditRules.unwritableLockFile(snapshot(lockFiles: [entry]), f)
+        XCTAssertEqual(found.map(\.severity), [.warning])
+        XCTAssertEqual(found.first?.image, img)
+        f.lockFiles[entry.path] = AuditFileFacts(kind: .regular, mode: 0o664, uid: 0, gid: 107)
+        XCTAssertEqual(AuditRules.unwritableLockFile(snapshot(lockFiles: [entry]), f), [], "group-writable for the owner's group")
+        f.images[img]?.uid = 0
+        f.lockFiles[entry.path] = AuditFileFacts(kind: .regular, mode: 0o444)
+        XCTAssertEqual(AuditRules.unwritableLockFile(snapshot(lockFiles: [entry]), f), [], "root can always")
+    }
+
+    func testForeignHolderCannotReadTheImage() {
+        let img = "/img/vm.qcow2"
+        let nobody = Holder(pid: 400, command: "locksmith", user: "nobody", uid: 65534, fd: 3, scheme: .lockfile, lockType: .read)
+        let root = Holder(pid: 401, command: "qemu-io", user: "root", uid: 0, fd: 3, scheme: .lockfile, lockType: .read)
+        let image = ImageLocks(id: img, path: img, schemes: [.lockfile], lockFiles: ["/var/tmp/x.lock"], holders: [nobody, root])
+        var f = AuditFacts(images: [img: AuditFileFacts(kind: .regular, mode: 0o600)],
+                           processes: [400: AuditProcessFacts(uid: 65534, gid: 65534), 401: AuditProcessFacts(uid: 0, gid: 0)])
+        let found = AuditRules.foreignHolder(snapshot(images: [image]), f)
+        XCTAssertEqual(found.map(\.severity), [.warning])
+        XCTAssertEqual(found.first?.holders.map(\.pid), [400])
+        XCTAssertEqual(found.first?.holders.first?.user, "nobody")
+        f.images[img]?.mode = 0o604
+        XCTAssertEqual(AuditRules.foreignHolder(snapshot(images: [image]), f), [])
+        f.images[img]?.mode = 0o640
+        f.images[img]?.gid = 6
+        f.processes[400]?.groups = [6]
+        XCTAssertEqual(AuditRules.foreignHolder(snapshot(images: [image]), f), [], "a supplementary group may read")
+    }
+
+    func testLocalLockOnSharedStorage() {
+        let img = "/mnt/gluster/vm.qcow2"
+        let entry = lockFile(img, held: true)
+        var f = AuditFacts(lockDirectories: [lockDir: AuditFileFacts(kind: .directory, mode: 0o1777)],
+                           images: [img: AuditFileFacts(kind: .regular, mode: 0o644, sharedFilesystem: "fuse")])
+        let found = AuditRules.localLockOnSharedStorage(snapshot(lockFiles: [entry]), f)
+        XCTAssertEqual(found.map(\.severity), [.warning])
+        XCTAssertTrue(found.first?.evidence.contains("(fuse)") ?? false)
+        f.lockDirectories[lockDir]?.sharedFilesystem = "fuse"
+        XCTAssertEqual(AuditRules.localLockOnSharedStorage(snapshot(lockFiles: [entry]), f), [], "lock dir on the shared fs too")
+        f.lockDirectories[lockDir]?.sharedFilesystem = nil
+        f.images[img]?.sharedFilesystem = nil
+        XCTAssertEqual(AuditRules.localLockOnSharedStorage(snapshot(lockFiles: [entry]), f), [], "local image")
+    }
+
+    func testBlockedWaiterOverTheThreshold() {
+        let img = "/img/vm.img"
+        let waiter = Holder(pid: 500, command: "python3", scheme: .lockfile, lockType: .write)
+        let holder = Holder(pid: 501, command: "locksmith", fd: 3, scheme: .lockfile, lockType: .write)
+        let image = ImageLocks(id: img, path: img, schemes: [.lockfile], holders: [holder], waiters: [waiter])
+        var f = AuditFacts(waitThreshold: 30, processes: [500: AuditProcessFacts(uid: 0, gid: 0, waitedSeconds: 45)])
+        let found = AuditRules.blockedWaiter(snapshot(images: [image]), f)
+        XCTAssertEqual(found.map(\.severity), [.warning])
+        XCTAssertEqual(found.first?.holders.map(\.role), [.waiter, .holder])
+        XCTAssertEqual(found.first?.holders.first?.waitedSeconds, 45)
+        f.processes[500]?.waitedSeconds = 10
+        XCTAssertEqual(AuditRules.blockedWaiter(snapshot(images: [image]), f), [])
+        f.processes[500]?.waitedSeconds = nil
+        XCTAssertEqual(AuditRules.blockedWaiter(snapshot(images: [image]), f), [], "unknown wait time: no finding")
+    }
+
+    func testStaleAndUnmappedLockFiles() {
+        let held = lockFile("/img/a.img", held: true)
+        let stale = lockFile("/img/b.img")
+        let unknown = lockFile(nil, name: ".qemu-" + String(repeating: "0", count: 40) + ".lock")
+        let gone = lockFile("/img/gone.img")
+        let s = snapshot(lockFiles: [held, stale, unknown, gone])
+        let f = AuditFacts(missingImages: ["/img/gone.img"])
+        XCTAssertEqual(AuditRules.staleLockFile(s, f).map(\.files), [[stale.path], [unknown.path], [gone.path]])
+        XCTAssertTrue(AuditRules.staleLockFile(s, f).allSatisfy { $0.severity == .info })
+        XCTAssertEqual(AuditRules.unmappedLockFile(s, f).map(\.files), [[unknown.path], [gone.path]])
+        XCTAssertTrue(AuditRules.unmappedLockFile(s, f)[1].evidence.contains("no longer exists"))
+    }
+
+    func testAllOrdersBySeverityThenRule() {
+        let img = "/img/vm.qcow2"
+        let s = snapshot(lockFiles: [lockFile("/img/b.img")], writers: [writer(img, pid: 100), writer(img, pid: 101)])
+        XCTAssertEqual(rules(AuditRules.all(s, AuditFacts())), [.unlockedWriter, .concurrentWriters, .staleLockFile])
+    }
+
+    func testModeBitsDecideAccess() {
+        let f = AuditFileFacts(kind: .regular, mode: 0o640, uid: 10, gid: 20)
+        XCTAssertTrue(f.permits(uid: 10, gid: 10, groups: [], access: 2))
+        XCTAssertTrue(f.permits(uid: 11, gid: 20, groups: [], access: 4))
+        XCTAssertFalse(f.permits(uid: 11, gid: 20, groups: [], access: 2))
+        XCTAssertTrue(f.permits(uid: 11, gid: 11, groups: [20], access: 4))
+        XCTAssertFalse(f.permits(uid: 11, gid: 11, groups: [], access: 4))
+        XCTAssertTrue(f.permits(uid: 0, gid: 0, groups: [], access: 2))
+    }
+}

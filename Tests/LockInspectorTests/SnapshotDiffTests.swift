@@ -1,0 +1,95 @@
+import Foundation
+import ImageLock
+import LockInspector
+import XCTest
+
+/// `SnapshotDiff.events`: the changes between two snapshots, pure.
+final class SnapshotDiffTests: XCTestCase {
+    let t1 = Date(timeIntervalSince1970: 1_800_000_000)
+    let t2 = Date(timeIntervalSince1970: 1_800_000_002)
+
+    func snap(_ at: Date, _ images: [ImageLocks], findings: [Finding] = []) -> Snapshot {
+        Snapshot(host: "h", generated: at, images: images, lockFiles: [], unseen: [], findings: findings)
+    }
+
+    func image(_ path: String, holders: [Holder] = [], waiters: [Holder] = []) -> ImageLocks {
+        ImageLocks(id: path, path: path, schemes: [.lockfile], holders: holders, waiters: waiters)
+    }
+
+    func hold(_ pid: Int32, _ type: LockType = .write, fd: Int32? = 3) -> Holder {
+        Holder(pid: pid, command: "p\(pid)", fd: fd, scheme: .lockfile, lockType: type)
+    }
+
+    func kinds(_ e: [WatchEvent]) -> [String] {
+        e.map { "\($0.kind.rawValue) \($0.image ?? "-") \($0.holder.map { String($0.pid) } ?? $0.finding?.rule.rawValue ?? "")" }
+    }
+
+    func testNoChangeNoEvents() {
+        let a = snap(t1, [image("/a", holders: [hold(1)], waiters: [hold(2, fd: nil)])])
+        var b = a
+        b.generated = t2
+        XCTAssertEqual(SnapshotDiff.events(from: a, to: b), [])
+    }
+
+    func testTakeReleaseBlockUnblockInOrder() {
+        let empty = snap(t1, [])
+        let taken = snap(t2, [image("/a", holders: [hold(1)])])
+        XCTAssertEqual(kinds(SnapshotDiff.events(from: empty, to: taken)), ["lock-acquired /a 1"])
+        XCTAssertEqual(SnapshotDiff.events(from: empty, to: taken).first?.time, t2)
+        XCTAssertEqual(kinds(SnapshotDiff.events(from: taken, to: empty)), ["lock-released /a 1"])
+        let blocked = snap(t2, [image("/a", holders: [hold(1)], waiters: [hold(2, fd: nil)])])
+        XCTAssertEqual(kinds(SnapshotDiff.events(from: taken, to: blocked)), ["waiter-blocked /a 2"])
+        // The holder goes, the waiter gets it: released, unblocked, acquired — in that order.
+        let handedOver = snap(t2, [image("/a", holders: [hold(2, fd: 4)])])
+        XCTAssertEqual(kinds(SnapshotDiff.events(from: blocked, to: handedOver)),
+                       ["lock-released /a 1", "waiter-unblocked /a 2", "lock-acquired /a 2"])
+    }
+
+    func testHolderChangedKeepsTheBeforeAndAfter() {
+        let a = snap(t1, [image("/a", holders: [Holder(pid: 1, command: "qemu", fd: 9, scheme: .qemu, qemu: .readOnly)])])
+        let b = snap(t2, [image("/a", holders: [Holder(pid: 1, command: "qemu", fd: 9, scheme: .qemu, qemu: .readWrite)])])
+        let e = SnapshotDiff.events(from: a, to: b)
+        XCTAssertEqual(kinds(e), ["holder-changed /a 1"])
+        XCTAssertEqual(e.first?.previous?.qemu, .readOnly)
+        XCTAssertEqual(e.first?.holder?.qemu, .readWrite)
+        // The same lock seen through another fd, or by pid only, is no change.
+        let c = snap(t2, [image("/a", holders: [Holder(pid: 1, command: "qemu", fd: 10, scheme: .qemu, qemu: .readOnly)])])
+        XCTAssertEqual(SnapshotDiff.events(from: a, to: c), [])
+        let d = snap(t2, [image("/a", holders: [Holder(pid: 1, command: "qemu", fd: nil, scheme: .qemu, qemu: .readOnly)])])
+        XCTAssertEqual(SnapshotDiff.events(from: a, to: d), [])
+        // A second fd adding a write lock changes the holder.
+        let twoFds = snap(t2, [image("/a", holders: [Holder(pid: 1, command: "qemu", fd: 9, scheme: .qemu, qemu: .readOnly),
+                                                Holder(pid: 1, command: "qemu", fd: 11, scheme: .qemu, qemu: .readWrite)])])
+        XCTAssertEqual(kinds(SnapshotDiff.events(from: a, to: twoFds)), ["holder-changed /a 1"])
+    }
+
+    func testEventsAreOrderedByImageWithinAKind() {
+        let a = snap(t1, [])
+        let b = snap(t2, [image("/b", holders: [hold(5)]), image("/a", holders: [hold(7), hold(6)])])
+        XCTAssertEqual(kinds(SnapshotDiff.events(from: a, to: b)), ["lock-acquired /a 6", "lock-acquired /a 7", "lock-acquired /b 5"])
+    }
+
+    func testFindingsRaisedAndClearedAtOrAboveTheMinimum() {
+        let crit = Finding(rule: .unlockedWriter, severity: .critical, image: "/a", evidence: "e", remedy: "r")
+        let info = Finding(rule: .staleLockFile, severity: .info, image: "/b", files: ["/l"], evidence: "e", remedy: "r")
+        let a = snap(t1, [], findings: [info])
+        let b = snap(t2, [], findings: [crit])
+        XCTAssertEqual(kinds(SnapshotDiff.events(from: a, to: b)), ["finding-raised /a unlocked-writer"])
+        XCTAssertEqual(kinds(SnapshotDiff.events(from: a, to: b, minimumSeverity: .info)),
+                       ["finding-cleared /b stale-lock-file", "finding-raised /a unlocked-writer"])
+        XCTAssertEqual(SnapshotDiff.events(from: a, to: b, minimumSeverity: nil), [])
+        // The same hazard with other processes involved is the same finding.
+        var moved = crit
+        moved.holders = [InvolvedProcess(role: .writer, pid: 9, command: "dd")]
+        XCTAssertEqual(SnapshotDiff.events(from: b, to: snap(t2, [], findings: [moved])), [])
+    }
+
+    func testDetailsOfAProcessThatEndedMidScanComeFromThePreviousSnapshot() {
+        let a = snap(t1, [image("/a", waiters: [Holder(pid: 2, command: "python3", args: ["python3"], user: "root", scheme: .lockfile, lockType: .write)])])
+        let b = snap(t2, [image("/a", waiters: [Holder(pid: 2, command: "?", scheme: .lockfile, lockType: .write)])])
+        let filled = SnapshotDiff.fillingDetails(b, from: a)
+        XCTAssertEqual(filled.images.first?.waiters.first?.command, "python3")
+        XCTAssertEqual(filled.images.first?.waiters.first?.user, "root")
+        XCTAssertEqual(SnapshotDiff.fillingDetails(b, from: snap(t1, [])), b)
+    }
+}
