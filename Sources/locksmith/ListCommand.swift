@@ -92,7 +92,9 @@ extension Locksmith {
                 throw Status.couldNotCheck
             }
             if json {
-                print(try JSONOutput.render(ListReport(snapshot), generated: snapshot.generated))
+                var out = ListJSON.render(snapshot)
+                out.append(UInt8(ascii: "\n"))
+                FileHandle.standardOutput.write(Data(out))
                 return
             }
             let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults
@@ -133,88 +135,160 @@ enum Table {
 // MARK: - JSON
 
 /// `list --json`: the images, every lock file found, and what could not be looked at.
-struct ListReport: Encodable {
-    var images: [ImageJSON]
-    var lockFiles: [LockFileJSON]
-    var unseen: [UnseenJSON]
-
-    init(_ s: Snapshot) {
-        images = s.images.map(ImageJSON.init)
-        lockFiles = s.lockFiles.map(LockFileJSON.init)
-        unseen = s.unseen.map { UnseenJSON(what: $0.what, why: $0.why) }
+/// Written by hand (JSONWriter): Foundation's JSONEncoder took ~0.4 s for 10k lock files.
+/// Keys are sorted, snake_case, and every field is present (null when unknown), as
+/// JSONOutput writes other reports; the man page documents them.
+enum ListJSON {
+    static func render(_ s: Snapshot) -> [UInt8] {
+        var w = JSONWriter(capacity: 4096 + s.lockFiles.count * 400 + s.images.count * 600)
+        var dates = DateText()
+        w.beginObject()
+        w.key("schema")
+        w.int(1)
+        w.key("host")
+        w.string(JSONOutput.host)
+        w.key("generated")
+        w.string(dates.text(s.generated))
+        w.key("images")
+        w.beginArray()
+        for image in s.images { write(image, to: &w, dates: &dates) }
+        w.endArray()
+        w.key("lock_files")
+        w.beginArray()
+        for e in s.lockFiles { write(e, to: &w) }
+        w.endArray()
+        w.key("unseen")
+        w.beginArray()
+        for u in s.unseen {
+            w.beginObject()
+            w.key("what")
+            w.string(u.what)
+            w.key("why")
+            w.string(u.why)
+            w.endObject()
+        }
+        w.endArray()
+        w.endObject()
+        return w.bytes
     }
 
-    struct UnseenJSON: Encodable {
-        var what: String
-        var why: String
+    static func write(_ image: ImageLocks, to w: inout JSONWriter, dates: inout DateText) {
+        w.beginObject()
+        w.key("dev")
+        w.string(image.device?.description)
+        w.key("holders")
+        w.beginArray()
+        for h in image.holders { write(h, to: &w, dates: &dates) }
+        w.endArray()
+        w.key("inode")
+        w.int(image.inode)
+        w.key("lock_files")
+        w.strings(image.lockFiles)
+        w.key("locks")
+        w.beginArray()
+        for l in image.locks { write(l, to: &w) }
+        w.endArray()
+        w.key("path")
+        w.string(image.path)
+        w.key("schemes")
+        w.beginArray()
+        for sc in image.schemes { w.string(sc.rawValue) }
+        w.endArray()
+        w.key("waiters")
+        w.beginArray()
+        for h in image.waiters { write(h, to: &w, dates: &dates) }
+        w.endArray()
+        w.endObject()
     }
-}
 
-struct ImageJSON: Encodable {
-    var image: ImageLocks
-
-    init(_ image: ImageLocks) { self.image = image }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(image.path, forKey: .path)
-        try c.encode(image.device?.description, forKey: .dev)
-        try c.encode(image.inode, forKey: .inode)
-        try c.encode(image.schemes.map(\.rawValue), forKey: .schemes)
-        try c.encode(image.lockFiles, forKey: .lockFiles)
-        try c.encode(image.holders.map(HolderJSON.init), forKey: .holders)
-        try c.encode(image.waiters.map(HolderJSON.init), forKey: .waiters)
-        try c.encode(image.locks.map(LockJSON.init), forKey: .locks)
-    }
-
-    enum CodingKeys: String, CodingKey { case path, dev, inode, schemes, lockFiles, holders, waiters, locks }
-}
-
-struct HolderJSON: Encodable {
-    var holder: Holder
-
-    init(_ holder: Holder) { self.holder = holder }
-
-    func encode(to encoder: Encoder) throws {
-        let h = holder
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(h.pid, forKey: .pid)
-        try c.encode(h.command, forKey: .command)
-        try c.encode(h.args, forKey: .args)
-        try c.encode(h.user ?? h.uid.map(String.init), forKey: .user)
-        try c.encode(h.uid, forKey: .uid)
-        try c.encode(h.started.map { $0.formatted(.iso8601) }, forKey: .started)
-        try c.encode(h.fd, forKey: .fd)
-        try c.encode(h.openMode?.rawValue, forKey: .openMode)
-        try c.encode(h.vm, forKey: .vm)
-        try c.encode(h.scheme.rawValue, forKey: .scheme)
-        try c.encode(h.modeSummary, forKey: .mode)
+    static func write(_ h: Holder, to w: inout JSONWriter, dates: inout DateText) {
+        w.beginObject()
+        w.key("args")
+        w.strings(h.args)
+        w.key("command")
+        w.string(h.command)
+        w.key("fd")
+        w.int(h.fd)
+        w.key("mode")
+        w.string(h.modeSummary)
+        w.key("open_mode")
+        w.string(h.openMode?.rawValue)
+        w.key("pid")
+        w.int(h.pid)
+        w.key("qemu")
         if let q = h.qemu {
-            try c.encode(["held": q.held.sorted().map(\.name), "unshared": q.unshared.sorted().map(\.name)], forKey: .qemu)
+            w.beginObject()
+            w.key("held")
+            w.strings(q.held.sorted().map(\.name))
+            w.key("unshared")
+            w.strings(q.unshared.sorted().map(\.name))
+            w.endObject()
         } else {
-            try c.encodeNil(forKey: .qemu)
+            w.null()
+        }
+        w.key("scheme")
+        w.string(h.scheme.rawValue)
+        w.key("started")
+        w.string(h.started.map { dates.text($0) })
+        w.key("uid")
+        w.int(h.uid)
+        w.key("user")
+        w.string(h.user ?? h.uid.map(String.init))
+        w.key("vm")
+        w.string(h.vm)
+        w.endObject()
+    }
+
+    /// A kernel lock row: `start`/`end` as /proc/locks prints them (end inclusive, null for EOF).
+    static func write(_ l: KernelLock, to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("blocked_by")
+        w.int(l.blockedBy)
+        w.key("dev")
+        w.string(l.device?.description)
+        w.key("end")
+        w.int(l.end)
+        w.key("inode")
+        w.int(l.inode)
+        w.key("mode")
+        w.string(l.type)
+        w.key("pid")
+        w.int(l.pid ?? -1)
+        w.key("start")
+        w.int(l.start)
+        w.key("type")
+        w.string(l.kind)
+        w.endObject()
+    }
+
+    static func write(_ e: LockFileEntry, to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("dev")
+        w.string(e.device?.description)
+        w.key("held")
+        w.bool(e.held)
+        w.key("image")
+        w.string(e.image)
+        w.key("inode")
+        w.int(e.inode)
+        w.key("kind")
+        w.string(e.kind.rawValue)
+        w.key("mapped_by")
+        w.string(e.mappedBy)
+        w.key("path")
+        w.string(e.path)
+        w.endObject()
+    }
+
+    /// ISO 8601 text of a date, as JSONOutput writes it, made once per distinct date
+    /// (thousands of holders share a few start times).
+    struct DateText {
+        var cache: [Date: String] = [:]
+        mutating func text(_ d: Date) -> String {
+            if let t = cache[d] { return t }
+            let t = d.formatted(.iso8601)
+            cache[d] = t
+            return t
         }
     }
-
-    enum CodingKeys: String, CodingKey { case pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, qemu }
-}
-
-struct LockFileJSON: Encodable {
-    var entry: LockFileEntry
-
-    init(_ entry: LockFileEntry) { self.entry = entry }
-
-    func encode(to encoder: Encoder) throws {
-        let e = entry
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(e.path, forKey: .path)
-        try c.encode(e.kind.rawValue, forKey: .kind)
-        try c.encode(e.device?.description, forKey: .dev)
-        try c.encode(e.inode, forKey: .inode)
-        try c.encode(e.held, forKey: .held)
-        try c.encode(e.image, forKey: .image)
-        try c.encode(e.mappedBy, forKey: .mappedBy)
-    }
-
-    enum CodingKeys: String, CodingKey { case path, kind, dev, inode, held, image, mappedBy }
 }
