@@ -19,7 +19,7 @@ let package = Package(
         // The locking core shared with other tools: schemes, lock paths, acquire/test/release.
         .target(name: "ImageLock", dependencies: ["CLinux", "CCrypto"]),
         // Discovery and analysis: /proc, lock dirs, image mapping, holders, the snapshot model.
-        .target(name: "LockInspector", dependencies: ["ImageLock"]),
+        .target(name: "LockInspector", dependencies: ["ImageLock", "CLinux"]),
         .executableTarget(
             name: "locksmith",
             dependencies: [

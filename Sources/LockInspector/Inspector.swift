@@ -110,7 +110,7 @@ struct FileKey: Hashable, Comparable {
 extension KernelLock {
     var fileKey: FileKey? { inode.map { FileKey(device: device, inode: $0) } }
     /// The lock without its ID and pid: how a /proc/locks row and an fdinfo line match.
-    var shape: String { "\(kind) \(type) \(device?.description ?? "-"):\(inode ?? 0) \(start) \(end ?? -1)" }
+    var shape: LockShape { LockShape(kind: kind, type: type, device: device, inode: inode ?? 0, start: start, end: end) }
     /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (FACTS.md §2).
     var isQemuByteLock: Bool {
         guard type == "READ", let e = end else { return false }
@@ -118,6 +118,16 @@ extension KernelLock {
     }
     /// virtlockd's lock: byte 0, length 1 (FACTS.md §5).
     var isByteZero: Bool { start == 0 && end == 0 }
+}
+
+/// A lock without its ID and pid.
+struct LockShape: Hashable {
+    var kind: String
+    var type: String
+    var device: DeviceID?
+    var inode: UInt64
+    var start: Int64
+    var end: Int64?
 }
 
 /// An fd of a process with the locks the kernel lists for it in fdinfo.
@@ -149,8 +159,9 @@ struct Scan {
         }
         // 1. The kernel's lock table, read on a second thread while the rest is scanned:
         // /proc/locks hands out at most a page per read() and walks the global lock list
-        // from its start at every read (seq_hlist_start_percpu), so a big table costs
-        // kernel time quadratic in its size (~2 s for 100k locks here).
+        // from its start at every read (seq_hlist_start_percpu, under file_rwsem taken for
+        // writing), so a big table costs kernel time quadratic in its size (~0.2 s for 55k
+        // locks here).
         let table = KernelTableReader(path: procRoot + "/locks")
 
         // 2. Lock dirs and lease dirs: readdir only; the dir's device plus d_ino is the key.
@@ -165,27 +176,25 @@ struct Scan {
         }
         t.lockDirectories = now() - t1
 
-        // 3. One pass over the processes: fd links and fdinfo locks.
+        // 3. The processes, in two steps: every fd's target inode (one statx each, while
+        // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
+        // Focused (`why`): the kernel's rows on the focused files first; no row, no scan;
+        // only POSIX rows, only their pids.
         let t2 = now()
         bootTime = ProcessDetails.bootTime(procRoot: procRoot)
         let needPaths = options.focus == nil && (!lockFiles.isEmpty || !leaseFiles.isEmpty)
-        // Focused: fdinfo only of fds whose link names an image or lock file in focus.
-        let onlyLinks: Set<String>? = options.focus.map { f in
-            Set(f.map(\.image) + lockFiles.map(\.path) + leaseFiles.map(\.path))
-        }
-        var procs = scanProcesses(allLinks: needPaths, onlyLinks: onlyLinks, timings: &t)
+        var fds = FDPass()
+        if options.focus == nil { fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), timings: &t) }
         t.processes = now() - t2
 
-        let (text, readErrno, readTime) = table.wait()
+        let (parsed, readErrno, readTime) = table.wait()
         t.kernelLocks = readTime
-        guard let text else {
+        guard let parsed else {
             throw InspectorError.procUnreadable(path: procRoot + "/locks", errno: readErrno == 0 ? ENOENT : readErrno)
         }
-        var rows: [KernelLock] = []
-        for line in text.split(separator: "\n") {
-            if let l = KernelLock(line: line) { rows.append(l) } else if !line.allSatisfy(\.isWhitespace) {
-                unseen.append(Unseen(what: "\(procRoot)/locks line \"\(line)\"", why: "not in the kernel's format"))
-            }
+        let rows = parsed.locks
+        for line in parsed.malformed {
+            unseen.append(Unseen(what: "\(procRoot)/locks line \"\(line)\"", why: "not in the kernel's format"))
         }
         var rowsByFile: [FileKey: [KernelLock]] = [:]
         for r in rows { if let k = r.fileKey { rowsByFile[k, default: []].append(r) } }
@@ -204,13 +213,26 @@ struct Scan {
                 keep[k] = rowsByFile[k]
             }
             rowsByFile = keep.filter { !$0.value.isEmpty }
-            // An OFD lock held through a path other than the one in focus (a hard link, a
-            // bind mount) is missed by the link filter: then read every fdinfo after all.
-            let unnamed = rowsByFile.values.joined().contains { !$0.isWaiter && $0.pid == nil && procs.shapes[$0.shape] == nil }
-            if unnamed {
-                procs = scanProcesses(allLinks: false, onlyLinks: nil, timings: &t)
-            }
         }
+        let t2b = now()
+        let held = rowsByFile.values.joined().filter { !$0.isWaiter }
+        if options.focus != nil && !held.isEmpty {
+            // A classic POSIX or flock row names its process; an OFD row does not, and then
+            // every process's fds are looked at (by inode: hard links and bind mounts too).
+            let pids = held.contains { $0.pid == nil } ? ProcFS.pids(procRoot: procRoot) : Set(held.compactMap(\.pid)).sorted()
+            fds = listOpenFiles(pids: pids, timings: &t)
+        }
+        let lockFileKeys = Dictionary(lockFiles.map { (FileKey(device: $0.device, inode: $0.inode), $0.path) },
+                                      uniquingKeysWith: { a, _ in a })
+        var procs = readHolders(fds, lockedInodes: Set(held.compactMap(\.inode)), lockFilePaths: lockFileKeys,
+                                paths: needPaths, timings: &t)
+        // An OFD lock that no fd on its inode lists (a /proc copy whose fd links mislead,
+        // a filesystem whose st_ino differs from the kernel's lock inode): read every
+        // fdinfo after all, as the kernel's own lists are the ground truth.
+        if fds.live && procs.hidden.isEmpty && held.contains(where: { $0.pid == nil && procs.shapes[$0.shape] == nil }) {
+            procs = readHolders(fds, lockedInodes: nil, lockFilePaths: lockFileKeys, paths: needPaths, timings: &t)
+        }
+        t.processes += now() - t2b
         for i in lockFiles.indices {
             lockFiles[i].held = rowsByFile[FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)]?
                 .contains { !$0.isWaiter } ?? false
@@ -234,9 +256,10 @@ struct Scan {
             }
         }
         mapLockFiles(&lockFiles, candidates: candidates, rowsByFile: rowsByFile, timings: &t)
+        let bySHA256 = leaseFiles.isEmpty ? [:] : candidates.bySHA256()
         for i in leaseFiles.indices {
             let name = String(leaseFiles[i].path.split(separator: "/").last ?? "")
-            if let c = candidates.bySHA256[name] {
+            if let c = bySHA256[name] {
                 leaseFiles[i].image = c.path
                 leaseFiles[i].mappedBy = c.source
             }
@@ -336,7 +359,7 @@ struct Scan {
         /// fds whose fdinfo lists locks, by the locked file.
         var byFile: [FileKey: [OpenFileLocks]] = [:]
         /// The fdinfo lock shapes seen, with how many fds list each.
-        var shapes: [String: Int] = [:]
+        var shapes: [LockShape: Int] = [:]
         /// Every fd link that names a path (candidate images), with a pid that has it open.
         var openPaths: [String: Int32] = [:]
         /// The file key of a locked fd's link (to join lock files by path as well).
@@ -345,46 +368,75 @@ struct Scan {
         var hidden: Set<Int32> = []
     }
 
-    /// One pass over /proc/PID/fd: readlink every fd (no filesystem access: the kernel's
-    /// d_path) and read the fdinfo of every fd that names a path; only fdinfo with `lock:`
-    /// lines is parsed. (Which locks exist is not known yet: /proc/locks is read meanwhile.)
-    mutating func scanProcesses(allLinks: Bool, onlyLinks: Set<String>?, timings t: inout SnapshotTimings) -> ProcessScan {
-        var out = ProcessScan()
-        out.pids = ProcFS.pids(procRoot: procRoot)
+    /// Every fd of the processes looked at, with the inode it refers to.
+    struct FDPass {
+        var pids: [Int32] = []
+        var fds: [OpenFD] = []
+        /// Whether the inodes come from statx of the live /proc (else from fdinfo, already parsed).
+        var live = true
+        /// Processes whose fds could not be listed.
+        var hidden: Set<Int32> = []
+    }
+
+    /// Step one over the processes: list each fd dir and statx every entry relative to it
+    /// (the target's inode and type, from the kernel's cache: no readlink, no fdinfo, no
+    /// wait on a hung NFS server). Not the live /proc (a copy, a fixture): fdinfo's `ino:`.
+    mutating func listOpenFiles(pids: [Int32], timings t: inout SnapshotTimings) -> FDPass {
+        var out = FDPass()
+        out.pids = pids
+        out.live = SystemReads.isLiveProc(procRoot)
+        out.fds.reserveCapacity(4096)
         var buffer = [UInt8](repeating: 0, count: 16384)
-        for pid in out.pids {
-            let fdDir = "\(procRoot)/\(pid)/fd"
-            let names: [DirEntry]
-            switch SystemReads.entries(fdDir) {
-            case .success(let n): names = n
-            case .failure(let e) where e.errno == ENOENT || e.errno == ESRCH:
-                continue  // gone since /proc was listed
-            case .failure(let e):
-                let d = process(pid)
-                // Kernel threads (empty cmdline) open no files: nothing is missed there.
-                if let d, d.args.isEmpty { continue }
-                out.hidden.insert(pid)
-                let command = d.map { " (\($0.command))" } ?? ""
-                unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(fdDir): \(e.text)"))
-                continue
+        for pid in pids {
+            let failure = out.live ? SystemReads.openFiles(procRoot: procRoot, pid: pid, into: &out.fds)
+                : SystemReads.openFilesFromFDInfo(procRoot: procRoot, pid: pid, buffer: &buffer, into: &out.fds)
+            guard let e = failure else { continue }
+            if e.errno == ENOENT || e.errno == ESRCH { continue }  // gone since /proc was listed
+            let d = process(pid)
+            // Kernel threads (empty cmdline) open no files: nothing is missed there.
+            if let d, d.args.isEmpty { continue }
+            out.hidden.insert(pid)
+            let command = d.map { " (\($0.command))" } ?? ""
+            unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(procRoot)/\(pid)/fd: \(e.text)"))
+        }
+        if !out.live { t.fdinfoReads += out.fds.count }
+        t.fds += out.fds.count
+        return out
+    }
+
+    /// Step two: the fdinfo `lock:` lines of the fds that can hold a lock (their inode is
+    /// locked; nil = every fd), which name each holder exactly, per process and fd, also
+    /// for OFD locks; and, with `paths`, the path of every open file that could be an image
+    /// (candidates for naming lock files). A held lock file's path is known from its dir.
+    mutating func readHolders(_ pass: FDPass, lockedInodes: Set<UInt64>?, lockFilePaths: [FileKey: String],
+                              paths: Bool, timings t: inout SnapshotTimings) -> ProcessScan {
+        var out = ProcessScan()
+        out.pids = pass.pids
+        out.hidden = pass.hidden
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        for f in pass.fds {
+            let lockFile = f.device.flatMap { lockFilePaths[FileKey(device: $0, inode: f.inode)] }
+            var link: String?
+            if paths && lockFile == nil && (f.kind == nil || f.kind == .regular || f.kind == .blockDevice) {
+                link = SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)")
+                if let l = link, l.hasPrefix("/"), out.openPaths[l] == nil { out.openPaths[l] = f.pid }
             }
-            let infoDir = "\(procRoot)/\(pid)/fdinfo/"
-            for entry in names {
-                guard let fd = Int32(entry.name) else { continue }
-                t.fds += 1
-                guard let link = SystemReads.readLink("\(fdDir)/\(entry.name)"), link.hasPrefix("/") else { continue }
-                if allLinks, out.openPaths[link] == nil { out.openPaths[link] = pid }
-                if let only = onlyLinks, !only.contains(link) { continue }
+            let info: FDInfo
+            if let i = f.info {
+                info = i
+            } else {
+                guard lockedInodes?.contains(f.inode) ?? true else { continue }
                 t.fdinfoReads += 1
-                guard let n = SystemReads.readSmallProcFile(infoDir + entry.name, into: &buffer),
-                      SystemReads.contains(buffer, count: n, "\nlock:") else { continue }
-                guard let info = FDInfo(text: Substring(String(decoding: buffer[0..<n], as: UTF8.self))),
-                      let key = info.locks.first?.fileKey else { continue }
-                out.byFile[key, default: []].append(
-                    OpenFileLocks(pid: pid, fd: fd, link: link, flags: info.flags, locks: info.locks))
-                for l in info.locks { out.shapes[l.shape, default: 0] += 1 }
-                out.keyByLink[link] = key
+                guard let i = SystemReads.fdInfo(procRoot: procRoot, pid: f.pid, fd: f.fd, buffer: &buffer) else { continue }
+                info = i
             }
+            guard let key = info.locks.first?.fileKey else { continue }
+            if link == nil { link = lockFile ?? SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)") }
+            guard let link, link.hasPrefix("/") else { continue }
+            out.byFile[key, default: []].append(
+                OpenFileLocks(pid: f.pid, fd: f.fd, link: link, flags: info.flags, locks: info.locks))
+            for l in info.locks { out.shapes[l.shape, default: 0] += 1 }
+            out.keyByLink[link] = key
         }
         return out
     }
@@ -404,19 +456,29 @@ struct Scan {
     }
 
     struct Candidates {
-        var bySHA1: [String: Candidate] = [:]
-        var bySHA256: [String: Candidate] = [:]
+        /// By the SHA-1 of the realpath (the lockfile scheme's name), first come first kept.
+        var bySHA1: [SHA1Digest: Candidate] = [:]
+        /// Every candidate as written, in order: virtlockd names lease files by the SHA-256
+        /// of the path as the domain XML writes it, without canonicalising. Hashed only when
+        /// there are lease files (`bySHA256()`).
+        var written: [Candidate] = []
         /// Files under --images, by key (for locks on them that fit no other scheme).
         var imageFiles: [FileKey: String] = [:]
 
         mutating func add(_ path: String, source: String, realPath: String? = nil) {
             let real = realPath ?? path
-            let c = Candidate(path: real, source: source)
-            let h1 = Digest.sha1Hex(real)
-            if bySHA1[h1] == nil { bySHA1[h1] = c }
-            // virtlockd hashes the path as the domain XML writes it, without canonicalising.
-            let h256 = Digest.sha256Hex(path)
-            if bySHA256[h256] == nil { bySHA256[h256] = Candidate(path: path, source: source) }
+            let h1 = Digest.sha1(real)
+            if bySHA1[h1] == nil { bySHA1[h1] = Candidate(path: real, source: source) }
+            written.append(Candidate(path: path, source: source))
+        }
+
+        func bySHA256() -> [String: Candidate] {
+            var out: [String: Candidate] = [:]
+            for c in written {
+                let h = Digest.sha256Hex(c.path)
+                if out[h] == nil { out[h] = c }
+            }
+            return out
         }
     }
 
@@ -494,10 +556,15 @@ struct Scan {
     mutating func mapLockFiles(_ files: inout [LockFileEntry], candidates: Candidates,
                                rowsByFile: [FileKey: [KernelLock]], timings t: inout SnapshotTimings) {
         for i in files.indices {
-            let name = String(files[i].path.split(separator: "/").last ?? "")
-            let hex = String(name.dropFirst(6).dropLast(5))
-            guard hex.count == 40 else { continue }
-            if let c = candidates.bySHA1[hex] {
+            // `.qemu-` + 40 hex digits + `.lock`, at the end of the path.
+            var path = files[i].path
+            guard let digest = path.withUTF8({ p -> SHA1Digest? in
+                // The name is exactly 51 bytes (`.qemu-` + 40 + `.lock`).
+                guard p.count == 51 || (p.count > 51 && p[p.count - 52] == UInt8(ascii: "/")) else { return nil }
+                return SHA1Digest(hex: UnsafeBufferPointer(rebasing: p[(p.count - 45)..<(p.count - 5)]))
+            }) else { continue }
+            let hex = digest.hex
+            if let c = candidates.bySHA1[digest] {
                 files[i].image = c.path
                 files[i].mappedBy = c.source
                 continue
@@ -636,16 +703,20 @@ struct Scan {
     mutating func holders(of key: FileKey, scheme: LockScheme, rows: [KernelLock], openFiles: [OpenFileLocks],
                           procs: ProcessScan) -> (holders: [Holder], waiters: [Holder]) {
         var holders: [Holder] = []
-        var namedPosix = Set<String>()
+        struct PidShape: Hashable {
+            var pid: Int32
+            var shape: LockShape
+        }
+        var namedPosix = Set<PidShape>()
         for of in openFiles {
             holders.append(makeHolder(pid: of.pid, fd: of.fd, openMode: OpenMode(flags: of.flags),
                                       locks: of.locks, scheme: scheme))
-            for l in of.locks where l.kind == "POSIX" { namedPosix.insert("\(of.pid) \(l.shape)") }
+            for l in of.locks where l.kind == "POSIX" { namedPosix.insert(PidShape(pid: of.pid, shape: l.shape)) }
         }
         var posixOnly: [Int32: [KernelLock]] = [:]
         for r in rows where !r.isWaiter {
             if let pid = r.pid, r.kind == "POSIX" || procs.shapes[r.shape] == nil {
-                if !namedPosix.contains("\(pid) \(r.shape)") { posixOnly[pid, default: []].append(r) }
+                if !namedPosix.contains(PidShape(pid: pid, shape: r.shape)) { posixOnly[pid, default: []].append(r) }
             } else if procs.shapes[r.shape] == nil {
                 unseen.append(Unseen(
                     what: "holder of \(r.kind) \(r.type) lock on \(key.text) bytes \(r.start)-\(r.end.map(String.init) ?? "EOF")",
@@ -688,17 +759,18 @@ struct Scan {
 
 /// Reads /proc/locks on its own thread.
 final class KernelTableReader: @unchecked Sendable {
+    typealias Table = (locks: [KernelLock], malformed: [String])
     private let group = DispatchGroup()
-    private var text: String?
+    private var table: Table?
     private var errno_: Int32 = 0
     private var seconds: Double = 0
 
+    /// Reads and parses `path` on its own thread.
     init(path: String) {
         group.enter()
         let thread = Thread { [self] in
             let t0 = now()
-            text = SystemReads.readProc(path)
-            if text == nil { errno_ = errno }
+            if let bytes = ProcFS.readBytes(path) { table = KernelLock.parseTable(bytes) } else { errno_ = errno }
             seconds = now() - t0
             group.leave()
         }
@@ -706,10 +778,10 @@ final class KernelTableReader: @unchecked Sendable {
         thread.start()
     }
 
-    /// The text (nil when unreadable), the errno of the failure, and the seconds spent.
-    func wait() -> (String?, Int32, Double) {
+    /// The parsed table (nil when unreadable), the errno of the failure, and the seconds spent.
+    func wait() -> (Table?, Int32, Double) {
         group.wait()
-        return (text, errno_, seconds)
+        return (table, errno_, seconds)
     }
 }
 

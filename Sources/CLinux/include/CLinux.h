@@ -22,6 +22,27 @@ static inline int clinux_fcntl_lock(int fd, int cmd, struct flock *lk) {
 static inline unsigned int clinux_major(dev_t dev) { return major(dev); }
 static inline unsigned int clinux_minor(dev_t dev) { return minor(dev); }
 
+/* The file an fd of some process refers to, by statx(2) of /proc/PID/fd/N relative to the
+ * fd dir: one syscall, no readlink, no fdinfo. AT_STATX_DONT_SYNC: take what the kernel has
+ * cached, so that a hung NFS or FUSE server cannot make the scan wait. */
+struct clinux_fd_target {
+    unsigned long long inode;
+    unsigned int dev_major;
+    unsigned int dev_minor;
+    unsigned int mode;
+};
+
+static inline int clinux_fd_target(int dirfd, const char *name, struct clinux_fd_target *out) {
+    struct statx sx;
+    int r = statx(dirfd, name, AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &sx);
+    if (r != 0) return r;
+    out->inode = sx.stx_ino;
+    out->dev_major = sx.stx_dev_major;
+    out->dev_minor = sx.stx_dev_minor;
+    out->mode = sx.stx_mode;
+    return 0;
+}
+
 /* statfs f_type magic numbers of shared/network filesystems (linux/magic.h). */
 #define CLINUX_NFS_SUPER_MAGIC     0x6969
 #define CLINUX_FUSE_SUPER_MAGIC    0x65735546
