@@ -224,13 +224,14 @@ struct Scan {
         }
         let lockFileKeys = Dictionary(lockFiles.map { (FileKey(device: $0.device, inode: $0.inode), $0.path) },
                                       uniquingKeysWith: { a, _ in a })
-        var procs = readHolders(fds, lockedInodes: Set(held.compactMap(\.inode)), lockFilePaths: lockFileKeys,
-                                paths: needPaths, timings: &t)
+        var locked: [UInt64: [KernelLock]] = [:]
+        for r in held { if let i = r.inode { locked[i, default: []].append(r) } }
+        var procs = readHolders(fds, locked: locked, lockFilePaths: lockFileKeys, paths: needPaths, timings: &t)
         // An OFD lock that no fd on its inode lists (a /proc copy whose fd links mislead,
         // a filesystem whose st_ino differs from the kernel's lock inode): read every
         // fdinfo after all, as the kernel's own lists are the ground truth.
         if fds.live && procs.hidden.isEmpty && held.contains(where: { $0.pid == nil && procs.shapes[$0.shape] == nil }) {
-            procs = readHolders(fds, lockedInodes: nil, lockFilePaths: lockFileKeys, paths: needPaths, timings: &t)
+            procs = readHolders(fds, locked: nil, lockFilePaths: lockFileKeys, paths: needPaths, timings: &t)
         }
         t.processes += now() - t2b
         for i in lockFiles.indices {
@@ -384,61 +385,114 @@ struct Scan {
     mutating func listOpenFiles(pids: [Int32], timings t: inout SnapshotTimings) -> FDPass {
         var out = FDPass()
         out.pids = pids
-        out.live = SystemReads.isLiveProc(procRoot)
-        out.fds.reserveCapacity(4096)
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        for pid in pids {
-            let failure = out.live ? SystemReads.openFiles(procRoot: procRoot, pid: pid, into: &out.fds)
-                : SystemReads.openFilesFromFDInfo(procRoot: procRoot, pid: pid, buffer: &buffer, into: &out.fds)
-            guard let e = failure else { continue }
-            if e.errno == ENOENT || e.errno == ESRCH { continue }  // gone since /proc was listed
-            let d = process(pid)
-            // Kernel threads (empty cmdline) open no files: nothing is missed there.
-            if let d, d.args.isEmpty { continue }
-            out.hidden.insert(pid)
-            let command = d.map { " (\($0.command))" } ?? ""
-            unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(procRoot)/\(pid)/fd: \(e.text)"))
+        let live = SystemReads.isLiveProc(procRoot)
+        out.live = live
+        let root = procRoot
+        // Per chunk of pids: their fds, and the pids whose fd dir could not be listed.
+        let parts = Parallel.chunks(pids.count, chunk: 32) { range -> [(fds: [OpenFD], failed: [(Int32, ReadFailure)])] in
+            var fds: [OpenFD] = []
+            var failed: [(Int32, ReadFailure)] = []
+            var buffer = [UInt8](repeating: 0, count: 16384)
+            for pid in pids[range] {
+                let failure = live ? SystemReads.openFiles(procRoot: root, pid: pid, into: &fds)
+                    : SystemReads.openFilesFromFDInfo(procRoot: root, pid: pid, buffer: &buffer, into: &fds)
+                if let e = failure { failed.append((pid, e)) }
+            }
+            return [(fds, failed)]
+        }
+        out.fds.reserveCapacity(parts.reduce(0) { $0 + $1.fds.count })
+        for part in parts {
+            out.fds += part.fds
+            for (pid, e) in part.failed {
+                if e.errno == ENOENT || e.errno == ESRCH { continue }  // gone since /proc was listed
+                let d = process(pid)
+                // Kernel threads (empty cmdline) open no files: nothing is missed there.
+                if let d, d.args.isEmpty { continue }
+                out.hidden.insert(pid)
+                let command = d.map { " (\($0.command))" } ?? ""
+                unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(procRoot)/\(pid)/fd: \(e.text)"))
+            }
         }
         if !out.live { t.fdinfoReads += out.fds.count }
         t.fds += out.fds.count
         return out
     }
 
-    /// Step two: the fdinfo `lock:` lines of the fds that can hold a lock (their inode is
-    /// locked; nil = every fd), which name each holder exactly, per process and fd, also
-    /// for OFD locks; and, with `paths`, the path of every open file that could be an image
-    /// (candidates for naming lock files). A held lock file's path is known from its dir.
-    mutating func readHolders(_ pass: FDPass, lockedInodes: Set<UInt64>?, lockFilePaths: [FileKey: String],
+    /// What step two learnt about one fd.
+    struct FDFinding {
+        var fd: OpenFD
+        /// Its path, when it was read (a holder, or a candidate image).
+        var link: String?
+        /// The link names a file that could be an image (not a lock file).
+        var candidate = false
+        var flags: UInt32 = 0
+        /// The locks held through it (empty: not a holder).
+        var locks: [KernelLock] = []
+        var fdinfoRead = false
+    }
+
+    /// Step two: the holders among the fds on a locked inode (`locked`: the kernel's held
+    /// rows by inode; nil = every fd is a suspect). The fdinfo `lock:` lines name each
+    /// holder exactly, per process and fd, also for OFD locks. An inode with only classic
+    /// POSIX rows needs no fdinfo: those locks belong to the process the row names (fdinfo
+    /// lists them under each of its fds on the file, and under no other), so its fds on the
+    /// file are the holders, with their open mode from the fd link's mode bits (lstat).
+    /// With `paths`, also the path of every open file that could be an image (candidates
+    /// for naming lock files). A held lock file's path is known from its dir.
+    /// The per-fd work (`examine`) runs on all cores; the results are merged in fd order.
+    mutating func readHolders(_ pass: FDPass, locked: [UInt64: [KernelLock]]?, lockFilePaths: [FileKey: String],
                               paths: Bool, timings t: inout SnapshotTimings) -> ProcessScan {
         var out = ProcessScan()
         out.pids = pass.pids
         out.hidden = pass.hidden
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        for f in pass.fds {
-            let lockFile = f.device.flatMap { lockFilePaths[FileKey(device: $0, inode: f.inode)] }
-            var link: String?
-            if paths && lockFile == nil && (f.kind == nil || f.kind == .regular || f.kind == .blockDevice) {
-                link = SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)")
-                if let l = link, l.hasPrefix("/"), out.openPaths[l] == nil { out.openPaths[l] = f.pid }
+        let root = procRoot
+        let findings = Parallel.chunks(pass.fds.count, chunk: 256) { range -> [FDFinding] in
+            var buffer = [UInt8](repeating: 0, count: 16384)
+            var found: [FDFinding] = []
+            for i in range {
+                if let f = Scan.examine(pass.fds[i], procRoot: root, locked: locked, lockFilePaths: lockFilePaths,
+                                        paths: paths, buffer: &buffer) { found.append(f) }
             }
-            let info: FDInfo
-            if let i = f.info {
-                info = i
-            } else {
-                guard lockedInodes?.contains(f.inode) ?? true else { continue }
-                t.fdinfoReads += 1
-                guard let i = SystemReads.fdInfo(procRoot: procRoot, pid: f.pid, fd: f.fd, buffer: &buffer) else { continue }
-                info = i
-            }
-            guard let key = info.locks.first?.fileKey else { continue }
-            if link == nil { link = lockFile ?? SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)") }
-            guard let link, link.hasPrefix("/") else { continue }
-            out.byFile[key, default: []].append(
-                OpenFileLocks(pid: f.pid, fd: f.fd, link: link, flags: info.flags, locks: info.locks))
-            for l in info.locks { out.shapes[l.shape, default: 0] += 1 }
+            return found
+        }
+        for f in findings {
+            if f.fdinfoRead { t.fdinfoReads += 1 }
+            if f.candidate, let l = f.link, out.openPaths[l] == nil { out.openPaths[l] = f.fd.pid }
+            guard let key = f.locks.first?.fileKey, let link = f.link else { continue }
+            out.byFile[key, default: []].append(OpenFileLocks(pid: f.fd.pid, fd: f.fd.fd, link: link, flags: f.flags, locks: f.locks))
+            for l in f.locks { out.shapes[l.shape, default: 0] += 1 }
             out.keyByLink[link] = key
         }
         return out
+    }
+
+    /// Step two for one fd; nil when it is neither a holder nor a candidate image.
+    static func examine(_ f: OpenFD, procRoot: String, locked: [UInt64: [KernelLock]]?, lockFilePaths: [FileKey: String],
+                        paths: Bool, buffer: inout [UInt8]) -> FDFinding? {
+        var out = FDFinding(fd: f)
+        let lockFile = f.device.flatMap { lockFilePaths[FileKey(device: $0, inode: f.inode)] }
+        if paths && lockFile == nil && (f.kind == nil || f.kind == .regular || f.kind == .blockDevice) {
+            out.link = SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)")
+            out.candidate = out.link?.hasPrefix("/") ?? false
+        }
+        if let i = f.info {
+            (out.flags, out.locks) = (i.flags, i.locks)
+        } else if let rows = locked?[f.inode], let dev = f.device, rows.allSatisfy({ $0.kind == "POSIX" && $0.device == dev }) {
+            let own = rows.filter { $0.pid == f.pid }
+            if !own.isEmpty, let mode = SystemReads.fdOpenFlags(procRoot: procRoot, pid: f.pid, fd: f.fd) {
+                (out.flags, out.locks) = (mode, own)
+            }
+        } else if locked == nil || locked?[f.inode] != nil {
+            out.fdinfoRead = true
+            if let i = SystemReads.fdInfo(procRoot: procRoot, pid: f.pid, fd: f.fd, buffer: &buffer) {
+                (out.flags, out.locks) = (i.flags, i.locks)
+            }
+        }
+        if out.locks.first?.fileKey != nil && out.link == nil {
+            out.link = lockFile ?? SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)")
+        }
+        if !(out.link?.hasPrefix("/") ?? false) { out.locks = [] }
+        return out.candidate || !out.locks.isEmpty || out.fdinfoRead ? out : nil
     }
 
     mutating func process(_ pid: Int32) -> ProcessDetails? {
@@ -629,29 +683,30 @@ struct Scan {
         // Names of POSIX byte-0 holders are needed to recognise virtlockd.
         for r in rows where r.isByteZero && r.kind == "POSIX" { if let p = r.pid { _ = process(p) } }
 
-        var byID: [String: ImageLocks] = [:]
-        var order: [String] = []
-        func slot(_ id: String, path: String?) -> String {
-            if byID[id] == nil {
-                byID[id] = ImageLocks(id: id, path: path, schemes: [])
-                order.append(id)
-            }
-            return id
+        // The images in order of first sight, and where each id is (no copies of the values).
+        var images: [ImageLocks] = []
+        images.reserveCapacity(lockFiles.count + rowsByFile.count)
+        var byID: [String: Int] = [:]
+        func slot(_ id: String, path: String?) -> Int {
+            if let i = byID[id] { return i }
+            images.append(ImageLocks(id: id, path: path, schemes: []))
+            byID[id] = images.count - 1
+            return images.count - 1
         }
 
         // Lock files first: every one is listed, held or not.
-        var lockFileImageID: [Int: String] = [:]
-        for (i, f) in lockFiles.enumerated() where f.kind == .regular {
-            let id = slot(f.image ?? f.path, path: f.image)
-            byID[id]!.lockFiles.append(f.path)
-            if !byID[id]!.schemes.contains(.lockfile) { byID[id]!.schemes.append(.lockfile) }
+        var lockFileImageID: [Int: Int] = [:]
+        for i in lockFiles.indices where lockFiles[i].kind == .regular {
+            let id = slot(lockFiles[i].image ?? lockFiles[i].path, path: lockFiles[i].image)
+            images[id].lockFiles.append(lockFiles[i].path)
+            if !images[id].schemes.contains(.lockfile) { images[id].schemes.append(.lockfile) }
             lockFileImageID[i] = id
         }
-        var leaseImageID: [Int: String] = [:]
-        for (i, f) in leaseFiles.enumerated() where f.kind == .regular && f.held {
-            let id = slot(f.image ?? f.path, path: f.image)
-            byID[id]!.lockFiles.append(f.path)
-            if !byID[id]!.schemes.contains(.virtlockd) { byID[id]!.schemes.append(.virtlockd) }
+        var leaseImageID: [Int: Int] = [:]
+        for i in leaseFiles.indices where leaseFiles[i].kind == .regular && leaseFiles[i].held {
+            let id = slot(leaseFiles[i].image ?? leaseFiles[i].path, path: leaseFiles[i].image)
+            images[id].lockFiles.append(leaseFiles[i].path)
+            if !images[id].schemes.contains(.virtlockd) { images[id].schemes.append(.virtlockd) }
             leaseImageID[i] = id
         }
 
@@ -660,7 +715,7 @@ struct Scan {
             let openFiles = procs.byFile[key] ?? []
             guard let scheme = classify(key, rows: fileRows, holders: openFiles, lockFileKeys: lockFileKeys,
                                         leaseKeys: leaseKeys, candidates: candidates) else { continue }
-            let id: String
+            let id: Int
             switch scheme {
             case .lockfile: id = lockFileImageID[lockFileKeys[key]!] ?? slot(lockFiles[lockFileKeys[key]!].path, path: nil)
             case .virtlockd where leaseKeys[key] != nil:
@@ -668,23 +723,26 @@ struct Scan {
             default:
                 let path = openFiles.lazy.compactMap(\.link).first ?? candidates.imageFiles[key]
                 id = slot(path ?? key.text, path: path)
-                if byID[id]!.inode == nil {
-                    byID[id]!.device = key.device
-                    byID[id]!.inode = key.inode
+                if images[id].inode == nil {
+                    images[id].device = key.device
+                    images[id].inode = key.inode
                 }
             }
-            if !byID[id]!.schemes.contains(scheme) { byID[id]!.schemes.append(scheme) }
-            byID[id]!.locks += fileRows
+            if !images[id].schemes.contains(scheme) { images[id].schemes.append(scheme) }
+            images[id].locks += fileRows
             let (holders, waiters) = self.holders(of: key, scheme: scheme, rows: fileRows, openFiles: openFiles, procs: procs)
-            byID[id]!.holders += holders
-            byID[id]!.waiters += waiters
+            images[id].holders += holders
+            images[id].waiters += waiters
         }
 
-        var images = order.map { byID[$0]! }
         for i in images.indices {
-            images[i].locks.sort { $0.id < $1.id || ($0.id == $1.id && !$0.isWaiter && $1.isWaiter) }
-            images[i].holders.sort { ($0.pid, $0.fd ?? -1) < ($1.pid, $1.fd ?? -1) }
-            images[i].schemes.sort { LockScheme.allCases.firstIndex(of: $0)! < LockScheme.allCases.firstIndex(of: $1)! }
+            if images[i].locks.count > 1 {
+                images[i].locks.sort { $0.id < $1.id || ($0.id == $1.id && !$0.isWaiter && $1.isWaiter) }
+            }
+            if images[i].holders.count > 1 { images[i].holders.sort { ($0.pid, $0.fd ?? -1) < ($1.pid, $1.fd ?? -1) } }
+            if images[i].schemes.count > 1 {
+                images[i].schemes.sort { LockScheme.allCases.firstIndex(of: $0)! < LockScheme.allCases.firstIndex(of: $1)! }
+            }
         }
         // Known paths sorted, then unknown images by id.
         images.sort { a, b in

@@ -60,6 +60,17 @@ enum SystemReads {
         return buffer.withUnsafeBufferPointer { FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) }
     }
 
+    /// The access mode of an open fd as open flags (0 read-only, 1 write-only, 2 read-write),
+    /// from the mode bits procfs gives the /proc/PID/fd/N link: owner read for FMODE_READ,
+    /// owner write for FMODE_WRITE (fs/proc/fd.c, tid_fd_update_inode). One lstat instead
+    /// of an fdinfo read. nil when the fd is gone.
+    static func fdOpenFlags(procRoot: String, pid: Int32, fd: Int32) -> UInt32? {
+        var st = stat()
+        guard lstat("\(procRoot)/\(pid)/fd/\(fd)", &st) == 0 else { return nil }
+        let read = st.st_mode & S_IRUSR != 0, write = st.st_mode & S_IWUSR != 0
+        return write ? (read ? 2 : 1) : 0
+    }
+
     /// A decimal fd number from a directory entry name; nil for `.`, `..` and anything else.
     static func fdNumber(_ name: UnsafePointer<CChar>) -> Int32? {
         var v: Int32 = 0
