@@ -1,3 +1,5 @@
+import ImageLock
+
 /// A small JSON writer for big reports (`list --json` of 100k lock files): appends UTF-8 to
 /// one byte buffer, no intermediate tree, no reflection. Its output is what Foundation's
 /// JSONEncoder writes with `.withoutEscapingSlashes`: `"` `\` and control characters
@@ -86,6 +88,26 @@ public struct JSONWriter {
                 m /= 10
             }
             bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buf[i..<40]))
+        }
+    }
+
+    /// A device as /proc/locks prints it (`fe:01`: hex, at least two digits each), or null.
+    public mutating func device(_ d: DeviceID?) {
+        guard let d else { return null() }
+        beforeValue()
+        bytes.append(UInt8(ascii: "\""))
+        hex2(d.major)
+        bytes.append(UInt8(ascii: ":"))
+        hex2(d.minor)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    private mutating func hex2(_ v: UInt32) {
+        var digits = 1
+        while digits < 8 && v >> (4 * UInt32(digits)) != 0 { digits += 1 }
+        if digits < 2 { digits = 2 }
+        Self.hexDigits.withUTF8Buffer { h in
+            for i in stride(from: digits - 1, through: 0, by: -1) { bytes.append(h[Int((v >> (4 * UInt32(i))) & 0xf)]) }
         }
     }
 
