@@ -48,4 +48,31 @@ extension SystemReads {
         return nil
     }
 
+
+    /// Whether anyone holds an fcntl lock (POSIX or OFD) on any byte of a regular file: an
+    /// F_OFD_GETLK write-lock probe of the whole file (FACTS.md §3: works on an O_RDONLY fd;
+    /// flock locks are invisible to it). Opened as `readRegularFile` opens: no link
+    /// followed, no blocking. False when it cannot be opened.
+    static func hasFcntlLock(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, kind(mode: UInt32(st.st_mode)) == .regular else { return false }
+        var fl = flock()
+        fl.l_type = Int16(F_WRLCK)
+        fl.l_whence = Int16(SEEK_SET)
+        fl.l_start = 0
+        fl.l_len = 0
+        fl.l_pid = 0
+        guard clinux_fcntl_lock(fd, clinux_F_OFD_GETLK, &fl) == 0 else { return true }  // cannot tell: look
+        return fl.l_type != Int16(F_UNLCK)
+    }
+
+    /// Whether two fds are one open file description; nil when the kernel will not say.
+    /// The corresponding system call is `kcmp(pid1, pid2, KCMP_FILE, fd1, fd2)`.
+    static func sameOpenFile(_ a: (pid: Int32, fd: Int32), _ b: (pid: Int32, fd: Int32)) -> Bool? {
+        let r = clinux_kcmp_file(a.pid, b.pid, a.fd, b.fd)
+        return r < 0 ? nil : r == 0
+    }
 }

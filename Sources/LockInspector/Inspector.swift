@@ -91,7 +91,21 @@ public struct Inspector: Sendable {
 
     public func snapshot(timings: inout SnapshotTimings) throws -> Snapshot {
         var scan = Scan(options: options)
-        return try scan.run(timings: &timings)
+        return try scan.run(timings: &timings, table: nil)
+    }
+
+    /// The same, with the kernel's lock table already being read (`prefetchKernelTable`).
+    public func snapshot(prefetched: KernelTablePrefetch) throws -> Snapshot {
+        var t = SnapshotTimings()
+        var scan = Scan(options: options)
+        return try scan.run(timings: &t, table: prefetched.procRoot == options.procRoot ? prefetched.reader : nil)
+    }
+
+    /// Starts reading `<procRoot>/locks` on a thread now, for a snapshot to come: the read
+    /// waits for an RCU grace period in the kernel (file_rwsem taken for writing), which is
+    /// best spent doing something else (`why` gathers the image's facts meanwhile).
+    public static func prefetchKernelTable(procRoot: String = "/proc") -> KernelTablePrefetch {
+        KernelTablePrefetch(procRoot: procRoot)
     }
 }
 
@@ -151,7 +165,7 @@ struct Scan {
         self.options = options
     }
 
-    mutating func run(timings t: inout SnapshotTimings) throws -> Snapshot {
+    mutating func run(timings t: inout SnapshotTimings, table prefetched: KernelTableReader?) throws -> Snapshot {
         let t0 = now()
         var isDir = ObjCBool(false)
         guard FileManager.default.fileExists(atPath: procRoot, isDirectory: &isDir), isDir.boolValue else {
@@ -162,7 +176,7 @@ struct Scan {
         // from its start at every read (seq_hlist_start_percpu, under file_rwsem taken for
         // writing), so a big table costs kernel time quadratic in its size (~0.2 s for 55k
         // locks here).
-        let table = KernelTableReader(path: procRoot + "/locks")
+        let table = prefetched ?? KernelTableReader(path: procRoot + "/locks")
 
         // 2. Lock dirs and lease dirs: readdir only; the dir's device plus d_ino is the key.
         let t1 = now()
@@ -184,7 +198,15 @@ struct Scan {
         bootTime = ProcessDetails.bootTime(procRoot: procRoot)
         let needPaths = options.focus == nil && (!lockFiles.isEmpty || !leaseFiles.isEmpty)
         var fds = FDPass()
-        if options.focus == nil { fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), timings: &t) }
+        var searchOrder: [Int32]?
+        if let focus = options.focus {
+            // Focused: when an fcntl probe finds a lock on a focused file, order the
+            // processes for the holder search while the table is read.
+            let files = focus.map(\.image) + lockFiles.map(\.path) + leaseFiles.map(\.path)
+            if files.contains(where: { SystemReads.hasFcntlLock($0) }) { searchOrder = qemuFirst() }
+        } else {
+            fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), timings: &t)
+        }
         t.processes = now() - t2
 
         let (parsed, readErrno, readTime) = table.wait()
@@ -218,9 +240,14 @@ struct Scan {
         let held = rowsByFile.values.joined().filter { !$0.isWaiter }
         if options.focus != nil && !held.isEmpty {
             // A classic POSIX or flock row names its process; an OFD row does not, and then
-            // every process's fds are looked at (by inode: hard links and bind mounts too).
-            let pids = held.contains { $0.pid == nil } ? ProcFS.pids(procRoot: procRoot) : Set(held.compactMap(\.pid)).sorted()
-            fds = listOpenFiles(pids: pids, timings: &t)
+            // the processes are searched (by inode: hard links and bind mounts too) until
+            // every OFD row has its open file description.
+            let named = Set(held.compactMap(\.pid)).sorted()
+            if held.contains(where: { $0.pid == nil }) {
+                fds = searchOFDHolders(held: held, first: named, order: searchOrder ?? qemuFirst(), timings: &t)
+            } else {
+                fds = listOpenFiles(pids: named, timings: &t)
+            }
         }
         let lockFileKeys = Dictionary(lockFiles.map { (FileKey(device: $0.device, inode: $0.inode), $0.path) },
                                       uniquingKeysWith: { a, _ in a })
@@ -416,6 +443,64 @@ struct Scan {
         if !out.live { t.fdinfoReads += out.fds.count }
         t.fds += out.fds.count
         return out
+    }
+
+    /// Every pid, QEMU's processes first (their comm starts with `qemu`): an OFD lock on an
+    /// image is most likely theirs.
+    func qemuFirst() -> [Int32] {
+        var qemu: [Int32] = []
+        var rest: [Int32] = []
+        for pid in ProcFS.pids(procRoot: procRoot) {
+            if ProcFS.command(pid: pid, procRoot: procRoot)?.hasPrefix("qemu") ?? false { qemu.append(pid) } else { rest.append(pid) }
+        }
+        return qemu + rest
+    }
+
+    /// The focused search (`why`): the fds of the processes in `first`, then of the others
+    /// in `order`, until every held OFD row on the focused files is accounted for by a
+    /// distinct open file description whose fdinfo lists it (two readers holding the same
+    /// bytes are two rows and need two descriptions; fds that share one, by dup or fork,
+    /// are told apart by kcmp). A process sharing a found description that comes later in
+    /// the order is not looked at: `list` shows every fd. When kcmp cannot tell, or the
+    /// rows are never all accounted for, every process is looked at, as `list` does.
+    mutating func searchOFDHolders(held: [KernelLock], first: [Int32], order: [Int32], timings t: inout SnapshotTimings) -> FDPass {
+        var need: [LockShape: Int] = [:]
+        for r in held where r.pid == nil { need[r.shape, default: 0] += 1 }
+        let inodes = Set(held.compactMap(\.inode))
+        var pass = FDPass()
+        pass.live = SystemReads.isLiveProc(procRoot)
+        var have: [LockShape: Int] = [:]
+        var descriptions: [(pid: Int32, fd: Int32, shapes: Set<LockShape>)] = []
+        var exact = pass.live
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        let firstSet = Set(first)
+        var done = false
+        for pid in first + order.filter({ !firstSet.contains($0) }) {
+            if done && !firstSet.contains(pid) { break }
+            let part = listOpenFiles(pids: [pid], timings: &t)
+            pass.pids.append(pid)
+            pass.fds += part.fds
+            pass.hidden.formUnion(part.hidden)
+            for f in part.fds where inodes.contains(f.inode) && f.info == nil {
+                guard let info = SystemReads.fdInfo(procRoot: procRoot, pid: f.pid, fd: f.fd, buffer: &buffer) else { continue }
+                let shapes = Set(info.locks.filter { $0.isOFD }.map(\.shape)).filter { need[$0] != nil }
+                guard !shapes.isEmpty else { continue }
+                var known = false
+                for d in descriptions where !d.shapes.isDisjoint(with: shapes) {
+                    switch SystemReads.sameOpenFile((d.pid, d.fd), (f.pid, f.fd)) {
+                    case true?: known = true
+                    case false?: break
+                    case nil: exact = false
+                    }
+                    if known { break }
+                }
+                if known { continue }
+                descriptions.append((f.pid, f.fd, shapes))
+                for s in shapes { have[s, default: 0] += 1 }
+            }
+            if exact && !done && need.allSatisfy({ have[$0.key, default: 0] >= $0.value }) { done = true }
+        }
+        return pass
     }
 
     /// What step two learnt about one fd.
@@ -812,6 +897,17 @@ struct Scan {
         return Holder(pid: pid, command: d?.command ?? "?", args: d?.args ?? [], user: d?.user, uid: d?.uid,
                       started: d?.started, fd: fd, openMode: openMode, vm: d?.vm, scheme: scheme, lockType: type,
                       qemu: qemu)
+    }
+}
+
+/// The kernel's lock table being read ahead of a snapshot (`Inspector.prefetchKernelTable`).
+public final class KernelTablePrefetch: Sendable {
+    let procRoot: String
+    let reader: KernelTableReader
+
+    init(procRoot: String) {
+        self.procRoot = procRoot
+        reader = KernelTableReader(path: procRoot + "/locks")
     }
 }
 

@@ -6,6 +6,7 @@ import LockInspector
 extension Locksmith {
     struct Why: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "why",
             abstract: "Tell whether an image would open, and if not, why: QEMU's words, who holds it, what to do.",
             discussion: """
                 --write asks about a read-write open such as `qemu-io IMAGE` or a VM's \
@@ -58,6 +59,8 @@ extension Locksmith {
 
         func run() throws {
             let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
+            // The kernel's lock table is read while the image's own facts are gathered.
+            let table = Inspector.prefetchKernelTable()
             var input = WhyFacts.gather(named: image, intent: intent.intent, lockDirectories: dirs)
             // Only what concerns this image: its chain members and its lock files.
             let members = input.chain.map(\.file).filter { $0.exists && $0.isDisk }
@@ -67,7 +70,7 @@ extension Locksmith {
                 var options = InspectorOptions(lockDirectories: dirs)
                 options.focus = focus
                 do {
-                    input.images = try Inspector(options).snapshot().images
+                    input.images = try Inspector(options).snapshot(prefetched: table).images
                     input.overlayUses = OverlayScan.overlayUses(images: input.images, chain: input.chain)
                 } catch {
                     input.inspectionError = "\(error)"

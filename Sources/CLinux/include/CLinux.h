@@ -6,6 +6,7 @@
 #define _GNU_SOURCE 1
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -41,6 +42,16 @@ static inline int clinux_fd_target(int dirfd, const char *name, struct clinux_fd
     out->dev_minor = sx.stx_dev_minor;
     out->mode = sx.stx_mode;
     return 0;
+}
+
+/* kcmp(2) KCMP_FILE: 0 when fd1 of pid1 and fd2 of pid2 are the same open file description
+ * (shared by dup or fork), 1 or 2 when not, -1 on error (no ptrace access, gone). */
+static inline long clinux_kcmp_file(int pid1, int pid2, int fd1, int fd2) {
+#ifdef SYS_kcmp
+    return syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1, fd2);
+#else
+    return -1;
+#endif
 }
 
 /* statfs f_type magic numbers of shared/network filesystems (linux/magic.h). */
