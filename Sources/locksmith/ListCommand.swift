@@ -6,6 +6,7 @@ import LockInspector
 extension Locksmith {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List every image lock on this host, grouped by image, with the exact holders.",
             discussion: """
                 One pass over /proc/locks, every process's open files (/proc/PID/fd and \
