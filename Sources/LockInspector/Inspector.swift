@@ -219,6 +219,7 @@ struct Scan {
             unseen.append(Unseen(what: "\(procRoot)/locks line \"\(line)\"", why: "not in the kernel's format"))
         }
         var rowsByFile: [FileKey: [KernelLock]] = [:]
+        rowsByFile.reserveCapacity(rows.count)
         for r in rows { if let k = r.fileKey { rowsByFile[k, default: []].append(r) } }
         var candidates = Candidates()
         if let focus = options.focus {
@@ -275,10 +276,12 @@ struct Scan {
         if needPaths {
             candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids)
         }
-        for i in lockFiles.indices {
-            // A held lock file whose key the kernel did not list under the dir's device
-            // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
-            if !lockFiles[i].held, let k = procs.keyByLink[lockFiles[i].path] {
+        // A held lock file whose key the kernel did not list under the dir's device
+        // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
+        let lockFileByPath = procs.keyByLink.isEmpty ? [:]
+            : Dictionary(lockFiles.indices.map { (lockFiles[$0].path, $0) }, uniquingKeysWith: { a, _ in a })
+        for (link, k) in procs.keyByLink {
+            if let i = lockFileByPath[link], !lockFiles[i].held {
                 lockFiles[i].held = true
                 lockFiles[i].device = k.device
             }
@@ -344,7 +347,7 @@ struct Scan {
             return []
         }
         let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
-        return entries.sorted { $0.name < $1.name }.map { e in
+        return ByteOrder.sortedIndices(entries.map(\.name)).map { entries[$0] }.map { e in
             let path = base + "/" + e.name
             var kind = e.kind
             var dev = device
@@ -390,7 +393,8 @@ struct Scan {
         var shapes: [LockShape: Int] = [:]
         /// Every fd link that names a path (candidate images), with a pid that has it open.
         var openPaths: [String: Int32] = [:]
-        /// The file key of a locked fd's link (to join lock files by path as well).
+        /// The file key of a locked fd's link where it differs from what statx said of the fd
+        /// (to join lock files by path as well: btrfs, overlayfs; every one from a /proc copy).
         var keyByLink: [String: FileKey] = [:]
         /// Processes whose fds could not be read.
         var hidden: Set<Int32> = []
@@ -546,7 +550,7 @@ struct Scan {
             guard let key = f.locks.first?.fileKey, let link = f.link else { continue }
             out.byFile[key, default: []].append(OpenFileLocks(pid: f.fd.pid, fd: f.fd.fd, link: link, flags: f.flags, locks: f.locks))
             for l in f.locks { out.shapes[l.shape, default: 0] += 1 }
-            out.keyByLink[link] = key
+            if f.fd.device == nil || FileKey(device: f.fd.device, inode: f.fd.inode) != key { out.keyByLink[link] = key }
         }
         return out
     }
@@ -604,11 +608,17 @@ struct Scan {
         /// Files under --images, by key (for locks on them that fit no other scheme).
         var imageFiles: [FileKey: String] = [:]
 
-        mutating func add(_ path: String, source: String, realPath: String? = nil) {
+        mutating func add(_ path: String, source: String, realPath: String? = nil, sha1: SHA1Digest? = nil) {
             let real = realPath ?? path
-            let h1 = Digest.sha1(real)
+            let h1 = sha1 ?? Digest.sha1(real)
             if bySHA1[h1] == nil { bySHA1[h1] = Candidate(path: real, source: source) }
             written.append(Candidate(path: path, source: source))
+        }
+
+        mutating func reserve(_ n: Int) {
+            bySHA1.reserveCapacity(bySHA1.count + n)
+            imageFiles.reserveCapacity(imageFiles.count + n)
+            written.reserveCapacity(written.count + n)
         }
 
         func bySHA256() -> [String: Candidate] {
@@ -638,7 +648,16 @@ struct Scan {
                 if case .success(let s) = SystemReads.status(real) { return s.device }
                 return nil
             }()
-            walkImages(real, depth: 0, device: dev, into: &c)
+            // Walk first, then hash on every core (100k paths is ~50 ms of SHA-1 on one).
+            var walked: [ImageDirEntry] = []
+            walkImages(real, depth: 0, device: dev, into: &walked)
+            let found = walked
+            c.reserve(found.count)
+            let digests = Parallel.chunks(found.count, chunk: 4096) { range in range.map { Digest.sha1(found[$0].path) } }
+            for (e, d) in zip(found, digests) {
+                c.add(e.path, source: "images dir", sha1: d)
+                if let k = e.key { c.imageFiles[k] = e.path }
+            }
         }
         for dir in options.libvirtDirectories {
             guard case .success(let entries) = SystemReads.entries(dir) else { continue }
@@ -666,21 +685,28 @@ struct Scan {
         return c
     }
 
-    mutating func walkImages(_ dir: String, depth: Int, device: DeviceID?, into c: inout Candidates) {
+    /// A file found under an --images dir: its path (symlinks resolved) and, for a file
+    /// itself (not a link), its key.
+    struct ImageDirEntry: Sendable {
+        var path: String
+        var key: FileKey?
+    }
+
+    mutating func walkImages(_ dir: String, depth: Int, device: DeviceID?, into found: inout [ImageDirEntry]) {
         switch SystemReads.entries(dir) {
         case .failure(let e):
             unseen.append(Unseen(what: "images dir \(dir)", why: e.text))
         case .success(let entries):
-            for e in entries.sorted(by: { $0.name < $1.name }) {
+            for i in ByteOrder.sortedIndices(entries.map(\.name)) {
+                let e = entries[i]
                 let path = (dir == "/" ? "" : dir) + "/" + e.name
                 switch e.kind {
                 case .regular?, .blockDevice?:
-                    c.add(path, source: "images dir")
-                    c.imageFiles[FileKey(device: device, inode: e.inode)] = path
+                    found.append(ImageDirEntry(path: path, key: FileKey(device: device, inode: e.inode)))
                 case .symlink?:
-                    if let real = SystemReads.realPath(path) { c.add(real, source: "images dir") }
+                    if let real = SystemReads.realPath(path) { found.append(ImageDirEntry(path: real, key: nil)) }
                 case .directory? where depth < 3 && !e.name.hasPrefix("."):
-                    walkImages(path, depth: depth + 1, device: device, into: &c)
+                    walkImages(path, depth: depth + 1, device: device, into: &found)
                 default:
                     break
                 }
@@ -753,12 +779,14 @@ struct Scan {
     mutating func assemble(rows: [KernelLock], rowsByFile: [FileKey: [KernelLock]], lockFiles: [LockFileEntry],
                            leaseFiles: [LockFileEntry], procs: ProcessScan, candidates: Candidates) -> [ImageLocks] {
         var lockFileKeys: [FileKey: Int] = [:]
-        for (i, f) in lockFiles.enumerated() where f.kind == .regular {
-            lockFileKeys[FileKey(device: f.device, inode: f.inode)] = i
+        lockFileKeys.reserveCapacity(lockFiles.count)
+        for i in lockFiles.indices where lockFiles[i].kind == .regular {
+            lockFileKeys[FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)] = i
         }
         // Lock files found only through a holder's fd link (device mismatch).
-        for (i, f) in lockFiles.enumerated() {
-            if let k = procs.keyByLink[f.path] { lockFileKeys[k] = i }
+        if !procs.keyByLink.isEmpty {
+            let byPath = Dictionary(lockFiles.indices.map { (lockFiles[$0].path, $0) }, uniquingKeysWith: { a, _ in a })
+            for (link, k) in procs.keyByLink { if let i = byPath[link] { lockFileKeys[k] = i } }
         }
         var leaseKeys: [FileKey: Int] = [:]
         for (i, f) in leaseFiles.enumerated() where f.kind == .regular {
@@ -772,6 +800,7 @@ struct Scan {
         var images: [ImageLocks] = []
         images.reserveCapacity(lockFiles.count + rowsByFile.count)
         var byID: [String: Int] = [:]
+        byID.reserveCapacity(lockFiles.count + rowsByFile.count)
         func slot(_ id: String, path: String?) -> Int {
             if let i = byID[id] { return i }
             images.append(ImageLocks(id: id, path: path, schemes: []))
@@ -780,7 +809,7 @@ struct Scan {
         }
 
         // Lock files first: every one is listed, held or not.
-        var lockFileImageID: [Int: Int] = [:]
+        var lockFileImageID = [Int?](repeating: nil, count: lockFiles.count)
         for i in lockFiles.indices where lockFiles[i].kind == .regular {
             let id = slot(lockFiles[i].image ?? lockFiles[i].path, path: lockFiles[i].image)
             images[id].lockFiles.append(lockFiles[i].path)
@@ -829,15 +858,12 @@ struct Scan {
                 images[i].schemes.sort { LockScheme.allCases.firstIndex(of: $0)! < LockScheme.allCases.firstIndex(of: $1)! }
             }
         }
-        // Known paths sorted, then unknown images by id.
-        images.sort { a, b in
-            switch (a.path, b.path) {
-            case let (x?, y?): return x < y
-            case (_?, nil): return true
-            case (nil, _?): return false
-            case (nil, nil): return a.id < b.id
-            }
-        }
+        // Known paths sorted, then unknown images by id (byte order: indices, not 100k moves).
+        let known = images.indices.filter { images[$0].path != nil }
+        let unknown = images.indices.filter { images[$0].path == nil }
+        let order = ByteOrder.sortedIndices(known.map { images[$0].path! }).map { known[$0] }
+            + ByteOrder.sortedIndices(unknown.map { images[$0].id }).map { unknown[$0] }
+        images = order.map { images[$0] }
         return images
     }
 
