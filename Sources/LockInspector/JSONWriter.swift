@@ -61,6 +61,14 @@ public struct JSONWriter {
         afterKey = true
     }
 
+    /// Already rendered JSON: one value, or several comma-separated elements of the
+    /// enclosing array.
+    public mutating func raw(_ json: [UInt8]) {
+        guard !json.isEmpty else { return }
+        beforeValue()
+        bytes.append(contentsOf: json)
+    }
+
     public mutating func null() {
         beforeValue()
         bytes.append(contentsOf: [0x6e, 0x75, 0x6c, 0x6c])  // null

@@ -95,7 +95,7 @@ extension Locksmith {
             if json {
                 var out = SnapshotJSON.render(snapshot, host: JSONOutput.host)
                 out.append(UInt8(ascii: "\n"))
-                FileHandle.standardOutput.write(Data(out))
+                writeStandardOutput(out)
                 return
             }
             let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults
