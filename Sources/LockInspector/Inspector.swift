@@ -917,9 +917,11 @@ struct Scan {
         let type: LockType? = locks.contains { $0.type == "WRITE" } ? .write : locks.contains { $0.type == "READ" } ? .read : nil
         // Only QEMU's own byte locks say which permissions a user holds: a whole-file lock
         // or an flock(2) lock on an image is no QEMU user (why still counts the fcntl ones).
-        let byteLocks = locks.filter { $0.isFcntlLock && $0.isQemuByteLock }
-        let qemu: QemuPermissions? = scheme == .qemu && !byteLocks.isEmpty
-            ? QemuPermissions(lockedRanges: byteLocks.map { (start: $0.start, end: $0.end) }) : nil
+        var qemu: QemuPermissions?
+        if scheme == .qemu {
+            let byteLocks = locks.filter { $0.isFcntlLock && $0.isQemuByteLock }
+            if !byteLocks.isEmpty { qemu = QemuPermissions(lockedRanges: byteLocks.map { (start: $0.start, end: $0.end) }) }
+        }
         return Holder(pid: pid, command: d?.command ?? "?", args: d?.args ?? [], user: d?.user, uid: d?.uid,
                       started: d?.started, fd: fd, openMode: openMode, vm: d?.vm, scheme: scheme, lockType: type,
                       qemu: qemu)
