@@ -41,38 +41,96 @@ public struct KernelLock: Hashable, Sendable, Codable {
 
     /// Parses one line; nil for anything malformed.
     public init?(line: Substring) {
-        let tokens = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        guard tokens.count >= 7, tokens[0].last == ":", let id = Int(tokens[0].dropLast()) else { return nil }
-        var rest = tokens[1...]
-        var blocked = false
-        if rest.first == "->" {
-            blocked = true
-            rest = rest.dropFirst()
+        var text = String(line)
+        guard let l = text.withUTF8({ KernelLock.parse($0) }) else { return nil }
+        self = l
+    }
+
+    /// Parses one line given as bytes (without its newline); nil for anything malformed.
+    /// Works on the bytes: /proc/locks has a line per lock (tens of thousands on a busy host).
+    public static func parse(_ line: UnsafeBufferPointer<UInt8>) -> KernelLock? {
+        // Token boundaries, split on runs of spaces and tabs; a line has 8 or 9 tokens.
+        let capacity = 24
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: capacity) { tok -> KernelLock? in
+            var n = 0
+            var i = 0
+            let count = line.count
+            while i < count {
+                while i < count && (line[i] == 0x20 || line[i] == 0x09) { i += 1 }
+                guard i < count else { break }
+                let s = i
+                while i < count && line[i] != 0x20 && line[i] != 0x09 { i += 1 }
+                guard n < capacity else { return nil }
+                tok.initializeElement(at: n, to: s..<i)
+                n += 1
+            }
+            func bytes(_ k: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: line[tok[k]]) }
+            func text(_ k: Int) -> String { String(decoding: bytes(k), as: UTF8.self) }
+            func equals(_ k: Int, _ s: StaticString) -> Bool {
+                let b = bytes(k)
+                return b.count == s.utf8CodeUnitCount && memcmp(b.baseAddress!, s.utf8Start, b.count) == 0
+            }
+            guard n >= 7 else { return nil }
+            let first = bytes(0)
+            guard first.count >= 2, first[first.count - 1] == UInt8(ascii: ":"),
+                  let id = decimal(UnsafeBufferPointer(rebasing: first.dropLast()), as: Int.self) else { return nil }
+            var f = 1
+            var blocked = false
+            if equals(1, "->") {
+                blocked = true
+                f = 2
+            }
+            // KIND MODE... TYPE PID DEV:INO START END: the MODE part may be one or two words.
+            let fields = n - f
+            guard fields >= 6 else { return nil }
+            guard let start = decimal(bytes(n - 2), as: Int64.self), let pid = decimal(bytes(n - 4), as: Int32.self) else { return nil }
+            let end: Int64?
+            if equals(n - 1, "EOF") { end = nil } else {
+                guard let e = decimal(bytes(n - 1), as: Int64.self) else { return nil }
+                end = e
+            }
+            var device: DeviceID?
+            var inode: UInt64?
+            let devIno = bytes(n - 3)
+            let none = "<none>".utf8
+            if !(devIno.count >= none.count && devIno.prefix(none.count).elementsEqual(none)) {
+                guard let lastColon = devIno.lastIndex(of: UInt8(ascii: ":")),
+                      let firstColon = devIno.firstIndex(of: UInt8(ascii: ":")), firstColon < lastColon,
+                      let maj = hex(UnsafeBufferPointer(rebasing: devIno[..<firstColon])),
+                      let min = hex(UnsafeBufferPointer(rebasing: devIno[(firstColon + 1)..<lastColon])),
+                      let ino = decimal(UnsafeBufferPointer(rebasing: devIno[(lastColon + 1)...]), as: UInt64.self)
+                else { return nil }
+                device = DeviceID(major: maj, minor: min)
+                inode = ino
+            }
+            let modeText: String
+            if n - 5 - (f + 1) == 1 { modeText = text(f + 1) } else {
+                modeText = (f + 1..<n - 5).map(text).joined(separator: " ")
+            }
+            guard !modeText.isEmpty else { return nil }
+            return KernelLock(id: id, kind: text(f), mode: modeText, type: text(n - 5), pid: pid > 0 ? pid : nil,
+                              device: device, inode: inode, start: start, end: end, blockedBy: blocked ? id : nil)
         }
-        let fields = Array(rest)
-        // KIND MODE... TYPE PID DEV:INO START END: the MODE part may be one or two words.
-        guard fields.count >= 6 else { return nil }
-        let n = fields.count
-        let endText = fields[n - 1], startText = fields[n - 2], devIno = fields[n - 3]
-        guard let start = Int64(startText), let pid = Int32(fields[n - 4]) else { return nil }
-        let end: Int64?
-        if endText == "EOF" { end = nil } else {
-            guard let e = Int64(endText) else { return nil }
-            end = e
+    }
+
+    /// Every lock in the text of /proc/locks, and the lines that are not in its format
+    /// (blank lines are neither).
+    public static func parseTable(_ text: [UInt8]) -> (locks: [KernelLock], malformed: [String]) {
+        var locks: [KernelLock] = []
+        var malformed: [String] = []
+        text.withUnsafeBufferPointer { all in
+            var s = 0
+            while s < all.count {
+                var e = s
+                while e < all.count && all[e] != 0x0a { e += 1 }
+                let line = UnsafeBufferPointer(rebasing: all[s..<e])
+                if let l = parse(line) { locks.append(l) } else if line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0d }) {
+                    malformed.append(String(decoding: line, as: UTF8.self))
+                }
+                s = e + 1
+            }
         }
-        var device: DeviceID?
-        var inode: UInt64?
-        if !devIno.hasPrefix("<none>") {
-            guard let lastColon = devIno.lastIndex(of: ":"),
-                  let d = DeviceID(devIno[..<lastColon]),
-                  let i = UInt64(devIno[devIno.index(after: lastColon)...]) else { return nil }
-            device = d
-            inode = i
-        }
-        self.init(id: id, kind: String(fields[0]), mode: fields[1..<(n - 5)].joined(separator: " "),
-                  type: String(fields[n - 5]), pid: pid > 0 ? pid : nil, device: device, inode: inode,
-                  start: start, end: end, blockedBy: blocked ? id : nil)
-        guard !self.mode.isEmpty else { return nil }
+        return (locks, malformed)
     }
 
     public var isOFD: Bool { kind == "OFDLCK" }
@@ -114,23 +172,45 @@ public struct FDInfo: Sendable, Hashable {
 
     /// Parses the text of an fdinfo file; nil when it has no `flags:` line.
     public init?(text: Substring) {
+        var t = String(text)
+        guard let info = t.withUTF8({ FDInfo.parse($0) }) else { return nil }
+        self = info
+    }
+
+    /// Parses the bytes of an fdinfo file; nil when it has no `flags:` line.
+    public static func parse(_ text: UnsafeBufferPointer<UInt8>) -> FDInfo? {
         var flags: UInt32?
         var inode: UInt64?
         var mnt: Int?
         var locks: [KernelLock] = []
-        for line in text.split(separator: "\n") {
-            if line.hasPrefix("flags:") {
-                flags = UInt32(line.dropFirst(6).trimmingSpaces(), radix: 8)
-            } else if line.hasPrefix("ino:") {
-                inode = UInt64(line.dropFirst(4).trimmingSpaces())
-            } else if line.hasPrefix("mnt_id:") {
-                mnt = Int(line.dropFirst(7).trimmingSpaces())
-            } else if line.hasPrefix("lock:") {
-                if let l = KernelLock(line: line.dropFirst(5)) { locks.append(l) }
+        func value(_ line: UnsafeBufferPointer<UInt8>, after key: StaticString) -> UnsafeBufferPointer<UInt8>? {
+            let k = key.utf8CodeUnitCount
+            guard line.count >= k, memcmp(line.baseAddress!, key.utf8Start, k) == 0 else { return nil }
+            var s = k
+            var e = line.count
+            while s < e && (line[s] == 0x20 || line[s] == 0x09) { s += 1 }
+            while e > s && (line[e - 1] == 0x20 || line[e - 1] == 0x09) { e -= 1 }
+            return UnsafeBufferPointer(rebasing: line[s..<e])
+        }
+        var s = 0
+        while s < text.count {
+            var e = s
+            while e < text.count && text[e] != 0x0a { e += 1 }
+            let line = UnsafeBufferPointer(rebasing: text[s..<e])
+            s = e + 1
+            guard let c = line.first else { continue }
+            if c == UInt8(ascii: "f"), let v = value(line, after: "flags:") {
+                flags = octal(v)
+            } else if c == UInt8(ascii: "i"), let v = value(line, after: "ino:") {
+                inode = decimal(v, as: UInt64.self)
+            } else if c == UInt8(ascii: "m"), let v = value(line, after: "mnt_id:") {
+                mnt = decimal(v, as: Int.self)
+            } else if c == UInt8(ascii: "l"), line.count > 5, memcmp(line.baseAddress!, "lock:", 5) == 0 {
+                if let l = KernelLock.parse(UnsafeBufferPointer(rebasing: line[5...])) { locks.append(l) }
             }
         }
         guard let f = flags else { return nil }
-        self.init(flags: f, inode: inode, mountID: mnt, locks: locks)
+        return FDInfo(flags: f, inode: inode, mountID: mnt, locks: locks)
     }
 
     public var openMode: OpenMode { OpenMode(flags: flags) }
@@ -151,6 +231,62 @@ public enum OpenMode: String, Sendable, Codable, Hashable {
     }
 
     public var writes: Bool { self != .readOnly }
+}
+
+/// A decimal integer, optionally signed, as Swift's `Int(_: String)` reads it; nil on
+/// anything else or on overflow.
+func decimal<T: FixedWidthInteger>(_ b: UnsafeBufferPointer<UInt8>, as: T.Type) -> T? {
+    var i = 0
+    var negative = false
+    if let c = b.first, c == UInt8(ascii: "-") || c == UInt8(ascii: "+") {
+        negative = c == UInt8(ascii: "-")
+        i = 1
+    }
+    guard i < b.count else { return nil }
+    var v: T = 0
+    while i < b.count {
+        let d = b[i] &- UInt8(ascii: "0")
+        guard d < 10 else { return nil }
+        let (m, o1) = v.multipliedReportingOverflow(by: 10)
+        let (r, o2) = negative ? m.subtractingReportingOverflow(T(d)) : m.addingReportingOverflow(T(d))
+        guard !o1, !o2 else { return nil }
+        v = r
+        i += 1
+    }
+    return v
+}
+
+/// A hexadecimal UInt32 (device numbers); nil on anything else or on overflow.
+func hex(_ b: UnsafeBufferPointer<UInt8>) -> UInt32? {
+    guard !b.isEmpty else { return nil }
+    var v: UInt32 = 0
+    for c in b {
+        let d: UInt8
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+        let (m, o) = v.multipliedReportingOverflow(by: 16)
+        guard !o else { return nil }
+        v = m | UInt32(d)
+    }
+    return v
+}
+
+/// An octal UInt32 (open flags); nil on anything else or on overflow.
+func octal(_ b: UnsafeBufferPointer<UInt8>) -> UInt32? {
+    guard !b.isEmpty else { return nil }
+    var v: UInt32 = 0
+    for c in b {
+        let d = c &- UInt8(ascii: "0")
+        guard d < 8 else { return nil }
+        let (m, o) = v.multipliedReportingOverflow(by: 8)
+        guard !o else { return nil }
+        v = m | UInt32(d)
+    }
+    return v
 }
 
 extension Substring {
@@ -183,6 +319,27 @@ public enum ProcFS {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Reads a whole pseudo file as bytes; nil when it cannot be read. (A seq_file hands
+    /// out at most a page per read, whatever the buffer.)
+    public static func readBytes(_ path: String) -> [UInt8]? {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var out = [UInt8]()
+        out.reserveCapacity(65536)
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return out.isEmpty ? nil : out
+            }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return out
+    }
+
     /// The names in a directory (without . and ..); nil when it cannot be listed.
     public static func list(_ path: String) -> [String]? {
         guard let dir = opendir(path) else { return nil }
@@ -204,8 +361,8 @@ public enum ProcFS {
 
     /// Every lock in `<procRoot>/locks`; malformed lines are skipped.
     public static func locks(procRoot: String) -> [KernelLock] {
-        guard let text = read(procRoot + "/locks") else { return [] }
-        return text.split(separator: "\n").compactMap { KernelLock(line: $0) }
+        guard let text = readBytes(procRoot + "/locks") else { return [] }
+        return KernelLock.parseTable(text).locks
     }
 
     /// The command name (`comm`) of a process; nil when it is gone.

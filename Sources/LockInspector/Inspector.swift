@@ -16,6 +16,9 @@ public struct InspectorOptions: Sendable, Equatable {
     /// Look only at these images and their lock files (`why`): no lock-dir listing, no
     /// candidate mapping, and fdinfo read only where it can concern them.
     public var focus: [InspectorFocus]?
+    /// Also note which processes have image files open for writing (`Snapshot.writers`,
+    /// for the audit's writer rules): one lstat of each regular file's fd link.
+    public var findWriters = false
 
     public static let defaultLockDirectories = ["/var/tmp"]
     public static let defaultLibvirtDirectories = ["/etc/libvirt/qemu", "/run/libvirt/qemu"]
@@ -91,7 +94,21 @@ public struct Inspector: Sendable {
 
     public func snapshot(timings: inout SnapshotTimings) throws -> Snapshot {
         var scan = Scan(options: options)
-        return try scan.run(timings: &timings)
+        return try scan.run(timings: &timings, table: nil)
+    }
+
+    /// The same, with the kernel's lock table already being read (`prefetchKernelTable`).
+    public func snapshot(prefetched: KernelTablePrefetch) throws -> Snapshot {
+        var t = SnapshotTimings()
+        var scan = Scan(options: options)
+        return try scan.run(timings: &t, table: prefetched.procRoot == options.procRoot ? prefetched.reader : nil)
+    }
+
+    /// Starts reading `<procRoot>/locks` on a thread now, for a snapshot to come: the read
+    /// waits for an RCU grace period in the kernel (file_rwsem taken for writing), which is
+    /// best spent doing something else (`why` gathers the image's facts meanwhile).
+    public static func prefetchKernelTable(procRoot: String = "/proc") -> KernelTablePrefetch {
+        KernelTablePrefetch(procRoot: procRoot)
     }
 }
 
@@ -110,7 +127,7 @@ struct FileKey: Hashable, Comparable {
 extension KernelLock {
     var fileKey: FileKey? { inode.map { FileKey(device: device, inode: $0) } }
     /// The lock without its ID and pid: how a /proc/locks row and an fdinfo line match.
-    var shape: String { "\(kind) \(type) \(device?.description ?? "-"):\(inode ?? 0) \(start) \(end ?? -1)" }
+    var shape: LockShape { LockShape(kind: kind, type: type, device: device, inode: inode ?? 0, start: start, end: end) }
     /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (FACTS.md §2).
     var isQemuByteLock: Bool {
         guard type == "READ", let e = end else { return false }
@@ -118,6 +135,16 @@ extension KernelLock {
     }
     /// virtlockd's lock: byte 0, length 1 (FACTS.md §5).
     var isByteZero: Bool { start == 0 && end == 0 }
+}
+
+/// A lock without its ID and pid.
+struct LockShape: Hashable {
+    var kind: String
+    var type: String
+    var device: DeviceID?
+    var inode: UInt64
+    var start: Int64
+    var end: Int64?
 }
 
 /// An fd of a process with the locks the kernel lists for it in fdinfo.
@@ -141,7 +168,7 @@ struct Scan {
         self.options = options
     }
 
-    mutating func run(timings t: inout SnapshotTimings) throws -> Snapshot {
+    mutating func run(timings t: inout SnapshotTimings, table prefetched: KernelTableReader?) throws -> Snapshot {
         let t0 = now()
         var isDir = ObjCBool(false)
         guard FileManager.default.fileExists(atPath: procRoot, isDirectory: &isDir), isDir.boolValue else {
@@ -149,9 +176,10 @@ struct Scan {
         }
         // 1. The kernel's lock table, read on a second thread while the rest is scanned:
         // /proc/locks hands out at most a page per read() and walks the global lock list
-        // from its start at every read (seq_hlist_start_percpu), so a big table costs
-        // kernel time quadratic in its size (~2 s for 100k locks here).
-        let table = KernelTableReader(path: procRoot + "/locks")
+        // from its start at every read (seq_hlist_start_percpu, under file_rwsem taken for
+        // writing), so a big table costs kernel time quadratic in its size (~0.2 s for 55k
+        // locks here).
+        let table = prefetched ?? KernelTableReader(path: procRoot + "/locks")
 
         // 2. Lock dirs and lease dirs: readdir only; the dir's device plus d_ino is the key.
         let t1 = now()
@@ -165,29 +193,36 @@ struct Scan {
         }
         t.lockDirectories = now() - t1
 
-        // 3. One pass over the processes: fd links and fdinfo locks.
+        // 3. The processes, in two steps: every fd's target inode (one statx each, while
+        // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
+        // Focused (`why`): the kernel's rows on the focused files first; no row, no scan;
+        // only POSIX rows, only their pids.
         let t2 = now()
         bootTime = ProcessDetails.bootTime(procRoot: procRoot)
         let needPaths = options.focus == nil && (!lockFiles.isEmpty || !leaseFiles.isEmpty)
-        // Focused: fdinfo only of fds whose link names an image or lock file in focus.
-        let onlyLinks: Set<String>? = options.focus.map { f in
-            Set(f.map(\.image) + lockFiles.map(\.path) + leaseFiles.map(\.path))
+        var fds = FDPass()
+        var searchOrder: [Int32]?
+        if let focus = options.focus {
+            // Focused: when an fcntl probe finds a lock on a focused file, order the
+            // processes for the holder search while the table is read.
+            let files = focus.map(\.image) + lockFiles.map(\.path) + leaseFiles.map(\.path)
+            if files.contains(where: { SystemReads.hasFcntlLock($0) }) { searchOrder = qemuFirst() }
+        } else {
+            fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), timings: &t)
         }
-        var procs = scanProcesses(allLinks: needPaths, onlyLinks: onlyLinks, timings: &t)
         t.processes = now() - t2
 
-        let (text, readErrno, readTime) = table.wait()
+        let (parsed, readErrno, readTime) = table.wait()
         t.kernelLocks = readTime
-        guard let text else {
+        guard let parsed else {
             throw InspectorError.procUnreadable(path: procRoot + "/locks", errno: readErrno == 0 ? ENOENT : readErrno)
         }
-        var rows: [KernelLock] = []
-        for line in text.split(separator: "\n") {
-            if let l = KernelLock(line: line) { rows.append(l) } else if !line.allSatisfy(\.isWhitespace) {
-                unseen.append(Unseen(what: "\(procRoot)/locks line \"\(line)\"", why: "not in the kernel's format"))
-            }
+        let rows = parsed.locks
+        for line in parsed.malformed {
+            unseen.append(Unseen(what: "\(procRoot)/locks line \"\(line)\"", why: "not in the kernel's format"))
         }
         var rowsByFile: [FileKey: [KernelLock]] = [:]
+        rowsByFile.reserveCapacity(rows.count)
         for r in rows { if let k = r.fileKey { rowsByFile[k, default: []].append(r) } }
         var candidates = Candidates()
         if let focus = options.focus {
@@ -204,13 +239,34 @@ struct Scan {
                 keep[k] = rowsByFile[k]
             }
             rowsByFile = keep.filter { !$0.value.isEmpty }
-            // An OFD lock held through a path other than the one in focus (a hard link, a
-            // bind mount) is missed by the link filter: then read every fdinfo after all.
-            let unnamed = rowsByFile.values.joined().contains { !$0.isWaiter && $0.pid == nil && procs.shapes[$0.shape] == nil }
-            if unnamed {
-                procs = scanProcesses(allLinks: false, onlyLinks: nil, timings: &t)
+        }
+        let t2b = now()
+        let held = rowsByFile.values.joined().filter { !$0.isWaiter }
+        if options.focus != nil && !held.isEmpty {
+            // A classic POSIX or flock row names its process; an OFD row does not, and then
+            // the processes are searched (by inode: hard links and bind mounts too) until
+            // every OFD row has its open file description.
+            let named = Set(held.compactMap(\.pid)).sorted()
+            if held.contains(where: { $0.pid == nil }) {
+                fds = searchOFDHolders(held: held, first: named, order: searchOrder ?? qemuFirst(), timings: &t)
+            } else {
+                fds = listOpenFiles(pids: named, timings: &t)
             }
         }
+        let lockFileKeys = Dictionary(lockFiles.map { (FileKey(device: $0.device, inode: $0.inode), $0.path) },
+                                      uniquingKeysWith: { a, _ in a })
+        var locked: [UInt64: [KernelLock]] = [:]
+        for r in held { if let i = r.inode { locked[i, default: []].append(r) } }
+        var procs = readHolders(fds, locked: locked, lockFilePaths: lockFileKeys, paths: needPaths,
+                                writers: options.findWriters && options.focus == nil, timings: &t)
+        // An OFD lock that no fd on its inode lists (a /proc copy whose fd links mislead,
+        // a filesystem whose st_ino differs from the kernel's lock inode): read every
+        // fdinfo after all, as the kernel's own lists are the ground truth.
+        if fds.live && procs.hidden.isEmpty && held.contains(where: { $0.pid == nil && procs.shapes[$0.shape] == nil }) {
+            procs = readHolders(fds, locked: nil, lockFilePaths: lockFileKeys, paths: needPaths,
+                                writers: options.findWriters && options.focus == nil, timings: &t)
+        }
+        t.processes += now() - t2b
         for i in lockFiles.indices {
             lockFiles[i].held = rowsByFile[FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)]?
                 .contains { !$0.isWaiter } ?? false
@@ -225,18 +281,21 @@ struct Scan {
         if needPaths {
             candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids)
         }
-        for i in lockFiles.indices {
-            // A held lock file whose key the kernel did not list under the dir's device
-            // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
-            if !lockFiles[i].held, let k = procs.keyByLink[lockFiles[i].path] {
+        // A held lock file whose key the kernel did not list under the dir's device
+        // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
+        let lockFileByPath = procs.keyByLink.isEmpty ? [:]
+            : Dictionary(lockFiles.indices.map { (lockFiles[$0].path, $0) }, uniquingKeysWith: { a, _ in a })
+        for (link, k) in procs.keyByLink {
+            if let i = lockFileByPath[link], !lockFiles[i].held {
                 lockFiles[i].held = true
                 lockFiles[i].device = k.device
             }
         }
         mapLockFiles(&lockFiles, candidates: candidates, rowsByFile: rowsByFile, timings: &t)
+        let bySHA256 = leaseFiles.isEmpty ? [:] : candidates.bySHA256()
         for i in leaseFiles.indices {
             let name = String(leaseFiles[i].path.split(separator: "/").last ?? "")
-            if let c = candidates.bySHA256[name] {
+            if let c = bySHA256[name] {
                 leaseFiles[i].image = c.path
                 leaseFiles[i].mappedBy = c.source
             }
@@ -295,7 +354,7 @@ struct Scan {
             return []
         }
         let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
-        return entries.sorted { $0.name < $1.name }.map { e in
+        return ByteOrder.sortedIndices(entries.map(\.name)).map { entries[$0] }.map { e in
             let path = base + "/" + e.name
             var kind = e.kind
             var dev = device
@@ -338,10 +397,11 @@ struct Scan {
         /// fds whose fdinfo lists locks, by the locked file.
         var byFile: [FileKey: [OpenFileLocks]] = [:]
         /// The fdinfo lock shapes seen, with how many fds list each.
-        var shapes: [String: Int] = [:]
+        var shapes: [LockShape: Int] = [:]
         /// Every fd link that names a path (candidate images), with a pid that has it open.
         var openPaths: [String: Int32] = [:]
-        /// The file key of a locked fd's link (to join lock files by path as well).
+        /// The file key of a locked fd's link where it differs from what statx said of the fd
+        /// (to join lock files by path as well: btrfs, overlayfs; every one from a /proc copy).
         var keyByLink: [String: FileKey] = [:]
         /// Processes whose fds could not be read.
         var hidden: Set<Int32> = []
@@ -349,50 +409,199 @@ struct Scan {
         var writeOpens: [WriteOpen] = []
     }
 
-    /// One pass over /proc/PID/fd: readlink every fd (no filesystem access: the kernel's
-    /// d_path) and read the fdinfo of every fd that names a path; only fdinfo with `lock:`
-    /// lines is parsed. (Which locks exist is not known yet: /proc/locks is read meanwhile.)
-    mutating func scanProcesses(allLinks: Bool, onlyLinks: Set<String>?, timings t: inout SnapshotTimings) -> ProcessScan {
-        var out = ProcessScan()
-        out.pids = ProcFS.pids(procRoot: procRoot)
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        for pid in out.pids {
-            let fdDir = "\(procRoot)/\(pid)/fd"
-            let names: [DirEntry]
-            switch SystemReads.entries(fdDir) {
-            case .success(let n): names = n
-            case .failure(let e) where e.errno == ENOENT || e.errno == ESRCH:
-                continue  // gone since /proc was listed
-            case .failure(let e):
+    /// Every fd of the processes looked at, with the inode it refers to.
+    struct FDPass {
+        var pids: [Int32] = []
+        var fds: [OpenFD] = []
+        /// Whether the inodes come from statx of the live /proc (else from fdinfo, already parsed).
+        var live = true
+        /// Processes whose fds could not be listed.
+        var hidden: Set<Int32> = []
+    }
+
+    /// Step one over the processes: list each fd dir and statx every entry relative to it
+    /// (the target's inode and type, from the kernel's cache: no readlink, no fdinfo, no
+    /// wait on a hung NFS server). Not the live /proc (a copy, a fixture): fdinfo's `ino:`.
+    mutating func listOpenFiles(pids: [Int32], timings t: inout SnapshotTimings) -> FDPass {
+        var out = FDPass()
+        out.pids = pids
+        let live = SystemReads.isLiveProc(procRoot)
+        out.live = live
+        let root = procRoot
+        // Per chunk of pids: their fds, and the pids whose fd dir could not be listed.
+        let parts = Parallel.chunks(pids.count, chunk: 32) { range -> [(fds: [OpenFD], failed: [(Int32, ReadFailure)])] in
+            var fds: [OpenFD] = []
+            var failed: [(Int32, ReadFailure)] = []
+            var buffer = [UInt8](repeating: 0, count: 16384)
+            for pid in pids[range] {
+                let failure = live ? SystemReads.openFiles(procRoot: root, pid: pid, into: &fds)
+                    : SystemReads.openFilesFromFDInfo(procRoot: root, pid: pid, buffer: &buffer, into: &fds)
+                if let e = failure { failed.append((pid, e)) }
+            }
+            return [(fds, failed)]
+        }
+        out.fds.reserveCapacity(parts.reduce(0) { $0 + $1.fds.count })
+        for part in parts {
+            out.fds += part.fds
+            for (pid, e) in part.failed {
+                if e.errno == ENOENT || e.errno == ESRCH { continue }  // gone since /proc was listed
                 let d = process(pid)
                 // Kernel threads (empty cmdline) open no files: nothing is missed there.
                 if let d, d.args.isEmpty { continue }
                 out.hidden.insert(pid)
                 let command = d.map { " (\($0.command))" } ?? ""
-                unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(fdDir): \(e.text)"))
-                continue
-            }
-            let infoDir = "\(procRoot)/\(pid)/fdinfo/"
-            for entry in names {
-                guard let fd = Int32(entry.name) else { continue }
-                t.fds += 1
-                guard let link = SystemReads.readLink("\(fdDir)/\(entry.name)"), link.hasPrefix("/") else { continue }
-                if allLinks, out.openPaths[link] == nil { out.openPaths[link] = pid }
-                if let only = onlyLinks, !only.contains(link) { continue }
-                t.fdinfoReads += 1
-                guard let n = SystemReads.readSmallProcFile(infoDir + entry.name, into: &buffer) else { continue }
-                // Open for writing (flags & 3): kept for the audit's writer rules.
-                if let w = WriteOpen(pid: pid, fd: fd, link: link, fdinfo: buffer, count: n) { out.writeOpens.append(w) }
-                guard SystemReads.contains(buffer, count: n, "\nlock:") else { continue }
-                guard let info = FDInfo(text: Substring(String(decoding: buffer[0..<n], as: UTF8.self))),
-                      let key = info.locks.first?.fileKey else { continue }
-                out.byFile[key, default: []].append(
-                    OpenFileLocks(pid: pid, fd: fd, link: link, flags: info.flags, locks: info.locks))
-                for l in info.locks { out.shapes[l.shape, default: 0] += 1 }
-                out.keyByLink[link] = key
+                unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(procRoot)/\(pid)/fd: \(e.text)"))
             }
         }
+        if !out.live { t.fdinfoReads += out.fds.count }
+        t.fds += out.fds.count
         return out
+    }
+
+    /// Every pid, QEMU's processes first (their comm starts with `qemu`): an OFD lock on an
+    /// image is most likely theirs.
+    func qemuFirst() -> [Int32] {
+        var qemu: [Int32] = []
+        var rest: [Int32] = []
+        for pid in ProcFS.pids(procRoot: procRoot) {
+            if ProcFS.command(pid: pid, procRoot: procRoot)?.hasPrefix("qemu") ?? false { qemu.append(pid) } else { rest.append(pid) }
+        }
+        return qemu + rest
+    }
+
+    /// The focused search (`why`): the fds of the processes in `first`, then of the others
+    /// in `order`, until every held OFD row on the focused files is accounted for by a
+    /// distinct open file description whose fdinfo lists it (two readers holding the same
+    /// bytes are two rows and need two descriptions; fds that share one, by dup or fork,
+    /// are told apart by kcmp). A process sharing a found description that comes later in
+    /// the order is not looked at: `list` shows every fd. When kcmp cannot tell, or the
+    /// rows are never all accounted for, every process is looked at, as `list` does.
+    mutating func searchOFDHolders(held: [KernelLock], first: [Int32], order: [Int32], timings t: inout SnapshotTimings) -> FDPass {
+        var need: [LockShape: Int] = [:]
+        for r in held where r.pid == nil { need[r.shape, default: 0] += 1 }
+        let inodes = Set(held.compactMap(\.inode))
+        var pass = FDPass()
+        pass.live = SystemReads.isLiveProc(procRoot)
+        var have: [LockShape: Int] = [:]
+        var descriptions: [(pid: Int32, fd: Int32, shapes: Set<LockShape>)] = []
+        var exact = pass.live
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        let firstSet = Set(first)
+        var done = false
+        for pid in first + order.filter({ !firstSet.contains($0) }) {
+            if done && !firstSet.contains(pid) { break }
+            let part = listOpenFiles(pids: [pid], timings: &t)
+            pass.pids.append(pid)
+            pass.fds += part.fds
+            pass.hidden.formUnion(part.hidden)
+            for f in part.fds where inodes.contains(f.inode) && f.info == nil {
+                guard let info = SystemReads.fdInfo(procRoot: procRoot, pid: f.pid, fd: f.fd, buffer: &buffer) else { continue }
+                let shapes = Set(info.locks.filter { $0.isOFD }.map(\.shape)).filter { need[$0] != nil }
+                guard !shapes.isEmpty else { continue }
+                var known = false
+                for d in descriptions where !d.shapes.isDisjoint(with: shapes) {
+                    switch SystemReads.sameOpenFile((d.pid, d.fd), (f.pid, f.fd)) {
+                    case true?: known = true
+                    case false?: break
+                    case nil: exact = false
+                    }
+                    if known { break }
+                }
+                if known { continue }
+                descriptions.append((f.pid, f.fd, shapes))
+                for s in shapes { have[s, default: 0] += 1 }
+            }
+            if exact && !done && need.allSatisfy({ have[$0.key, default: 0] >= $0.value }) { done = true }
+        }
+        return pass
+    }
+
+    /// What step two learnt about one fd.
+    struct FDFinding {
+        var fd: OpenFD
+        /// Its path, when it was read (a holder, or a candidate image).
+        var link: String?
+        /// The link names a file that could be an image (not a lock file).
+        var candidate = false
+        var flags: UInt32 = 0
+        /// The locks held through it (empty: not a holder).
+        var locks: [KernelLock] = []
+        var fdinfoRead = false
+        /// Open for writing on a path that may be an image.
+        var writeOpen: WriteOpen?
+    }
+
+    /// Step two: the holders among the fds on a locked inode (`locked`: the kernel's held
+    /// rows by inode; nil = every fd is a suspect). The fdinfo `lock:` lines name each
+    /// holder exactly, per process and fd, also for OFD locks. An inode with only classic
+    /// POSIX rows needs no fdinfo: those locks belong to the process the row names (fdinfo
+    /// lists them under each of its fds on the file, and under no other), so its fds on the
+    /// file are the holders, with their open mode from the fd link's mode bits (lstat).
+    /// With `paths`, also the path of every open file that could be an image (candidates
+    /// for naming lock files). A held lock file's path is known from its dir.
+    /// The per-fd work (`examine`) runs on all cores; the results are merged in fd order.
+    mutating func readHolders(_ pass: FDPass, locked: [UInt64: [KernelLock]]?, lockFilePaths: [FileKey: String],
+                              paths: Bool, writers: Bool, timings t: inout SnapshotTimings) -> ProcessScan {
+        var out = ProcessScan()
+        out.pids = pass.pids
+        out.hidden = pass.hidden
+        let root = procRoot
+        let findings = Parallel.chunks(pass.fds.count, chunk: 256) { range -> [FDFinding] in
+            var buffer = [UInt8](repeating: 0, count: 16384)
+            var found: [FDFinding] = []
+            for i in range {
+                if let f = Scan.examine(pass.fds[i], procRoot: root, locked: locked, lockFilePaths: lockFilePaths,
+                                        paths: paths, writers: writers, buffer: &buffer) { found.append(f) }
+            }
+            return found
+        }
+        for f in findings {
+            if f.fdinfoRead { t.fdinfoReads += 1 }
+            if let w = f.writeOpen { out.writeOpens.append(w) }
+            if f.candidate, let l = f.link, out.openPaths[l] == nil { out.openPaths[l] = f.fd.pid }
+            guard let key = f.locks.first?.fileKey, let link = f.link else { continue }
+            out.byFile[key, default: []].append(OpenFileLocks(pid: f.fd.pid, fd: f.fd.fd, link: link, flags: f.flags, locks: f.locks))
+            for l in f.locks { out.shapes[l.shape, default: 0] += 1 }
+            if f.fd.device == nil || FileKey(device: f.fd.device, inode: f.fd.inode) != key { out.keyByLink[link] = key }
+        }
+        return out
+    }
+
+    /// Step two for one fd; nil when it is neither a holder nor a candidate image.
+    static func examine(_ f: OpenFD, procRoot: String, locked: [UInt64: [KernelLock]]?, lockFilePaths: [FileKey: String],
+                        paths: Bool, writers: Bool, buffer: inout [UInt8]) -> FDFinding? {
+        var out = FDFinding(fd: f)
+        let lockFile = f.device.flatMap { lockFilePaths[FileKey(device: $0, inode: f.inode)] }
+        if paths && lockFile == nil && (f.kind == nil || f.kind == .regular || f.kind == .blockDevice) {
+            out.link = SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)")
+            out.candidate = out.link?.hasPrefix("/") ?? false
+        }
+        if let i = f.info {
+            (out.flags, out.locks) = (i.flags, i.locks)
+        } else if let rows = locked?[f.inode], let dev = f.device, rows.allSatisfy({ $0.kind == "POSIX" && $0.device == dev }) {
+            let own = rows.filter { $0.pid == f.pid }
+            if !own.isEmpty, let mode = SystemReads.fdOpenFlags(procRoot: procRoot, pid: f.pid, fd: f.fd) {
+                (out.flags, out.locks) = (mode, own)
+            }
+        } else if locked == nil || locked?[f.inode] != nil {
+            out.fdinfoRead = true
+            if let i = SystemReads.fdInfo(procRoot: procRoot, pid: f.pid, fd: f.fd, buffer: &buffer) {
+                (out.flags, out.locks) = (i.flags, i.locks)
+            }
+        }
+        if out.locks.first?.fileKey != nil && out.link == nil {
+            out.link = lockFile ?? SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)")
+        }
+        if !(out.link?.hasPrefix("/") ?? false) { out.locks = [] }
+        // Open for writing on something that may be an image: for the audit's writer rules.
+        if writers, lockFile == nil, f.kind == nil || f.kind == .regular || f.kind == .blockDevice,
+           let flags = f.info?.flags ?? SystemReads.fdOpenFlags(procRoot: procRoot, pid: f.pid, fd: f.fd), flags & 3 != 0 {
+            if out.link == nil { out.link = SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)") }
+            if let link = out.link, link.hasPrefix("/"), WriteOpen.mayBeImage(link) {
+                out.writeOpen = WriteOpen(pid: f.pid, fd: f.fd, link: link, flags: flags, inode: f.inode)
+            }
+        }
+        return out.candidate || !out.locks.isEmpty || out.fdinfoRead || out.writeOpen != nil ? out : nil
     }
 
     mutating func process(_ pid: Int32) -> ProcessDetails? {
@@ -410,22 +619,38 @@ struct Scan {
     }
 
     struct Candidates {
-        var bySHA1: [String: Candidate] = [:]
-        var bySHA256: [String: Candidate] = [:]
+        /// By the SHA-1 of the realpath (the lockfile scheme's name), first come first kept.
+        var bySHA1: [SHA1Digest: Candidate] = [:]
+        /// Every candidate as written, in order: virtlockd names lease files by the SHA-256
+        /// of the path as the domain XML writes it, without canonicalising. Hashed only when
+        /// there are lease files (`bySHA256()`).
+        var written: [Candidate] = []
         /// Files under --images, by key (for locks on them that fit no other scheme).
         var imageFiles: [FileKey: String] = [:]
         /// Realpaths named as images by --images dirs, libvirt XML or QEMU args (not merely open).
         var named: Set<String> = []
 
-        mutating func add(_ path: String, source: String, realPath: String? = nil) {
+        mutating func add(_ path: String, source: String, realPath: String? = nil, sha1: SHA1Digest? = nil) {
             let real = realPath ?? path
             if source != "open file" { named.insert(real) }
-            let c = Candidate(path: real, source: source)
-            let h1 = Digest.sha1Hex(real)
-            if bySHA1[h1] == nil { bySHA1[h1] = c }
-            // virtlockd hashes the path as the domain XML writes it, without canonicalising.
-            let h256 = Digest.sha256Hex(path)
-            if bySHA256[h256] == nil { bySHA256[h256] = Candidate(path: path, source: source) }
+            let h1 = sha1 ?? Digest.sha1(real)
+            if bySHA1[h1] == nil { bySHA1[h1] = Candidate(path: real, source: source) }
+            written.append(Candidate(path: path, source: source))
+        }
+
+        mutating func reserve(_ n: Int) {
+            bySHA1.reserveCapacity(bySHA1.count + n)
+            imageFiles.reserveCapacity(imageFiles.count + n)
+            written.reserveCapacity(written.count + n)
+        }
+
+        func bySHA256() -> [String: Candidate] {
+            var out: [String: Candidate] = [:]
+            for c in written {
+                let h = Digest.sha256Hex(c.path)
+                if out[h] == nil { out[h] = c }
+            }
+            return out
         }
     }
 
@@ -446,7 +671,16 @@ struct Scan {
                 if case .success(let s) = SystemReads.status(real) { return s.device }
                 return nil
             }()
-            walkImages(real, depth: 0, device: dev, into: &c)
+            // Walk first, then hash on every core (100k paths is ~50 ms of SHA-1 on one).
+            var walked: [ImageDirEntry] = []
+            walkImages(real, depth: 0, device: dev, into: &walked)
+            let found = walked
+            c.reserve(found.count)
+            let digests = Parallel.chunks(found.count, chunk: 4096) { range in range.map { Digest.sha1(found[$0].path) } }
+            for (e, d) in zip(found, digests) {
+                c.add(e.path, source: "images dir", sha1: d)
+                if let k = e.key { c.imageFiles[k] = e.path }
+            }
         }
         for dir in options.libvirtDirectories {
             guard case .success(let entries) = SystemReads.entries(dir) else { continue }
@@ -474,21 +708,28 @@ struct Scan {
         return c
     }
 
-    mutating func walkImages(_ dir: String, depth: Int, device: DeviceID?, into c: inout Candidates) {
+    /// A file found under an --images dir: its path (symlinks resolved) and, for a file
+    /// itself (not a link), its key.
+    struct ImageDirEntry: Sendable {
+        var path: String
+        var key: FileKey?
+    }
+
+    mutating func walkImages(_ dir: String, depth: Int, device: DeviceID?, into found: inout [ImageDirEntry]) {
         switch SystemReads.entries(dir) {
         case .failure(let e):
             unseen.append(Unseen(what: "images dir \(dir)", why: e.text))
         case .success(let entries):
-            for e in entries.sorted(by: { $0.name < $1.name }) {
+            for i in ByteOrder.sortedIndices(entries.map(\.name)) {
+                let e = entries[i]
                 let path = (dir == "/" ? "" : dir) + "/" + e.name
                 switch e.kind {
                 case .regular?, .blockDevice?:
-                    c.add(path, source: "images dir")
-                    c.imageFiles[FileKey(device: device, inode: e.inode)] = path
+                    found.append(ImageDirEntry(path: path, key: FileKey(device: device, inode: e.inode)))
                 case .symlink?:
-                    if let real = SystemReads.realPath(path) { c.add(real, source: "images dir") }
+                    if let real = SystemReads.realPath(path) { found.append(ImageDirEntry(path: real, key: nil)) }
                 case .directory? where depth < 3 && !e.name.hasPrefix("."):
-                    walkImages(path, depth: depth + 1, device: device, into: &c)
+                    walkImages(path, depth: depth + 1, device: device, into: &found)
                 default:
                     break
                 }
@@ -503,10 +744,15 @@ struct Scan {
     mutating func mapLockFiles(_ files: inout [LockFileEntry], candidates: Candidates,
                                rowsByFile: [FileKey: [KernelLock]], timings t: inout SnapshotTimings) {
         for i in files.indices {
-            let name = String(files[i].path.split(separator: "/").last ?? "")
-            let hex = String(name.dropFirst(6).dropLast(5))
-            guard hex.count == 40 else { continue }
-            if let c = candidates.bySHA1[hex] {
+            // `.qemu-` + 40 hex digits + `.lock`, at the end of the path.
+            var path = files[i].path
+            guard let digest = path.withUTF8({ p -> SHA1Digest? in
+                // The name is exactly 51 bytes (`.qemu-` + 40 + `.lock`).
+                guard p.count == 51 || (p.count > 51 && p[p.count - 52] == UInt8(ascii: "/")) else { return nil }
+                return SHA1Digest(hex: UnsafeBufferPointer(rebasing: p[(p.count - 45)..<(p.count - 5)]))
+            }) else { continue }
+            let hex = digest.hex
+            if let c = candidates.bySHA1[digest] {
                 files[i].image = c.path
                 files[i].mappedBy = c.source
                 continue
@@ -556,12 +802,14 @@ struct Scan {
     mutating func assemble(rows: [KernelLock], rowsByFile: [FileKey: [KernelLock]], lockFiles: [LockFileEntry],
                            leaseFiles: [LockFileEntry], procs: ProcessScan, candidates: Candidates) -> [ImageLocks] {
         var lockFileKeys: [FileKey: Int] = [:]
-        for (i, f) in lockFiles.enumerated() where f.kind == .regular {
-            lockFileKeys[FileKey(device: f.device, inode: f.inode)] = i
+        lockFileKeys.reserveCapacity(lockFiles.count)
+        for i in lockFiles.indices where lockFiles[i].kind == .regular {
+            lockFileKeys[FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)] = i
         }
         // Lock files found only through a holder's fd link (device mismatch).
-        for (i, f) in lockFiles.enumerated() {
-            if let k = procs.keyByLink[f.path] { lockFileKeys[k] = i }
+        if !procs.keyByLink.isEmpty {
+            let byPath = Dictionary(lockFiles.indices.map { (lockFiles[$0].path, $0) }, uniquingKeysWith: { a, _ in a })
+            for (link, k) in procs.keyByLink { if let i = byPath[link] { lockFileKeys[k] = i } }
         }
         var leaseKeys: [FileKey: Int] = [:]
         for (i, f) in leaseFiles.enumerated() where f.kind == .regular {
@@ -571,29 +819,31 @@ struct Scan {
         // Names of POSIX byte-0 holders are needed to recognise virtlockd.
         for r in rows where r.isByteZero && r.kind == "POSIX" { if let p = r.pid { _ = process(p) } }
 
-        var byID: [String: ImageLocks] = [:]
-        var order: [String] = []
-        func slot(_ id: String, path: String?) -> String {
-            if byID[id] == nil {
-                byID[id] = ImageLocks(id: id, path: path, schemes: [])
-                order.append(id)
-            }
-            return id
+        // The images in order of first sight, and where each id is (no copies of the values).
+        var images: [ImageLocks] = []
+        images.reserveCapacity(lockFiles.count + rowsByFile.count)
+        var byID: [String: Int] = [:]
+        byID.reserveCapacity(lockFiles.count + rowsByFile.count)
+        func slot(_ id: String, path: String?) -> Int {
+            if let i = byID[id] { return i }
+            images.append(ImageLocks(id: id, path: path, schemes: []))
+            byID[id] = images.count - 1
+            return images.count - 1
         }
 
         // Lock files first: every one is listed, held or not.
-        var lockFileImageID: [Int: String] = [:]
-        for (i, f) in lockFiles.enumerated() where f.kind == .regular {
-            let id = slot(f.image ?? f.path, path: f.image)
-            byID[id]!.lockFiles.append(f.path)
-            if !byID[id]!.schemes.contains(.lockfile) { byID[id]!.schemes.append(.lockfile) }
+        var lockFileImageID = [Int?](repeating: nil, count: lockFiles.count)
+        for i in lockFiles.indices where lockFiles[i].kind == .regular {
+            let id = slot(lockFiles[i].image ?? lockFiles[i].path, path: lockFiles[i].image)
+            images[id].lockFiles.append(lockFiles[i].path)
+            if !images[id].schemes.contains(.lockfile) { images[id].schemes.append(.lockfile) }
             lockFileImageID[i] = id
         }
-        var leaseImageID: [Int: String] = [:]
-        for (i, f) in leaseFiles.enumerated() where f.kind == .regular && f.held {
-            let id = slot(f.image ?? f.path, path: f.image)
-            byID[id]!.lockFiles.append(f.path)
-            if !byID[id]!.schemes.contains(.virtlockd) { byID[id]!.schemes.append(.virtlockd) }
+        var leaseImageID: [Int: Int] = [:]
+        for i in leaseFiles.indices where leaseFiles[i].kind == .regular && leaseFiles[i].held {
+            let id = slot(leaseFiles[i].image ?? leaseFiles[i].path, path: leaseFiles[i].image)
+            images[id].lockFiles.append(leaseFiles[i].path)
+            if !images[id].schemes.contains(.virtlockd) { images[id].schemes.append(.virtlockd) }
             leaseImageID[i] = id
         }
 
@@ -602,7 +852,7 @@ struct Scan {
             let openFiles = procs.byFile[key] ?? []
             guard let scheme = classify(key, rows: fileRows, holders: openFiles, lockFileKeys: lockFileKeys,
                                         leaseKeys: leaseKeys, candidates: candidates) else { continue }
-            let id: String
+            let id: Int
             switch scheme {
             case .lockfile: id = lockFileImageID[lockFileKeys[key]!] ?? slot(lockFiles[lockFileKeys[key]!].path, path: nil)
             case .virtlockd where leaseKeys[key] != nil:
@@ -610,33 +860,33 @@ struct Scan {
             default:
                 let path = openFiles.lazy.compactMap(\.link).first ?? candidates.imageFiles[key]
                 id = slot(path ?? key.text, path: path)
-                if byID[id]!.inode == nil {
-                    byID[id]!.device = key.device
-                    byID[id]!.inode = key.inode
+                if images[id].inode == nil {
+                    images[id].device = key.device
+                    images[id].inode = key.inode
                 }
             }
-            if !byID[id]!.schemes.contains(scheme) { byID[id]!.schemes.append(scheme) }
-            byID[id]!.locks += fileRows
+            if !images[id].schemes.contains(scheme) { images[id].schemes.append(scheme) }
+            images[id].locks += fileRows
             let (holders, waiters) = self.holders(of: key, scheme: scheme, rows: fileRows, openFiles: openFiles, procs: procs)
-            byID[id]!.holders += holders
-            byID[id]!.waiters += waiters
+            images[id].holders += holders
+            images[id].waiters += waiters
         }
 
-        var images = order.map { byID[$0]! }
         for i in images.indices {
-            images[i].locks.sort { $0.id < $1.id || ($0.id == $1.id && !$0.isWaiter && $1.isWaiter) }
-            images[i].holders.sort { ($0.pid, $0.fd ?? -1) < ($1.pid, $1.fd ?? -1) }
-            images[i].schemes.sort { LockScheme.allCases.firstIndex(of: $0)! < LockScheme.allCases.firstIndex(of: $1)! }
-        }
-        // Known paths sorted, then unknown images by id.
-        images.sort { a, b in
-            switch (a.path, b.path) {
-            case let (x?, y?): return x < y
-            case (_?, nil): return true
-            case (nil, _?): return false
-            case (nil, nil): return a.id < b.id
+            if images[i].locks.count > 1 {
+                images[i].locks.sort { $0.id < $1.id || ($0.id == $1.id && !$0.isWaiter && $1.isWaiter) }
+            }
+            if images[i].holders.count > 1 { images[i].holders.sort { ($0.pid, $0.fd ?? -1) < ($1.pid, $1.fd ?? -1) } }
+            if images[i].schemes.count > 1 {
+                images[i].schemes.sort { LockScheme.allCases.firstIndex(of: $0)! < LockScheme.allCases.firstIndex(of: $1)! }
             }
         }
+        // Known paths sorted, then unknown images by id (byte order: indices, not 100k moves).
+        let known = images.indices.filter { images[$0].path != nil }
+        let unknown = images.indices.filter { images[$0].path == nil }
+        let order = ByteOrder.sortedIndices(known.map { images[$0].path! }).map { known[$0] }
+            + ByteOrder.sortedIndices(unknown.map { images[$0].id }).map { unknown[$0] }
+        images = order.map { images[$0] }
         return images
     }
 
@@ -645,16 +895,20 @@ struct Scan {
     mutating func holders(of key: FileKey, scheme: LockScheme, rows: [KernelLock], openFiles: [OpenFileLocks],
                           procs: ProcessScan) -> (holders: [Holder], waiters: [Holder]) {
         var holders: [Holder] = []
-        var namedPosix = Set<String>()
+        struct PidShape: Hashable {
+            var pid: Int32
+            var shape: LockShape
+        }
+        var namedPosix = Set<PidShape>()
         for of in openFiles {
             holders.append(makeHolder(pid: of.pid, fd: of.fd, openMode: OpenMode(flags: of.flags),
                                       locks: of.locks, scheme: scheme))
-            for l in of.locks where l.kind == "POSIX" { namedPosix.insert("\(of.pid) \(l.shape)") }
+            for l in of.locks where l.kind == "POSIX" { namedPosix.insert(PidShape(pid: of.pid, shape: l.shape)) }
         }
         var posixOnly: [Int32: [KernelLock]] = [:]
         for r in rows where !r.isWaiter {
             if let pid = r.pid, r.kind == "POSIX" || procs.shapes[r.shape] == nil {
-                if !namedPosix.contains("\(pid) \(r.shape)") { posixOnly[pid, default: []].append(r) }
+                if !namedPosix.contains(PidShape(pid: pid, shape: r.shape)) { posixOnly[pid, default: []].append(r) }
             } else if procs.shapes[r.shape] == nil {
                 unseen.append(Unseen(
                     what: "holder of \(r.kind) \(r.type) lock on \(key.text) bytes \(r.start)-\(r.end.map(String.init) ?? "EOF")",
@@ -686,28 +940,42 @@ struct Scan {
         let type: LockType? = locks.contains { $0.type == "WRITE" } ? .write : locks.contains { $0.type == "READ" } ? .read : nil
         // Only QEMU's own byte locks say which permissions a user holds: a whole-file lock
         // or an flock(2) lock on an image is no QEMU user (why still counts the fcntl ones).
-        let byteLocks = locks.filter { $0.isFcntlLock && $0.isQemuByteLock }
-        let qemu: QemuPermissions? = scheme == .qemu && !byteLocks.isEmpty
-            ? QemuPermissions(lockedRanges: byteLocks.map { (start: $0.start, end: $0.end) }) : nil
+        var qemu: QemuPermissions?
+        if scheme == .qemu {
+            let byteLocks = locks.filter { $0.isFcntlLock && $0.isQemuByteLock }
+            if !byteLocks.isEmpty { qemu = QemuPermissions(lockedRanges: byteLocks.map { (start: $0.start, end: $0.end) }) }
+        }
         return Holder(pid: pid, command: d?.command ?? "?", args: d?.args ?? [], user: d?.user, uid: d?.uid,
                       started: d?.started, fd: fd, openMode: openMode, vm: d?.vm, scheme: scheme, lockType: type,
                       qemu: qemu)
     }
 }
 
+/// The kernel's lock table being read ahead of a snapshot (`Inspector.prefetchKernelTable`).
+public final class KernelTablePrefetch: Sendable {
+    let procRoot: String
+    let reader: KernelTableReader
+
+    init(procRoot: String) {
+        self.procRoot = procRoot
+        reader = KernelTableReader(path: procRoot + "/locks")
+    }
+}
+
 /// Reads /proc/locks on its own thread.
 final class KernelTableReader: @unchecked Sendable {
+    typealias Table = (locks: [KernelLock], malformed: [String])
     private let group = DispatchGroup()
-    private var text: String?
+    private var table: Table?
     private var errno_: Int32 = 0
     private var seconds: Double = 0
 
+    /// Reads and parses `path` on its own thread.
     init(path: String) {
         group.enter()
         let thread = Thread { [self] in
             let t0 = now()
-            text = SystemReads.readProc(path)
-            if text == nil { errno_ = errno }
+            if let bytes = ProcFS.readBytes(path) { table = KernelLock.parseTable(bytes) } else { errno_ = errno }
             seconds = now() - t0
             group.leave()
         }
@@ -715,10 +983,10 @@ final class KernelTableReader: @unchecked Sendable {
         thread.start()
     }
 
-    /// The text (nil when unreadable), the errno of the failure, and the seconds spent.
-    func wait() -> (String?, Int32, Double) {
+    /// The parsed table (nil when unreadable), the errno of the failure, and the seconds spent.
+    func wait() -> (Table?, Int32, Double) {
         group.wait()
-        return (text, errno_, seconds)
+        return (table, errno_, seconds)
     }
 }
 

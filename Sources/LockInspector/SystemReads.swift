@@ -21,7 +21,70 @@ struct ReadFailure: Error {
     var text: String { String(cString: strerror(errno)) }
 }
 
+/// One fd of one process and the file it refers to, as the fd pass saw it.
+struct OpenFD {
+    var pid: Int32
+    var fd: Int32
+    /// The target's inode: from statx on the live /proc, else from fdinfo's `ino:`.
+    var inode: UInt64
+    /// The target's device (st_dev); nil when read from fdinfo.
+    var device: DeviceID?
+    /// nil when read from fdinfo (a /proc copy or fixture).
+    var kind: FileKind?
+    /// The parsed fdinfo, when the pass had to read it anyway (not the live /proc).
+    var info: FDInfo?
+}
+
 enum SystemReads {
+    /// The same from a /proc that is not the live one: inodes from fdinfo (`ino:`), which
+    /// is read and parsed here once.
+    static func openFilesFromFDInfo(procRoot: String, pid: Int32, buffer: inout [UInt8],
+                                    into out: inout [OpenFD]) -> ReadFailure? {
+        let entries: [DirEntry]
+        switch SystemReads.entries("\(procRoot)/\(pid)/fd") {
+        case .success(let e): entries = e
+        case .failure(let e): return e
+        }
+        for e in entries {
+            guard let fd = Int32(e.name), let n = readSmallProcFile("\(procRoot)/\(pid)/fdinfo/\(fd)", into: &buffer),
+                  let info = buffer.withUnsafeBufferPointer({ FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) }),
+                  let ino = info.inode else { continue }
+            out.append(OpenFD(pid: pid, fd: fd, inode: ino, device: nil, kind: nil, info: info))
+        }
+        return nil
+    }
+
+    /// fdinfo of one fd, parsed; nil when it is gone or unreadable.
+    static func fdInfo(procRoot: String, pid: Int32, fd: Int32, buffer: inout [UInt8]) -> FDInfo? {
+        guard let n = readSmallProcFile("\(procRoot)/\(pid)/fdinfo/\(fd)", into: &buffer) else { return nil }
+        return buffer.withUnsafeBufferPointer { FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) }
+    }
+
+    /// The access mode of an open fd as open flags (0 read-only, 1 write-only, 2 read-write),
+    /// from the mode bits procfs gives the /proc/PID/fd/N link: owner read for FMODE_READ,
+    /// owner write for FMODE_WRITE (fs/proc/fd.c, tid_fd_update_inode). One lstat instead
+    /// of an fdinfo read. nil when the fd is gone.
+    static func fdOpenFlags(procRoot: String, pid: Int32, fd: Int32) -> UInt32? {
+        var st = stat()
+        guard lstat("\(procRoot)/\(pid)/fd/\(fd)", &st) == 0 else { return nil }
+        let read = st.st_mode & S_IRUSR != 0, write = st.st_mode & S_IWUSR != 0
+        return write ? (read ? 2 : 1) : 0
+    }
+
+    /// A decimal fd number from a directory entry name; nil for `.`, `..` and anything else.
+    static func fdNumber(_ name: UnsafePointer<CChar>) -> Int32? {
+        var v: Int32 = 0
+        var p = name
+        guard p.pointee != 0 else { return nil }
+        while p.pointee != 0 {
+            let d = UInt8(bitPattern: p.pointee) &- UInt8(ascii: "0")
+            guard d < 10, v < Int32.max / 10 else { return nil }
+            v = v * 10 + Int32(d)
+            p += 1
+        }
+        return v
+    }
+
     /// The entries of a directory, without `.` and `..`. The corresponding C functions are
     /// `opendir` and `readdir`.
     static func entries(_ path: String) -> Result<[DirEntry], ReadFailure> {

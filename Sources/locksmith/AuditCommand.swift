@@ -17,7 +17,11 @@ struct AuditScanOptions: ParsableArguments {
         }
     }
 
-    var inspector: InspectorOptions { scan.inspectorOptions }
+    var inspector: InspectorOptions {
+        var o = scan.inspectorOptions
+        o.findWriters = true
+        return o
+    }
 
     var auditor: Auditor { Auditor(inspector, waitThreshold: waitThreshold) }
 
@@ -171,7 +175,7 @@ struct AuditReport: Encodable {
     var counts: [String: Int]
     var failOn: String
     var fixes: [FixJSON]?
-    var unseen: [ListReport.UnseenJSON]
+    var unseen: [UnseenJSON]
 
     init(_ s: Snapshot, failOn: Severity, fixes: [FixJSON]?) {
         findings = s.findings.map(FindingJSON.init)
@@ -180,7 +184,7 @@ struct AuditReport: Encodable {
         counts = c
         self.failOn = failOn.rawValue
         self.fixes = fixes
-        unseen = s.unseen.map { ListReport.UnseenJSON(what: $0.what, why: $0.why) }
+        unseen = s.unseen.map { UnseenJSON(what: $0.what, why: $0.why) }
     }
 
     func encode(to encoder: Encoder) throws {

@@ -4,6 +4,7 @@ import ImageLock
 extension Locksmith {
     struct Hold: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "hold",
             abstract: "Run a command while holding an image's lock.",
             discussion: """
                 Takes the lock, runs the command with the lock held, and releases it when \

@@ -6,6 +6,7 @@ import LockInspector
 extension Locksmith {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List every image lock on this host, grouped by image, with the exact holders.",
             discussion: """
                 One pass over /proc/locks, every process's open files (/proc/PID/fd and \
@@ -78,7 +79,9 @@ extension Locksmith {
                 throw Status.couldNotCheck
             }
             if json {
-                print(try JSONOutput.render(ListReport(snapshot), generated: snapshot.generated))
+                var out = SnapshotJSON.render(snapshot, host: JSONOutput.host)
+                out.append(UInt8(ascii: "\n"))
+                writeStandardOutput(out)
                 return
             }
             let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults
@@ -117,90 +120,3 @@ enum Table {
 }
 
 // MARK: - JSON
-
-/// `list --json`: the images, every lock file found, and what could not be looked at.
-struct ListReport: Encodable {
-    var images: [ImageJSON]
-    var lockFiles: [LockFileJSON]
-    var unseen: [UnseenJSON]
-
-    init(_ s: Snapshot) {
-        images = s.images.map(ImageJSON.init)
-        lockFiles = s.lockFiles.map(LockFileJSON.init)
-        unseen = s.unseen.map { UnseenJSON(what: $0.what, why: $0.why) }
-    }
-
-    struct UnseenJSON: Encodable {
-        var what: String
-        var why: String
-    }
-}
-
-struct ImageJSON: Encodable {
-    var image: ImageLocks
-
-    init(_ image: ImageLocks) { self.image = image }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(image.path, forKey: .path)
-        try c.encode(image.device?.description, forKey: .dev)
-        try c.encode(image.inode, forKey: .inode)
-        try c.encode(image.schemes.map(\.rawValue), forKey: .schemes)
-        try c.encode(image.lockFiles, forKey: .lockFiles)
-        try c.encode(image.holders.map(HolderJSON.init), forKey: .holders)
-        try c.encode(image.waiters.map(HolderJSON.init), forKey: .waiters)
-        try c.encode(image.locks.map(LockJSON.init), forKey: .locks)
-    }
-
-    enum CodingKeys: String, CodingKey { case path, dev, inode, schemes, lockFiles, holders, waiters, locks }
-}
-
-struct HolderJSON: Encodable {
-    var holder: Holder
-
-    init(_ holder: Holder) { self.holder = holder }
-
-    func encode(to encoder: Encoder) throws {
-        let h = holder
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(h.pid, forKey: .pid)
-        try c.encode(h.command, forKey: .command)
-        try c.encode(h.args, forKey: .args)
-        try c.encode(h.user ?? h.uid.map(String.init), forKey: .user)
-        try c.encode(h.uid, forKey: .uid)
-        try c.encode(h.started.map { $0.formatted(.iso8601) }, forKey: .started)
-        try c.encode(h.fd, forKey: .fd)
-        try c.encode(h.openMode?.rawValue, forKey: .openMode)
-        try c.encode(h.vm, forKey: .vm)
-        try c.encode(h.scheme.rawValue, forKey: .scheme)
-        try c.encode(h.modeSummary, forKey: .mode)
-        if let q = h.qemu {
-            try c.encode(["held": q.held.sorted().map(\.name), "unshared": q.unshared.sorted().map(\.name)], forKey: .qemu)
-        } else {
-            try c.encodeNil(forKey: .qemu)
-        }
-    }
-
-    enum CodingKeys: String, CodingKey { case pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, qemu }
-}
-
-struct LockFileJSON: Encodable {
-    var entry: LockFileEntry
-
-    init(_ entry: LockFileEntry) { self.entry = entry }
-
-    func encode(to encoder: Encoder) throws {
-        let e = entry
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(e.path, forKey: .path)
-        try c.encode(e.kind.rawValue, forKey: .kind)
-        try c.encode(e.device?.description, forKey: .dev)
-        try c.encode(e.inode, forKey: .inode)
-        try c.encode(e.held, forKey: .held)
-        try c.encode(e.image, forKey: .image)
-        try c.encode(e.mappedBy, forKey: .mappedBy)
-    }
-
-    enum CodingKeys: String, CodingKey { case path, kind, dev, inode, held, image, mappedBy }
-}

@@ -4,6 +4,7 @@ import ImageLock
 extension Locksmith {
     struct Path: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "path",
             abstract: "Print the lock file of an image under the lockfile scheme.",
             discussion: """
                 The lock file is <lock-dir>/.qemu-<sha1>.lock, where <sha1> is the lowercase \

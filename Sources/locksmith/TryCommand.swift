@@ -4,6 +4,7 @@ import ImageLock
 extension Locksmith {
     struct Try: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "try",
             abstract: "Take an image's lock and release it at once; name the holders if it is taken.",
             discussion: """
                 Exit 0: the lock could be taken (and was released). Exit 1: someone holds a \

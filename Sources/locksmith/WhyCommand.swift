@@ -6,6 +6,7 @@ import LockInspector
 extension Locksmith {
     struct Why: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "why",
             abstract: "Tell whether an image would open, and if not, why: QEMU's words, who holds it, what to do.",
             discussion: """
                 --write asks about a read-write open such as `qemu-io IMAGE` or a VM's \
@@ -76,6 +77,8 @@ extension Locksmith {
         /// The verdict for `image`, from the inspector in focus mode (only its chain and its
         /// lock files are looked at); with `force`, proven by test-acquiring through the core.
         static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool) -> Verdict {
+            // The kernel's lock table is read while the image's own facts are gathered.
+            let table = Inspector.prefetchKernelTable()
             var input = WhyFacts.gather(named: image, intent: intent, lockDirectories: dirs)
             // Only what concerns this image: its chain members and its lock files.
             let members = input.chain.map(\.file).filter { $0.exists && $0.isDisk }
@@ -85,7 +88,7 @@ extension Locksmith {
                 var options = InspectorOptions(lockDirectories: dirs)
                 options.focus = focus
                 do {
-                    input.images = try Inspector(options).snapshot().images
+                    input.images = try Inspector(options).snapshot(prefetched: table).images
                     input.overlayUses = OverlayScan.overlayUses(images: input.images, chain: input.chain)
                 } catch {
                     input.inspectionError = "\(error)"

@@ -25,8 +25,10 @@ final class InspectorWritersTests: XCTestCase {
         defer { py.stop() }
         py.waitForOpen(log)
 
-        let snap = try Inspector(InspectorOptions(lockDirectories: [dir.path], imageDirectories: [images],
-                                                  libvirtDirectories: [], leaseDirectories: [])).snapshot()
+        var options = InspectorOptions(lockDirectories: [dir.path], imageDirectories: [images],
+                                       libvirtDirectories: [], leaseDirectories: [])
+        options.findWriters = true
+        let snap = try Inspector(options).snapshot()
         let mine = snap.writers.filter { $0.path.hasPrefix(dir.path) }
         XCTAssertEqual(mine.map(\.path), [plain, qcow], "\(mine)")
         let w = try XCTUnwrap(mine.first { $0.path == qcow })

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -37,6 +38,37 @@ static inline void clinux_restore_affinity(const cpu_set_t *saved) {
 
 static inline unsigned int clinux_major(dev_t dev) { return major(dev); }
 static inline unsigned int clinux_minor(dev_t dev) { return minor(dev); }
+
+/* The file an fd of some process refers to, by statx(2) of /proc/PID/fd/N relative to the
+ * fd dir: one syscall, no readlink, no fdinfo. AT_STATX_DONT_SYNC: take what the kernel has
+ * cached, so that a hung NFS or FUSE server cannot make the scan wait. */
+struct clinux_fd_target {
+    unsigned long long inode;
+    unsigned int dev_major;
+    unsigned int dev_minor;
+    unsigned int mode;
+};
+
+static inline int clinux_fd_target(int dirfd, const char *name, struct clinux_fd_target *out) {
+    struct statx sx;
+    int r = statx(dirfd, name, AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &sx);
+    if (r != 0) return r;
+    out->inode = sx.stx_ino;
+    out->dev_major = sx.stx_dev_major;
+    out->dev_minor = sx.stx_dev_minor;
+    out->mode = sx.stx_mode;
+    return 0;
+}
+
+/* kcmp(2) KCMP_FILE: 0 when fd1 of pid1 and fd2 of pid2 are the same open file description
+ * (shared by dup or fork), 1 or 2 when not, -1 on error (no ptrace access, gone). */
+static inline long clinux_kcmp_file(int pid1, int pid2, int fd1, int fd2) {
+#ifdef SYS_kcmp
+    return syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1, fd2);
+#else
+    return -1;
+#endif
+}
 
 /* statfs f_type magic numbers of shared/network filesystems (linux/magic.h). */
 #define CLINUX_NFS_SUPER_MAGIC     0x6969

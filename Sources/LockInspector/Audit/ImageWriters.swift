@@ -23,6 +23,14 @@ struct WriteOpen {
         self.inode = WriteOpen.field(buffer, count: count, "ino:").flatMap { UInt64($0) }
     }
 
+    init(pid: Int32, fd: Int32, link: String, flags: UInt32, inode: UInt64?) {
+        self.pid = pid
+        self.fd = fd
+        self.link = link
+        self.flags = flags
+        self.inode = inode
+    }
+
     static func mayBeImage(_ link: String) -> Bool {
         for prefix in ["/dev/null", "/dev/pts/", "/dev/tty", "/dev/console", "/dev/ptmx", "/dev/shm/", "/proc/", "/sys/", "/memfd:"]
         where link.hasPrefix(prefix) { return false }

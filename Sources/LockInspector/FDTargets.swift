@@ -1,0 +1,78 @@
+// statx of /proc/PID/fd/N through the CLinux shim (Glibc's module does not show statx).
+// A file of its own: CLinux and Glibc both export the S_IF* macros.
+import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+import ImageLock
+
+extension SystemReads {
+    /// Whether `path` is a mounted procfs (the live /proc), where statx of /proc/PID/fd/N
+    /// reaches the real file. In a copy or a fixture the fd links lead elsewhere (or nowhere).
+    /// The corresponding C function is `statfs`.
+    static func isLiveProc(_ path: String) -> Bool {
+        var fs = statfs()
+        return statfs(path, &fs) == 0 && fs.f_type == 0x9fa0  // PROC_SUPER_MAGIC
+    }
+
+    /// Appends every fd of `pid` with the file it refers to: one readdir of /proc/PID/fd and
+    /// one statx per entry, relative to the dir (no readlink, no fdinfo). An fd closed
+    /// meanwhile is left out. Returns the failure to list the dir, if any.
+    static func openFiles(procRoot: String, pid: Int32, into out: inout [OpenFD]) -> ReadFailure? {
+        let dfd = open("\(procRoot)/\(pid)/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0 else { return ReadFailure(errno: errno) }
+        let listing = dup(dfd)
+        guard listing >= 0, let dir = fdopendir(listing) else {
+            let e = errno
+            if listing >= 0 { close(listing) }
+            close(dfd)
+            return ReadFailure(errno: e)
+        }
+        defer {
+            closedir(dir)
+            close(dfd)
+        }
+        var target = clinux_fd_target()
+        while let ent = readdir(dir) {
+            let fd: Int32? = withUnsafePointer(to: ent.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { name -> Int32? in
+                    guard let n = fdNumber(name), clinux_fd_target(dfd, name, &target) == 0 else { return nil }
+                    return n
+                }
+            }
+            guard let fd else { continue }
+            out.append(OpenFD(pid: pid, fd: fd, inode: target.inode,
+                              device: DeviceID(major: target.dev_major, minor: target.dev_minor),
+                              kind: kind(mode: target.mode), info: nil))
+        }
+        return nil
+    }
+
+
+    /// Whether anyone holds an fcntl lock (POSIX or OFD) on any byte of a regular file: an
+    /// F_OFD_GETLK write-lock probe of the whole file (FACTS.md §3: works on an O_RDONLY fd;
+    /// flock locks are invisible to it). Opened as `readRegularFile` opens: no link
+    /// followed, no blocking. False when it cannot be opened.
+    static func hasFcntlLock(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, kind(mode: UInt32(st.st_mode)) == .regular else { return false }
+        var fl = flock()
+        fl.l_type = Int16(F_WRLCK)
+        fl.l_whence = Int16(SEEK_SET)
+        fl.l_start = 0
+        fl.l_len = 0
+        fl.l_pid = 0
+        guard clinux_fcntl_lock(fd, clinux_F_OFD_GETLK, &fl) == 0 else { return true }  // cannot tell: look
+        return fl.l_type != Int16(F_UNLCK)
+    }
+
+    /// Whether two fds are one open file description; nil when the kernel will not say.
+    /// The corresponding system call is `kcmp(pid1, pid2, KCMP_FILE, fd1, fd2)`.
+    static func sameOpenFile(_ a: (pid: Int32, fd: Int32), _ b: (pid: Int32, fd: Int32)) -> Bool? {
+        let r = clinux_kcmp_file(a.pid, b.pid, a.fd, b.fd)
+        return r < 0 ? nil : r == 0
+    }
+}

@@ -1,0 +1,41 @@
+import Dispatch
+
+/// Work spread over the cores. The /proc walk is bound by syscalls (a statx per fd, an
+/// fdinfo read per locked fd), which run in parallel in the kernel: two cores nearly halve it.
+enum Parallel {
+    /// Splits `count` items into chunks of `chunk`, runs `work` on each chunk on Dispatch's
+    /// threads (the caller's included) and returns the results in item order.
+    static func chunks<R>(_ count: Int, chunk: Int, _ work: @Sendable (Range<Int>) -> [R]) -> [R] {
+        let n = (count + chunk - 1) / chunk
+        if n <= 1 { return count == 0 ? [] : work(0..<count) }
+        let slots = Slots<[R]>(count: n)
+        DispatchQueue.concurrentPerform(iterations: n) { i in
+            slots.set(i, work(i * chunk..<min(count, (i + 1) * chunk)))
+        }
+        return slots.joined()
+    }
+
+    /// One result slot per chunk, each written by exactly one thread before concurrentPerform
+    /// returns, and read only after.
+    final class Slots<T>: @unchecked Sendable {
+        private let buffer: UnsafeMutableBufferPointer<T?>
+
+        init(count: Int) {
+            buffer = .allocate(capacity: count)
+            buffer.initialize(repeating: nil)
+        }
+
+        func set(_ i: Int, _ value: T) { buffer[i] = value }
+
+        func joined<E>() -> [E] where T == [E] {
+            var out: [E] = []
+            for case let part? in buffer { out += part }
+            return out
+        }
+
+        deinit {
+            buffer.deinitialize()
+            buffer.deallocate()
+        }
+    }
+}
