@@ -44,6 +44,7 @@ public enum Renderer {
             left += " \(snap.host)  \(snap.images.count) images  \(snap.holderCount) holders"
             if snap.waiterCount > 0 { left += "  \(snap.waiterCount) waiting" }
             if !snap.unseen.isEmpty { left += "  \(snap.unseen.count) unseen" }
+            if !snap.findings.isEmpty { left += "  \(snap.findings.count) findings" }
         }
         if !s.filter.isEmpty && !s.editingFilter { right += "filter \"\(s.filter)\"  " }
         if let e = s.scanError {
@@ -94,7 +95,9 @@ public enum Renderer {
             let y = layout.listTop + i - s.top
             let sel = i == s.selected
             buf.fill(y: y, style: Style(.plain, selected: sel))
-            buf.put(sel ? ">" : " ", x: 0, y: y, width: 1, style: Style(.plain, selected: sel))
+            let flagged = s.isFlagged(row)
+            buf.put(sel ? ">" : flagged ? "!" : " ", x: 0, y: y, width: 1,
+                    style: Style(flagged && !sel ? .bad : .plain, selected: sel))
             var x = 1
             for (c, w) in cols {
                 let text = c.cell(row, now: s.now)

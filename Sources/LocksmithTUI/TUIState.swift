@@ -122,6 +122,26 @@ public struct TUIState: Sendable {
         self.testAvailable = testAvailable
     }
 
+    /// The findings as text, most severe first: the `a` view.
+    public static func auditLines(_ findings: [Finding]) -> [String] {
+        guard !findings.isEmpty else { return ["No findings: every image user here plays by the locks."] }
+        var out: [String] = []
+        for f in findings.sorted(by: { ($0.severity, $1.rule.rawValue) > ($1.severity, $0.rule.rawValue) }) {
+            out.append("\(f.severity.rawValue.uppercased()) \(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")")
+            out.append("  \(f.evidence)")
+            out.append("  remedy: \(f.remedy)")
+        }
+        return out
+    }
+
+    /// Whether a finding names this row's image (or one of its lock files).
+    public func isFlagged(_ row: LockRow) -> Bool {
+        guard let findings = snapshot?.findings, !findings.isEmpty else { return false }
+        return findings.contains { f in
+            (f.image != nil && f.image == row.image.path) || f.files.contains { row.image.lockFiles.contains($0) }
+        }
+    }
+
     public var selectedRow: LockRow? { rows.indices.contains(selected) ? rows[selected] : nil }
     public var layout: Layout { Layout(width: width, height: height, showDetail: showDetail, rows: rows.count) }
 
@@ -306,6 +326,8 @@ public struct TUIState: Sendable {
                 break
             }
             prompt = .kill(h, imageID: row.image.id)
+        case .audit:
+            overlay = .text(title: "Audit", lines: TUIState.auditLines(snapshot?.findings ?? []))
         case .help:
             overlay = .help
         case .quit:

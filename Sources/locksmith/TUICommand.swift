@@ -50,7 +50,14 @@ extension Locksmith {
             let options = scan.inspectorOptions
             let locker = ImageLocker(lockDirectory: options.lockDirectories[0], procRoot: options.procRoot)
             let sources = TUISources(
-                snapshot: { try Inspector(options).snapshot() },
+                // With the audit's findings: the header counts them, `a` lists them, rows are marked.
+                snapshot: {
+                    var o = options
+                    o.findWriters = true
+                    var s = try Inspector(o).snapshot()
+                    Auditor(o).annotate(&s)
+                    return s
+                },
                 why: { image, write in
                     guard let path = image.path else { return ["the image of this lock file is unknown"] }
                     let v = Why.diagnose(path, intent: write ? .write : .readOnly,

@@ -73,7 +73,7 @@ final class RenderTests: XCTestCase {
              /srv/images/odd?[31m?name-日本語?.img                   qemu      ro        900 qemu-nbd     -          backup      10m
             """)
         XCTAssertTrue(b.line(10).hasPrefix("── /var/lib/libvirt/images/base-debian12.qcow2 ──"))
-        XCTAssertEqual(b.line(39), "Enter Detail  / Filter  s Sort  w Why-rw  o Why-ro  t Test  K Kill  ? Help  q Quit")
+        XCTAssertEqual(b.line(39), "Enter Detail  / Filter  s Sort  w Why-rw  o Why-ro  t Test  K Kill  a Audit  ? Help  q Quit")
         assertFits(b)
     }
 

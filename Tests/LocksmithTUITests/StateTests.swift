@@ -77,6 +77,33 @@ final class KeyHandlingTests: XCTestCase {
         XCTAssertFalse(r.flags.contains(.quit), "the key that closes help does nothing else")
     }
 
+    func testAuditKeyListsFindingsMostSevereFirstAndRowsAreFlagged() {
+        var snap = Fixtures.snapshot()
+        snap.findings = [
+            Finding(rule: .staleLockFile, severity: .info, image: nil,
+                    files: ["/var/tmp/.qemu-deadbeefdeadbeefdeadbeefdeadbeefdeadbeef.lock"],
+                    evidence: "held by nobody", remedy: "locksmith audit --fix"),
+            Finding(rule: .unlockedWriter, severity: .critical, image: "/srv/images/backup.raw",
+                    evidence: "pid 777 writes it without a lock", remedy: "stop it"),
+        ]
+        var s = TUIState(width: 100, height: 30, now: Fixtures.now, whyAvailable: true)
+        s.handle(.snapshot(snap))
+        let flagged = s.rows.filter { s.isFlagged($0) }.map { $0.image.id }
+        XCTAssertEqual(Set(flagged), ["/srv/images/backup.raw", "/var/tmp/.qemu-deadbeefdeadbeefdeadbeefdeadbeefdeadbeef.lock"])
+        XCTAssertFalse(s.isFlagged(s.rows.first { $0.image.id == Fixtures.webImage.id }!))
+        s.press(.char("a"))
+        guard case .text(let title, let lines)? = s.overlay else { return XCTFail("no audit view: \(String(describing: s.overlay))") }
+        XCTAssertEqual(title, "Audit")
+        XCTAssertEqual(lines.first, "CRITICAL unlocked-writer  /srv/images/backup.raw")
+        XCTAssertTrue(lines.contains("INFO stale-lock-file  /var/tmp/.qemu-deadbeefdeadbeefdeadbeefdeadbeefdeadbeef.lock"), "\(lines)")
+        let screen = Renderer.render(s).text
+        XCTAssertTrue(screen.contains("2 findings"), screen)
+        s.press(.escape)
+        XCTAssertNil(s.overlay)
+        let list = Renderer.render(s).text
+        XCTAssertTrue(list.split(separator: "\n").contains { $0.hasPrefix("!") && $0.contains("backup.raw") }, list)
+    }
+
     func testRefreshAsksForAScan() {
         var s = Fixtures.state()
         XCTAssertTrue(s.handle(.key(.char("r"))).flags.contains(.rescan))

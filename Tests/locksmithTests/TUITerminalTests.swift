@@ -261,6 +261,28 @@ final class TUITerminalTests: XCTestCase {
         try pane.waitFor("EXIT=0")
     }
 
+    func testAuditViewListsARealHazardAndMarksItsRow() throws {
+        // A lock file nobody holds (stale-lock-file, info) beside a held one.
+        let stale = dir.makeFile("images/stale.raw"), held = dir.makeFile("images/held.raw")
+        let h = try hold(held)
+        defer { h.stop() }
+        let staleLock = try Run.locksmith(["path", "--lock-dir", dir.file("locks"), stale]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(FileManager.default.createFile(atPath: staleLock, contents: Data((stale + "\n").utf8)))
+        let pane = try TmuxPane(width: 110, height: 30)
+        try pane.type(tui())
+        var screen = try pane.waitFor("findings") { $0.contains("stale.raw") && $0.contains("held.raw") && $0.contains("findings") }
+        let rows = screen.split(separator: "\n")
+        XCTAssertTrue(rows.contains { $0.hasPrefix("!") && $0.contains("stale.raw") } || rows.contains { $0.hasPrefix(">") && $0.contains("stale.raw") },
+                      "the stale lock file's row is marked:\n\(screen)")
+        XCTAssertFalse(rows.contains { $0.hasPrefix("!") && $0.contains("held.raw") }, screen)
+        try pane.keys("a")
+        screen = try pane.waitFor("INFO stale-lock-file  \(stale)")
+        try pane.keys("Escape")
+        try pane.keys("q")
+        try pane.waitFor("EXIT=0")
+    }
+
     func testTwoReadOnlyQemusOfOneBaseAreTwoRows() throws {
         let image = try Qemu.createImage(dir.file("images/base.qcow2"))
         let readers = try (0..<2).map { _ in
