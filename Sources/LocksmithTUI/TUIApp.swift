@@ -15,11 +15,16 @@ public struct TUISources: Sendable {
     public var testAcquire: (@Sendable (ImageLocks, LockMode) -> [String])?
     /// Sends SIGTERM to a holder; returns the one-line outcome.
     public var terminate: @Sendable (Holder) -> String
+    /// Called before a scan the user asked for (`r`, or after an action), so that a
+    /// `snapshot` that reuses unchanged results scans afresh.
+    public var forceNextScan: (@Sendable () -> Void)?
 
     public init(snapshot: @escaping @Sendable () throws -> Snapshot,
                 why: (@Sendable (ImageLocks, Bool) -> [String])? = nil,
                 testAcquire: (@Sendable (ImageLocks, LockMode) -> [String])? = nil,
-                terminate: @escaping @Sendable (Holder) -> String = TUISources.sigterm) {
+                terminate: @escaping @Sendable (Holder) -> String = TUISources.sigterm,
+                forceNextScan: (@Sendable () -> Void)? = nil) {
+        self.forceNextScan = forceNextScan
         self.snapshot = snapshot
         self.why = why
         self.testAcquire = testAcquire
@@ -130,11 +135,13 @@ public final class TUIApp {
         var dirty = true
         var lastSecond = Int(Date().timeIntervalSince1970)
 
-        func startScan() {
+        func startScan(forced: Bool) {
             scanInFlight = true
             state.handle(.scanStarted)
             let source = sources.snapshot
+            let force = forced ? sources.forceNextScan : nil
             scanner.submit {
+                force?()
                 do { return .snapshot(try source()) } catch { return .scanFailed("\(error)") }
             }
         }
@@ -142,8 +149,9 @@ public final class TUIApp {
         while true {
             if let sig = signals.pending() { return .signal(sig) }
             if !scanInFlight && (rescanWanted || monotonic() >= nextScan) {
+                let forced = rescanWanted
                 rescanWanted = false
-                startScan()
+                startScan(forced: forced)
                 dirty = true
             }
             if dirty {

@@ -49,13 +49,19 @@ extension Locksmith {
         func run() throws {
             let options = scan.inspectorOptions
             let locker = ImageLocker(lockDirectory: options.lockDirectories[0], procRoot: options.procRoot)
+            let cache = SnapshotCache(maxAge: 30)
             let sources = TUISources(
                 // With the audit's findings: the header counts them, `a` lists them, rows are marked.
+                // Idle costs little: while the lock table and lock dirs are unchanged, the last
+                // snapshot is reused (a full scan still runs at least every 30 s, and on `r`).
                 snapshot: {
                     var o = options
                     o.findWriters = true
+                    let fingerprint = ChangeFingerprint.read(o)
+                    if let s = cache.reusable(fingerprint) { return s }
                     var s = try Inspector(o).snapshot()
                     Auditor(o).annotate(&s)
+                    cache.store(s, fingerprint)
                     return s
                 },
                 why: { image, write in
@@ -64,7 +70,8 @@ extension Locksmith {
                                          lockDirectories: options.lockDirectories, force: false)
                     return WhyText.lines(v)
                 },
-                testAcquire: TUISources.testAcquire(using: locker))
+                testAcquire: TUISources.testAcquire(using: locker),
+                forceNextScan: { cache.invalidate() })
             let color = TUIOptions.colorAllowed(flag: noColor, environment: ProcessInfo.processInfo.environment)
             let app = TUIApp(sources: sources,
                              options: TUIOptions(interval: interval, color: color, maxIterations: maxIterations,
