@@ -16,6 +16,8 @@ public struct InspectorOptions: Sendable, Equatable {
     /// Look only at these images and their lock files (`why`): no lock-dir listing, no
     /// candidate mapping, and fdinfo read only where it can concern them.
     public var focus: [InspectorFocus]?
+    /// Gluster volumes to scan through libgfapi (`--gluster`; see GlusterScan.swift).
+    public var glusterVolumes: [GlusterVolumeScan] = []
 
     public static let defaultLockDirectories = ["/var/tmp"]
     public static let defaultLibvirtDirectories = ["/etc/libvirt/qemu", "/run/libvirt/qemu"]
@@ -90,8 +92,11 @@ public struct Inspector: Sendable {
     }
 
     public func snapshot(timings: inout SnapshotTimings) throws -> Snapshot {
+        let gluster = GlusterScan.start(options.glusterVolumes, procRoot: options.procRoot)  // gluster hook
         var scan = Scan(options: options)
-        return try scan.run(timings: &timings)
+        var snapshot = try scan.run(timings: &timings)
+        gluster?.finish(into: &snapshot)  // gluster hook
+        return snapshot
     }
 }
 

@@ -115,16 +115,69 @@ struct ScanOptions: ParsableArguments {
         "Read this directory instead of /proc (a copy or a test fixture).", valueName: "dir"))
     var procRoot: String = "/proc"
 
+    @Option(name: .customLong("gluster"), help: ArgumentHelp(
+        "Also scan this Gluster volume through libgfapi: probe each image file on it with F_GETLK (repeatable).",
+        valueName: "host[:port]/volume"))
+    var glusterVolumes: [String] = []
+
+    @Option(name: .customLong("gluster-path"), help: ArgumentHelp(
+        "With --gluster: walk the volumes from this directory instead of their root.", valueName: "dir"))
+    var glusterPath: String?
+
+    @Flag(name: .customLong("all-files"), help: ArgumentHelp(
+        "With --gluster: probe every regular file, not only names ending in .\(GlusterScan.imageSuffixes.joined(separator: ", ."))."))
+    var allFiles = false
+
+    @Option(help: ArgumentHelp(
+        "With --gluster: seconds to wait for a Gluster server at each step (connect, read a directory, open, F_GETLK).",
+        valueName: "secs"))
+    var timeout: Double = GlusterOptions.defaultTimeout
+
+    @Flag(help: ArgumentHelp(
+        "With --gluster: take one brick statedump per volume to name every holder's host, FUSE mounts too (needs a server node: the gluster CLI and glusterd here)."))
+    var force = false
+
+    func validate() throws {
+        for v in glusterVolumes {
+            do {
+                _ = try GlusterURL(parsingVolume: v)
+            } catch let e as ImageLockError {
+                throw ValidationError("--gluster \(e)")
+            }
+        }
+        guard timeout > 0 && timeout.isFinite else { throw ValidationError("--timeout takes a number of seconds > 0") }
+        if glusterVolumes.isEmpty {
+            if glusterPath != nil { throw ValidationError("--gluster-path needs --gluster HOST[:PORT]/VOLUME") }
+            if allFiles { throw ValidationError("--all-files needs --gluster HOST[:PORT]/VOLUME") }
+            if force { throw ValidationError("--force needs --gluster HOST[:PORT]/VOLUME (it takes their statedumps)") }
+        }
+        if let p = glusterPath, p.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
+            throw ValidationError("--gluster-path must not contain . or ..")
+        }
+    }
+
     /// The same options as command-line words, to hand them on to another subcommand.
     var arguments: [String] {
-        lockDirectories.flatMap { ["--lock-dir", $0] } + imageDirectories.flatMap { ["--images", $0] }
-            + ["--proc", procRoot]
+        var words: [String] = lockDirectories.flatMap { ["--lock-dir", $0] }
+        words += imageDirectories.flatMap { ["--images", $0] }
+        words += ["--proc", procRoot]
+        words += glusterVolumes.flatMap { ["--gluster", $0] }
+        if let p = glusterPath { words += ["--gluster-path", p] }
+        if allFiles { words.append("--all-files") }
+        if !glusterVolumes.isEmpty { words += ["--timeout", "\(timeout)"] }
+        if force { words.append("--force") }
+        return words
     }
 
     var inspectorOptions: InspectorOptions {
-        InspectorOptions(procRoot: procRoot,
-                         lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
-                         imageDirectories: imageDirectories)
+        var o = InspectorOptions(procRoot: procRoot,
+                                 lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
+                                 imageDirectories: imageDirectories)
+        let dir = "/" + (glusterPath ?? "").split(separator: "/").joined(separator: "/")
+        o.glusterVolumes = glusterVolumes.compactMap { try? GlusterURL(parsingVolume: $0) }.map { v in
+            GlusterVolumeScan(volume: v.file(dir), allFiles: allFiles, timeout: timeout, statedump: force)
+        }
+        return o
     }
 }
 

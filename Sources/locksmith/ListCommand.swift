@@ -79,11 +79,13 @@ extension Locksmith {
             }
             if json {
                 print(try JSONOutput.render(ListReport(snapshot), generated: snapshot.generated))
+                try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
                 return
             }
-            let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults
+            let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults(for: LockRow.rows(of: snapshot))
             FileHandle.standardOutput.write(Data(Table.render(LockRow.rows(of: snapshot), columns: columns,
                                                               headings: !noHeadings).utf8))
+            try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
             if !snapshot.unseen.isEmpty {
                 complain("note: \(snapshot.unseen.count) thing(s) could not be looked at"
                          + (geteuid() == 0 ? "" : " (run as root to see every holder)")
@@ -180,6 +182,7 @@ struct HolderJSON: Encodable {
         } else {
             try c.encodeNil(forKey: .qemu)
         }
+        try encodeGlusterHost(h.host, to: encoder)  // gluster hook: "host"
     }
 
     enum CodingKeys: String, CodingKey { case pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, qemu }
