@@ -166,13 +166,11 @@ public enum GlusterScan {
     /// host's name) is a local process: its command, user and start come from /proc.
     static func images(_ locked: [(url: GlusterURL, holders: [GlusterLockHolder])], localHost: String,
                        procRoot: String) -> [ImageLocks] {
-        var users: [UInt32: String?] = [:]
-        let boot = ProcessDetails.bootTime(procRoot: procRoot)
+        let local = GlusterHolderNaming.localDetails(locked.flatMap(\.holders), localHost: localHost, procRoot: procRoot)
         return locked.map { file in
             let holders = file.holders.map { g -> Holder in
                 var h = Holder(pid: g.pid ?? 0, command: "?", scheme: .gluster, lockType: g.type, host: g.host)
-                if let pid = g.pid, pid > 0, g.host == localHost,
-                   let d = ProcessDetails.read(pid: pid, procRoot: procRoot, bootTime: boot, users: &users) {
+                if g.host == localHost, let d = g.pid.flatMap({ local[$0] }) {
                     h.command = d.command
                     h.args = d.args
                     h.user = d.user

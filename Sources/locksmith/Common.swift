@@ -82,23 +82,7 @@ struct GlusterOptions: ParsableArguments {
 /// one (a server node). Returns the contention unchanged, and why, when it cannot.
 func nameGlusterHolders(_ c: Contention, image: String, mode: LockMode, cli: GlusterCLI)
     -> (contention: Contention, note: String?) {
-    guard let url = try? GlusterURL(parsing: image) else { return (c, nil) }
-    guard cli.isUsable else {
-        return (c, "host unknown: naming it needs a statedump, which needs the gluster CLI and glusterd on this node (a server of the volume)")
-    }
-    do {
-        let dump = try cli.statedump(volume: url.volume)
-        let named = GlusterLockHolder.conflicting(in: dump.records, path: url.path, type: mode == .exclusive ? .write : .read)
-        guard !named.isEmpty else {
-            let missing = dump.bricksNotHere.isEmpty ? "" : " (bricks on other nodes: \(dump.bricksNotHere.joined(separator: ", ")))"
-            return (c, "the statedump shows no holder on this node's bricks\(missing)")
-        }
-        var out = c
-        out.glusterHolders = named
-        return (out, nil)
-    } catch {
-        return (c, "host unknown: statedump failed: \(error)")
-    }
+    GlusterHolderNaming.name(c, image: image, type: mode == .exclusive ? .write : .read, cli: cli)
 }
 
 /// Where the inspector looks: shared by `list`, `tui`, `audit` and `watch`.

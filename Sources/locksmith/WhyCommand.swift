@@ -41,6 +41,8 @@ extension Locksmith {
         @Flag(help: "Print one JSON object instead of text.")
         var json = false
 
+        @OptionGroup var gluster: GlusterOptions
+
         enum IntentFlag: String, EnumerableFlag {
             case write, readOnly
 
@@ -58,7 +60,7 @@ extension Locksmith {
 
         func run() throws {
             let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
-            let verdict = Why.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force)
+            let verdict = Why.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force, timeout: gluster.timeout)
             if json {
                 try JSONOutput.write(verdict)
             } else {
@@ -75,7 +77,13 @@ extension Locksmith {
 
         /// The verdict for `image`, from the inspector in focus mode (only its chain and its
         /// lock files are looked at); with `force`, proven by test-acquiring through the core.
-        static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool) -> Verdict {
+        static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool,
+                             timeout: Double = GlusterOptions.defaultTimeout) -> Verdict {
+            if GlusterURL.looksLikeURL(image) {
+                let locker = ImageLocker(glusterTimeout: timeout)
+                let cli = GlusterCLI(timeout: max(30, timeout))
+                return GlusterWhy.verdict(GlusterWhy.gather(named: image, intent: intent, force: force, locker: locker, cli: cli))
+            }
             var input = WhyFacts.gather(named: image, intent: intent, lockDirectories: dirs)
             // Only what concerns this image: its chain members and its lock files.
             let members = input.chain.map(\.file).filter { $0.exists && $0.isDisk }
@@ -187,13 +195,15 @@ enum WhyText {
     private static func name(_ b: Blocker) -> String {
         guard let pid = b.pid else { return "an unseen holder" }
         if let vm = b.vm { return "VM \(vm) (pid \(pid))" }
-        return "\(b.command ?? "?") (pid \(pid))"
+        if b.scheme == .gluster && b.command == nil { return "pid \(pid)" + (b.host.map { " on host \($0)" } ?? "") }
+        return "\(b.command ?? "?") (pid \(pid))" + (b.host.map { " on host \($0)" } ?? "")
     }
 
     private static func describe(_ b: Blocker) -> String {
         var parts: [String] = []
         if let pid = b.pid {
-            parts.append("pid \(pid) \(b.command ?? "?")")
+            parts.append("pid \(pid)" + (b.command.map { " \($0)" } ?? (b.scheme == .gluster ? "" : " ?"))
+                         + (b.host.map { " on host \($0)" } ?? ""))
             if let vm = b.vm { parts.append("VM \(vm)") }
             if let u = b.user { parts.append("user \(u)") }
             if let s = b.started { parts.append("since \(stamp(s))") }
