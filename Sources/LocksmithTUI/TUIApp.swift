@@ -15,6 +15,9 @@ public struct TUISources: Sendable {
     public var testAcquire: (@Sendable (ImageLocks, LockMode) -> [String])?
     /// Sends SIGTERM to a holder; returns the one-line outcome.
     public var terminate: @Sendable (Holder) -> String
+    /// Clears the granted locks of a gluster image (`gluster volume clear-locks`); returns
+    /// the one-line outcome. nil: `C` says "not available".
+    public var clearLocks: (@Sendable (ImageLocks) -> String)? = nil
 
     public init(snapshot: @escaping @Sendable () throws -> Snapshot,
                 why: (@Sendable (ImageLocks, Bool) -> [String])? = nil,
@@ -124,6 +127,7 @@ public final class TUIApp {
         var state = TUIState(width: size.width, height: size.height, now: Date(),
                              whyAvailable: sources.why != nil, testAvailable: sources.testAcquire != nil,
                              filter: options.filter)
+        state.clearLocksAvailable = sources.clearLocks != nil
         var nextScan = monotonic()
         var scanInFlight = false
         var rescanWanted = false
@@ -197,6 +201,9 @@ public final class TUIApp {
         case .terminate(let holder, _):
             let terminate = sources.terminate
             worker.submit { .terminateResult(terminate(holder)) }
+        case .clearLocks(let image):
+            guard let clear = sources.clearLocks else { return }
+            worker.submit { .clearLocksResult(clear(image)) }
         }
     }
 }

@@ -17,7 +17,8 @@ extension Locksmith {
                 would not open read-write / read-only) and `t` (test-acquire).
                 Keys: arrows or j/k move, Enter toggles the detail pane, / filters, s/S \
                 sort, r refreshes, K sends SIGTERM to the selected holder after a y at a \
-                prompt, ? lists every key, q quits. NO_COLOR turns colours off as --no-color does.
+                prompt, C clears the granted locks of a gluster image (clear-locks, after a \
+                y; on a server node), ? lists every key, q quits. NO_COLOR turns colours off as --no-color does.
 
                 Examples:
                   locksmith tui
@@ -48,16 +49,19 @@ extension Locksmith {
 
         func run() throws {
             let options = scan.inspectorOptions
-            let locker = ImageLocker(lockDirectory: options.lockDirectories[0], procRoot: options.procRoot)
-            let sources = TUISources(
+            let locker = ImageLocker(lockDirectory: options.lockDirectories[0], procRoot: options.procRoot,
+                                     glusterTimeout: scan.timeout)
+            let timeout = scan.timeout
+            var sources = TUISources(
                 snapshot: { try Inspector(options).snapshot() },
                 why: { image, write in
                     guard let path = image.path else { return ["the image of this lock file is unknown"] }
                     let v = Why.diagnose(path, intent: write ? .write : .readOnly,
-                                         lockDirectories: options.lockDirectories, force: false)
+                                         lockDirectories: options.lockDirectories, force: false, timeout: timeout)
                     return WhyText.lines(v)
                 },
                 testAcquire: TUISources.testAcquire(using: locker))
+            sources.clearLocks = { image in clearGlusterLocks(image, timeout: timeout) }
             let color = TUIOptions.colorAllowed(flag: noColor, environment: ProcessInfo.processInfo.environment)
             let app = TUIApp(sources: sources,
                              options: TUIOptions(interval: interval, color: color, maxIterations: maxIterations,
@@ -71,5 +75,24 @@ extension Locksmith {
             }
             if case .signal(let s) = exit { throw ExitCode(128 + s) }
         }
+    }
+}
+
+/// The TUI's `C`: `gluster volume clear-locks VOL PATH kind granted posix` on this node's
+/// glusterd, as `locksmith clear-locks --yes` does; the outcome in one line.
+func clearGlusterLocks(_ image: ImageLocks, timeout: Double) -> String {
+    guard let path = image.path, let url = try? GlusterURL(parsing: path) else {
+        return "Not a gluster image: nothing cleared."
+    }
+    let cli = GlusterCLI(timeout: max(30, timeout))
+    guard cli.isUsable else {
+        return "clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)): nothing cleared."
+    }
+    do {
+        let r = try cli.clearGrantedLocks(volume: url.volume, path: url.path)
+        if r.grantedCleared == 0 { return "\(url): no locks cleared (released meanwhile?)." }
+        return "\(url): cleared \(r.grantedCleared) granted lock\(r.grantedCleared == 1 ? "" : "s")."
+    } catch {
+        return "clear-locks failed: \(error)"
     }
 }
