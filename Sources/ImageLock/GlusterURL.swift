@@ -85,8 +85,9 @@ public struct GlusterURL: Hashable, Sendable, Codable, CustomStringConvertible {
     public init(parsingVolume text: String) throws {
         var rest = Substring(text)
         if GlusterURL.looksLikeURL(text) {
-            guard let r = text.firstRange(of: "://") else {
-                throw ImageLockError.invalidGlusterURL(text, reason: "expected HOST[:PORT]/VOLUME")
+            let lower = text.lowercased()
+            guard lower.hasPrefix("gluster://") || lower.hasPrefix("gluster+tcp://"), let r = text.firstRange(of: "://") else {
+                throw ImageLockError.invalidGlusterURL(text, reason: "only the tcp transport is supported (gluster:// or gluster+tcp://)")
             }
             rest = text[r.upperBound...]
         }
