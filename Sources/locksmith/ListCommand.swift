@@ -25,10 +25,19 @@ extension Locksmith {
                 unreadable lock dir) is counted on stderr and listed under "unseen" in JSON. \
                 Exit status: 0, also when nothing is locked; 2 when /proc cannot be read.
 
+                --gluster HOST[:PORT]/VOLUME (repeatable) also walks the volume through \
+                libgfapi (from --gluster-path, 8 levels deep) and probes each image file \
+                (every regular file with --all-files) with F_GETLK: a locked one is listed \
+                as gluster://HOST/VOLUME/PATH with its holder's pid. --force takes one brick \
+                statedump per volume (a server node) to name every holder with its host. \
+                A volume that cannot be scanned at all is one line on stderr and exit 2, \
+                after the rest is printed; --timeout bounds each step.
+
                 Examples:
                   locksmith list
                   locksmith list -o +fd,open,held,unshared,lockfile
                   locksmith list --json --lock-dir /var/tmp --images /var/lib/libvirt/images
+                  locksmith list --gluster gl1/vmstore --gluster-path /vms --force
                 """)
 
         @Flag(help: "Print one JSON object instead of a table.")

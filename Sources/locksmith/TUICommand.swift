@@ -14,7 +14,8 @@ extension Locksmith {
                 refreshed every --interval seconds, and a detail pane for the selected \
                 image: its holders, the QEMU permissions they hold and refuse to share, the \
                 kernel's lock rows, its lock files, and the results of `w` / `o` (why it \
-                would not open read-write / read-only) and `t` (test-acquire).
+                would not open read-write / read-only) and `t` (test-acquire). With \
+                --gluster (as for list) gluster images join, with a HOST column.
                 Keys: arrows or j/k move, Enter toggles the detail pane, / filters, s/S \
                 sort, r refreshes, K sends SIGTERM to the selected holder after a y at a \
                 prompt, C clears the granted locks of a gluster image (clear-locks, after a \
@@ -23,6 +24,7 @@ extension Locksmith {
                 Examples:
                   locksmith tui
                   locksmith tui --interval 5 --images /var/lib/libvirt/images
+                  locksmith tui --gluster gl1/vmstore --force
                 """)
 
         @Option(help: ArgumentHelp("Seconds between refreshes.", valueName: "secs"))

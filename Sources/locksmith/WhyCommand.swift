@@ -20,10 +20,17 @@ extension Locksmith {
                 Exit 0: the open would succeed. Exit 1: it would fail (a lock, a missing \
                 image, permissions...). Exit 2: could not tell (reason on stderr).
 
+                A gluster://HOST[:PORT]/VOLUME/PATH image is asked about on the volume: \
+                would a whole-file F_WRLCK (--write) or F_RDLCK (--read-only) through \
+                glfs_posix_lock be granted (F_GETLK; nothing is taken). Blockers carry the \
+                pid; --force takes a brick statedump (a server node) that adds every \
+                holder's host. --timeout bounds each step against the server.
+
                 Examples:
                   locksmith why vm1.qcow2
                   locksmith why --read-only --json vm1.qcow2
                   locksmith why --force --lock-dir /var/tmp base.qcow2
+                  locksmith why --force gluster://gl1/vmstore/vm1.qcow2
                 """)
 
         @Argument(help: ArgumentHelp("The disk image.", valueName: "image"))
