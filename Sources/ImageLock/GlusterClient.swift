@@ -68,6 +68,29 @@ final class GlusterClient: @unchecked Sendable {
         return .success(GlusterFile(fd: fd))
     }
 
+    /// The entries of a directory on the volume, without `.` and `..`, each with its kind
+    /// (from the stat that readdirplus returns with it, so no d_type guessing).
+    /// The corresponding C functions are `glfs_opendir`, `glfs_readdirplus_r` and `glfs_closedir`.
+    func entries(of path: String, limit: Int) -> Result<[(name: String, kind: FileKind)], Errno> {
+        guard let dir = glfs_opendir(fs, path) else { return .failure(Errno(errno)) }
+        defer { _ = glfs_closedir(dir) }
+        var out: [(name: String, kind: FileKind)] = []
+        var st = stat()
+        var entry = dirent()
+        var result: UnsafeMutablePointer<dirent>?
+        while out.count < limit {
+            let rc = glfs_readdirplus_r(dir, &st, &entry, &result)
+            if rc != 0 { return .failure(Errno(rc > 0 ? rc : errno)) }
+            guard result != nil else { break }
+            let name = withUnsafeBytes(of: entry.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name == "." || name == ".." || name.isEmpty { continue }
+            out.append((name, FileKind(mode: st.st_mode)))
+        }
+        return .success(out)
+    }
+
     /// Ends the connection on a detached thread that nobody waits for: glfs_fini takes
     /// about 10 s. Exiting the process ends the connection just as well.
     func finiInBackground() { GlusterClient.finiInBackground(fs) }

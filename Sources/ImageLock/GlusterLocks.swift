@@ -178,7 +178,7 @@ extension ImageLocker {
 
     #if Gluster
     /// Runs one network step with the locker's timeout.
-    private func step<T>(_ operation: String, _ url: GlusterURL, _ body: @escaping () -> T,
+    func step<T>(_ operation: String, _ url: GlusterURL, _ body: @escaping () -> T,
                          abandoned: @escaping (T) -> Void) throws -> T {
         guard let r = DetachedCall.run(seconds: glusterTimeout, body, abandoned: abandoned) else {
             throw ImageLockError.glusterTimedOut(operation: "\(operation) \(url)", server: url.server, seconds: glusterTimeout)
@@ -186,7 +186,7 @@ extension ImageLocker {
         return r
     }
 
-    private func connect(_ url: GlusterURL) throws -> GlusterClient {
+    func connect(_ url: GlusterURL) throws -> GlusterClient {
         let r = try step("connect to volume \(url.volume) for", url, { GlusterClient.connect(url) },
                          abandoned: { if case .success(let c) = $0 { c.finiInBackground() } })
         switch r {

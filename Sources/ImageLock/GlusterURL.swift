@@ -80,6 +80,43 @@ public struct GlusterURL: Hashable, Sendable, Codable, CustomStringConvertible {
                   path: "/" + components.joined(separator: "/"))
     }
 
+    /// Parses a volume as `list --gluster` names it: `HOST[:PORT]/VOLUME`, also written
+    /// `gluster://HOST[:PORT]/VOLUME`. The result's path is `/` (the volume's root).
+    public init(parsingVolume text: String) throws {
+        var rest = Substring(text)
+        if GlusterURL.looksLikeURL(text) {
+            let lower = text.lowercased()
+            guard lower.hasPrefix("gluster://") || lower.hasPrefix("gluster+tcp://"), let r = text.firstRange(of: "://") else {
+                throw ImageLockError.invalidGlusterURL(text, reason: "only the tcp transport is supported (gluster:// or gluster+tcp://)")
+            }
+            rest = text[r.upperBound...]
+        }
+        while rest.hasSuffix("/") { rest = rest.dropLast() }
+        // HOST[:PORT] may hold a bracketed IPv6 address; the volume is what follows its first `/`.
+        let afterHost = rest.hasPrefix("[") ? rest.firstIndex(of: "]").map { rest[$0...] } ?? rest : rest
+        guard let slash = afterHost.firstIndex(of: "/") else {
+            throw ImageLockError.invalidGlusterURL(text, reason: "expected HOST[:PORT]/VOLUME")
+        }
+        if rest[rest.index(after: slash)...].contains("/") {
+            throw ImageLockError.invalidGlusterURL(
+                text, reason: "a volume is HOST[:PORT]/VOLUME; name a directory in it with --gluster-path")
+        }
+        var url = try GlusterURL(parsing: "gluster://" + rest + "/-")
+        url.path = "/"
+        self = url
+    }
+
+    /// `HOST[:PORT]/VOLUME`: how `--gluster` names the volume, the port only when not 24007.
+    public var volumeName: String {
+        let h = host.contains(":") ? "[\(host)]" : host
+        return h + (port == GlusterURL.defaultPort ? "" : ":\(port)") + "/" + volume
+    }
+
+    /// The URL of another file on the same volume.
+    public func file(_ path: String) -> GlusterURL {
+        GlusterURL(host: host, port: port, volume: volume, path: path)
+    }
+
     /// `HOST:PORT`, IPv6 addresses in brackets.
     public var server: String {
         (host.contains(":") ? "[\(host)]" : host) + ":\(port)"

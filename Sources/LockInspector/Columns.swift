@@ -85,11 +85,11 @@ public enum Column: String, CaseIterable, Sendable {
         case .pid: return 1
         case .mode: return 2
         case .command: return 3
-        case .scheme: return 4
-        case .vm: return 5
-        case .user: return 6
-        case .age: return 7
-        case .host: return 8
+        case .host: return 4
+        case .scheme: return 5
+        case .vm: return 6
+        case .user: return 7
+        case .age: return 8
         case .open: return 9
         case .fd: return 10
         case .held: return 11
@@ -100,6 +100,14 @@ public enum Column: String, CaseIterable, Sendable {
 
     /// What `list` shows without `-o`.
     public static let defaults: [Column] = [.image, .scheme, .mode, .pid, .command, .vm, .user, .age]
+
+    /// The defaults for these rows: HOST after PID when any holder has a host (gluster).
+    public static func defaults(for rows: [LockRow]) -> [Column] {
+        guard rows.contains(where: { $0.holder?.host != nil }) else { return defaults }
+        var cols = defaults
+        cols.insert(.host, at: cols.firstIndex(of: .pid).map { $0 + 1 } ?? cols.count)
+        return cols
+    }
 
     /// Parses `-o` text: comma-separated names, `+` prefix adds to the defaults.
     public static func parse(_ text: String) -> Result<[Column], ColumnError> {
@@ -130,7 +138,7 @@ public enum Column: String, CaseIterable, Sendable {
             if let h { return h.modeSummary }
             // Locked, but by no holder this scan could see (another user's fds): not free.
             return row.image.locks.contains { !$0.isWaiter } ? "held" : "free"
-        case .pid: return h.map { String($0.pid) } ?? "-"
+        case .pid: return h.flatMap { $0.pid > 0 ? String($0.pid) : nil } ?? "-"  // 0: a gluster holder that set no l_pid
         case .command: return h?.command ?? "-"
         case .vm: return h?.vm ?? "-"
         case .user: return h?.user ?? h?.uid.map(String.init) ?? "-"

@@ -19,6 +19,8 @@ public struct InspectorOptions: Sendable, Equatable {
     /// Also note which processes have image files open for writing (`Snapshot.writers`,
     /// for the audit's writer rules): one lstat of each regular file's fd link.
     public var findWriters = false
+    /// Gluster volumes to scan through libgfapi (`--gluster`; see GlusterScan.swift).
+    public var glusterVolumes: [GlusterVolumeScan] = []
 
     public static let defaultLockDirectories = ["/var/tmp"]
     public static let defaultLibvirtDirectories = ["/etc/libvirt/qemu", "/run/libvirt/qemu"]
@@ -93,8 +95,11 @@ public struct Inspector: Sendable {
     }
 
     public func snapshot(timings: inout SnapshotTimings) throws -> Snapshot {
+        let gluster = GlusterScan.start(options.glusterVolumes, procRoot: options.procRoot)  // gluster hook
         var scan = Scan(options: options)
-        return try scan.run(timings: &timings, table: nil)
+        var snapshot = try scan.run(timings: &timings, table: nil)
+        gluster?.finish(into: &snapshot)  // gluster hook
+        return snapshot
     }
 
     /// The same, with the kernel's lock table already being read (`prefetchKernelTable`).

@@ -90,6 +90,9 @@ public enum SnapshotJSON {
         w.string(h.command)
         w.key("fd")
         w.int(h.fd)
+        // The holder's host: known for gluster holders named by a statedump, else null.
+        w.key("host")
+        w.string(h.host)
         w.key("mode")
         w.string(h.modeSummary)
         w.key("open_mode")

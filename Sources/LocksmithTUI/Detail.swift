@@ -40,6 +40,9 @@ public enum DetailText {
         out += result("why --write", r.whyWrite, hint: whyAvailable ? "press w" : "not available")
         out += result("why --ro", r.whyReadOnly, hint: whyAvailable ? "press o" : "not available")
         out += result("test", r.test, hint: "press t")
+        if image.schemes.contains(.gluster) {
+            out.append([Span(pad("clear-locks", 13), .dim), Span("press C (on a server node; asks first)", .dim)])
+        }
         if !image.locks.isEmpty {
             out.append([Span("kernel locks", .columnHeader)])
             for l in image.locks { out.append([Span("  " + lockRow(l), l.isWaiter ? .wait : .plain)]) }

@@ -15,7 +15,7 @@ public enum Key: Hashable, Sendable {
 public enum Action: String, CaseIterable, Sendable {
     case up, down, pageUp, pageDown, home, end
     case toggleDetail, filter, sort, reverseSort, refresh
-    case whyWrite, whyReadOnly, testAcquire, kill, audit, help, quit
+    case whyWrite, whyReadOnly, testAcquire, kill, audit, clearLocks, help, quit
 }
 
 /// One row of the key table: the keys, how the help screen names them, what they do.
@@ -55,6 +55,9 @@ public enum KeyTable {
                    help: "send SIGTERM to the selected holder (asks first; y confirms)", action: .kill),
         KeyBinding(keys: [.char("a")], names: "a", bar: "Audit",
                    help: "the audit's findings, most severe first (rows marked ! are flagged)", action: .audit),
+        KeyBinding(keys: [.char("C")], names: "C", bar: nil,
+                   help: "gluster rows: clear the image's granted locks on the volume (clear-locks; asks first; y confirms)",
+                   action: .clearLocks),
         KeyBinding(keys: [.char("?"), .function(1), .char("h")], names: "? F1 h", bar: "Help", help: "this help", action: .help),
         KeyBinding(keys: [.char("q"), .interrupt, .function(10)], names: "q Ctrl-C F10", bar: "Quit", help: "quit", action: .quit),
     ]

@@ -70,7 +70,7 @@ public enum Renderer {
     }
 
     static func list(_ buf: inout ScreenBuffer, _ s: TUIState, _ layout: Layout) {
-        let cols = Layout.columns(width: buf.width)
+        let cols = Layout.columns(s.columns, width: buf.width)
         // Column headers, with the sort mark on the sorted column.
         buf.fill(y: 1, style: Style(.columnHeader))
         var x = 1
@@ -208,6 +208,8 @@ public enum Renderer {
         switch p {
         case .kill(let h, _):
             return "SIGTERM pid \(h.pid) (\(h.command), VM \(h.vm ?? "none"))? y sends it, any other key cancels"
+        case .clearLocks(let image):
+            return "Clear every granted lock on \(image.path ?? image.id)? The holders are not told. y clears, any other key cancels"
         case .testMode(let image):
             return "Test-acquire \(image.path ?? image.id) as: e exclusive, s shared (scheme \(TestAcquireText.scheme(for: image).rawValue)); Esc cancels"
         }

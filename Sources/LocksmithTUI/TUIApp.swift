@@ -18,6 +18,9 @@ public struct TUISources: Sendable {
     /// Called before a scan the user asked for (`r`, or after an action), so that a
     /// `snapshot` that reuses unchanged results scans afresh.
     public var forceNextScan: (@Sendable () -> Void)?
+    /// Clears the granted locks of a gluster image (`gluster volume clear-locks`); returns
+    /// the one-line outcome. nil: `C` says "not available".
+    public var clearLocks: (@Sendable (ImageLocks) -> String)? = nil
 
     public init(snapshot: @escaping @Sendable () throws -> Snapshot,
                 why: (@Sendable (ImageLocks, Bool) -> [String])? = nil,
@@ -129,6 +132,7 @@ public final class TUIApp {
         var state = TUIState(width: size.width, height: size.height, now: Date(),
                              whyAvailable: sources.why != nil, testAvailable: sources.testAcquire != nil,
                              filter: options.filter)
+        state.clearLocksAvailable = sources.clearLocks != nil
         var nextScan = monotonic()
         var scanInFlight = false
         var rescanWanted = false
@@ -205,6 +209,9 @@ public final class TUIApp {
         case .terminate(let holder, _):
             let terminate = sources.terminate
             worker.submit { .terminateResult(terminate(holder)) }
+        case .clearLocks(let image):
+            guard let clear = sources.clearLocks else { return }
+            worker.submit { .clearLocksResult(clear(image)) }
         }
     }
 }

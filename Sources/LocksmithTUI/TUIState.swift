@@ -23,6 +23,8 @@ public enum Request: Equatable, Sendable {
     case why(ImageLocks, write: Bool)
     case testAcquire(ImageLocks, LockMode)
     case terminate(Holder, imageID: String)
+    /// `gluster volume clear-locks` on a gluster image (the `C` key, after a y).
+    case clearLocks(ImageLocks)
 }
 
 /// What handling an event asks of the runner.
@@ -61,6 +63,7 @@ public enum TUIEvent: Sendable {
     case whyResult(imageID: String, write: Bool, lines: [String])
     case testResult(imageID: String, mode: LockMode, lines: [String])
     case terminateResult(String)
+    case clearLocksResult(String)
     /// The clock moved (ages and "refreshed" times change).
     case tick(Date)
 }
@@ -69,6 +72,7 @@ public enum TUIEvent: Sendable {
 public enum Prompt: Equatable, Sendable {
     case kill(Holder, imageID: String)
     case testMode(ImageLocks)
+    case clearLocks(ImageLocks)
 }
 
 /// Something drawn over the list until a key closes it.
@@ -108,6 +112,8 @@ public struct TUIState: Sendable {
     public var whyAvailable: Bool
     /// Whether a test-acquire source was given.
     public var testAvailable: Bool
+    /// Whether a clear-locks source was given (gluster).
+    public var clearLocksAvailable = false
     /// The columns `s` cycles through (the list's columns).
     public var sortable: [Column] = Column.defaults
     private var selectedKey: RowKey?
@@ -143,6 +149,8 @@ public struct TUIState: Sendable {
     }
 
     public var selectedRow: LockRow? { rows.indices.contains(selected) ? rows[selected] : nil }
+    /// The list's columns before narrowing: HOST joins when a holder has one (gluster).
+    public var columns: [Column] { Column.defaults(for: rows) }
     public var layout: Layout { Layout(width: width, height: height, showDetail: showDetail, rows: rows.count) }
 
     // MARK: - Events
@@ -185,7 +193,7 @@ public struct TUIState: Sendable {
             results[id] = r
             showResultIfHidden(id: id, title: "test-acquire \(mode.rawValue)", lines: lines)
             return Reaction(.redraw)
-        case .terminateResult(let text):
+        case .terminateResult(let text), .clearLocksResult(let text):
             message = text
             return Reaction([.redraw, .rescan])
         case .tick(let date):
@@ -253,6 +261,13 @@ public struct TUIState: Sendable {
                 return Reaction(.redraw, [.terminate(h, imageID: id)])
             }
             message = "Not sent: pid \(h.pid) left alone."
+            return key == .interrupt ? Reaction(.quit) : Reaction(.redraw)
+        case .clearLocks(let image):
+            if key == .char("y") || key == .char("Y") {
+                message = "Clearing the locks on \(image.path ?? image.id)..."
+                return Reaction(.redraw, [.clearLocks(image)])
+            }
+            message = "Nothing cleared."
             return key == .interrupt ? Reaction(.quit) : Reaction(.redraw)
         case .testMode(let image):
             switch key {
@@ -325,9 +340,19 @@ public struct TUIState: Sendable {
                 message = "pid \(h.pid) runs on \(host), not here: cannot signal it."
                 break
             }
+            // A gluster holder's pid is its host's (F_GETLK's l_pid): never signal it blind here.
+            if h.scheme == .gluster && h.host == nil || h.pid <= 0 {
+                message = "The host of this holder is not known (\(Column.pid.cell(row))): not signalling anything here."
+                break
+            }
             prompt = .kill(h, imageID: row.image.id)
         case .audit:
             overlay = .text(title: "Audit", lines: TUIState.auditLines(snapshot?.findings ?? []))
+        case .clearLocks:
+            guard let row = selectedRow else { message = "No image selected."; break }
+            guard row.image.schemes.contains(.gluster) else { message = "C clears the locks of gluster images only."; break }
+            guard clearLocksAvailable else { message = "clear-locks is not available here."; break }
+            prompt = .clearLocks(row.image)
         case .help:
             overlay = .help
         case .quit:

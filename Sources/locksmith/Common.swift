@@ -98,23 +98,7 @@ struct GlusterOptions: ParsableArguments {
 /// one (a server node). Returns the contention unchanged, and why, when it cannot.
 func nameGlusterHolders(_ c: Contention, image: String, mode: LockMode, cli: GlusterCLI)
     -> (contention: Contention, note: String?) {
-    guard let url = try? GlusterURL(parsing: image) else { return (c, nil) }
-    guard cli.isUsable else {
-        return (c, "host unknown: naming it needs a statedump, which needs the gluster CLI and glusterd on this node (a server of the volume)")
-    }
-    do {
-        let dump = try cli.statedump(volume: url.volume)
-        let named = GlusterLockHolder.conflicting(in: dump.records, path: url.path, type: mode == .exclusive ? .write : .read)
-        guard !named.isEmpty else {
-            let missing = dump.bricksNotHere.isEmpty ? "" : " (bricks on other nodes: \(dump.bricksNotHere.joined(separator: ", ")))"
-            return (c, "the statedump shows no holder on this node's bricks\(missing)")
-        }
-        var out = c
-        out.glusterHolders = named
-        return (out, nil)
-    } catch {
-        return (c, "host unknown: statedump failed: \(error)")
-    }
+    GlusterHolderNaming.name(c, image: image, type: mode == .exclusive ? .write : .read, cli: cli)
 }
 
 /// Where the inspector looks: shared by `list`, `tui`, `audit` and `watch`.
@@ -131,16 +115,69 @@ struct ScanOptions: ParsableArguments {
         "Read this directory instead of /proc (a copy or a test fixture).", valueName: "dir"))
     var procRoot: String = "/proc"
 
+    @Option(name: .customLong("gluster"), help: ArgumentHelp(
+        "Also scan this Gluster volume through libgfapi: probe each image file on it with F_GETLK (repeatable).",
+        valueName: "host[:port]/volume"))
+    var glusterVolumes: [String] = []
+
+    @Option(name: .customLong("gluster-path"), help: ArgumentHelp(
+        "With --gluster: walk the volumes from this directory instead of their root.", valueName: "dir"))
+    var glusterPath: String?
+
+    @Flag(name: .customLong("all-files"), help: ArgumentHelp(
+        "With --gluster: probe every regular file, not only names ending in .\(GlusterScan.imageSuffixes.joined(separator: ", ."))."))
+    var allFiles = false
+
+    @Option(help: ArgumentHelp(
+        "With --gluster: seconds to wait for a Gluster server at each step (connect, read a directory, open, F_GETLK).",
+        valueName: "secs"))
+    var timeout: Double = GlusterOptions.defaultTimeout
+
+    @Flag(help: ArgumentHelp(
+        "With --gluster: take one brick statedump per volume to name every holder's host, FUSE mounts too (needs a server node: the gluster CLI and glusterd here)."))
+    var force = false
+
+    func validate() throws {
+        for v in glusterVolumes {
+            do {
+                _ = try GlusterURL(parsingVolume: v)
+            } catch let e as ImageLockError {
+                throw ValidationError("--gluster \(e)")
+            }
+        }
+        guard timeout > 0 && timeout.isFinite else { throw ValidationError("--timeout takes a number of seconds > 0") }
+        if glusterVolumes.isEmpty {
+            if glusterPath != nil { throw ValidationError("--gluster-path needs --gluster HOST[:PORT]/VOLUME") }
+            if allFiles { throw ValidationError("--all-files needs --gluster HOST[:PORT]/VOLUME") }
+            if force { throw ValidationError("--force needs --gluster HOST[:PORT]/VOLUME (it takes their statedumps)") }
+        }
+        if let p = glusterPath, p.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
+            throw ValidationError("--gluster-path must not contain . or ..")
+        }
+    }
+
     /// The same options as command-line words, to hand them on to another subcommand.
     var arguments: [String] {
-        lockDirectories.flatMap { ["--lock-dir", $0] } + imageDirectories.flatMap { ["--images", $0] }
-            + ["--proc", procRoot]
+        var words: [String] = lockDirectories.flatMap { ["--lock-dir", $0] }
+        words += imageDirectories.flatMap { ["--images", $0] }
+        words += ["--proc", procRoot]
+        words += glusterVolumes.flatMap { ["--gluster", $0] }
+        if let p = glusterPath { words += ["--gluster-path", p] }
+        if allFiles { words.append("--all-files") }
+        if !glusterVolumes.isEmpty { words += ["--timeout", "\(timeout)"] }
+        if force { words.append("--force") }
+        return words
     }
 
     var inspectorOptions: InspectorOptions {
-        InspectorOptions(procRoot: procRoot,
-                         lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
-                         imageDirectories: imageDirectories)
+        var o = InspectorOptions(procRoot: procRoot,
+                                 lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
+                                 imageDirectories: imageDirectories)
+        let dir = "/" + (glusterPath ?? "").split(separator: "/").joined(separator: "/")
+        o.glusterVolumes = glusterVolumes.compactMap { try? GlusterURL(parsingVolume: $0) }.map { v in
+            GlusterVolumeScan(volume: v.file(dir), allFiles: allFiles, timeout: timeout, statedump: force)
+        }
+        return o
     }
 }
 

@@ -19,6 +19,7 @@ struct HolderJSON: Encodable {
         try c.encode(h.uid, forKey: .uid)
         try c.encode(h.started.map { $0.formatted(.iso8601) }, forKey: .started)
         try c.encode(h.fd, forKey: .fd)
+        try c.encode(h.host, forKey: .host)
         try c.encode(h.openMode?.rawValue, forKey: .openMode)
         try c.encode(h.vm, forKey: .vm)
         try c.encode(h.scheme.rawValue, forKey: .scheme)
@@ -30,7 +31,7 @@ struct HolderJSON: Encodable {
         }
     }
 
-    enum CodingKeys: String, CodingKey { case pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, qemu }
+    enum CodingKeys: String, CodingKey { case pid, command, args, user, uid, started, fd, host, openMode, vm, scheme, mode, qemu }
 }
 
 struct UnseenJSON: Encodable {

@@ -26,10 +26,19 @@ extension Locksmith {
                 unreadable lock dir) is counted on stderr and listed under "unseen" in JSON. \
                 Exit status: 0, also when nothing is locked; 2 when /proc cannot be read.
 
+                --gluster HOST[:PORT]/VOLUME (repeatable) also walks the volume through \
+                libgfapi (from --gluster-path, 8 levels deep) and probes each image file \
+                (every regular file with --all-files) with F_GETLK: a locked one is listed \
+                as gluster://HOST/VOLUME/PATH with its holder's pid. --force takes one brick \
+                statedump per volume (a server node) to name every holder with its host. \
+                A volume that cannot be scanned at all is one line on stderr and exit 2, \
+                after the rest is printed; --timeout bounds each step.
+
                 Examples:
                   locksmith list
                   locksmith list -o +fd,open,held,unshared,lockfile
                   locksmith list --json --lock-dir /var/tmp --images /var/lib/libvirt/images
+                  locksmith list --gluster gl1/vmstore --gluster-path /vms --force
                 """)
 
         @Flag(help: "Print one JSON object instead of a table.")
@@ -82,11 +91,13 @@ extension Locksmith {
                 var out = SnapshotJSON.render(snapshot, host: JSONOutput.host)
                 out.append(UInt8(ascii: "\n"))
                 writeStandardOutput(out)
+                try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
                 return
             }
-            let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults
+            let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults(for: LockRow.rows(of: snapshot))
             FileHandle.standardOutput.write(Data(Table.render(LockRow.rows(of: snapshot), columns: columns,
                                                               headings: !noHeadings).utf8))
+            try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
             if !snapshot.unseen.isEmpty {
                 complain("note: \(snapshot.unseen.count) thing(s) could not be looked at"
                          + (geteuid() == 0 ? "" : " (run as root to see every holder)")

@@ -14,14 +14,17 @@ extension Locksmith {
                 refreshed every --interval seconds, and a detail pane for the selected \
                 image: its holders, the QEMU permissions they hold and refuse to share, the \
                 kernel's lock rows, its lock files, and the results of `w` / `o` (why it \
-                would not open read-write / read-only) and `t` (test-acquire).
+                would not open read-write / read-only) and `t` (test-acquire). With \
+                --gluster (as for list) gluster images join, with a HOST column.
                 Keys: arrows or j/k move, Enter toggles the detail pane, / filters, s/S \
                 sort, r refreshes, K sends SIGTERM to the selected holder after a y at a \
-                prompt, ? lists every key, q quits. NO_COLOR turns colours off as --no-color does.
+                prompt, C clears the granted locks of a gluster image (clear-locks, after a \
+                y; on a server node), ? lists every key, q quits. NO_COLOR turns colours off as --no-color does.
 
                 Examples:
                   locksmith tui
                   locksmith tui --interval 5 --images /var/lib/libvirt/images
+                  locksmith tui --gluster gl1/vmstore --force
                 """)
 
         @Option(help: ArgumentHelp("Seconds between refreshes.", valueName: "secs"))
@@ -48,9 +51,11 @@ extension Locksmith {
 
         func run() throws {
             let options = scan.inspectorOptions
-            let locker = ImageLocker(lockDirectory: options.lockDirectories[0], procRoot: options.procRoot)
+            let locker = ImageLocker(lockDirectory: options.lockDirectories[0], procRoot: options.procRoot,
+                                     glusterTimeout: scan.timeout)
+            let timeout = scan.timeout
             let cache = SnapshotCache(maxAge: 30)
-            let sources = TUISources(
+            var sources = TUISources(
                 // With the audit's findings: the header counts them, `a` lists them, rows are marked.
                 // Idle costs little: while the lock table and lock dirs are unchanged, the last
                 // snapshot is reused (a full scan still runs at least every 30 s, and on `r`).
@@ -67,11 +72,12 @@ extension Locksmith {
                 why: { image, write in
                     guard let path = image.path else { return ["the image of this lock file is unknown"] }
                     let v = Why.diagnose(path, intent: write ? .write : .readOnly,
-                                         lockDirectories: options.lockDirectories, force: false)
+                                         lockDirectories: options.lockDirectories, force: false, timeout: timeout)
                     return WhyText.lines(v)
                 },
                 testAcquire: TUISources.testAcquire(using: locker),
                 forceNextScan: { cache.invalidate() })
+            sources.clearLocks = { image in clearGlusterLocks(image, timeout: timeout) }
             let color = TUIOptions.colorAllowed(flag: noColor, environment: ProcessInfo.processInfo.environment)
             let app = TUIApp(sources: sources,
                              options: TUIOptions(interval: interval, color: color, maxIterations: maxIterations,
@@ -85,5 +91,24 @@ extension Locksmith {
             }
             if case .signal(let s) = exit { throw ExitCode(128 + s) }
         }
+    }
+}
+
+/// The TUI's `C`: `gluster volume clear-locks VOL PATH kind granted posix` on this node's
+/// glusterd, as `locksmith clear-locks --yes` does; the outcome in one line.
+func clearGlusterLocks(_ image: ImageLocks, timeout: Double) -> String {
+    guard let path = image.path, let url = try? GlusterURL(parsing: path) else {
+        return "Not a gluster image: nothing cleared."
+    }
+    let cli = GlusterCLI(timeout: max(30, timeout))
+    guard cli.isUsable else {
+        return "clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)): nothing cleared."
+    }
+    do {
+        let r = try cli.clearGrantedLocks(volume: url.volume, path: url.path)
+        if r.grantedCleared == 0 { return "\(url): no locks cleared (released meanwhile?)." }
+        return "\(url): cleared \(r.grantedCleared) granted lock\(r.grantedCleared == 1 ? "" : "s")."
+    } catch {
+        return "clear-locks failed: \(error)"
     }
 }

@@ -21,10 +21,17 @@ extension Locksmith {
                 Exit 0: the open would succeed. Exit 1: it would fail (a lock, a missing \
                 image, permissions...). Exit 2: could not tell (reason on stderr).
 
+                A gluster://HOST[:PORT]/VOLUME/PATH image is asked about on the volume: \
+                would a whole-file F_WRLCK (--write) or F_RDLCK (--read-only) through \
+                glfs_posix_lock be granted (F_GETLK; nothing is taken). Blockers carry the \
+                pid; --force takes a brick statedump (a server node) that adds every \
+                holder's host. --timeout bounds each step against the server.
+
                 Examples:
                   locksmith why vm1.qcow2
                   locksmith why --read-only --json vm1.qcow2
                   locksmith why --force --lock-dir /var/tmp base.qcow2
+                  locksmith why --force gluster://gl1/vmstore/vm1.qcow2
                 """)
 
         @Argument(help: ArgumentHelp("The disk image.", valueName: "image"))
@@ -41,6 +48,8 @@ extension Locksmith {
 
         @Flag(help: "Print one JSON object instead of text.")
         var json = false
+
+        @OptionGroup var gluster: GlusterOptions
 
         enum IntentFlag: String, EnumerableFlag {
             case write, readOnly
@@ -59,7 +68,7 @@ extension Locksmith {
 
         func run() throws {
             let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
-            let verdict = Why.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force)
+            let verdict = Why.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force, timeout: gluster.timeout)
             if json {
                 try JSONOutput.write(verdict)
             } else {
@@ -76,7 +85,13 @@ extension Locksmith {
 
         /// The verdict for `image`, from the inspector in focus mode (only its chain and its
         /// lock files are looked at); with `force`, proven by test-acquiring through the core.
-        static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool) -> Verdict {
+        static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool,
+                             timeout: Double = GlusterOptions.defaultTimeout) -> Verdict {
+            if GlusterURL.looksLikeURL(image) {
+                let locker = ImageLocker(glusterTimeout: timeout)
+                let cli = GlusterCLI(timeout: max(30, timeout))
+                return GlusterWhy.verdict(GlusterWhy.gather(named: image, intent: intent, force: force, locker: locker, cli: cli))
+            }
             // The kernel's lock table is read while the image's own facts are gathered.
             let table = Inspector.prefetchKernelTable()
             var input = WhyFacts.gather(named: image, intent: intent, lockDirectories: dirs)
@@ -190,13 +205,15 @@ enum WhyText {
     private static func name(_ b: Blocker) -> String {
         guard let pid = b.pid else { return "an unseen holder" }
         if let vm = b.vm { return "VM \(vm) (pid \(pid))" }
-        return "\(b.command ?? "?") (pid \(pid))"
+        if b.scheme == .gluster && b.command == nil { return "pid \(pid)" + (b.host.map { " on host \($0)" } ?? "") }
+        return "\(b.command ?? "?") (pid \(pid))" + (b.host.map { " on host \($0)" } ?? "")
     }
 
     private static func describe(_ b: Blocker) -> String {
         var parts: [String] = []
         if let pid = b.pid {
-            parts.append("pid \(pid) \(b.command ?? "?")")
+            parts.append("pid \(pid)" + (b.command.map { " \($0)" } ?? (b.scheme == .gluster ? "" : " ?"))
+                         + (b.host.map { " on host \($0)" } ?? ""))
             if let vm = b.vm { parts.append("VM \(vm)") }
             if let u = b.user { parts.append("user \(u)") }
             if let s = b.started { parts.append("since \(stamp(s))") }

@@ -112,6 +112,8 @@ public struct Blocker: Sendable, Equatable {
     public var remedy: String
     /// Confirmed by a test-acquire (`--force`).
     public var proven: Bool
+    /// The holder's host when it is not a local process (gluster): from a statedump.
+    public var host: String? = nil
 }
 
 /// A reason that is not a lock.

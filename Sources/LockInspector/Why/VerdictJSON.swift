@@ -50,11 +50,12 @@ extension QemuFailure: Encodable {
 
 extension Blocker: Encodable {
     enum CodingKeys: String, CodingKey {
-        case pid, command, args, vm, user, started, fd, openMode, scheme, holds, via, lock, conflict, remedy, proven
+        case pid, host, command, args, vm, user, started, fd, openMode, scheme, holds, via, lock, conflict, remedy, proven
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(pid, forKey: .pid)
+        try c.encode(host, forKey: .host)
         try c.encode(command, forKey: .command)
         try c.encode(args, forKey: .args)
         try c.encode(vm, forKey: .vm)
