@@ -321,7 +321,8 @@ final class AuditCommandTests: XCTestCase {
         var removed = 0
         var kept = 0
         var attempts = 0
-        while (removed < 3 || kept < 1) && attempts < 100 && holder.isRunning {
+        // At least 30 rounds, however fast a scan is: the race must run long enough to matter.
+        while (removed < 3 || kept < 1 || attempts < 30) && attempts < 200 && holder.isRunning {
             attempts += 1
             let r = try Run.locksmith(["audit", "--json", "--fix", "--lock-dir", locks])
             let top = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? JSON)
@@ -336,7 +337,7 @@ final class AuditCommandTests: XCTestCase {
         let result = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             .split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         XCTAssertEqual(result.count, 2, "holder output")
-        XCTAssertGreaterThan(result.first ?? 0, 50, "the holder never got going")
+        XCTAssertGreaterThan(result.first ?? 0, 20, "the holder never got going")
         XCTAssertEqual(result.last, 0, "a held lock file was removed under its holder")
         XCTAssertGreaterThanOrEqual(removed, 3, "--fix never removed the file between holds: the race was not run")
     }
