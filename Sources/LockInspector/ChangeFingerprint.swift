@@ -47,6 +47,7 @@ public final class SnapshotCache: @unchecked Sendable {
         guard let l = last, l.fingerprint == fingerprint, monotonicSeconds() - l.taken < maxAge else { return nil }
         var s = l.snapshot
         s.generated = Date()
+        s.isRepeat = true
         return s
     }
 

@@ -6,6 +6,9 @@ import ImageLock
 public struct Snapshot: Sendable, Equatable {
     public var host: String
     public var generated: Date
+    /// True when this repeats the previous snapshot because nothing it depends on changed
+    /// (SnapshotCache): a live view can keep its rows as they are.
+    public var isRepeat = false
     /// Images with locks (or lock files), in a stable order: known paths sorted, then unknown.
     public var images: [ImageLocks]
     /// Every `.qemu-*.lock` entry found in the lock dirs, held or not.

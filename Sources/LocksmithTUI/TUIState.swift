@@ -85,6 +85,8 @@ public enum Overlay: Equatable, Sendable {
 /// `handle` is the only way it changes.
 public struct TUIState: Sendable {
     public private(set) var snapshot: Snapshot?
+    /// The image paths and files that findings name (rows marked `!`).
+    private var flagged: Set<String> = []
     /// The rows shown: filtered and sorted.
     public private(set) var rows: [LockRow] = []
     /// Index into `rows`.
@@ -142,10 +144,9 @@ public struct TUIState: Sendable {
 
     /// Whether a finding names this row's image (or one of its lock files).
     public func isFlagged(_ row: LockRow) -> Bool {
-        guard let findings = snapshot?.findings, !findings.isEmpty else { return false }
-        return findings.contains { f in
-            (f.image != nil && f.image == row.image.path) || f.files.contains { row.image.lockFiles.contains($0) }
-        }
+        guard !flagged.isEmpty else { return false }
+        if let p = row.image.path, flagged.contains(p) { return true }
+        return row.image.lockFiles.contains { flagged.contains($0) }
     }
 
     public var selectedRow: LockRow? { rows.indices.contains(selected) ? rows[selected] : nil }
@@ -171,10 +172,15 @@ public struct TUIState: Sendable {
         case .snapshot(let s):
             scanning = false
             scanError = nil
+            let reused = s.isRepeat && snapshot != nil
             snapshot = s
             lastRefresh = s.generated
             refreshes += 1
-            rebuildRows()
+            // The same scan again (nothing changed on the host): the rows stand as they are.
+            if !reused {
+                flagged = Set(s.findings.flatMap { f in (f.image.map { [$0] } ?? []) + f.files })
+                rebuildRows()
+            }
             return Reaction(.redraw)
         case .scanFailed(let why):
             scanning = false

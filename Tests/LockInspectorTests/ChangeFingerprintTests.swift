@@ -38,6 +38,8 @@ final class ChangeFingerprintTests: XCTestCase {
         cache.store(snap, fp)
         XCTAssertEqual(cache.reusable(ChangeFingerprint.read(options))?.host, "h")
         XCTAssertNotEqual(cache.reusable(fp)?.generated, snap.generated, "a reused snapshot is dated now")
+        XCTAssertEqual(cache.reusable(fp)?.isRepeat, true)
+        XCTAssertFalse(snap.isRepeat)
         try "1: POSIX  ADVISORY  WRITE 1 fe:00:1 0 EOF\n".write(toFile: dir.file("locks"), atomically: false, encoding: .utf8)
         XCTAssertNil(cache.reusable(ChangeFingerprint.read(options)), "the lock table changed")
         cache.invalidate()

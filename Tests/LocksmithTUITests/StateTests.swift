@@ -104,6 +104,20 @@ final class KeyHandlingTests: XCTestCase {
         XCTAssertTrue(list.split(separator: "\n").contains { $0.hasPrefix("!") && $0.contains("backup.raw") }, list)
     }
 
+    func testARepeatedSnapshotKeepsTheRowsAndUpdatesTheRefreshTime() {
+        var s = Fixtures.state()
+        let rows = s.rows
+        var again = Fixtures.snapshot([Fixtures.webImage])
+        again.isRepeat = true
+        again.generated = Fixtures.now.addingTimeInterval(2)
+        s.handle(.snapshot(again))
+        XCTAssertEqual(s.rows, rows, "a repeat is the same scan: rows are not redone")
+        XCTAssertEqual(s.lastRefresh, again.generated)
+        again.isRepeat = false
+        s.handle(.snapshot(again))
+        XCTAssertEqual(s.rows.count, Fixtures.webImage.holders.count + Fixtures.webImage.waiters.count)
+    }
+
     func testRefreshAsksForAScan() {
         var s = Fixtures.state()
         XCTAssertTrue(s.handle(.key(.char("r"))).flags.contains(.rescan))
