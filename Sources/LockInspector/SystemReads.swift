@@ -230,21 +230,7 @@ enum SystemReads {
 
     /// A /proc pseudo-file as raw bytes (cmdline has NULs).
     static func readProcBytes(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return out.isEmpty ? nil : out
-            }
-            if n == 0 { break }
-            out.append(contentsOf: buf[0..<n])
-        }
-        return out
+        ProcFS.readBytes(path)
     }
 
     /// Reads a /proc file made by one `show` call (fdinfo, status): a read shorter than the
