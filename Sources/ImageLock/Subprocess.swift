@@ -2,6 +2,33 @@
 import Glibc
 #endif
 
+/// posix_spawn with what a child of locksmith should start with, whatever locksmith
+/// blocked or ignored: an empty signal mask and default dispositions for the signals
+/// locksmith itself waits for (INT, TERM, HUP, CHLD) and for PIPE.
+public enum CleanSpawn {
+    /// Spawns `argv` (argv[0] as a path, or looked up on PATH with `searchPath`); returns
+    /// posix_spawn's result (0 or an errno). The corresponding C function is `posix_spawn`.
+    public static func spawn(_ pid: inout pid_t, _ argv: [String], fileActions: UnsafeMutablePointer<posix_spawn_file_actions_t>?,
+                             searchPath: Bool) -> Int32 {
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+        cargs.append(nil)
+        defer { for p in cargs { free(p) } }
+        return searchPath ? posix_spawnp(&pid, argv[0], fileActions, &attr, cargs, environ)
+            : posix_spawn(&pid, argv[0], fileActions, &attr, cargs, environ)
+    }
+}
+
 /// Runs a helper program (the `gluster` CLI) to its end and captures what it printed,
 /// killing it when it runs past a deadline. stdin is /dev/null.
 enum Subprocess {
@@ -40,23 +67,8 @@ enum Subprocess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
-        cargs.append(nil)
-        defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, environ)
+        let rc = CleanSpawn.spawn(&pid, argv, fileActions: &actions, searchPath: false)
         close(outPipe[1])
         close(errPipe[1])
         guard rc == 0 else {

@@ -1,3 +1,4 @@
+import ImageLock
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,23 +27,8 @@ enum ChildProcess {
         pthread_sigmask(SIG_BLOCK, &set, &old)
         defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
 
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in forwarded + [SIGCHLD, SIGPIPE] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
-        cargs.append(nil)
-        defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, argv[0], nil, &attr, cargs, environ)
+        let rc = CleanSpawn.spawn(&pid, argv, fileActions: nil, searchPath: true)
         if rc != 0 { throw SpawnError(command: argv[0], errno: rc) }
 
         var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
