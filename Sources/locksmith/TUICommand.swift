@@ -89,7 +89,13 @@ extension Locksmith {
                 complain("\(error)")
                 throw Status.couldNotCheck
             }
-            if case .signal(let s) = exit { throw ExitCode(128 + s) }
+            // The terminal is restored. A scan or an action may still be running on its thread
+            // (the TUI never waits for one): leave now, without running exit handlers that
+            // would free memory under those threads' feet. The kernel drops every lock.
+            var status: Int32 = 0
+            if case .signal(let s) = exit { status = 128 + s }
+            fflush(nil)
+            _exit(status)
         }
     }
 }

@@ -283,6 +283,21 @@ final class TUITerminalTests: XCTestCase {
         try pane.waitFor("EXIT=0")
     }
 
+    func testQuitDuringAScanExitsCleanly() throws {
+        // Many candidate images make each scan take a while: q arrives while one runs.
+        let images = dir.file("images")
+        for i in 0..<20000 { _ = FileManager.default.createFile(atPath: "\(images)/img-\(i).raw", contents: nil) }
+        for round in 0..<3 {
+            let pane = try TmuxPane(width: 100, height: 30)
+            try pane.type(tui("--interval 0.1"))
+            try pane.waitFor("scanning") { $0.contains("scanning") || $0.contains(" *") }
+            try pane.keys("q")
+            // The shell prints the TUI's status on a line of its own (the command line has "EXIT=$?").
+            let screen = try pane.waitFor("a line EXIT=N", timeout: 20) { $0.split(separator: "\n").contains { $0.hasPrefix("EXIT=") } }
+            XCTAssertTrue(screen.split(separator: "\n").contains("EXIT=0"), "round \(round):\n\(screen)")
+        }
+    }
+
     func testTwoReadOnlyQemusOfOneBaseAreTwoRows() throws {
         let image = try Qemu.createImage(dir.file("images/base.qcow2"))
         let readers = try (0..<2).map { _ in
