@@ -156,19 +156,6 @@ struct ScanOptions: ParsableArguments {
         }
     }
 
-    /// The same options as command-line words, to hand them on to another subcommand.
-    var arguments: [String] {
-        var words: [String] = lockDirectories.flatMap { ["--lock-dir", $0] }
-        words += imageDirectories.flatMap { ["--images", $0] }
-        words += ["--proc", procRoot]
-        words += glusterVolumes.flatMap { ["--gluster", $0] }
-        if let p = glusterPath { words += ["--gluster-path", p] }
-        if allFiles { words.append("--all-files") }
-        if !glusterVolumes.isEmpty { words += ["--timeout", "\(timeout)"] }
-        if force { words.append("--force") }
-        return words
-    }
-
     var inspectorOptions: InspectorOptions {
         var o = InspectorOptions(procRoot: procRoot,
                                  lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,

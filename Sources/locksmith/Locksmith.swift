@@ -41,9 +41,13 @@ extension Locksmith {
 
         func run() throws {
             if isatty(STDOUT_FILENO) == 1 && isatty(STDIN_FILENO) == 1 {
-                try Tui.parse(scan.arguments).run()
+                var tui = try Tui.parse([])
+                tui.scan = scan
+                try tui.run()
             } else {
-                try List.parse(scan.arguments).run()
+                var list = try List.parse([])
+                list.scan = scan
+                try list.run()
             }
         }
     }

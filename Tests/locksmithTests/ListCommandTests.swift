@@ -169,4 +169,16 @@ final class ListCommandTests: XCTestCase {
         XCTAssertTrue(rows.contains { $0.prefix(4) == [s.held, "lockfile", "held", "-"] }, t.stdout)
         XCTAssertTrue(t.stderr.contains("could not be looked at"), t.stderr)
     }
+
+    /// `locksmith` alone, not on a terminal, is `list` with the same options.
+    func testNoSubcommandListsWithTheGivenOptions() throws {
+        let dir = TempDir("browse")
+        let lockFile = dir.file(".qemu-" + String(repeating: "ab", count: 20) + ".lock")
+        XCTAssertTrue(FileManager.default.createFile(atPath: lockFile, contents: Data()))
+        let r = try Run.locksmith(["--lock-dir", dir.path])
+        XCTAssertEqual(r.status, 0, "\(r)")
+        XCTAssertTrue(r.stdout.hasPrefix("IMAGE "), r.stdout)
+        XCTAssertTrue(r.stdout.contains("<unknown> \(lockFile)"), "the --lock-dir was used: \(r.stdout)")
+    }
+
 }
