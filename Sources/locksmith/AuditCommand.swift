@@ -17,20 +17,12 @@ struct AuditScanOptions: ParsableArguments {
         }
     }
 
-    var inspector: InspectorOptions {
-        var o = scan.inspectorOptions
-        o.findWriters = true
-        return o
-    }
-
-    var auditor: Auditor { Auditor(inspector, waitThreshold: waitThreshold) }
+    var inspector: InspectorOptions { scan.inspectorOptions }
 
     /// A snapshot with its findings; exit 2 when /proc cannot be read.
     func snapshot() throws -> Snapshot {
         do {
-            var s = try Inspector(inspector).snapshot()
-            auditor.annotate(&s)
-            return s
+            return try Auditor.snapshot(inspector, waitThreshold: waitThreshold)
         } catch let e as InspectorError {
             complain(e.description)
             throw Status.couldNotCheck

@@ -60,12 +60,9 @@ extension Locksmith {
                 // Idle costs little: while the lock table and lock dirs are unchanged, the last
                 // snapshot is reused (a full scan still runs at least every 30 s, and on `r`).
                 snapshot: {
-                    var o = options
-                    o.findWriters = true
-                    let fingerprint = ChangeFingerprint.read(o)
+                    let fingerprint = ChangeFingerprint.read(options)
                     if let s = cache.reusable(fingerprint) { return s }
-                    var s = try Inspector(o).snapshot()
-                    Auditor(o).annotate(&s)
+                    let s = try Auditor.snapshot(options)
                     cache.store(s, fingerprint)
                     return s
                 },

@@ -27,6 +27,16 @@ public struct Auditor: Sendable {
         return AuditRules.all(snapshot, facts)
     }
 
+    /// A snapshot taken as the audit needs it (with the writers of image files, which its
+    /// rules judge) and its findings set: what `audit`, `watch` and the TUI show.
+    public static func snapshot(_ options: InspectorOptions, waitThreshold: Double = 30) throws -> Snapshot {
+        var o = options
+        o.findWriters = true
+        var s = try Inspector(o).snapshot()
+        Auditor(o, waitThreshold: waitThreshold).annotate(&s)
+        return s
+    }
+
     /// Sets `snapshot.findings`.
     public func annotate(_ snapshot: inout Snapshot) {
         snapshot.findings = findings(snapshot)
