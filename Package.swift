@@ -23,8 +23,8 @@ let package = Package(
         .target(name: "CLinux"),
         // System libcrypto (SHA-1, SHA-256) through a module map.
         .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
-        // System libgfapi through a module map (not pkgConfig: SwiftPM cannot parse glusterfs-api.pc).
-        .systemLibrary(name: "CGlusterAPI", providers: [.apt(["libglusterfs-dev"])]),
+        // System libgfapi: glfs.h's prototypes, the library loaded on first use (CGlusterAPI.h).
+        .target(name: "CGlusterAPI"),
         // The locking core shared with other tools: schemes, lock paths, acquire/test/release.
         .target(
             name: "ImageLock",

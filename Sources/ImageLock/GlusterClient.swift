@@ -1,6 +1,7 @@
-// The one place where the locking core calls libgfapi (FACTS.md §6). Built only with the
-// package trait "Gluster"; without it `GlusterClient.available` is false and nothing here
-// touches libgfapi.
+// The one place where the locking core calls libgfapi (FACTS.md §6), through CGlusterAPI's
+// cgluster_* functions, which load the library on first use. Built only with the package
+// trait "Gluster"; without it `GlusterClient.available` is false and nothing here touches
+// libgfapi.
 #if Gluster
 import CGlusterAPI
 #endif
@@ -18,6 +19,9 @@ import Glibc
 final class GlusterClient: @unchecked Sendable {
     static let available = true
 
+    /// Why libgfapi cannot be loaded (it is loaded on first use, not at start); nil when it is.
+    static var loadFailure: String? { cgluster_unavailable().map { String(cString: $0) } }
+
     let url: GlusterURL
     private let fs: OpaquePointer
 
@@ -31,15 +35,15 @@ final class GlusterClient: @unchecked Sendable {
     /// volume; ENOTCONN: no glusterd).
     /// The corresponding C functions are `glfs_new`, `glfs_set_volfile_server` and `glfs_init`.
     static func connect(_ url: GlusterURL) -> Result<GlusterClient, Errno> {
-        guard let fs = glfs_new(url.volume) else { return .failure(Errno(errno)) }
-        if glfs_set_volfile_server(fs, "tcp", url.host, Int32(url.port)) != 0 {
+        guard let fs = cgluster_new(url.volume) else { return .failure(Errno(errno)) }
+        if cgluster_set_volfile_server(fs, "tcp", url.host, Int32(url.port)) != 0 {
             let e = errno
             finiInBackground(fs)
             return .failure(Errno(e == 0 ? EINVAL : e))
         }
         let log = getenv("LOCKSMITH_GLUSTER_LOG").map { String(cString: $0) } ?? "/dev/null"
-        _ = glfs_set_logging(fs, log, 7)
-        if glfs_init(fs) != 0 {
+        _ = cgluster_set_logging(fs, log, 7)
+        if cgluster_init(fs) != 0 {
             let e = errno
             // A failed glfs_t still owns threads and memory: release it off this path.
             finiInBackground(fs)
@@ -51,18 +55,18 @@ final class GlusterClient: @unchecked Sendable {
     /// Opens `path` (read-write for a write lock, else read-only) and checks that it is a
     /// regular file. The corresponding C functions are `glfs_open` and `glfs_fstat`.
     func open(_ path: String, write: Bool) -> Result<GlusterFile, GlusterOpenFailure> {
-        guard let fd = glfs_open(fs, path, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC) else {
+        guard let fd = cgluster_open(fs, path, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC) else {
             return .failure(.errno(Errno(errno)))
         }
         var st = stat()
-        if glfs_fstat(fd, &st) != 0 {
+        if cgluster_fstat(fd, &st) != 0 {
             let e = errno
-            _ = glfs_close(fd)
+            _ = cgluster_close(fd)
             return .failure(.errno(Errno(e)))
         }
         let kind = FileKind(mode: st.st_mode)
         guard kind == .regular else {
-            _ = glfs_close(fd)
+            _ = cgluster_close(fd)
             return .failure(.notRegular(kind))
         }
         return .success(GlusterFile(fd: fd))
@@ -72,14 +76,14 @@ final class GlusterClient: @unchecked Sendable {
     /// (from the stat that readdirplus returns with it, so no d_type guessing).
     /// The corresponding C functions are `glfs_opendir`, `glfs_readdirplus_r` and `glfs_closedir`.
     func entries(of path: String, limit: Int) -> Result<[(name: String, kind: FileKind)], Errno> {
-        guard let dir = glfs_opendir(fs, path) else { return .failure(Errno(errno)) }
-        defer { _ = glfs_closedir(dir) }
+        guard let dir = cgluster_opendir(fs, path) else { return .failure(Errno(errno)) }
+        defer { _ = cgluster_closedir(dir) }
         var out: [(name: String, kind: FileKind)] = []
         var st = stat()
         var entry = dirent()
         var result: UnsafeMutablePointer<dirent>?
         while out.count < limit {
-            let rc = glfs_readdirplus_r(dir, &st, &entry, &result)
+            let rc = cgluster_readdirplus_r(dir, &st, &entry, &result)
             if rc != 0 { return .failure(Errno(rc > 0 ? rc : errno)) }
             guard result != nil else { break }
             let name = withUnsafeBytes(of: entry.d_name) { raw in
@@ -97,7 +101,7 @@ final class GlusterClient: @unchecked Sendable {
 
     private static func finiInBackground(_ fs: OpaquePointer) {
         let handle = UncheckedPointer(fs)
-        DetachedCall.detach { _ = glfs_fini(handle.pointer) }
+        DetachedCall.detach { _ = cgluster_fini(handle.pointer) }
     }
 }
 
@@ -117,7 +121,7 @@ final class GlusterFile: @unchecked Sendable {
     func setOwner(_ owner: [UInt8]) -> Result<Void, Errno> {
         guard let fd else { return .failure(Errno(EBADF)) }
         var bytes = owner
-        let rc = bytes.withUnsafeMutableBytes { glfs_fd_set_lkowner(fd, $0.baseAddress, Int32($0.count)) }
+        let rc = bytes.withUnsafeMutableBytes { cgluster_fd_set_lkowner(fd, $0.baseAddress, Int32($0.count)) }
         return rc == 0 ? .success(()) : .failure(Errno(errno))
     }
 
@@ -137,7 +141,7 @@ final class GlusterFile: @unchecked Sendable {
     func set(type: LockType, range: ByteRange, pid: Int32) -> Result<Bool, Errno> {
         guard let fd else { return .failure(Errno(EBADF)) }
         var fl = GlusterFile.request(type == .write ? Int16(F_WRLCK) : Int16(F_RDLCK), range, pid: pid)
-        if glfs_posix_lock(fd, F_SETLK, &fl) == 0 { return .success(true) }
+        if cgluster_posix_lock(fd, F_SETLK, &fl) == 0 { return .success(true) }
         let e = errno
         return e == EAGAIN || e == EACCES ? .success(false) : .failure(Errno(e))
     }
@@ -149,7 +153,7 @@ final class GlusterFile: @unchecked Sendable {
     func test(type: LockType, range: ByteRange) -> Result<BlockingLock?, Errno> {
         guard let fd else { return .failure(Errno(EBADF)) }
         var fl = GlusterFile.request(type == .write ? Int16(F_WRLCK) : Int16(F_RDLCK), range, pid: getpid())
-        guard glfs_posix_lock(fd, F_GETLK, &fl) == 0 else { return .failure(Errno(errno)) }
+        guard cgluster_posix_lock(fd, F_GETLK, &fl) == 0 else { return .failure(Errno(errno)) }
         if fl.l_type == Int16(F_UNLCK) { return .success(nil) }
         return .success(BlockingLock(type: fl.l_type == Int16(F_RDLCK) ? .read : .write,
                                      range: ByteRange(start: Int64(fl.l_start), length: Int64(fl.l_len)),
@@ -160,14 +164,14 @@ final class GlusterFile: @unchecked Sendable {
     func unlock(range: ByteRange) {
         guard let fd else { return }
         var fl = GlusterFile.request(Int16(F_UNLCK), range, pid: getpid())
-        _ = glfs_posix_lock(fd, F_SETLK, &fl)
+        _ = cgluster_posix_lock(fd, F_SETLK, &fl)
     }
 
     /// The corresponding C function is `glfs_close`.
     func close() {
         guard let fd else { return }
         self.fd = nil
-        _ = glfs_close(fd)
+        _ = cgluster_close(fd)
     }
 }
 
@@ -180,5 +184,6 @@ struct UncheckedPointer: @unchecked Sendable {
 /// Stand-in when the package is built without the "Gluster" trait.
 enum GlusterClient {
     static let available = false
+    static var loadFailure: String? { nil }
 }
 #endif

@@ -174,6 +174,9 @@ extension ImageLocker {
             throw ImageLockError.unsupported(
                 "\(url): this locksmith was built without Gluster support (package trait \"Gluster\" disabled)")
         }
+        if let why = GlusterClient.loadFailure {
+            throw ImageLockError.unsupported("\(url): libgfapi cannot be loaded (\(why)); install Debian's libgfapi0 package")
+        }
     }
 
     #if Gluster

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LockInspector
 
 @main
 struct Locksmith: ParsableCommand {
@@ -23,6 +24,14 @@ struct Locksmith: ParsableCommand {
                       ClearLocks.self],
         defaultSubcommand: Browse.self
     )
+
+    /// `why` starts reading the kernel's lock table before its arguments are parsed: the
+    /// first read of /proc/locks waits for an RCU grace period (file_rwsem taken for
+    /// writing; ~10 ms here), which this overlaps with the rest of the start.
+    static func main() {
+        if CommandLine.arguments.dropFirst().first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
+        main(nil)
+    }
 }
 
 enum LocksmithVersion {

@@ -83,6 +83,9 @@ extension Locksmith {
             }
         }
 
+        /// The kernel's lock table, being read since the process started (`Locksmith.main`).
+        nonisolated(unsafe) static var earlyTable: KernelTablePrefetch?
+
         /// The verdict for `image`, from the inspector in focus mode (only its chain and its
         /// lock files are looked at); with `force`, proven by test-acquiring through the core.
         static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool,
@@ -93,7 +96,8 @@ extension Locksmith {
                 return GlusterWhy.verdict(GlusterWhy.gather(named: image, intent: intent, force: force, locker: locker, cli: cli))
             }
             // The kernel's lock table is read while the image's own facts are gathered.
-            let table = Inspector.prefetchKernelTable()
+            let table = earlyTable ?? Inspector.prefetchKernelTable()
+            earlyTable = nil
             var input = WhyFacts.gather(named: image, intent: intent, lockDirectories: dirs)
             // Only what concerns this image: its chain members and its lock files.
             let members = input.chain.map(\.file).filter { $0.exists && $0.isDisk }

@@ -46,6 +46,20 @@ final class LockCommandsTests: XCTestCase {
         XCTAssertTrue(ProcLocks.rows(for: lockFile).isEmpty, "try leaves no lock behind")
     }
 
+    /// libgfapi (and its fifteen libraries) is loaded only by what uses Gluster.
+    func testLibgfapiIsNotLoadedWithoutGluster() throws {
+        let dir = TempDir("cli-nogfapi")
+        let image = dir.makeFile("disk.img")
+        let holder = try Background(Run.locksmith, ["hold", "--lock-dir", dir.path, image, "--", "sleep", "30"])
+        defer { holder.stop() }
+        holder.waitForLocks(on: dir.path + "/" + ImageLocker.lockFileName(realPath: image))
+        let maps = String(decoding: try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(holder.pid)/maps"))
+            .readToEnd() ?? Data(), as: UTF8.self)
+        XCTAssertTrue(maps.contains("libcrypto"), "the maps are read")
+        XCTAssertFalse(maps.contains("libgfapi"), maps)
+        XCTAssertFalse(maps.contains("libglusterfs"), maps)
+    }
+
     func testSharedHoldersCoexist() throws {
         let dir = TempDir("cli-shared")
         let image = dir.makeFile("disk.img")
