@@ -6,6 +6,18 @@ import Glibc
 /// are memcmp without reference counting; a 16-byte key after the bytes every string
 /// shares settles most of them with two integer compares.
 enum ByteOrder {
+    /// Whether `a` comes before `b` in byte order.
+    static func precedes(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                let n = min(x.count, y.count)
+                let c = n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n)
+                return c != 0 ? c < 0 : x.count < y.count
+            }
+        }
+    }
+
     /// The indices of `strings` in ascending byte order (stable).
     static func sortedIndices(_ strings: [String]) -> [Int] {
         guard strings.count > 1 else { return Array(strings.indices) }

@@ -76,3 +76,88 @@ extension SystemReads {
         return r < 0 ? nil : r == 0
     }
 }
+
+/// Reads of fd entries relative to their process's /proc/PID/fd and /proc/PID/fdinfo dirs,
+/// each opened once per process and kept while the next fds are the same process's (the fd
+/// pass lists them by process): one lookup of the fd's name per read, not a path walk from
+/// /. Used by one thread; `close()` when done.
+struct ProcessFDReader {
+    let procRoot: String
+    private var pid: Int32 = -1
+    private var fdDir: Int32 = -1
+    private var infoDir: Int32 = -1
+    private var buffer = [UInt8](repeating: 0, count: 16384)
+
+    init(procRoot: String) {
+        self.procRoot = procRoot
+    }
+
+    mutating func close() {
+        if fdDir >= 0 { Glibc.close(fdDir) }
+        if infoDir >= 0 { Glibc.close(infoDir) }
+        (fdDir, infoDir, pid) = (-1, -1, -1)
+    }
+
+    private mutating func dirs(_ pid: Int32) {
+        guard pid != self.pid else { return }
+        close()
+        self.pid = pid
+    }
+
+    private mutating func dir(_ which: WritableKeyPath<ProcessFDReader, Int32>, _ name: String) -> Int32 {
+        if self[keyPath: which] < 0 {
+            self[keyPath: which] = open("\(procRoot)/\(pid)/\(name)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        }
+        return self[keyPath: which]
+    }
+
+    /// `body` with the fd number as a C string.
+    private func name<T>(_ fd: Int32, _ body: (UnsafePointer<CChar>) -> T) -> T {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 12) { buf in
+            var v = UInt32(bitPattern: fd), i = 11
+            buf[i] = 0
+            repeat {
+                i -= 1
+                buf[i] = CChar(UInt8(ascii: "0") + UInt8(v % 10))
+                v /= 10
+            } while v > 0
+            return body(buf.baseAddress! + i)
+        }
+    }
+
+    /// fdinfo of the fd, parsed; nil when it is gone or unreadable.
+    mutating func info(pid: Int32, fd: Int32) -> FDInfo? {
+        dirs(pid)
+        let dir = dir(\.infoDir, "fdinfo")
+        guard dir >= 0 else { return nil }
+        let file = name(fd) { openat(dir, $0, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) }
+        guard file >= 0 else { return nil }
+        defer { Glibc.close(file) }
+        var n: Int
+        repeat { n = buffer.withUnsafeMutableBytes { read(file, $0.baseAddress!, $0.count) } } while n < 0 && errno == EINTR
+        guard n > 0 else { return nil }
+        return buffer.withUnsafeBufferPointer { FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) }
+    }
+
+    /// The fd's access mode as open flags, from the mode bits of its link (`fdOpenFlags`).
+    mutating func openFlags(pid: Int32, fd: Int32) -> UInt32? {
+        dirs(pid)
+        let dir = dir(\.fdDir, "fd")
+        guard dir >= 0 else { return nil }
+        var st = stat()
+        guard name(fd, { fstatat(dir, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else { return nil }
+        return SystemReads.openFlags(linkMode: st.st_mode)
+    }
+
+    /// The fd's link: the path it was opened by (or `pipe:[…]`, `socket:[…]`).
+    mutating func link(pid: Int32, fd: Int32) -> String? {
+        dirs(pid)
+        let dir = dir(\.fdDir, "fd")
+        guard dir >= 0 else { return nil }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buf -> String? in
+            let n = name(fd) { readlinkat(dir, $0, UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: CChar.self), 4096) }
+            guard n >= 0 else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: buf[0..<n]), as: UTF8.self)
+        }
+    }
+}

@@ -119,6 +119,16 @@ public struct Inspector: Sendable {
 
 // MARK: - The scan
 
+/// What a scan builds for itself, handed to `Parallel.release` when done.
+struct ScanTables: @unchecked Sendable {
+    var rowsByFile: [FileKey: [KernelLock]]
+    var rows: [KernelLock]
+    var fds: Scan.FDPass
+    var procs: Scan.ProcessScan
+    var candidates: Scan.Candidates
+    var lockFileKeys: [FileKey: Int]
+}
+
 /// A file by device and inode, as /proc/locks names it.
 struct FileKey: Hashable, Comparable {
     var device: DeviceID?
@@ -186,17 +196,21 @@ struct Scan {
         // locks here).
         let table = prefetched ?? KernelTableReader(path: procRoot + "/locks")
 
-        // 2. Lock dirs and lease dirs: readdir only; the dir's device plus d_ino is the key.
-        let t1 = now()
+        // 2. Lock dirs and lease dirs (readdir only), and the candidate images named by
+        // directories (walked and hashed), each on its own thread while /proc is scanned.
         var lockFiles: [LockFileEntry] = []
         var leaseFiles: [LockFileEntry] = []
+        var lockDirs: ThreadWork<LockDirectories>?
+        var imageDirs: ThreadWork<ImageDirectories>?
         if let focus = options.focus {
             (lockFiles, leaseFiles) = focusedFiles(focus)
         } else {
-            for dir in options.lockDirectories { lockFiles += scanLockDirectory(dir) }
-            for dir in options.leaseDirectories { leaseFiles += scanLeaseDirectory(dir) }
+            let o = options
+            lockDirs = ThreadWork { LockDirectories.read(lockDirectories: o.lockDirectories, leaseDirectories: o.leaseDirectories) }
+            if !o.imageDirectories.isEmpty || !o.libvirtDirectories.isEmpty {
+                imageDirs = ThreadWork { ImageDirectories.read(imageDirectories: o.imageDirectories, libvirtDirectories: o.libvirtDirectories) }
+            }
         }
-        t.lockDirectories = now() - t1
 
         // 3. The processes, in two steps: every fd's target inode (one statx each, while
         // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
@@ -204,7 +218,6 @@ struct Scan {
         // only POSIX rows, only their pids.
         let t2 = now()
         bootTime = ProcessDetails.bootTime(procRoot: procRoot)
-        let needPaths = options.focus == nil && (!lockFiles.isEmpty || !leaseFiles.isEmpty)
         var fds = FDPass()
         var searchOrder: [Int32]?
         if let focus = options.focus {
@@ -216,6 +229,12 @@ struct Scan {
             fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), timings: &t)
         }
         t.processes = now() - t2
+        if let dirs = lockDirs?.wait() {
+            (lockFiles, leaseFiles) = (dirs.lockFiles, dirs.leaseFiles)
+            unseen.insert(contentsOf: dirs.unseen, at: 0)
+            t.lockDirectories = dirs.seconds
+        }
+        let needPaths = options.focus == nil && (!lockFiles.isEmpty || !leaseFiles.isEmpty)
 
         let (parsed, readErrno, readTime) = table.wait()
         t.kernelLocks = readTime
@@ -258,23 +277,29 @@ struct Scan {
                 fds = listOpenFiles(pids: named, timings: &t)
             }
         }
-        let lockFileKeys = Dictionary(lockFiles.map { (FileKey(device: $0.device, inode: $0.inode), $0.path) },
-                                      uniquingKeysWith: { a, _ in a })
+        // Each lock file by key (of hard links, the first in byte order).
+        var lockFileKeys: [FileKey: Int] = [:]
+        lockFileKeys.reserveCapacity(lockFiles.count)
+        for i in lockFiles.indices.reversed() { lockFileKeys[FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)] = i }
         var locked: [UInt64: [KernelLock]] = [:]
         for r in held { if let i = r.inode { locked[i, default: []].append(r) } }
-        var procs = readHolders(fds, locked: locked, lockFilePaths: lockFileKeys, paths: needPaths,
+        var procs = readHolders(fds, locked: locked, lockFiles: (lockFiles, lockFileKeys), paths: needPaths,
                                 writers: options.findWriters && options.focus == nil, timings: &t)
         // An OFD lock that no fd on its inode lists (a /proc copy whose fd links mislead,
         // a filesystem whose st_ino differs from the kernel's lock inode): read every
         // fdinfo after all, as the kernel's own lists are the ground truth.
         if fds.live && procs.hidden.isEmpty && held.contains(where: { $0.pid == nil && procs.shapes[$0.shape] == nil }) {
-            procs = readHolders(fds, locked: nil, lockFilePaths: lockFileKeys, paths: needPaths,
+            procs = readHolders(fds, locked: nil, lockFiles: (lockFiles, lockFileKeys), paths: needPaths,
                                 writers: options.findWriters && options.focus == nil, timings: &t)
         }
         t.processes += now() - t2b
-        for i in lockFiles.indices {
-            lockFiles[i].held = rowsByFile[FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)]?
-                .contains { !$0.isWaiter } ?? false
+        for (key, fileRows) in rowsByFile where fileRows.contains(where: { !$0.isWaiter }) {
+            if let i = lockFileKeys[key] { lockFiles[i].held = true }
+        }
+        for i in lockFiles.indices where !lockFiles[i].held {
+            // Hard links: every name of a held file is held.
+            let key = FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)
+            if let first = lockFileKeys[key], first != i { lockFiles[i].held = lockFiles[first].held }
         }
         for i in leaseFiles.indices {
             leaseFiles[i].held = rowsByFile[FileKey(device: leaseFiles[i].device, inode: leaseFiles[i].inode)]?
@@ -283,18 +308,21 @@ struct Scan {
 
         // 4. Classify the locked files, map lock files to images, assemble.
         let t3 = now()
+        var named = imageDirs?.wait()
         if needPaths {
-            candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids)
+            candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids, named: &named)
         }
         // A held lock file whose key the kernel did not list under the dir's device
         // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
         let lockFileByPath = procs.keyByLink.isEmpty ? [:]
             : Dictionary(lockFiles.indices.map { (lockFiles[$0].path, $0) }, uniquingKeysWith: { a, _ in a })
         for (link, k) in procs.keyByLink {
-            if let i = lockFileByPath[link], !lockFiles[i].held {
+            guard let i = lockFileByPath[link] else { continue }
+            if !lockFiles[i].held {
                 lockFiles[i].held = true
                 lockFiles[i].device = k.device
             }
+            lockFileKeys[k] = i
         }
         mapLockFiles(&lockFiles, candidates: candidates, rowsByFile: rowsByFile, timings: &t)
         let bySHA256 = leaseFiles.isEmpty ? [:] : candidates.bySHA256()
@@ -305,73 +333,21 @@ struct Scan {
                 leaseFiles[i].mappedBy = c.source
             }
         }
-        let images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, leaseFiles: leaseFiles,
-                              procs: procs, candidates: candidates)
-        let writers = imageWriters(procs.writeOpens, images: images, lockFiles: lockFiles + leaseFiles,
-                                   candidates: needPaths ? candidates : nil)
+        let images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, lockFileKeys: lockFileKeys,
+                              leaseFiles: leaseFiles, procs: procs, candidates: candidates)
+        let allLockFiles = leaseFiles.isEmpty ? lockFiles : lockFiles + leaseFiles
+        let writers = imageWriters(procs.writeOpens, images: images, lockFiles: allLockFiles,
+                                   candidates: needPaths ? candidates : nil, named: named)
         t.mapping = now() - t3
+        // The scan's own tables (100k entries each on a big host) are freed off the caller's path.
+        Parallel.release(ScanTables(rowsByFile: rowsByFile, rows: rows, fds: fds, procs: procs, candidates: candidates,
+                                    lockFileKeys: lockFileKeys))
         t.total = now() - t0
         return Snapshot(host: SystemReads.hostName, generated: Date(), images: images,
-                        lockFiles: lockFiles + leaseFiles, unseen: unseen, writers: writers)
+                        lockFiles: allLockFiles, unseen: unseen, writers: writers)
     }
 
     // MARK: Lock dirs
-
-    /// `.qemu-*.lock` entries of one lock dir; nothing is opened or stat'ed per entry
-    /// unless the filesystem gives no d_type.
-    mutating func scanLockDirectory(_ dir: String) -> [LockFileEntry] {
-        scanDirectory(dir, label: "lock dir") { name in
-            // ".qemu-" ... ".lock"
-            var p = name
-            for c in ".qemu-".utf8 {
-                guard p.pointee == CChar(bitPattern: c) else { return false }
-                p += 1
-            }
-            let n = strlen(name)
-            return n > 11 && strcmp(name + n - 5, ".lock") == 0
-        }
-    }
-
-    /// virtlockd lease files: 64 hex digits.
-    mutating func scanLeaseDirectory(_ dir: String) -> [LockFileEntry] {
-        var isDir = ObjCBool(false)
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else { return [] }
-        return scanDirectory(dir, label: "virtlockd lease dir") { name in strlen(name) == 64 }
-    }
-
-    mutating func scanDirectory(_ dir: String, label: String,
-                                keep: (UnsafePointer<CChar>) -> Bool) -> [LockFileEntry] {
-        let device: DeviceID
-        switch SystemReads.status(dir) {
-        case .success(let s) where s.kind == .directory: device = s.device
-        case .success(let s):
-            unseen.append(Unseen(what: "\(label) \(dir)", why: "is a \(s.kind.rawValue), not a directory"))
-            return []
-        case .failure(let e):
-            unseen.append(Unseen(what: "\(label) \(dir)", why: e.text))
-            return []
-        }
-        let entries: [DirEntry]
-        switch SystemReads.entries(dir, where: keep) {
-        case .success(let e): entries = e
-        case .failure(let e):
-            unseen.append(Unseen(what: "\(label) \(dir)", why: e.text))
-            return []
-        }
-        let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
-        return ByteOrder.sortedIndices(entries.map(\.name)).map { entries[$0] }.map { e in
-            let path = base + "/" + e.name
-            var kind = e.kind
-            var dev = device
-            var inode = e.inode
-            if kind == nil, case .success(let s) = SystemReads.lstatus(path) {
-                kind = s.kind
-                dev = s.device
-                inode = s.inode
-            }
-            return LockFileEntry(path: path, kind: kind ?? .unknown, device: dev, inode: inode, held: false)
-        }
-    }
 
     /// The focused images' lock files and lease files, by lstat of their exact names
     /// (no directory listing); each is mapped to its image by name.
@@ -545,18 +521,20 @@ struct Scan {
     /// With `paths`, also the path of every open file that could be an image (candidates
     /// for naming lock files). A held lock file's path is known from its dir.
     /// The per-fd work (`examine`) runs on all cores; the results are merged in fd order.
-    mutating func readHolders(_ pass: FDPass, locked: [UInt64: [KernelLock]]?, lockFilePaths: [FileKey: String],
+    mutating func readHolders(_ pass: FDPass, locked: [UInt64: [KernelLock]]?,
+                              lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
                               paths: Bool, writers: Bool, timings t: inout SnapshotTimings) -> ProcessScan {
         var out = ProcessScan()
         out.pids = pass.pids
         out.hidden = pass.hidden
         let root = procRoot
         let findings = Parallel.chunks(pass.fds.count, chunk: 256) { range -> [FDFinding] in
-            var buffer = [UInt8](repeating: 0, count: 16384)
+            var reader = ProcessFDReader(procRoot: root)
+            defer { reader.close() }
             var found: [FDFinding] = []
             for i in range {
-                if let f = Scan.examine(pass.fds[i], procRoot: root, locked: locked, lockFilePaths: lockFilePaths,
-                                        paths: paths, writers: writers, buffer: &buffer) { found.append(f) }
+                if let f = Scan.examine(pass.fds[i], locked: locked, lockFiles: lockFiles,
+                                        paths: paths, writers: writers, reader: &reader) { found.append(f) }
             }
             return found
         }
@@ -573,35 +551,36 @@ struct Scan {
     }
 
     /// Step two for one fd; nil when it is neither a holder nor a candidate image.
-    static func examine(_ f: OpenFD, procRoot: String, locked: [UInt64: [KernelLock]]?, lockFilePaths: [FileKey: String],
-                        paths: Bool, writers: Bool, buffer: inout [UInt8]) -> FDFinding? {
+    static func examine(_ f: OpenFD, locked: [UInt64: [KernelLock]]?,
+                        lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
+                        paths: Bool, writers: Bool, reader: inout ProcessFDReader) -> FDFinding? {
         var out = FDFinding(fd: f)
-        let lockFile = f.device.flatMap { lockFilePaths[FileKey(device: $0, inode: f.inode)] }
+        let lockFile = f.device.flatMap { lockFiles.byKey[FileKey(device: $0, inode: f.inode)] }.map { lockFiles.entries[$0].path }
         if paths && lockFile == nil && (f.kind == nil || f.kind == .regular || f.kind == .blockDevice) {
-            out.link = SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)")
+            out.link = reader.link(pid: f.pid, fd: f.fd)
             out.candidate = out.link?.hasPrefix("/") ?? false
         }
         if let i = f.info {
             (out.flags, out.locks) = (i.flags, i.locks)
         } else if let rows = locked?[f.inode], let dev = f.device, rows.allSatisfy({ $0.kind == "POSIX" && $0.device == dev }) {
             let own = rows.filter { $0.pid == f.pid }
-            if !own.isEmpty, let mode = SystemReads.fdOpenFlags(procRoot: procRoot, pid: f.pid, fd: f.fd) {
+            if !own.isEmpty, let mode = reader.openFlags(pid: f.pid, fd: f.fd) {
                 (out.flags, out.locks) = (mode, own)
             }
         } else if locked == nil || locked?[f.inode] != nil {
             out.fdinfoRead = true
-            if let i = SystemReads.fdInfo(procRoot: procRoot, pid: f.pid, fd: f.fd, buffer: &buffer) {
+            if let i = reader.info(pid: f.pid, fd: f.fd) {
                 (out.flags, out.locks) = (i.flags, i.locks)
             }
         }
         if out.locks.first?.fileKey != nil && out.link == nil {
-            out.link = lockFile ?? SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)")
+            out.link = lockFile ?? reader.link(pid: f.pid, fd: f.fd)
         }
         if !(out.link?.hasPrefix("/") ?? false) { out.locks = [] }
         // Open for writing on something that may be an image: for the audit's writer rules.
         if writers, lockFile == nil, f.kind == nil || f.kind == .regular || f.kind == .blockDevice,
-           let flags = f.info?.flags ?? SystemReads.fdOpenFlags(procRoot: procRoot, pid: f.pid, fd: f.fd), flags & 3 != 0 {
-            if out.link == nil { out.link = SystemReads.readLink("\(procRoot)/\(f.pid)/fd/\(f.fd)") }
+           let flags = f.info?.flags ?? reader.openFlags(pid: f.pid, fd: f.fd), flags & 3 != 0 {
+            if out.link == nil { out.link = reader.link(pid: f.pid, fd: f.fd) }
             if let link = out.link, link.hasPrefix("/"), WriteOpen.mayBeImage(link) {
                 out.writeOpen = WriteOpen(pid: f.pid, fd: f.fd, link: link, flags: flags, inode: f.inode)
             }
@@ -621,37 +600,60 @@ struct Scan {
     struct Candidate {
         var path: String
         var source: String
+        /// Named as an image by an --images dir, libvirt XML or QEMU's args (not merely open).
+        var named = true
     }
 
     struct Candidates {
-        /// By the SHA-1 of the realpath (the lockfile scheme's name), first come first kept.
+        /// By the SHA-1 of the realpath (the lockfile scheme's name), the most trusted source
+        /// kept.
         var bySHA1: [SHA1Digest: Candidate] = [:]
-        /// Every candidate as written, in order: virtlockd names lease files by the SHA-256
-        /// of the path as the domain XML writes it, without canonicalising. Hashed only when
-        /// there are lease files (`bySHA256()`).
-        var written: [Candidate] = []
+        /// Candidates as written where that is not their realpath: virtlockd names lease
+        /// files by the SHA-256 of the path as the domain XML writes it, without
+        /// canonicalising. Hashed only when there are lease files (`bySHA256()`).
+        var aliases: [Candidate] = []
         /// Files under --images, by key (for locks on them that fit no other scheme).
         var imageFiles: [FileKey: String] = [:]
-        /// Realpaths named as images by --images dirs, libvirt XML or QEMU args (not merely open).
-        var named: Set<String> = []
 
+        /// A candidate less trusted than those already added.
         mutating func add(_ path: String, source: String, realPath: String? = nil, sha1: SHA1Digest? = nil) {
             let real = realPath ?? path
-            if source != "open file" { named.insert(real) }
             let h1 = sha1 ?? Digest.sha1(real)
-            if bySHA1[h1] == nil { bySHA1[h1] = Candidate(path: real, source: source) }
-            written.append(Candidate(path: path, source: source))
+            if let i = bySHA1.index(forKey: h1) {
+                bySHA1.values[i].named = true
+            } else {
+                bySHA1[h1] = Candidate(path: real, source: source)
+            }
+            if path != real { aliases.append(Candidate(path: path, source: source)) }
+        }
+
+        /// Open files: more trusted than what the directories named.
+        mutating func putFirst(openFiles paths: [String]) {
+            for path in paths {
+                let h = Digest.sha1(path)
+                bySHA1[h] = Candidate(path: path, source: "open file", named: bySHA1[h]?.named ?? false)
+            }
+        }
+
+        /// Realpaths named as images by --images dirs, libvirt XML or QEMU args.
+        var named: Set<String> { Set(bySHA1.values.lazy.filter(\.named).map(\.path)) }
+
+        /// A file under an --images dir; of several names for one key (hard links), the
+        /// first in byte order, whatever order the directory lists them in.
+        mutating func addImageFile(_ key: FileKey, path: String) {
+            if let old = imageFiles[key], !ByteOrder.precedes(path, old) { return }
+            imageFiles[key] = path
         }
 
         mutating func reserve(_ n: Int) {
             bySHA1.reserveCapacity(bySHA1.count + n)
             imageFiles.reserveCapacity(imageFiles.count + n)
-            written.reserveCapacity(written.count + n)
         }
 
         func bySHA256() -> [String: Candidate] {
             var out: [String: Candidate] = [:]
-            for c in written {
+            for c in bySHA1.values { out[Digest.sha256Hex(c.path)] = c }
+            for c in aliases {
                 let h = Digest.sha256Hex(c.path)
                 if out[h] == nil { out[h] = c }
             }
@@ -659,47 +661,17 @@ struct Scan {
         }
     }
 
-    /// Candidate images, in the order of trust: open files, --images dirs, libvirt XML, QEMU args.
-    mutating func buildCandidates(openPaths: [String: Int32], pids: [Int32]) -> Candidates {
-        var c = Candidates()
+    /// Candidate images, in the order of trust: open files, --images dirs, libvirt XML, QEMU
+    /// args. `named`: the directories' candidates, when already read (else read here);
+    /// taken over (left nil), to be extended in place.
+    mutating func buildCandidates(openPaths: [String: Int32], pids: [Int32], named: inout ImageDirectories?) -> Candidates {
+        let dirs = named.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
+                                                         libvirtDirectories: options.libvirtDirectories)
+        unseen += dirs.unseen
+        var c = dirs.candidates
         let deleted = " (deleted)"
         // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
-        for path in openPaths.keys.sorted() where !path.hasSuffix(deleted) && !path.hasSuffix(".lock") {
-            c.add(path, source: "open file")
-        }
-        for dir in options.imageDirectories {
-            guard let real = SystemReads.realPath(dir) else {
-                unseen.append(Unseen(what: "images dir \(dir)", why: String(cString: strerror(errno))))
-                continue
-            }
-            let dev: DeviceID? = {
-                if case .success(let s) = SystemReads.status(real) { return s.device }
-                return nil
-            }()
-            // Walk first, then hash on every core (100k paths is ~50 ms of SHA-1 on one).
-            var walked: [ImageDirEntry] = []
-            walkImages(real, depth: 0, device: dev, into: &walked)
-            let found = walked
-            c.reserve(found.count)
-            let digests = Parallel.chunks(found.count, chunk: 4096) { range in range.map { Digest.sha1(found[$0].path) } }
-            for (e, d) in zip(found, digests) {
-                c.add(e.path, source: "images dir", sha1: d)
-                if let k = e.key { c.imageFiles[k] = e.path }
-            }
-        }
-        for dir in options.libvirtDirectories {
-            guard case .success(let entries) = SystemReads.entries(dir) else { continue }
-            for e in entries where e.name.hasSuffix(".xml") {
-                let path = dir + "/" + e.name
-                guard case .success(let bytes) = SystemReads.readRegularFile(path, limit: 1 << 20) else {
-                    unseen.append(Unseen(what: "libvirt domain \(path)", why: "cannot be read"))
-                    continue
-                }
-                for src in LibvirtXML.diskSources(String(decoding: bytes, as: UTF8.self)) where src.hasPrefix("/") {
-                    c.add(src, source: "libvirt", realPath: SystemReads.realPath(src) ?? src)
-                }
-            }
-        }
+        c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })
         for pid in pids {
             guard let bytes = SystemReads.readProcBytes("\(procRoot)/\(pid)/cmdline") else { continue }
             let args = ProcessDetails.splitCmdline(bytes)
@@ -713,35 +685,6 @@ struct Scan {
         return c
     }
 
-    /// A file found under an --images dir: its path (symlinks resolved) and, for a file
-    /// itself (not a link), its key.
-    struct ImageDirEntry: Sendable {
-        var path: String
-        var key: FileKey?
-    }
-
-    mutating func walkImages(_ dir: String, depth: Int, device: DeviceID?, into found: inout [ImageDirEntry]) {
-        switch SystemReads.entries(dir) {
-        case .failure(let e):
-            unseen.append(Unseen(what: "images dir \(dir)", why: e.text))
-        case .success(let entries):
-            for i in ByteOrder.sortedIndices(entries.map(\.name)) {
-                let e = entries[i]
-                let path = (dir == "/" ? "" : dir) + "/" + e.name
-                switch e.kind {
-                case .regular?, .blockDevice?:
-                    found.append(ImageDirEntry(path: path, key: FileKey(device: device, inode: e.inode)))
-                case .symlink?:
-                    if let real = SystemReads.realPath(path) { found.append(ImageDirEntry(path: real, key: nil)) }
-                case .directory? where depth < 3 && !e.name.hasPrefix("."):
-                    walkImages(path, depth: depth + 1, device: device, into: &found)
-                default:
-                    break
-                }
-            }
-        }
-    }
-
     // MARK: Lock-file mapping
 
     /// Names each lock file's image: a candidate whose SHA-1 is in the name (no file opened);
@@ -750,13 +693,16 @@ struct Scan {
                                rowsByFile: [FileKey: [KernelLock]], timings t: inout SnapshotTimings) {
         for i in files.indices {
             // `.qemu-` + 40 hex digits + `.lock`, at the end of the path.
-            var path = files[i].path
-            guard let digest = path.withUTF8({ p -> SHA1Digest? in
+            func digest(_ p: UnsafeBufferPointer<UInt8>) -> SHA1Digest? {
                 // The name is exactly 51 bytes (`.qemu-` + 40 + `.lock`).
                 guard p.count == 51 || (p.count > 51 && p[p.count - 52] == UInt8(ascii: "/")) else { return nil }
                 return SHA1Digest(hex: UnsafeBufferPointer(rebasing: p[(p.count - 45)..<(p.count - 5)]))
-            }) else { continue }
-            let hex = digest.hex
+            }
+            let parsed = files[i].path.utf8.withContiguousStorageIfAvailable(digest) ?? {
+                var path = files[i].path
+                return path.withUTF8(digest)
+            }()
+            guard let digest = parsed else { continue }
             if let c = candidates.bySHA1[digest] {
                 files[i].image = c.path
                 files[i].mappedBy = c.source
@@ -772,7 +718,7 @@ struct Scan {
                 guard !bytes.isEmpty, bytes.count <= 4096 else { continue }
                 var line = bytes[...]
                 if let nl = line.firstIndex(of: 10) { line = line[..<nl] }
-                if Digest.sha1Hex(Array(line)) == hex {
+                if Digest.sha1Hex(Array(line)) == digest.hex {
                     files[i].image = String(decoding: line, as: UTF8.self)
                     files[i].mappedBy = "content"
                 }
@@ -804,18 +750,13 @@ struct Scan {
         return nil
     }
 
+    /// `lockFileKeys`: the lock files by key, also the keys only their holders' fd links
+    /// gave (device mismatch); only regular files count.
     mutating func assemble(rows: [KernelLock], rowsByFile: [FileKey: [KernelLock]], lockFiles: [LockFileEntry],
-                           leaseFiles: [LockFileEntry], procs: ProcessScan, candidates: Candidates) -> [ImageLocks] {
-        var lockFileKeys: [FileKey: Int] = [:]
-        lockFileKeys.reserveCapacity(lockFiles.count)
-        for i in lockFiles.indices where lockFiles[i].kind == .regular {
-            lockFileKeys[FileKey(device: lockFiles[i].device, inode: lockFiles[i].inode)] = i
-        }
-        // Lock files found only through a holder's fd link (device mismatch).
-        if !procs.keyByLink.isEmpty {
-            let byPath = Dictionary(lockFiles.indices.map { (lockFiles[$0].path, $0) }, uniquingKeysWith: { a, _ in a })
-            for (link, k) in procs.keyByLink { if let i = byPath[link] { lockFileKeys[k] = i } }
-        }
+                           lockFileKeys allKeys: [FileKey: Int], leaseFiles: [LockFileEntry], procs: ProcessScan,
+                           candidates: Candidates) -> [ImageLocks] {
+        let lockFileKeys = lockFiles.allSatisfy { $0.kind == .regular } ? allKeys
+            : allKeys.filter { lockFiles[$0.value].kind == .regular }
         var leaseKeys: [FileKey: Int] = [:]
         for (i, f) in leaseFiles.enumerated() where f.kind == .regular {
             leaseKeys[FileKey(device: f.device, inode: f.inode)] = i
@@ -824,32 +765,27 @@ struct Scan {
         // Names of POSIX byte-0 holders are needed to recognise virtlockd.
         for r in rows where r.isByteZero && r.kind == "POSIX" { if let p = r.pid { _ = process(p) } }
 
-        // The images in order of first sight, and where each id is (no copies of the values).
+        // One entry per lock file and per locked file, in order of sight; entries with the
+        // same id (an image with lock files in two dirs, or also locked by QEMU) are merged
+        // once sorted, where they are neighbours: no table of 100k ids.
         var images: [ImageLocks] = []
         images.reserveCapacity(lockFiles.count + rowsByFile.count)
-        var byID: [String: Int] = [:]
-        byID.reserveCapacity(lockFiles.count + rowsByFile.count)
-        func slot(_ id: String, path: String?) -> Int {
-            if let i = byID[id] { return i }
-            images.append(ImageLocks(id: id, path: path, schemes: []))
-            byID[id] = images.count - 1
+        func add(_ file: String, scheme: LockScheme, image: String?) -> Int {
+            images.append(ImageLocks(id: image ?? file, path: image,
+                                     schemes: scheme == .lockfile ? Self.lockfileOnly : [scheme], lockFiles: [file]))
             return images.count - 1
         }
 
         // Lock files first: every one is listed, held or not.
         var lockFileImageID = [Int?](repeating: nil, count: lockFiles.count)
-        for i in lockFiles.indices where lockFiles[i].kind == .regular {
-            let id = slot(lockFiles[i].image ?? lockFiles[i].path, path: lockFiles[i].image)
-            images[id].lockFiles.append(lockFiles[i].path)
-            if !images[id].schemes.contains(.lockfile) { images[id].schemes.append(.lockfile) }
-            lockFileImageID[i] = id
+        lockFiles.withUnsafeBufferPointer { files in
+            for i in files.indices where files[i].kind == .regular {
+                lockFileImageID[i] = add(files[i].path, scheme: .lockfile, image: files[i].image)
+            }
         }
         var leaseImageID: [Int: Int] = [:]
         for i in leaseFiles.indices where leaseFiles[i].kind == .regular && leaseFiles[i].held {
-            let id = slot(leaseFiles[i].image ?? leaseFiles[i].path, path: leaseFiles[i].image)
-            images[id].lockFiles.append(leaseFiles[i].path)
-            if !images[id].schemes.contains(.virtlockd) { images[id].schemes.append(.virtlockd) }
-            leaseImageID[i] = id
+            leaseImageID[i] = add(leaseFiles[i].path, scheme: .virtlockd, image: leaseFiles[i].image)
         }
 
         for key in rowsByFile.keys.sorted() {
@@ -857,18 +793,19 @@ struct Scan {
             let openFiles = procs.byFile[key] ?? []
             guard let scheme = classify(key, rows: fileRows, holders: openFiles, lockFileKeys: lockFileKeys,
                                         leaseKeys: leaseKeys, candidates: candidates) else { continue }
+            func entry(_ id: String) -> Int {
+                images.append(ImageLocks(id: id, path: nil, schemes: []))
+                return images.count - 1
+            }
             let id: Int
             switch scheme {
-            case .lockfile: id = lockFileImageID[lockFileKeys[key]!] ?? slot(lockFiles[lockFileKeys[key]!].path, path: nil)
+            case .lockfile: id = lockFileImageID[lockFileKeys[key]!] ?? entry(lockFiles[lockFileKeys[key]!].path)
             case .virtlockd where leaseKeys[key] != nil:
-                id = leaseImageID[leaseKeys[key]!] ?? slot(leaseFiles[leaseKeys[key]!].path, path: nil)
+                id = leaseImageID[leaseKeys[key]!] ?? entry(leaseFiles[leaseKeys[key]!].path)  // waiters only
             default:
                 let path = openFiles.lazy.compactMap(\.link).first ?? candidates.imageFiles[key]
-                id = slot(path ?? key.text, path: path)
-                if images[id].inode == nil {
-                    images[id].device = key.device
-                    images[id].inode = key.inode
-                }
+                images.append(ImageLocks(id: path ?? key.text, path: path, device: key.device, inode: key.inode, schemes: [scheme]))
+                id = images.count - 1
             }
             if !images[id].schemes.contains(scheme) { images[id].schemes.append(scheme) }
             images[id].locks += fileRows
@@ -877,6 +814,13 @@ struct Scan {
             images[id].waiters += waiters
         }
 
+        // Known paths sorted, then unknown images by id (byte order: indices, not 100k moves).
+        let known = images.indices.filter { images[$0].path != nil }
+        let unknown = images.indices.filter { images[$0].path == nil }
+        let order = ByteOrder.sortedIndices(known.map { images[$0].path! }).map { known[$0] }
+            + ByteOrder.sortedIndices(unknown.map { images[$0].id }).map { unknown[$0] }
+        images.permute(to: order)
+        Self.mergeNeighbours(&images)
         for i in images.indices {
             if images[i].locks.count > 1 {
                 images[i].locks.sort { $0.id < $1.id || ($0.id == $1.id && !$0.isWaiter && $1.isWaiter) }
@@ -886,13 +830,34 @@ struct Scan {
                 images[i].schemes.sort { LockScheme.allCases.firstIndex(of: $0)! < LockScheme.allCases.firstIndex(of: $1)! }
             }
         }
-        // Known paths sorted, then unknown images by id (byte order: indices, not 100k moves).
-        let known = images.indices.filter { images[$0].path != nil }
-        let unknown = images.indices.filter { images[$0].path == nil }
-        let order = ByteOrder.sortedIndices(known.map { images[$0].path! }).map { known[$0] }
-            + ByteOrder.sortedIndices(unknown.map { images[$0].id }).map { unknown[$0] }
-        images = order.map { images[$0] }
         return images
+    }
+
+    static let lockfileOnly: [LockScheme] = [.lockfile]
+
+    /// Merges each run of entries with the same id (sorted: they are neighbours, the first
+    /// seen first) into its first entry.
+    static func mergeNeighbours(_ images: inout [ImageLocks]) {
+        guard images.count > 1 else { return }
+        var last = 0
+        for i in 1..<images.count {
+            if images[i].id == images[last].id {
+                let other = images[i]
+                if images[last].inode == nil {
+                    images[last].device = other.device
+                    images[last].inode = other.inode
+                }
+                for s in other.schemes where !images[last].schemes.contains(s) { images[last].schemes.append(s) }
+                images[last].lockFiles += other.lockFiles
+                images[last].locks += other.locks
+                images[last].holders += other.holders
+                images[last].waiters += other.waiters
+            } else {
+                last += 1
+                if last != i { images.swapAt(last, i) }
+            }
+        }
+        images.removeLast(images.count - last - 1)
     }
 
     /// The holders of the locks on one file: each fd whose fdinfo lists them (exact, also
@@ -900,21 +865,35 @@ struct Scan {
     mutating func holders(of key: FileKey, scheme: LockScheme, rows: [KernelLock], openFiles: [OpenFileLocks],
                           procs: ProcessScan) -> (holders: [Holder], waiters: [Holder]) {
         var holders: [Holder] = []
+        holders.reserveCapacity(openFiles.count)
         struct PidShape: Hashable {
             var pid: Int32
             var shape: LockShape
         }
+        // The fds' own locks, looked up by a scan while they are few (one fd, one lock, on
+        // most files) and by a set when many.
+        let fdLocks = openFiles.reduce(0) { $0 + $1.locks.count }
         var namedPosix = Set<PidShape>()
         for of in openFiles {
             holders.append(makeHolder(pid: of.pid, fd: of.fd, openMode: OpenMode(flags: of.flags),
                                       locks: of.locks, scheme: scheme))
-            for l in of.locks where l.kind == "POSIX" { namedPosix.insert(PidShape(pid: of.pid, shape: l.shape)) }
+            if fdLocks > 16 {
+                for l in of.locks where l.kind == "POSIX" { namedPosix.insert(PidShape(pid: of.pid, shape: l.shape)) }
+            }
+        }
+        func isNamed(_ pid: Int32, _ shape: LockShape) -> Bool {
+            fdLocks > 16 ? namedPosix.contains(PidShape(pid: pid, shape: shape))
+                : openFiles.contains { $0.pid == pid && $0.locks.contains { $0.kind == "POSIX" && $0.shape == shape } }
+        }
+        // Whether any fd lists the lock (only this file's fds can: fdinfo lists an fd's own).
+        func isListed(_ shape: LockShape) -> Bool {
+            openFiles.contains { $0.locks.contains { $0.shape == shape } } || procs.shapes[shape] != nil
         }
         var posixOnly: [Int32: [KernelLock]] = [:]
         for r in rows where !r.isWaiter {
-            if let pid = r.pid, r.kind == "POSIX" || procs.shapes[r.shape] == nil {
-                if !namedPosix.contains(PidShape(pid: pid, shape: r.shape)) { posixOnly[pid, default: []].append(r) }
-            } else if procs.shapes[r.shape] == nil {
+            if let pid = r.pid, r.kind == "POSIX" || !isListed(r.shape) {
+                if !isNamed(pid, r.shape) { posixOnly[pid, default: []].append(r) }
+            } else if !isListed(r.shape) {
                 unseen.append(Unseen(
                     what: "holder of \(r.kind) \(r.type) lock on \(key.text) bytes \(r.start)-\(r.end.map(String.init) ?? "EOF")",
                     why: procs.hidden.isEmpty ? "no process lists it in fdinfo (it may have ended during the scan)"
@@ -968,30 +947,29 @@ public final class KernelTablePrefetch: Sendable {
 }
 
 /// Reads /proc/locks on its own thread.
-final class KernelTableReader: @unchecked Sendable {
+final class KernelTableReader: Sendable {
     typealias Table = (locks: [KernelLock], malformed: [String])
-    private let group = DispatchGroup()
-    private var table: Table?
-    private var errno_: Int32 = 0
-    private var seconds: Double = 0
+    private let work: ThreadWork<Read>
+
+    struct Read: @unchecked Sendable {
+        var table: Table?
+        var errno: Int32
+        var seconds: Double
+    }
 
     /// Reads and parses `path` on its own thread.
     init(path: String) {
-        group.enter()
-        let thread = Thread { [self] in
+        work = ThreadWork {
             let t0 = now()
-            if let bytes = ProcFS.readBytes(path) { table = KernelLock.parseTable(bytes) } else { errno_ = errno }
-            seconds = now() - t0
-            group.leave()
+            guard let bytes = ProcFS.readBytes(path) else { return Read(table: nil, errno: errno, seconds: now() - t0) }
+            return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: now() - t0)
         }
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 
     /// The parsed table (nil when unreadable), the errno of the failure, and the seconds spent.
     func wait() -> (Table?, Int32, Double) {
-        group.wait()
-        return (table, errno_, seconds)
+        let r = work.wait()
+        return (r.table, r.errno, r.seconds)
     }
 }
 
@@ -999,4 +977,28 @@ func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+extension Array {
+    /// Puts `self[order[i]]` at `i` for every i, by swaps along the permutation's cycles
+    /// (no element is copied: 100k images with a dozen references each).
+    mutating func permute(to order: [Int]) {
+        precondition(order.count == count)
+        var done = [Bool](repeating: false, count: count)
+        withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            for start in order.indices where !done[start] {
+                done[start] = true
+                guard order[start] != start else { continue }
+                let first = (base + start).move()
+                var i = start
+                while order[i] != start {
+                    (base + i).moveInitialize(from: base + order[i], count: 1)
+                    i = order[i]
+                    done[i] = true
+                }
+                (base + i).initialize(to: first)
+            }
+        }
+    }
 }

@@ -13,9 +13,48 @@ public struct JSONWriter {
     /// Per open container: whether a value was written in it (a comma goes before the next).
     private var written: [Bool] = []
     private var afterKey = false
+    /// Where finished bytes go when streaming (`init(capacity:sink:)`); nil: kept in `bytes`.
+    private let sink: (([UInt8]) -> Void)?
 
     public init(capacity: Int = 1 << 16) {
+        sink = nil
         bytes.reserveCapacity(capacity)
+    }
+
+    /// A writer that hands its bytes to `sink` in order, at least `capacity` at a time (the
+    /// last, shorter piece at `finish()`): a big report is never held whole in memory.
+    public init(capacity: Int, sink: @escaping ([UInt8]) -> Void) {
+        self.sink = sink
+        bytes.reserveCapacity(capacity)
+    }
+
+    /// A writer of an array's elements without its brackets (comma-separated), for a
+    /// chunk of a long array rendered on its own (`elements(_:)`).
+    static func elements(capacity: Int) -> JSONWriter {
+        var w = JSONWriter(capacity: capacity)
+        w.written = [false]
+        return w
+    }
+
+    /// Hands what is buffered to the sink (streaming writers; nothing otherwise).
+    public mutating func finish() {
+        guard let sink, !bytes.isEmpty else { return }
+        sink(bytes)
+        bytes.removeAll(keepingCapacity: true)
+    }
+
+    /// Elements of the current array rendered elsewhere (`elements(capacity:)` writers'
+    /// bytes), in order; a streaming writer passes them to its sink as they are.
+    mutating func elements(_ parts: [[UInt8]]) {
+        for part in parts where !part.isEmpty {
+            beforeValue()
+            if sink != nil {
+                finish()
+                sink?(part)
+            } else {
+                bytes.append(contentsOf: part)
+            }
+        }
     }
 
     private mutating func beforeValue() {
@@ -59,14 +98,6 @@ public struct JSONWriter {
         bytes.append(UInt8(ascii: "\""))
         bytes.append(UInt8(ascii: ":"))
         afterKey = true
-    }
-
-    /// Already rendered JSON: one value, or several comma-separated elements of the
-    /// enclosing array.
-    public mutating func raw(_ json: [UInt8]) {
-        guard !json.isEmpty else { return }
-        beforeValue()
-        bytes.append(contentsOf: json)
     }
 
     public mutating func null() {
@@ -124,14 +155,22 @@ public struct JSONWriter {
     }
 
     public mutating func string(_ s: String?) {
-        guard var text = s else { return null() }
+        guard let s else { return null() }
+        string(s)
+    }
+
+    public mutating func string(_ s: String) {
         beforeValue()
-        text.withUTF8 { escape($0) }
+        // Native strings are contiguous UTF-8: read in place, no copy, no retain.
+        if s.utf8.withContiguousStorageIfAvailable({ escape($0) }) == nil {
+            var text = s
+            text.withUTF8 { escape($0) }
+        }
     }
 
     public mutating func strings(_ list: [String]) {
         beginArray()
-        for s in list { string(s) }
+        for i in list.indices { string(list[i]) }
         endArray()
     }
 

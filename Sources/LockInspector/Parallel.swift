@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 
 /// Work spread over the cores. The /proc walk is bound by syscalls (a statx per fd, an
 /// fdinfo read per locked fd), which run in parallel in the kernel: two cores nearly halve it.
@@ -13,6 +14,18 @@ enum Parallel {
             slots.set(i, work(i * chunk..<min(count, (i + 1) * chunk)))
         }
         return slots.joined()
+    }
+
+    /// Frees `value` on another thread: the last reference to big tables is dropped there,
+    /// so their hundred thousand deallocations are not in the caller's way.
+    static func release<T: Sendable>(_ value: consuming T) {
+        let box = Box(value)
+        DispatchQueue.global(qos: .utility).async { box.value = nil }
+    }
+
+    final class Box<T>: @unchecked Sendable {
+        var value: T?
+        init(_ value: consuming T) { self.value = value }
     }
 
     /// One result slot per chunk, each written by exactly one thread before concurrentPerform
@@ -37,5 +50,30 @@ enum Parallel {
             buffer.deinitialize()
             buffer.deallocate()
         }
+    }
+}
+
+/// Work on a thread of its own, started at once (the kernel's lock table, the lock dirs):
+/// `wait()` returns its result.
+final class ThreadWork<T: Sendable>: @unchecked Sendable {
+    private let group = DispatchGroup()
+    private var result: T?
+
+    init(_ work: @escaping @Sendable () -> T) {
+        group.enter()
+        let thread = Thread { [self] in
+            result = work()
+            group.leave()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// The result, handed over (not kept here, so the caller's copy is unique and can be
+    /// changed in place); call once.
+    func wait() -> T {
+        group.wait()
+        defer { result = nil }
+        return result.take()!
     }
 }

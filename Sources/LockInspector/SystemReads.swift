@@ -67,7 +67,11 @@ enum SystemReads {
     static func fdOpenFlags(procRoot: String, pid: Int32, fd: Int32) -> UInt32? {
         var st = stat()
         guard lstat("\(procRoot)/\(pid)/fd/\(fd)", &st) == 0 else { return nil }
-        let read = st.st_mode & S_IRUSR != 0, write = st.st_mode & S_IWUSR != 0
+        return openFlags(linkMode: st.st_mode)
+    }
+
+    static func openFlags(linkMode mode: mode_t) -> UInt32 {
+        let read = mode & S_IRUSR != 0, write = mode & S_IWUSR != 0
         return write ? (read ? 2 : 1) : 0
     }
 
@@ -106,19 +110,29 @@ enum SystemReads {
         return .success(out)
     }
 
-    /// Only the names that satisfy `keep`: saves building entries for a big /var/tmp.
-    static func entries(_ path: String, where keep: (UnsafePointer<CChar>) -> Bool) -> Result<[DirEntry], ReadFailure> {
+    /// Only the names that satisfy `keep`, each as `prefix` + name (one string per entry,
+    /// made at once): saves building entries for a big /var/tmp.
+    static func entries(_ path: String, prefix: String, where keep: (UnsafePointer<CChar>) -> Bool) -> Result<[DirEntry], ReadFailure> {
         guard let dir = opendir(path) else { return .failure(ReadFailure(errno: errno)) }
         defer { closedir(dir) }
         var out: [DirEntry] = []
-        while let ent = readdir(dir) {
-            let entry: DirEntry? = withUnsafePointer(to: ent.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { p in
-                    keep(p) ? DirEntry(name: String(cString: p), inode: UInt64(ent.pointee.d_ino),
-                                       kind: kind(dType: ent.pointee.d_type)) : nil
+        var head = prefix
+        head.withUTF8 { head in
+            while let ent = readdir(dir) {
+                let entry: DirEntry? = withUnsafePointer(to: ent.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { p in
+                        guard keep(p) else { return nil }
+                        let n = strlen(p)
+                        let name = String(unsafeUninitializedCapacity: head.count + n) { buf in
+                            UnsafeMutableRawBufferPointer(buf).copyBytes(from: head)
+                            UnsafeMutableRawPointer(buf.baseAddress! + head.count).copyMemory(from: p, byteCount: n)
+                            return head.count + n
+                        }
+                        return DirEntry(name: name, inode: UInt64(ent.pointee.d_ino), kind: kind(dType: ent.pointee.d_type))
+                    }
                 }
+                if let e = entry { out.append(e) }
             }
-            if let e = entry { out.append(e) }
         }
         return .success(out)
     }

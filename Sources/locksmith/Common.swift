@@ -10,6 +10,10 @@ enum Status {
     static let couldNotCheck = ExitCode(2)
 }
 
+/// A one-shot command's result, kept until the process ends: freeing 100k images one by
+/// one would cost more than the rest of the exit, and the kernel takes the memory back at once.
+nonisolated(unsafe) var keptUntilExit: Any?
+
 /// Prints one line on stderr: `locksmith: MESSAGE`.
 func complain(_ message: String) {
     FileHandle.standardError.write(Data("locksmith: \(message)\n".utf8))

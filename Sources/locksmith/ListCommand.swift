@@ -87,10 +87,10 @@ extension Locksmith {
                 complain(e.description)
                 throw Status.couldNotCheck
             }
+            keptUntilExit = snapshot
             if json {
-                var out = SnapshotJSON.render(snapshot, host: JSONOutput.host)
-                out.append(UInt8(ascii: "\n"))
-                writeStandardOutput(out)
+                SnapshotJSON.render(snapshot, host: JSONOutput.host, sink: writeStandardOutput)
+                writeStandardOutput([UInt8(ascii: "\n")])
                 try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
                 return
             }

@@ -80,6 +80,31 @@ final class InspectorLiveTests: XCTestCase {
         XCTAssertTrue(rows.allSatisfy { $0.holder != nil })
     }
 
+    /// An image with a lock file in each of two lock dirs and QEMU's own locks is one entry.
+    func testOneImageIsOneEntryAcrossLockDirsAndSchemes() throws {
+        let s = try LiveScenario()
+        defer { s.stop() }
+        let second = TempDir("locks2")
+        let name = ImageLocker.lockFileName(realPath: s.base)
+        for dir in [s.lockDir, second.path] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/" + name, contents: Data((s.base + "\n").utf8)))
+        }
+        let snap = try Inspector(InspectorOptions(lockDirectories: [s.lockDir, second.path], libvirtDirectories: [],
+                                                  leaseDirectories: [])).snapshot()
+        let entries = snap.images.filter { $0.id == s.base }
+        XCTAssertEqual(entries.count, 1, "\(snap.images.map(\.id))")
+        let b = try XCTUnwrap(entries.first)
+        XCTAssertEqual(b.lockFiles, [s.lockDir + "/" + name, second.path + "/" + name])
+        XCTAssertEqual(b.schemes, [.lockfile, .qemu])
+        XCTAssertEqual(Set(b.holders.map(\.pid)), Set(s.readers.map(\.pid)))
+        XCTAssertEqual(b.locks.count, 6)
+        XCTAssertNotNil(b.inode)
+        // Still in path order, each image once.
+        let paths = snap.images.compactMap(\.path)
+        XCTAssertEqual(paths, paths.sorted())
+        XCTAssertEqual(Set(snap.images.map(\.id)).count, snap.images.count)
+    }
+
     func testStaleAndUnknownLockFilesAppear() throws {
         let dir = TempDir("stale")
         let image = dir.makeFile("gone.img")

@@ -71,9 +71,11 @@ extension Scan {
     /// lists (it has QEMU, virtlockd or lock-file locks), a file under an --images dir, a
     /// disk source in libvirt XML, a `file=` of the writer's own QEMU arguments, or a file
     /// named like an image. Lock and lease files are not images. Regular files and block
-    /// devices only (one stat through the fd link each, no open).
+    /// devices only (one stat through the fd link each, no open). `named`: the directories'
+    /// candidates when already read.
     mutating func imageWriters(_ opens: [WriteOpen], images: [ImageLocks], lockFiles: [LockFileEntry],
-                               candidates: Candidates?) -> [ImageWriter] {
+                               candidates: Candidates?, named: ImageDirectories?) -> [ImageWriter] {
+        var dirs = named
         guard !opens.isEmpty else { return [] }
         let lockFilePaths = Set(lockFiles.map(\.path))
         var imagePaths = Set<String>()
@@ -94,7 +96,7 @@ extension Scan {
                 || imageDirs.contains { w.link.hasPrefix($0) }
                 || (w.inode.map { ino in imageKeys.contains { $0.inode == ino } } ?? false)
             if !candidate {
-                if named == nil { named = (candidates ?? buildCandidates(openPaths: [:], pids: [])).named }
+                if named == nil { named = (candidates ?? buildCandidates(openPaths: [:], pids: [], named: &dirs)).named }
                 candidate = named!.contains(w.link)
             }
             if !candidate {

@@ -1,0 +1,158 @@
+import Foundation
+import ImageLock
+
+// What the scan learns from directories alone, without /proc: the lock dirs' and lease
+// dirs' entries, and the candidate images under --images and in libvirt's domain XML.
+// `list` reads them on threads of their own while the processes are scanned (at 10k lock
+// files each is a readdir of 10k entries, plus 10k SHA-1s for the images).
+
+/// The lock files and virtlockd lease files, by readdir only: the dir's device plus d_ino is
+/// each file's key; nothing is opened or stat'ed per entry unless the filesystem gives no d_type.
+struct LockDirectories: Sendable {
+    var lockFiles: [LockFileEntry] = []
+    var leaseFiles: [LockFileEntry] = []
+    var unseen: [Unseen] = []
+    var seconds: Double = 0
+
+    static func read(lockDirectories: [String], leaseDirectories: [String]) -> LockDirectories {
+        let t0 = now()
+        var out = LockDirectories()
+        for dir in lockDirectories {
+            let files = scan(dir, label: "lock dir", unseen: &out.unseen) { name in
+                // ".qemu-" ... ".lock"
+                var p = name
+                for c in ".qemu-".utf8 {
+                    guard p.pointee == CChar(bitPattern: c) else { return false }
+                    p += 1
+                }
+                let n = strlen(name)
+                return n > 11 && strcmp(name + n - 5, ".lock") == 0
+            }
+            if out.lockFiles.isEmpty { out.lockFiles = files } else { out.lockFiles += files }
+        }
+        for dir in leaseDirectories {
+            var isDir = ObjCBool(false)
+            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else { continue }
+            // virtlockd lease files: 64 hex digits.
+            out.leaseFiles += scan(dir, label: "virtlockd lease dir", unseen: &out.unseen) { name in strlen(name) == 64 }
+        }
+        out.seconds = now() - t0
+        return out
+    }
+
+    /// The entries of one dir that `keep` accepts, sorted by path (byte order).
+    static func scan(_ dir: String, label: String, unseen: inout [Unseen],
+                     keep: (UnsafePointer<CChar>) -> Bool) -> [LockFileEntry] {
+        let device: DeviceID
+        switch SystemReads.status(dir) {
+        case .success(let s) where s.kind == .directory: device = s.device
+        case .success(let s):
+            unseen.append(Unseen(what: "\(label) \(dir)", why: "is a \(s.kind.rawValue), not a directory"))
+            return []
+        case .failure(let e):
+            unseen.append(Unseen(what: "\(label) \(dir)", why: e.text))
+            return []
+        }
+        let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
+        let entries: [DirEntry]
+        switch SystemReads.entries(dir, prefix: base + "/", where: keep) {
+        case .success(let e): entries = e
+        case .failure(let e):
+            unseen.append(Unseen(what: "\(label) \(dir)", why: e.text))
+            return []
+        }
+        return ByteOrder.sortedIndices(entries.map(\.name)).map { i in
+            let e = entries[i]
+            var kind = e.kind
+            var dev = device
+            var inode = e.inode
+            if kind == nil, case .success(let s) = SystemReads.lstatus(e.name) {
+                kind = s.kind
+                dev = s.device
+                inode = s.inode
+            }
+            return LockFileEntry(path: e.name, kind: kind ?? .unknown, device: dev, inode: inode, held: false)
+        }
+    }
+}
+
+/// Candidate images named by directories: files under the --images dirs (a few levels deep,
+/// symlinks resolved) and the disk sources in libvirt's domain XML, hashed for the lockfile
+/// scheme's names.
+struct ImageDirectories: Sendable {
+    var candidates = Scan.Candidates()
+    var unseen: [Unseen] = []
+
+    static func read(imageDirectories: [String], libvirtDirectories: [String]) -> ImageDirectories {
+        var out = ImageDirectories()
+        for dir in imageDirectories {
+            guard let real = SystemReads.realPath(dir) else {
+                out.unseen.append(Unseen(what: "images dir \(dir)", why: String(cString: strerror(errno))))
+                continue
+            }
+            let dev: DeviceID? = {
+                if case .success(let s) = SystemReads.status(real) { return s.device }
+                return nil
+            }()
+            // Walk first, then hash on every core (100k paths is ~50 ms of SHA-1 on one).
+            var found: [ImageDirEntry] = []
+            walk(real, depth: 0, device: dev, into: &found, unseen: &out.unseen)
+            let walked = found
+            out.candidates.reserve(walked.count)
+            let digests = Parallel.chunks(walked.count, chunk: 4096) { range in range.map { Digest.sha1(walked[$0].path) } }
+            for (e, d) in zip(walked, digests) {
+                out.candidates.add(e.path, source: "images dir", sha1: d)
+                if let k = e.key { out.candidates.addImageFile(k, path: e.path) }
+            }
+        }
+        for dir in libvirtDirectories {
+            guard case .success(let entries) = SystemReads.entries(dir) else { continue }
+            for e in entries where e.name.hasSuffix(".xml") {
+                let path = dir + "/" + e.name
+                guard case .success(let bytes) = SystemReads.readRegularFile(path, limit: 1 << 20) else {
+                    out.unseen.append(Unseen(what: "libvirt domain \(path)", why: "cannot be read"))
+                    continue
+                }
+                for src in LibvirtXML.diskSources(String(decoding: bytes, as: UTF8.self)) where src.hasPrefix("/") {
+                    out.candidates.add(src, source: "libvirt", realPath: SystemReads.realPath(src) ?? src)
+                }
+            }
+        }
+        return out
+    }
+
+    /// A file found under an --images dir: its path (symlinks resolved) and, for a file
+    /// itself (not a link), its key.
+    struct ImageDirEntry: Sendable {
+        var path: String
+        var key: FileKey?
+    }
+
+    /// Files in readdir order (a key's name does not depend on it: `addImageFile`); subdirs
+    /// in byte order, so what cannot be read is reported in a stable order.
+    static func walk(_ dir: String, depth: Int, device: DeviceID?, into found: inout [ImageDirEntry],
+                     unseen: inout [Unseen]) {
+        switch SystemReads.entries(dir) {
+        case .failure(let e):
+            unseen.append(Unseen(what: "images dir \(dir)", why: e.text))
+        case .success(let entries):
+            let base = dir == "/" ? "" : dir
+            var subdirs: [String] = []
+            for e in entries {
+                switch e.kind {
+                case .regular?, .blockDevice?:
+                    found.append(ImageDirEntry(path: base + "/" + e.name, key: FileKey(device: device, inode: e.inode)))
+                case .symlink?:
+                    if let real = SystemReads.realPath(base + "/" + e.name) { found.append(ImageDirEntry(path: real, key: nil)) }
+                case .directory? where depth < 3 && !e.name.hasPrefix("."):
+                    subdirs.append(e.name)
+                default:
+                    break
+                }
+            }
+            for i in ByteOrder.sortedIndices(subdirs) {
+                walk(base + "/" + subdirs[i], depth: depth + 1, device: device, into: &found, unseen: &unseen)
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+@testable import LockInspector
+import _TestSupport
+import Foundation
+import ImageLock
+import XCTest
+
+/// The per-process reads relative to /proc/PID/fd and fdinfo say what the path-based reads say.
+final class FDTargetsTests: XCTestCase {
+    func testRelativeReadsMatchPathReads() throws {
+        let dir = TempDir("fdreader")
+        let path = dir.makeFile("image.img", size: 4096)
+        let pid = getpid()
+        let ro = open(path, O_RDONLY | O_CLOEXEC), wo = open(path, O_WRONLY | O_CLOEXEC), rw = open(path, O_RDWR | O_CLOEXEC)
+        defer { for fd in [ro, wo, rw] { close(fd) } }
+        XCTAssertTrue(ro >= 0 && wo >= 0 && rw >= 0)
+        // An OFD read lock through ro, for fdinfo to list.
+        var fl = flock()
+        fl.l_type = Int16(F_RDLCK)
+        fl.l_whence = Int16(SEEK_SET)
+        fl.l_start = 100
+        fl.l_len = 1
+        XCTAssertEqual(fcntl(ro, 37 /* F_OFD_SETLK */, &fl), 0)
+
+        var reader = ProcessFDReader(procRoot: "/proc")
+        defer { reader.close() }
+        for (fd, flags) in [(ro, UInt32(0)), (wo, 1), (rw, 2)] {
+            XCTAssertEqual(reader.openFlags(pid: pid, fd: fd), flags, "fd \(fd)")
+            XCTAssertEqual(reader.openFlags(pid: pid, fd: fd), SystemReads.fdOpenFlags(procRoot: "/proc", pid: pid, fd: fd))
+            XCTAssertEqual(reader.link(pid: pid, fd: fd), path)
+            XCTAssertEqual(reader.link(pid: pid, fd: fd), SystemReads.readLink("/proc/\(pid)/fd/\(fd)"))
+        }
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        let info = try XCTUnwrap(reader.info(pid: pid, fd: ro))
+        let byPath = try XCTUnwrap(SystemReads.fdInfo(procRoot: "/proc", pid: pid, fd: ro, buffer: &buffer))
+        XCTAssertEqual(info.locks.map(\.shape), byPath.locks.map(\.shape))
+        XCTAssertEqual(info.locks.map { "\($0.kind) \($0.type) \($0.start)" }, ["OFDLCK READ 100"])
+        XCTAssertEqual(info.flags & 3, 0)
+
+        // Another process next (its dirs replace these), then a closed fd and a gone process.
+        let other = try Background(try Run.tool("sleep"), ["30"])
+        defer { other.stop() }
+        XCTAssertNotNil(reader.link(pid: other.pid, fd: 0))
+        XCTAssertNil(reader.info(pid: pid, fd: 987))
+        XCTAssertNil(reader.openFlags(pid: 999_999_999, fd: 0))
+        XCTAssertEqual(reader.link(pid: pid, fd: rw), path)
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import ImageLock
+import LockInspector
+import XCTest
+
+/// `list --json`'s writer: the streamed pieces are the whole document, byte for byte, also
+/// across the chunks rendered on separate cores.
+final class SnapshotJSONTests: XCTestCase {
+    func snapshot(images n: Int) -> Snapshot {
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        var images: [ImageLocks] = []
+        var lockFiles: [LockFileEntry] = []
+        for i in 0..<n {
+            let path = "/vm/disk \"\(i)\"\\\t.qcow2"
+            let lock = "/var/tmp/.qemu-\(i).lock"
+            var image = ImageLocks(id: path, path: path, schemes: [.lockfile], lockFiles: [lock])
+            if i % 3 == 0 {
+                image.holders = [Holder(pid: Int32(100 + i), command: "qemu-io", args: ["qemu-io", "-r", path], user: "root",
+                                        uid: 0, started: t0, fd: 4, openMode: .readOnly, scheme: .lockfile, lockType: .read)]
+                image.locks = [KernelLock(id: i, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil,
+                                          device: DeviceID(major: 254, minor: 1), inode: UInt64(i), start: 0, end: nil)]
+            }
+            images.append(image)
+            lockFiles.append(LockFileEntry(path: lock, kind: .regular, device: DeviceID(major: 254, minor: 1),
+                                           inode: UInt64(i), held: i % 3 == 0))
+        }
+        return Snapshot(host: "h\u{1}", generated: t0, images: images, lockFiles: lockFiles,
+                        unseen: [Unseen(what: "open files of pid 7", why: "Permission denied")])
+    }
+
+    func testStreamedPiecesAreTheWholeDocument() throws {
+        for n in [0, 1, 4096, 9000] {
+            let s = snapshot(images: n)
+            let whole = SnapshotJSON.render(s)
+            var pieces: [[UInt8]] = []
+            SnapshotJSON.render(s, sink: { pieces.append($0) })
+            XCTAssertEqual(Array(pieces.joined()), whole, "n = \(n)")
+            XCTAssertFalse(pieces.contains { $0.isEmpty })
+            let doc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(whole)) as? [String: Any])
+            let images = try XCTUnwrap(doc["images"] as? [[String: Any]])
+            XCTAssertEqual(images.count, n)
+            XCTAssertEqual((doc["lock_files"] as? [Any])?.count, n)
+            XCTAssertEqual(doc["host"] as? String, "h\u{1}")
+            if n > 4096 {
+                // Past the first chunk: the element and its neighbours are intact.
+                XCTAssertEqual(images[4096]["path"] as? String, "/vm/disk \"4096\"\\\t.qcow2")
+                XCTAssertEqual((images[4096]["holders"] as? [Any])?.count, 0)
+                XCTAssertEqual((images[4095 + 3]["holders"] as? [[String: Any]])?.first?["pid"] as? Int, 100 + 4098)
+            }
+        }
+    }
+
+    func testEscapesAreJSONEncodersOwn() throws {
+        let s = snapshot(images: 1)
+        let text = String(decoding: SnapshotJSON.render(s), as: UTF8.self)
+        XCTAssertTrue(text.contains(#""host":"h\u0001""#), text)
+        XCTAssertTrue(text.contains(#""path":"/vm/disk \"0\"\\\t.qcow2""#), text)
+    }
+}
