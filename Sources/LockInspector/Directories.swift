@@ -76,6 +76,12 @@ struct LockDirectories: Sendable {
     }
 }
 
+/// `.` or `..`.
+private func isDotOrDotDot(_ name: UnsafePointer<CChar>) -> Bool {
+    let dot = CChar(UInt8(ascii: "."))
+    return name[0] == dot && (name[1] == 0 || (name[1] == dot && name[2] == 0))
+}
+
 /// Candidate images named by directories: files under the --images dirs (a few levels deep,
 /// symlinks resolved) and the disk sources in libvirt's domain XML, hashed for the lockfile
 /// scheme's names.
@@ -132,26 +138,28 @@ struct ImageDirectories: Sendable {
     /// in byte order, so what cannot be read is reported in a stable order.
     static func walk(_ dir: String, depth: Int, device: DeviceID?, into found: inout [ImageDirEntry],
                      unseen: inout [Unseen]) {
-        switch SystemReads.entries(dir) {
+        let base = dir == "/" ? "" : dir
+        // Each entry as its whole path, made once; not `.`, `..` or another hidden dir.
+        switch SystemReads.entries(dir, prefix: base + "/", where: { name in name[0] != CChar(UInt8(ascii: ".")) || !isDotOrDotDot(name) }) {
         case .failure(let e):
             unseen.append(Unseen(what: "images dir \(dir)", why: e.text))
         case .success(let entries):
-            let base = dir == "/" ? "" : dir
+            let nameStart = base.utf8.count + 1
             var subdirs: [String] = []
             for e in entries {
                 switch e.kind {
                 case .regular?, .blockDevice?:
-                    found.append(ImageDirEntry(path: base + "/" + e.name, key: FileKey(device: device, inode: e.inode)))
+                    found.append(ImageDirEntry(path: e.name, key: FileKey(device: device, inode: e.inode)))
                 case .symlink?:
-                    if let real = SystemReads.realPath(base + "/" + e.name) { found.append(ImageDirEntry(path: real, key: nil)) }
-                case .directory? where depth < 3 && !e.name.hasPrefix("."):
+                    if let real = SystemReads.realPath(e.name) { found.append(ImageDirEntry(path: real, key: nil)) }
+                case .directory? where depth < 3 && e.name.utf8.dropFirst(nameStart).first != UInt8(ascii: "."):
                     subdirs.append(e.name)
                 default:
                     break
                 }
             }
             for i in ByteOrder.sortedIndices(subdirs) {
-                walk(base + "/" + subdirs[i], depth: depth + 1, device: device, into: &found, unseen: &unseen)
+                walk(subdirs[i], depth: depth + 1, device: device, into: &found, unseen: &unseen)
             }
         }
     }

@@ -133,6 +133,11 @@ struct ScanTables: @unchecked Sendable {
 struct FileKey: Hashable, Comparable {
     var device: DeviceID?
     var inode: UInt64
+    /// Two words for the hasher, not four (100k lookups a scan).
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(inode)
+        hasher.combine(device.map { UInt64($0.major) << 32 | UInt64($0.minor) } ?? UInt64.max)
+    }
     static func < (a: FileKey, b: FileKey) -> Bool {
         (a.device?.major ?? 0, a.device?.minor ?? 0, a.inode) < (b.device?.major ?? 0, b.device?.minor ?? 0, b.inode)
     }
@@ -528,7 +533,7 @@ struct Scan {
         out.pids = pass.pids
         out.hidden = pass.hidden
         let root = procRoot
-        let findings = Parallel.chunks(pass.fds.count, chunk: 256) { range -> [FDFinding] in
+        let parts = Parallel.chunks(pass.fds.count, chunk: 256) { range -> [[FDFinding]] in
             var reader = ProcessFDReader(procRoot: root)
             defer { reader.close() }
             var found: [FDFinding] = []
@@ -536,18 +541,24 @@ struct Scan {
                 if let f = Scan.examine(pass.fds[i], locked: locked, lockFiles: lockFiles,
                                         paths: paths, writers: writers, reader: &reader) { found.append(f) }
             }
-            return found
+            return [found]
         }
-        for f in findings {
-            if f.fdinfoRead { t.fdinfoReads += 1 }
-            if let w = f.writeOpen { out.writeOpens.append(w) }
-            if f.candidate, let l = f.link, out.openPaths[l] == nil { out.openPaths[l] = f.fd.pid }
-            guard let key = f.locks.first?.fileKey, let link = f.link else { continue }
-            out.byFile[key, default: []].append(OpenFileLocks(pid: f.fd.pid, fd: f.fd.fd, link: link, flags: f.flags, locks: f.locks))
-            for l in f.locks { out.shapes[l.shape, default: 0] += 1 }
-            if f.fd.device == nil || FileKey(device: f.fd.device, inode: f.fd.inode) != key { out.keyByLink[link] = key }
-        }
+        let count = parts.reduce(0) { $0 + $1.count }
+        out.byFile.reserveCapacity(count)
+        out.shapes.reserveCapacity(count)
+        for part in parts { for i in part.indices { merge(part[i], into: &out, timings: &t) } }
         return out
+    }
+
+    /// One fd's finding into the process scan (in fd order).
+    private func merge(_ f: borrowing FDFinding, into out: inout ProcessScan, timings t: inout SnapshotTimings) {
+        if f.fdinfoRead { t.fdinfoReads += 1 }
+        if let w = f.writeOpen { out.writeOpens.append(w) }
+        if f.candidate, let l = f.link, out.openPaths[l] == nil { out.openPaths[l] = f.fd.pid }
+        guard let key = f.locks.first?.fileKey, let link = f.link else { return }
+        out.byFile[key, default: []].append(OpenFileLocks(pid: f.fd.pid, fd: f.fd.fd, link: link, flags: f.flags, locks: f.locks))
+        for l in f.locks { out.shapes[l.shape, default: 0] += 1 }
+        if f.fd.device == nil || FileKey(device: f.fd.device, inode: f.fd.inode) != key { out.keyByLink[link] = key }
     }
 
     /// Step two for one fd; nil when it is neither a holder nor a candidate image.
@@ -733,10 +744,11 @@ struct Scan {
     // MARK: Assembly
 
     /// Which scheme a locked file belongs to, if any.
-    func classify(_ key: FileKey, rows: [KernelLock], holders: [OpenFileLocks], lockFileKeys: [FileKey: Int],
-                  leaseKeys: [FileKey: Int], candidates: Candidates) -> LockScheme? {
-        if lockFileKeys[key] != nil { return .lockfile }
-        if leaseKeys[key] != nil { return .virtlockd }
+    /// (`lockFile`, `leaseFile`: the file's index among the lock or lease files, if it is one.)
+    func classify(_ key: FileKey, rows: [KernelLock], holders: [OpenFileLocks], lockFile: Int?,
+                  leaseFile: Int?, candidates: Candidates) -> LockScheme? {
+        if lockFile != nil { return .lockfile }
+        if leaseFile != nil { return .virtlockd }
         if rows.contains(where: \.isQemuByteLock) || holders.contains(where: { $0.locks.contains(where: \.isQemuByteLock) }) {
             return .qemu
         }
@@ -755,7 +767,7 @@ struct Scan {
     mutating func assemble(rows: [KernelLock], rowsByFile: [FileKey: [KernelLock]], lockFiles: [LockFileEntry],
                            lockFileKeys allKeys: [FileKey: Int], leaseFiles: [LockFileEntry], procs: ProcessScan,
                            candidates: Candidates) -> [ImageLocks] {
-        let lockFileKeys = lockFiles.allSatisfy { $0.kind == .regular } ? allKeys
+        let lockFileKeys = !lockFiles.indices.contains { lockFiles[$0].kind != .regular } ? allKeys
             : allKeys.filter { lockFiles[$0.value].kind == .regular }
         var leaseKeys: [FileKey: Int] = [:]
         for (i, f) in leaseFiles.enumerated() where f.kind == .regular {
@@ -787,38 +799,42 @@ struct Scan {
         for i in leaseFiles.indices where leaseFiles[i].kind == .regular && leaseFiles[i].held {
             leaseImageID[i] = add(leaseFiles[i].path, scheme: .virtlockd, image: leaseFiles[i].image)
         }
+        // The lock files' images are put in order on another thread while the locked files
+        // are classified (100k paths sort in ~30 ms).
+        let firstKeys = images.map { ImageOrderKey(known: $0.path != nil, key: $0.path ?? $0.id) }
+        let firstOrder = ThreadWork { Self.imageOrder(firstKeys) }
 
-        for key in rowsByFile.keys.sorted() {
-            let fileRows = rowsByFile[key]!
+        for (key, fileRows) in rowsByFile.sorted(by: { $0.key < $1.key }) {
             let openFiles = procs.byFile[key] ?? []
-            guard let scheme = classify(key, rows: fileRows, holders: openFiles, lockFileKeys: lockFileKeys,
-                                        leaseKeys: leaseKeys, candidates: candidates) else { continue }
+            let lockFile = lockFileKeys[key], leaseFile = leaseFiles.isEmpty ? nil : leaseKeys[key]
+            guard let scheme = classify(key, rows: fileRows, holders: openFiles, lockFile: lockFile,
+                                        leaseFile: leaseFile, candidates: candidates) else { continue }
             func entry(_ id: String) -> Int {
                 images.append(ImageLocks(id: id, path: nil, schemes: []))
                 return images.count - 1
             }
             let id: Int
             switch scheme {
-            case .lockfile: id = lockFileImageID[lockFileKeys[key]!] ?? entry(lockFiles[lockFileKeys[key]!].path)
-            case .virtlockd where leaseKeys[key] != nil:
-                id = leaseImageID[leaseKeys[key]!] ?? entry(leaseFiles[leaseKeys[key]!].path)  // waiters only
+            case .lockfile: id = lockFileImageID[lockFile!] ?? entry(lockFiles[lockFile!].path)
+            case .virtlockd where leaseFile != nil:
+                id = leaseImageID[leaseFile!] ?? entry(leaseFiles[leaseFile!].path)  // waiters only
             default:
                 let path = openFiles.lazy.compactMap(\.link).first ?? candidates.imageFiles[key]
                 images.append(ImageLocks(id: path ?? key.text, path: path, device: key.device, inode: key.inode, schemes: [scheme]))
                 id = images.count - 1
             }
             if !images[id].schemes.contains(scheme) { images[id].schemes.append(scheme) }
-            images[id].locks += fileRows
             let (holders, waiters) = self.holders(of: key, scheme: scheme, rows: fileRows, openFiles: openFiles, procs: procs)
-            images[id].holders += holders
-            images[id].waiters += waiters
+            // Most images get one file's rows and holders: take the arrays as they are.
+            images[id].locks.append(shared: fileRows)
+            images[id].holders.append(shared: holders)
+            images[id].waiters.append(shared: waiters)
         }
 
         // Known paths sorted, then unknown images by id (byte order: indices, not 100k moves).
-        let known = images.indices.filter { images[$0].path != nil }
-        let unknown = images.indices.filter { images[$0].path == nil }
-        let order = ByteOrder.sortedIndices(known.map { images[$0].path! }).map { known[$0] }
-            + ByteOrder.sortedIndices(unknown.map { images[$0].id }).map { unknown[$0] }
+        let restKeys = images[firstKeys.count...].map { ImageOrderKey(known: $0.path != nil, key: $0.path ?? $0.id) }
+        let order = Self.mergeOrders(firstOrder.wait(), firstKeys,
+                                     Self.imageOrder(restKeys).map { $0 + firstKeys.count }, restKeys, offset: firstKeys.count)
         images.permute(to: order)
         Self.mergeNeighbours(&images)
         for i in images.indices {
@@ -834,6 +850,44 @@ struct Scan {
     }
 
     static let lockfileOnly: [LockScheme] = [.lockfile]
+
+    /// What an image is ordered by: known paths first, then unknown images by id.
+    struct ImageOrderKey: Sendable {
+        var known: Bool
+        var key: String
+    }
+
+    /// The indices of `keys` in image order (byte order within each group); stable.
+    static func imageOrder(_ keys: [ImageOrderKey]) -> [Int] {
+        let known = keys.indices.filter { keys[$0].known }
+        let unknown = keys.indices.filter { !keys[$0].known }
+        return ByteOrder.sortedIndices(known.map { keys[$0].key }).map { known[$0] }
+            + ByteOrder.sortedIndices(unknown.map { keys[$0].key }).map { unknown[$0] }
+    }
+
+    /// Two orders merged into one: `a` of indices into `aKeys` (0...), `b` of indices into
+    /// `bKeys` shifted by `offset`; on a tie, `a`'s first (it was seen first).
+    static func mergeOrders(_ a: [Int], _ aKeys: [ImageOrderKey], _ b: [Int], _ bKeys: [ImageOrderKey], offset: Int) -> [Int] {
+        guard !b.isEmpty else { return a }
+        func precedes(_ x: ImageOrderKey, _ y: ImageOrderKey) -> Bool {
+            x.known != y.known ? x.known : ByteOrder.precedes(x.key, y.key)
+        }
+        var out: [Int] = []
+        out.reserveCapacity(a.count + b.count)
+        var i = 0, j = 0
+        while i < a.count && j < b.count {
+            if precedes(bKeys[b[j] - offset], aKeys[a[i]]) {
+                out.append(b[j])
+                j += 1
+            } else {
+                out.append(a[i])
+                i += 1
+            }
+        }
+        out += a[i...]
+        out += b[j...]
+        return out
+    }
 
     /// Merges each run of entries with the same id (sorted: they are neighbours, the first
     /// seen first) into its first entry.
@@ -980,6 +1034,11 @@ func now() -> Double {
 }
 
 extension Array {
+    /// Appends `other`'s elements; to an empty array, `other` itself (its buffer shared, no copy).
+    mutating func append(shared other: [Element]) {
+        if isEmpty { self = other } else if !other.isEmpty { self += other }
+    }
+
     /// Puts `self[order[i]]` at `i` for every i, by swaps along the permutation's cycles
     /// (no element is copied: 100k images with a dozen references each).
     mutating func permute(to order: [Int]) {

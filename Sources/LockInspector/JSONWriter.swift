@@ -9,38 +9,43 @@ import ImageLock
 /// Keys are written in the order of the calls: callers write them sorted where the
 /// output promises sorted keys.
 public struct JSONWriter {
-    public private(set) var bytes: [UInt8] = []
-    /// Per open container: whether a value was written in it (a comma goes before the next).
-    private var written: [Bool] = []
+    /// The bytes not yet handed to a sink. (Shared by copies of a writer: do not copy one.)
+    private let buffer: ByteBuffer
+    /// The JSON written so far (what a streaming writer has not yet handed over).
+    public var bytes: [UInt8] { buffer.array }
+    /// Open containers, and per level whether a value was written in it (bit `depth - 1`:
+    /// a comma goes before the next).
+    private var depth = 0
+    private var written: UInt64 = 0
     private var afterKey = false
     /// Where finished bytes go when streaming (`init(capacity:sink:)`); nil: kept in `bytes`.
     private let sink: (([UInt8]) -> Void)?
 
     public init(capacity: Int = 1 << 16) {
         sink = nil
-        bytes.reserveCapacity(capacity)
+        buffer = ByteBuffer(capacity: capacity)
     }
 
     /// A writer that hands its bytes to `sink` in order, at least `capacity` at a time (the
     /// last, shorter piece at `finish()`): a big report is never held whole in memory.
     public init(capacity: Int, sink: @escaping ([UInt8]) -> Void) {
         self.sink = sink
-        bytes.reserveCapacity(capacity)
+        buffer = ByteBuffer(capacity: capacity)
     }
 
     /// A writer of an array's elements without its brackets (comma-separated), for a
     /// chunk of a long array rendered on its own (`elements(_:)`).
     static func elements(capacity: Int) -> JSONWriter {
         var w = JSONWriter(capacity: capacity)
-        w.written = [false]
+        w.depth = 1
         return w
     }
 
     /// Hands what is buffered to the sink (streaming writers; nothing otherwise).
     public mutating func finish() {
-        guard let sink, !bytes.isEmpty else { return }
-        sink(bytes)
-        bytes.removeAll(keepingCapacity: true)
+        guard let sink, buffer.count > 0 else { return }
+        sink(buffer.array)
+        buffer.count = 0
     }
 
     /// Elements of the current array rendered elsewhere (`elements(capacity:)` writers'
@@ -48,74 +53,74 @@ public struct JSONWriter {
     mutating func elements(_ parts: [[UInt8]]) {
         for part in parts where !part.isEmpty {
             beforeValue()
-            if sink != nil {
+            if let sink {
                 finish()
-                sink?(part)
+                sink(part)
             } else {
-                bytes.append(contentsOf: part)
+                part.withUnsafeBytes { buffer.put($0) }
             }
         }
     }
 
+    @inline(__always)
     private mutating func beforeValue() {
         if afterKey {
             afterKey = false
             return
         }
-        if let w = written.last {
-            if w { bytes.append(UInt8(ascii: ",")) }
-            written[written.count - 1] = true
-        }
+        guard depth > 0 else { return }
+        let bit: UInt64 = 1 << UInt64(depth - 1)
+        if written & bit != 0 { buffer.put(UInt8(ascii: ",")) } else { written |= bit }
     }
 
-    public mutating func beginObject() {
+    private mutating func open(_ bracket: UInt8) {
         beforeValue()
-        bytes.append(UInt8(ascii: "{"))
-        written.append(false)
+        buffer.put(bracket)
+        precondition(depth < 64, "JSON nested deeper than 64 levels")
+        depth += 1
+        written &= ~(1 << UInt64(depth - 1))
     }
+
+    public mutating func beginObject() { open(UInt8(ascii: "{")) }
 
     public mutating func endObject() {
-        written.removeLast()
-        bytes.append(UInt8(ascii: "}"))
+        depth -= 1
+        buffer.put(UInt8(ascii: "}"))
     }
 
-    public mutating func beginArray() {
-        beforeValue()
-        bytes.append(UInt8(ascii: "["))
-        written.append(false)
-    }
+    public mutating func beginArray() { open(UInt8(ascii: "[")) }
 
     public mutating func endArray() {
-        written.removeLast()
-        bytes.append(UInt8(ascii: "]"))
+        depth -= 1
+        buffer.put(UInt8(ascii: "]"))
     }
 
     /// A key of the current object; its value is the next thing written.
     public mutating func key(_ k: StaticString) {
         beforeValue()
-        bytes.append(UInt8(ascii: "\""))
-        k.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        buffer.put(UInt8(ascii: "\""))
+        buffer.put(UnsafeRawBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
+        buffer.put(UInt8(ascii: "\""))
+        buffer.put(UInt8(ascii: ":"))
         afterKey = true
     }
 
     public mutating func null() {
         beforeValue()
-        bytes.append(contentsOf: [0x6e, 0x75, 0x6c, 0x6c])  // null
+        buffer.put("null")
     }
 
     public mutating func bool(_ b: Bool) {
         beforeValue()
-        if b { bytes.append(contentsOf: [0x74, 0x72, 0x75, 0x65]) } else { bytes.append(contentsOf: [0x66, 0x61, 0x6c, 0x73, 0x65]) }
+        buffer.put(b ? "true" : "false")
     }
 
     public mutating func int<T: BinaryInteger>(_ v: T) {
         beforeValue()
-        if v < 0 { bytes.append(UInt8(ascii: "-")) }
+        if v < 0 { buffer.put(UInt8(ascii: "-")) }
         var m = v.magnitude
         if m == 0 {
-            bytes.append(UInt8(ascii: "0"))
+            buffer.put(UInt8(ascii: "0"))
             return
         }
         // At most 20 digits (UInt64.max), written backwards into a small stack buffer.
@@ -126,7 +131,7 @@ public struct JSONWriter {
                 buf[i] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: m % 10)
                 m /= 10
             }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buf[i..<40]))
+            buffer.put(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buf)[i..<40]))
         }
     }
 
@@ -134,11 +139,11 @@ public struct JSONWriter {
     public mutating func device(_ d: DeviceID?) {
         guard let d else { return null() }
         beforeValue()
-        bytes.append(UInt8(ascii: "\""))
+        buffer.put(UInt8(ascii: "\""))
         hex2(d.major)
-        bytes.append(UInt8(ascii: ":"))
+        buffer.put(UInt8(ascii: ":"))
         hex2(d.minor)
-        bytes.append(UInt8(ascii: "\""))
+        buffer.put(UInt8(ascii: "\""))
     }
 
     private mutating func hex2(_ v: UInt32) {
@@ -146,7 +151,7 @@ public struct JSONWriter {
         while digits < 8 && v >> (4 * UInt32(digits)) != 0 { digits += 1 }
         if digits < 2 { digits = 2 }
         Self.hexDigits.withUTF8Buffer { h in
-            for i in stride(from: digits - 1, through: 0, by: -1) { bytes.append(h[Int((v >> (4 * UInt32(i))) & 0xf)]) }
+            for i in stride(from: digits - 1, through: 0, by: -1) { buffer.put(h[Int((v >> (4 * UInt32(i))) & 0xf)]) }
         }
     }
 
@@ -177,7 +182,7 @@ public struct JSONWriter {
     private static let hexDigits: StaticString = "0123456789abcdef"
 
     private mutating func escape(_ u: UnsafeBufferPointer<UInt8>) {
-        bytes.append(UInt8(ascii: "\""))
+        buffer.put(UInt8(ascii: "\""))
         var start = 0
         var i = 0
         while i < u.count {
@@ -186,25 +191,69 @@ public struct JSONWriter {
                 i += 1
                 continue
             }
-            if start < i { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: u[start..<i])) }
-            bytes.append(UInt8(ascii: "\\"))
+            if start < i { buffer.put(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(u)[start..<i])) }
+            buffer.put(UInt8(ascii: "\\"))
             switch c {
-            case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\""))
-            case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\"))
-            case 0x08: bytes.append(UInt8(ascii: "b"))
-            case 0x09: bytes.append(UInt8(ascii: "t"))
-            case 0x0a: bytes.append(UInt8(ascii: "n"))
-            case 0x0c: bytes.append(UInt8(ascii: "f"))
-            case 0x0d: bytes.append(UInt8(ascii: "r"))
+            case UInt8(ascii: "\""): buffer.put(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): buffer.put(UInt8(ascii: "\\"))
+            case 0x08: buffer.put(UInt8(ascii: "b"))
+            case 0x09: buffer.put(UInt8(ascii: "t"))
+            case 0x0a: buffer.put(UInt8(ascii: "n"))
+            case 0x0c: buffer.put(UInt8(ascii: "f"))
+            case 0x0d: buffer.put(UInt8(ascii: "r"))
             default:
                 Self.hexDigits.withUTF8Buffer { h in
-                    bytes.append(contentsOf: [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), h[Int(c >> 4)], h[Int(c & 0xf)]])
+                    for b in [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), h[Int(c >> 4)], h[Int(c & 0xf)]] { buffer.put(b) }
                 }
             }
             i += 1
             start = i
         }
-        if start < u.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: u[start..<u.count])) }
-        bytes.append(UInt8(ascii: "\""))
+        if start < u.count { buffer.put(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(u)[start..<u.count])) }
+        buffer.put(UInt8(ascii: "\""))
+    }
+}
+
+/// A growable byte buffer written in place: no copy-on-write checks per byte, as an Array's
+/// appends have (a JSON report is written a byte at a time).
+final class ByteBuffer {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    var count = 0
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 256)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    var array: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    @inline(__always)
+    func put(_ b: UInt8) {
+        if count == capacity { grow(1) }
+        base[count] = b
+        count += 1
+    }
+
+    @inline(__always)
+    func put(_ bytes: UnsafeRawBufferPointer) {
+        guard let from = bytes.baseAddress, bytes.count > 0 else { return }
+        if count + bytes.count > capacity { grow(bytes.count) }
+        UnsafeMutableRawPointer(base + count).copyMemory(from: from, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    func put(_ text: StaticString) {
+        put(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    private func grow(_ more: Int) {
+        let bigger = max(capacity * 2, count + more)
+        let new = UnsafeMutablePointer<UInt8>.allocate(capacity: bigger)
+        new.update(from: base, count: count)
+        base.deallocate()
+        (base, capacity) = (new, bigger)
     }
 }

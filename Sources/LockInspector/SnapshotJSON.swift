@@ -36,11 +36,14 @@ public enum SnapshotJSON {
         w.key("images")
         w.beginArray()
         let images = s.images, lockFiles = s.lockFiles
-        w.elements(elements(images.count) { i, w, dates in images.withUnsafeBufferPointer { write($0[i], to: &w, dates: &dates) } })
+        // Each element read where it is (a pointer): a copy would retain its dozen references.
+        w.elements(elements(images.count) { i, w, dates in
+            images.withUnsafeBufferPointer { write(image: $0.baseAddress! + i, to: &w, dates: &dates) }
+        })
         w.endArray()
         w.key("lock_files")
         w.beginArray()
-        w.elements(elements(lockFiles.count) { i, w, _ in lockFiles.withUnsafeBufferPointer { write($0[i], to: &w) } })
+        w.elements(elements(lockFiles.count) { i, w, _ in lockFiles.withUnsafeBufferPointer { write(lockFile: $0.baseAddress! + i, to: &w) } })
         w.endArray()
         w.key("unseen")
         w.beginArray()
@@ -67,31 +70,31 @@ public enum SnapshotJSON {
         }
     }
 
-    static func write(_ image: borrowing ImageLocks, to w: inout JSONWriter, dates: inout DateText) {
+    static func write(image p: UnsafePointer<ImageLocks>, to w: inout JSONWriter, dates: inout DateText) {
         w.beginObject()
         w.key("dev")
-        w.device(image.device)
+        w.device(p.pointee.device)
         w.key("holders")
         w.beginArray()
-        for i in image.holders.indices { write(image.holders[i], to: &w, dates: &dates) }
+        for i in p.pointee.holders.indices { write(p.pointee.holders[i], to: &w, dates: &dates) }
         w.endArray()
         w.key("inode")
-        w.int(image.inode)
+        w.int(p.pointee.inode)
         w.key("lock_files")
-        w.strings(image.lockFiles)
+        w.strings(p.pointee.lockFiles)
         w.key("locks")
         w.beginArray()
-        for i in image.locks.indices { write(image.locks[i], to: &w) }
+        for i in p.pointee.locks.indices { write(p.pointee.locks[i], to: &w) }
         w.endArray()
         w.key("path")
-        w.string(image.path)
+        w.string(p.pointee.path)
         w.key("schemes")
         w.beginArray()
-        for sc in image.schemes { w.string(sc.rawValue) }
+        for sc in p.pointee.schemes { w.string(sc.rawValue) }
         w.endArray()
         w.key("waiters")
         w.beginArray()
-        for i in image.waiters.indices { write(image.waiters[i], to: &w, dates: &dates) }
+        for i in p.pointee.waiters.indices { write(p.pointee.waiters[i], to: &w, dates: &dates) }
         w.endArray()
         w.endObject()
     }
@@ -159,22 +162,22 @@ public enum SnapshotJSON {
         w.endObject()
     }
 
-    static func write(_ e: borrowing LockFileEntry, to w: inout JSONWriter) {
+    static func write(lockFile p: UnsafePointer<LockFileEntry>, to w: inout JSONWriter) {
         w.beginObject()
         w.key("dev")
-        w.device(e.device)
+        w.device(p.pointee.device)
         w.key("held")
-        w.bool(e.held)
+        w.bool(p.pointee.held)
         w.key("image")
-        w.string(e.image)
+        w.string(p.pointee.image)
         w.key("inode")
-        w.int(e.inode)
+        w.int(p.pointee.inode)
         w.key("kind")
-        w.string(e.kind.rawValue)
+        w.string(p.pointee.kind.rawValue)
         w.key("mapped_by")
-        w.string(e.mappedBy)
+        w.string(p.pointee.mappedBy)
         w.key("path")
-        w.string(e.path)
+        w.string(p.pointee.path)
         w.endObject()
     }
 

@@ -18,6 +18,29 @@ final class AssemblyTests: XCTestCase {
         }
     }
 
+    func testTwoOrdersMergeIntoTheOrderOfAll() {
+        func key(_ s: String) -> Scan.ImageOrderKey {
+            s.hasPrefix("/") ? .init(known: true, key: s) : .init(known: false, key: s)
+        }
+        let first = ["/b", "x-lock", "/a", "/c", "/a"].map(key)
+        let rest = ["/a", "/bb", "w-lock", "/0"].map(key)
+        let merged = Scan.mergeOrders(Scan.imageOrder(first), first, Scan.imageOrder(rest).map { $0 + first.count }, rest,
+                                      offset: first.count)
+        let all = first + rest
+        XCTAssertEqual(merged, Scan.imageOrder(all))
+        XCTAssertEqual(merged.map { all[$0].key }, ["/0", "/a", "/a", "/a", "/b", "/bb", "/c", "w-lock", "x-lock"])
+        // Equal keys keep the order they were seen in: the lock files' entries first.
+        XCTAssertEqual(merged[1...3], [2, 4, 5])
+    }
+
+    func testAppendingSharesAnArrayIntoAnEmptyOne() {
+        var a: [Int] = []
+        a.append(shared: [1, 2])
+        a.append(shared: [])
+        a.append(shared: [3])
+        XCTAssertEqual(a, [1, 2, 3])
+    }
+
     func testNeighboursWithOneIdBecomeOneImage() {
         let row = KernelLock(id: 3, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil, device: nil,
                              inode: 9, start: 100, end: 100)

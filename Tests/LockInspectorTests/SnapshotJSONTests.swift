@@ -50,6 +50,33 @@ final class SnapshotJSONTests: XCTestCase {
         }
     }
 
+    /// The writer grows its buffer as it goes and nests to the depth it was given.
+    func testWriterGrowsAndNests() throws {
+        var w = JSONWriter(capacity: 1)
+        w.beginArray()
+        for i in 0..<2000 {
+            w.beginObject()
+            w.key("i")
+            w.int(i)
+            w.key("deep")
+            w.beginArray()
+            w.beginArray()
+            w.null()
+            w.bool(i % 2 == 0)
+            w.endArray()
+            w.string(String(repeating: "é\"", count: i % 7))
+            w.endArray()
+            w.endObject()
+        }
+        w.endArray()
+        let doc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(w.bytes)) as? [[String: Any]])
+        XCTAssertEqual(doc.count, 2000)
+        XCTAssertEqual(doc[1999]["i"] as? Int, 1999)
+        let deep = try XCTUnwrap(doc[6]["deep"] as? [Any])
+        XCTAssertEqual((deep[0] as? [Any])?.count, 2)
+        XCTAssertEqual(deep[1] as? String, String(repeating: "é\"", count: 6))
+    }
+
     func testEscapesAreJSONEncodersOwn() throws {
         let s = snapshot(images: 1)
         let text = String(decoding: SnapshotJSON.render(s), as: UTF8.self)
