@@ -73,7 +73,6 @@ final class ThreadWork<T: Sendable>: @unchecked Sendable {
     /// changed in place); call once.
     func wait() -> T {
         group.wait()
-        defer { result = nil }
         return result.take()!
     }
 }
