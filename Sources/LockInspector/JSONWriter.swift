@@ -181,11 +181,25 @@ public struct JSONWriter {
 
     private static let hexDigits: StaticString = "0123456789abcdef"
 
+    /// Whether any of the eight bytes is a control character, `"` or `\` (bytes of
+    /// multi-byte UTF-8 never are). Exact as a yes/no (the bit tricks of "haszero").
+    @inline(__always)
+    private static func needsEscape(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZero(_ v: UInt64) -> Bool { (v &- ones) & ~v & highs != 0 }
+        let below0x20 = (w &- ones &* 0x20) & ~w & highs != 0
+        return below0x20 || hasZero(w ^ (ones &* 0x22)) || hasZero(w ^ (ones &* 0x5c))
+    }
+
     private mutating func escape(_ u: UnsafeBufferPointer<UInt8>) {
         buffer.put(UInt8(ascii: "\""))
         var start = 0
         var i = 0
+        let raw = UnsafeRawBufferPointer(u)
         while i < u.count {
+            // Eight bytes at a time while none needs escaping (paths, names: nearly always).
+            while i + 8 <= u.count && !Self.needsEscape(raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) { i += 8 }
+            guard i < u.count else { break }
             let c = u[i]
             if c >= 0x20 && c != UInt8(ascii: "\"") && c != UInt8(ascii: "\\") {
                 i += 1

@@ -37,13 +37,13 @@ public enum SnapshotJSON {
         w.beginArray()
         let images = s.images, lockFiles = s.lockFiles
         // Each element read where it is (a pointer): a copy would retain its dozen references.
-        w.elements(elements(images.count) { i, w, dates in
+        elements(images.count, into: &w) { i, w, dates in
             images.withUnsafeBufferPointer { write(image: $0.baseAddress! + i, to: &w, dates: &dates) }
-        })
+        }
         w.endArray()
         w.key("lock_files")
         w.beginArray()
-        w.elements(elements(lockFiles.count) { i, w, _ in lockFiles.withUnsafeBufferPointer { write(lockFile: $0.baseAddress! + i, to: &w) } })
+        elements(lockFiles.count, into: &w) { i, w, _ in lockFiles.withUnsafeBufferPointer { write(lockFile: $0.baseAddress! + i, to: &w) } }
         w.endArray()
         w.key("unseen")
         w.beginArray()
@@ -59,14 +59,21 @@ public enum SnapshotJSON {
         w.endObject()
     }
 
-    /// `list`'s elements as JSON, comma-separated, in chunks rendered in parallel.
+    /// `list`'s elements as JSON, comma-separated, in chunks rendered in parallel, into `w`.
     /// (By index: the caller's closure reads its array in place, no element is copied.)
-    static func elements(_ count: Int, _ write: @escaping @Sendable (Int, inout JSONWriter, inout DateText) -> Void) -> [[UInt8]] {
-        Parallel.chunks(count, chunk: 4096) { range -> [[UInt8]] in
-            var w = JSONWriter.elements(capacity: range.count * 768)
-            var dates = DateText()
-            for i in range { write(i, &w, &dates) }
-            return [w.bytes]
+    /// (In waves of one chunk per core, each handed to `w` before the next is made: a
+    /// streaming writer never holds more than a few chunks, not 70 MB at 100k.)
+    static func elements(_ count: Int, into w: inout JSONWriter,
+                         _ write: @escaping @Sendable (Int, inout JSONWriter, inout DateText) -> Void) {
+        let chunk = 4096, wave = chunk * max(1, ProcessInfo.processInfo.activeProcessorCount)
+        for start in stride(from: 0, to: count, by: wave) {
+            let end = min(count, start + wave)
+            w.elements(Parallel.chunks(end - start, chunk: chunk) { range -> [[UInt8]] in
+                var w = JSONWriter.elements(capacity: range.count * 768)
+                var dates = DateText()
+                for i in range { write(start + i, &w, &dates) }
+                return [w.bytes]
+            })
         }
     }
 

@@ -77,6 +77,22 @@ final class SnapshotJSONTests: XCTestCase {
         XCTAssertEqual(deep[1] as? String, String(repeating: "é\"", count: 6))
     }
 
+    /// Strings escaped eight bytes at a time write what JSONEncoder writes, whatever falls
+    /// on which side of an eight-byte boundary.
+    func testStringsAreWrittenAsJSONEncoderWritesThem() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        let pieces = ["a", "/", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", " ", "~", "\u{7f}", "é", "€", "𝄞", "0123456"]
+        var rng = SystemRandomNumberGenerator()
+        for n in 0..<400 {
+            let text = (0..<(n % 40)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            var w = JSONWriter(capacity: 16)
+            w.string(text)
+            XCTAssertEqual(String(decoding: w.bytes, as: UTF8.self), String(decoding: try encoder.encode(text), as: UTF8.self),
+                           "\(Array(text.utf8))")
+        }
+    }
+
     func testEscapesAreJSONEncodersOwn() throws {
         let s = snapshot(images: 1)
         let text = String(decoding: SnapshotJSON.render(s), as: UTF8.self)
