@@ -117,6 +117,7 @@ public struct KernelLock: Hashable, Sendable, Codable {
     /// (blank lines are neither).
     public static func parseTable(_ text: [UInt8]) -> (locks: [KernelLock], malformed: [String]) {
         var locks: [KernelLock] = []
+        locks.reserveCapacity(text.count / 48)  // a row is ~55 bytes: one allocation, no regrowth
         var malformed: [String] = []
         text.withUnsafeBufferPointer { all in
             var s = 0

@@ -22,6 +22,7 @@ enum ByteOrder {
     static func sortedIndices(_ strings: [String]) -> [Int] {
         guard strings.count > 1 else { return Array(strings.indices) }
         var flat: [UInt8] = []
+        flat.reserveCapacity(strings.reduce(0) { $0 + $1.utf8.count })
         var offsets: [Int] = [0]
         offsets.reserveCapacity(strings.count + 1)
         for s in strings {

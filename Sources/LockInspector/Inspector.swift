@@ -270,7 +270,9 @@ struct Scan {
             rowsByFile = keep.filter { !$0.value.isEmpty }
         }
         let t2b = now()
-        let held = rowsByFile.values.joined().filter { !$0.isWaiter }
+        var held: [KernelLock] = []
+        held.reserveCapacity(rows.count)
+        for fileRows in rowsByFile.values { for r in fileRows where !r.isWaiter { held.append(r) } }
         if options.focus != nil && !held.isEmpty {
             // A classic POSIX or flock row names its process; an OFD row does not, and then
             // the processes are searched (by inode: hard links and bind mounts too) until

@@ -19,7 +19,8 @@ public struct JSONWriter {
     private var written: UInt64 = 0
     private var afterKey = false
     /// Where finished bytes go when streaming (`init(capacity:sink:)`); nil: kept in `bytes`.
-    private let sink: (([UInt8]) -> Void)?
+    /// The bytes are lent for the call only.
+    private let sink: ((UnsafeRawBufferPointer) -> Void)?
 
     public init(capacity: Int = 1 << 16) {
         sink = nil
@@ -28,15 +29,22 @@ public struct JSONWriter {
 
     /// A writer that hands its bytes to `sink` in order, at least `capacity` at a time (the
     /// last, shorter piece at `finish()`): a big report is never held whole in memory.
-    public init(capacity: Int, sink: @escaping ([UInt8]) -> Void) {
+    public init(capacity: Int, sink: @escaping (UnsafeRawBufferPointer) -> Void) {
         self.sink = sink
         buffer = ByteBuffer(capacity: capacity)
     }
 
+    private init(buffer: ByteBuffer) {
+        sink = nil
+        self.buffer = buffer
+    }
+
     /// A writer of an array's elements without its brackets (comma-separated), for a
-    /// chunk of a long array rendered on its own (`elements(_:)`).
-    static func elements(capacity: Int) -> JSONWriter {
-        var w = JSONWriter(capacity: capacity)
+    /// chunk of a long array rendered on its own into `buffer` (emptied first; see
+    /// `elements(_:)`).
+    static func elements(into buffer: ByteBuffer) -> JSONWriter {
+        buffer.count = 0
+        var w = JSONWriter(buffer: buffer)
         w.depth = 1
         return w
     }
@@ -44,20 +52,20 @@ public struct JSONWriter {
     /// Hands what is buffered to the sink (streaming writers; nothing otherwise).
     public mutating func finish() {
         guard let sink, buffer.count > 0 else { return }
-        sink(buffer.array)
+        buffer.withBytes(sink)
         buffer.count = 0
     }
 
-    /// Elements of the current array rendered elsewhere (`elements(capacity:)` writers'
-    /// bytes), in order; a streaming writer passes them to its sink as they are.
-    mutating func elements(_ parts: [[UInt8]]) {
-        for part in parts where !part.isEmpty {
+    /// Elements of the current array rendered elsewhere (`elements(into:)` writers'
+    /// buffers), in order; a streaming writer passes them to its sink as they are.
+    mutating func elements(_ parts: [ByteBuffer]) {
+        for part in parts where part.count > 0 {
             beforeValue()
             if let sink {
                 finish()
-                sink(part)
+                part.withBytes(sink)
             } else {
-                part.withUnsafeBytes { buffer.put($0) }
+                part.withBytes { buffer.put($0) }
             }
         }
     }
@@ -229,8 +237,8 @@ public struct JSONWriter {
 }
 
 /// A growable byte buffer written in place: no copy-on-write checks per byte, as an Array's
-/// appends have (a JSON report is written a byte at a time).
-final class ByteBuffer {
+/// appends have (a JSON report is written a byte at a time). One thread at a time.
+final class ByteBuffer: @unchecked Sendable {
     private var base: UnsafeMutablePointer<UInt8>
     private var capacity: Int
     var count = 0
@@ -243,6 +251,11 @@ final class ByteBuffer {
     deinit { base.deallocate() }
 
     var array: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    /// The bytes written, lent to `body`.
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: count))
+    }
 
     @inline(__always)
     func put(_ b: UInt8) {

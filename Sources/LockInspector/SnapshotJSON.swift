@@ -17,7 +17,7 @@ public enum SnapshotJSON {
     /// The same, handed to `sink` in pieces as it is made (the long arrays in the chunks
     /// rendered on every core, in order): `list --json` writes each piece as it comes,
     /// never holding the whole report (7 MB at 10k lock files).
-    public static func render(_ s: Snapshot, host: String? = nil, sink: @escaping ([UInt8]) -> Void) {
+    public static func render(_ s: Snapshot, host: String? = nil, sink: @escaping (UnsafeRawBufferPointer) -> Void) {
         var w = JSONWriter(capacity: 1 << 16, sink: sink)
         write(s, host: host, to: &w)
         w.finish()
@@ -59,21 +59,24 @@ public enum SnapshotJSON {
         w.endObject()
     }
 
-    /// `list`'s elements as JSON, comma-separated, in chunks rendered in parallel, into `w`.
+    /// `list`'s elements as JSON, comma-separated, in chunks rendered in parallel, into `w`,
+    /// in waves of one chunk per core, each handed to `w` before the next is made: a
+    /// streaming writer holds a chunk buffer per core, reused, not 70 MB at 100k.
     /// (By index: the caller's closure reads its array in place, no element is copied.)
-    /// (In waves of one chunk per core, each handed to `w` before the next is made: a
-    /// streaming writer never holds more than a few chunks, not 70 MB at 100k.)
     static func elements(_ count: Int, into w: inout JSONWriter,
                          _ write: @escaping @Sendable (Int, inout JSONWriter, inout DateText) -> Void) {
-        let chunk = 4096, wave = chunk * max(1, ProcessInfo.processInfo.activeProcessorCount)
-        for start in stride(from: 0, to: count, by: wave) {
-            let end = min(count, start + wave)
-            w.elements(Parallel.chunks(end - start, chunk: chunk) { range -> [[UInt8]] in
-                var w = JSONWriter.elements(capacity: range.count * 768)
+        let chunk = 4096, cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let buffers = (0..<min(cores, (count + chunk - 1) / chunk)).map { _ in ByteBuffer(capacity: chunk * 768) }
+        for start in stride(from: 0, to: count, by: chunk * cores) {
+            let end = min(count, start + chunk * cores)
+            let used = Parallel.chunks(end - start, chunk: chunk) { range -> [ByteBuffer] in
+                let buffer = buffers[range.lowerBound / chunk]
+                var w = JSONWriter.elements(into: buffer)
                 var dates = DateText()
                 for i in range { write(start + i, &w, &dates) }
-                return [w.bytes]
-            })
+                return [buffer]
+            }
+            w.elements(used)
         }
     }
 

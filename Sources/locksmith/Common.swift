@@ -22,16 +22,19 @@ func complain(_ message: String) {
 /// Writes bytes to stdout as they are (no copy into Data: `list --json` at 100k lock files
 /// is ~70 MB). The corresponding C function is `write`.
 func writeStandardOutput(_ bytes: [UInt8]) {
-    bytes.withUnsafeBytes { b in
-        var done = 0
-        while done < b.count {
-            let n = write(1, b.baseAddress! + done, b.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            done += n
+    bytes.withUnsafeBytes(writeStandardOutput)
+}
+
+/// The same, of bytes lent for the call (`list --json`'s pieces).
+func writeStandardOutput(_ b: UnsafeRawBufferPointer) {
+    var done = 0
+    while done < b.count {
+        let n = write(1, b.baseAddress! + done, b.count - done)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return
         }
+        done += n
     }
 }
 

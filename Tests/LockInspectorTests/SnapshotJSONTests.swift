@@ -33,7 +33,7 @@ final class SnapshotJSONTests: XCTestCase {
             let s = snapshot(images: n)
             let whole = SnapshotJSON.render(s)
             var pieces: [[UInt8]] = []
-            SnapshotJSON.render(s, sink: { pieces.append($0) })
+            SnapshotJSON.render(s, sink: { pieces.append(Array($0)) })
             XCTAssertEqual(Array(pieces.joined()), whole, "n = \(n)")
             XCTAssertFalse(pieces.contains { $0.isEmpty })
             let doc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(whole)) as? [String: Any])
