@@ -260,7 +260,7 @@ struct Scan {
             for f in focus {
                 guard case .success(let st) = SystemReads.status(f.image) else { continue }
                 let k = FileKey(device: st.device, inode: st.inode)
-                candidates.imageFiles[k] = f.image
+                candidates.addImageFile(k, path: f.image)
                 keep[k] = rowsByFile[k]
             }
             for lf in lockFiles + leaseFiles {
@@ -626,7 +626,10 @@ struct Scan {
         /// canonicalising. Hashed only when there are lease files (`bySHA256()`).
         var aliases: [Candidate] = []
         /// Files under --images, by key (for locks on them that fit no other scheme).
-        var imageFiles: [FileKey: String] = [:]
+        /// (Listed as walked, indexed by key on the first lookup: most scans never look one
+        /// up, and 100k insertions would cost ~20 ms.)
+        private var imageFileList: [(key: FileKey, path: String)] = []
+        private var imageFileIndex = LazyIndex()
 
         /// A candidate less trusted than those already added.
         mutating func add(_ path: String, source: String, realPath: String? = nil, sha1: SHA1Digest? = nil) {
@@ -654,13 +657,39 @@ struct Scan {
         /// A file under an --images dir; of several names for one key (hard links), the
         /// first in byte order, whatever order the directory lists them in.
         mutating func addImageFile(_ key: FileKey, path: String) {
-            if let old = imageFiles[key], !ByteOrder.precedes(path, old) { return }
-            imageFiles[key] = path
+            imageFileList.append((key, path))
+            imageFileIndex = LazyIndex()
+        }
+
+        /// The file under an --images dir with this key, if any.
+        func imageFile(_ key: FileKey) -> String? {
+            imageFileIndex.lookup(key) {
+                var index: [FileKey: String] = [:]
+                index.reserveCapacity(imageFileList.count)
+                for (k, path) in imageFileList {
+                    if let old = index[k], !ByteOrder.precedes(path, old) { continue }
+                    index[k] = path
+                }
+                return index
+            }
+        }
+
+        /// The index of the image files, made on first use (from any thread).
+        final class LazyIndex: @unchecked Sendable {
+            private let lock = NSLock()
+            private var index: [FileKey: String]?
+
+            func lookup(_ key: FileKey, build: () -> [FileKey: String]) -> String? {
+                lock.lock()
+                defer { lock.unlock() }
+                if index == nil { index = build() }
+                return index![key]
+            }
         }
 
         mutating func reserve(_ n: Int) {
             bySHA1.reserveCapacity(bySHA1.count + n)
-            imageFiles.reserveCapacity(imageFiles.count + n)
+            imageFileList.reserveCapacity(imageFileList.count + n)
         }
 
         func bySHA256() -> [String: Candidate] {
@@ -758,9 +787,9 @@ struct Scan {
             let byVirtlockd = rows.contains { r in
                 r.isByteZero && r.pid.flatMap { details[$0] ?? nil }?.command == "virtlockd"
             }
-            if byVirtlockd || candidates.imageFiles[key] != nil { return .virtlockd }
+            if byVirtlockd || candidates.imageFile(key) != nil { return .virtlockd }
         }
-        if candidates.imageFiles[key] != nil { return .qemu }
+        if candidates.imageFile(key) != nil { return .qemu }
         return nil
     }
 
@@ -821,7 +850,7 @@ struct Scan {
             case .virtlockd where leaseFile != nil:
                 id = leaseImageID[leaseFile!] ?? entry(leaseFiles[leaseFile!].path)  // waiters only
             default:
-                let path = openFiles.lazy.compactMap(\.link).first ?? candidates.imageFiles[key]
+                let path = openFiles.lazy.compactMap(\.link).first ?? candidates.imageFile(key)
                 images.append(ImageLocks(id: path ?? key.text, path: path, device: key.device, inode: key.inode, schemes: [scheme]))
                 id = images.count - 1
             }
