@@ -65,7 +65,11 @@ public enum SnapshotJSON {
     /// (By index: the caller's closure reads its array in place, no element is copied.)
     static func elements(_ count: Int, into w: inout JSONWriter,
                          _ write: @escaping @Sendable (Int, inout JSONWriter, inout DateText) -> Void) {
-        let chunk = 4096, cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        guard count > 0 else { return }
+        // Up to 4096 elements a chunk, in as many chunks as make full waves.
+        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let chunks = ((count + 4095) / 4096 + cores - 1) / cores * cores
+        let chunk = max(1, (count + chunks - 1) / chunks)
         let buffers = (0..<min(cores, (count + chunk - 1) / chunk)).map { _ in ByteBuffer(capacity: chunk * 768) }
         for start in stride(from: 0, to: count, by: chunk * cores) {
             let end = min(count, start + chunk * cores)
