@@ -139,7 +139,7 @@ struct ProcessFDReader {
         return buffer.withUnsafeBufferPointer { FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) }
     }
 
-    /// The fd's access mode as open flags, from the mode bits of its link (`fdOpenFlags`).
+    /// The fd's access mode as open flags, from the mode bits of its link (`SystemReads.openFlags`).
     mutating func openFlags(pid: Int32, fd: Int32) -> UInt32? {
         dirs(pid)
         let dir = dir(\.fdDir, "fd")

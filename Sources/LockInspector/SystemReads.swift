@@ -63,13 +63,7 @@ enum SystemReads {
     /// The access mode of an open fd as open flags (0 read-only, 1 write-only, 2 read-write),
     /// from the mode bits procfs gives the /proc/PID/fd/N link: owner read for FMODE_READ,
     /// owner write for FMODE_WRITE (fs/proc/fd.c, tid_fd_update_inode). One lstat instead
-    /// of an fdinfo read. nil when the fd is gone.
-    static func fdOpenFlags(procRoot: String, pid: Int32, fd: Int32) -> UInt32? {
-        var st = stat()
-        guard lstat("\(procRoot)/\(pid)/fd/\(fd)", &st) == 0 else { return nil }
-        return openFlags(linkMode: st.st_mode)
-    }
-
+    /// of an fdinfo read (`ProcessFDReader.openFlags`).
     static func openFlags(linkMode mode: mode_t) -> UInt32 {
         let read = mode & S_IRUSR != 0, write = mode & S_IWUSR != 0
         return write ? (read ? 2 : 1) : 0
