@@ -473,7 +473,8 @@ struct Scan {
         var have: [LockShape: Int] = [:]
         var descriptions: [(pid: Int32, fd: Int32, shapes: Set<LockShape>)] = []
         var exact = pass.live
-        var buffer = [UInt8](repeating: 0, count: 16384)
+        var reader = ProcessFDReader(procRoot: procRoot)
+        defer { reader.close() }
         let firstSet = Set(first)
         var done = false
         for pid in first + order.filter({ !firstSet.contains($0) }) {
@@ -483,7 +484,7 @@ struct Scan {
             pass.fds += part.fds
             pass.hidden.formUnion(part.hidden)
             for f in part.fds where inodes.contains(f.inode) && f.info == nil {
-                guard let info = SystemReads.fdInfo(procRoot: procRoot, pid: f.pid, fd: f.fd, buffer: &buffer) else { continue }
+                guard let info = reader.info(pid: f.pid, fd: f.fd) else { continue }
                 let shapes = Set(info.locks.filter { $0.isOFD }.map(\.shape)).filter { need[$0] != nil }
                 guard !shapes.isEmpty else { continue }
                 var known = false

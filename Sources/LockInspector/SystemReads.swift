@@ -54,12 +54,6 @@ enum SystemReads {
         return nil
     }
 
-    /// fdinfo of one fd, parsed; nil when it is gone or unreadable.
-    static func fdInfo(procRoot: String, pid: Int32, fd: Int32, buffer: inout [UInt8]) -> FDInfo? {
-        guard let n = readSmallProcFile("\(procRoot)/\(pid)/fdinfo/\(fd)", into: &buffer) else { return nil }
-        return buffer.withUnsafeBufferPointer { FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) }
-    }
-
     /// The access mode of an open fd as open flags (0 read-only, 1 write-only, 2 read-write),
     /// from the mode bits procfs gives the /proc/PID/fd/N link: owner read for FMODE_READ,
     /// owner write for FMODE_WRITE (fs/proc/fd.c, tid_fd_update_inode). One lstat instead

@@ -30,7 +30,8 @@ final class FDTargetsTests: XCTestCase {
         }
         var buffer = [UInt8](repeating: 0, count: 16384)
         let info = try XCTUnwrap(reader.info(pid: pid, fd: ro))
-        let byPath = try XCTUnwrap(SystemReads.fdInfo(procRoot: "/proc", pid: pid, fd: ro, buffer: &buffer))
+        let n = try XCTUnwrap(SystemReads.readSmallProcFile("/proc/\(pid)/fdinfo/\(ro)", into: &buffer))
+        let byPath = try XCTUnwrap(buffer.withUnsafeBufferPointer { FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) })
         XCTAssertEqual(info.locks.map(\.shape), byPath.locks.map(\.shape))
         XCTAssertEqual(info.locks.map { "\($0.kind) \($0.type) \($0.start)" }, ["OFDLCK READ 100"])
         XCTAssertEqual(info.flags & 3, 0)

@@ -19,6 +19,26 @@ final class GlusterCommandsTests: XCTestCase {
         return try Background(exe, args)
     }
 
+    /// Shared holders of a new file on h1 (a) and h2 (b), and the first `try` that shows both
+    /// (b got its lock then). The caller stops the holders.
+    private func sharedHoldersOnTwoHosts(_ label: String, _ bed: GlusterTestBed) throws
+        -> (url: String, a: Background, b: Background, shown: RunResult) {
+        let url = bed.url(try bed.makeFile(label))
+        let a = try holder(on: "h1", url, shared: true)
+        bed.waitUntil(url, held: true)
+        let b: Background
+        do { b = try holder(on: "h2", url, shared: true) } catch {
+            a.stop()
+            throw error
+        }
+        var r = try Run.locksmith(["try", url])
+        for _ in 0..<100 where !r.stdout.contains("on host h2") {
+            usleep(100_000)
+            r = try Run.locksmith(["try", url])
+        }
+        return (url, a, b, r)
+    }
+
     private func onHost(_ host: String, _ args: [String]) throws -> RunResult {
         let (exe, argv) = OtherHost.argv(host, Run.locksmith, args)
         return try Run.capture(exe, argv)
@@ -60,19 +80,8 @@ final class GlusterCommandsTests: XCTestCase {
     }
 
     func testSharedHoldersOnTwoHosts() throws {
-        let bed = try GlusterTestBed.require()
-        let url = bed.url(try bed.makeFile("cli-shared"))
-        let a = try holder(on: "h1", url, shared: true)
-        defer { a.stop() }
-        bed.waitUntil(url, held: true)
-        let b = try holder(on: "h2", url, shared: true)
-        defer { b.stop() }
-        // b got its lock when this try shows both.
-        var r = try Run.locksmith(["try", url])
-        for _ in 0..<100 where !r.stdout.contains("on host h2") {
-            usleep(100_000)
-            r = try Run.locksmith(["try", url])
-        }
+        let (url, a, b, r) = try sharedHoldersOnTwoHosts("cli-shared", try GlusterTestBed.require())
+        defer { a.stop(); b.stop() }
         XCTAssertEqual(r.status, 1, "\(r)")
         XCTAssertTrue(r.stdout.contains("pid \(a.pid) on host h1 holds a READ lock"), "\(r)")
         XCTAssertTrue(r.stdout.contains("pid \(b.pid) on host h2 holds a READ lock"), "\(r)")
@@ -151,18 +160,8 @@ final class GlusterCommandsTests: XCTestCase {
     }
 
     func testClearLocksWithYesClearsEveryHolder() throws {
-        let bed = try GlusterTestBed.require()
-        let url = bed.url(try bed.makeFile("cli-clear2"))
-        let a = try holder(on: "h1", url, shared: true)
-        defer { a.stop() }
-        bed.waitUntil(url, held: true)
-        let b = try holder(on: "h2", url, shared: true)
-        defer { b.stop() }
-        var r = try Run.locksmith(["try", url])
-        for _ in 0..<100 where !r.stdout.contains("on host h2") {
-            usleep(100_000)
-            r = try Run.locksmith(["try", url])
-        }
+        let (url, a, b, _) = try sharedHoldersOnTwoHosts("cli-clear2", try GlusterTestBed.require())
+        defer { a.stop(); b.stop() }
         let cleared = try Run.locksmith(["clear-locks", "--yes", url])
         XCTAssertEqual(cleared.status, 0, "\(cleared)")
         XCTAssertTrue(cleared.stdout.contains("2 granted locks will be cleared"), "\(cleared)")
