@@ -74,6 +74,8 @@ public struct SnapshotTimings: Sendable, Equatable {
     public var fds = 0
     public var fdinfoReads = 0
     public var contentReads = 0
+    /// Processes whose open files were looked at.
+    public var processCount = 0
 
     public init() {}
 }
@@ -350,6 +352,7 @@ struct Scan {
         Parallel.release(ScanTables(rowsByFile: rowsByFile, rows: rows, fds: fds, procs: procs, candidates: candidates,
                                     lockFileKeys: lockFileKeys))
         t.total = now() - t0
+        t.processCount = procs.pids.count
         return Snapshot(host: SystemReads.hostName, generated: Date(), images: images,
                         lockFiles: allLockFiles, unseen: unseen, writers: writers)
     }
