@@ -40,18 +40,27 @@ extension Locksmith {
                 Locks protect images only when every user takes them. One snapshot of the \
                 host (as `list` takes it) is checked against these rules:
 
-                  critical  unlocked-writer     an image open for writing by a process that holds no lock on it
-                  critical  concurrent-writers  two or more processes have one image open for writing
-                  crit/warn unsafe-lock-file    a symlink, FIFO or other non-regular entry in a lock dir, a world-
-                                                writable lock dir without the sticky bit (critical); a hard-linked,
-                                                world-writable or foreign-owned lock file (warning)
-                  warning   unwritable-lock-file  the image's owner cannot open its lock file for writing
-                  warning   foreign-holder      a lock held by a user who cannot read the image
-                  warning   local-lock-on-shared-storage  a lock file in a local dir for an image on NFS, FUSE
-                                                (Gluster), Ceph, SMB, GFS2 or OCFS2: other hosts cannot see it
-                  warning   blocked-waiter      a process blocked on an image lock for --wait-threshold seconds
-                  info      stale-lock-file     a lock file nobody holds
-                  info      unmapped-lock-file  a lock file whose image cannot be found
+                  unlocked-writer (critical)
+                      an image open for writing by a process that holds no lock on it
+                  concurrent-writers (critical)
+                      two or more processes have one image open for writing
+                  unsafe-lock-file (critical or warning)
+                      critical: a symlink, FIFO or other non-regular entry in a lock
+                      dir, or a world-writable lock dir without the sticky bit;
+                      warning: a hard-linked, world-writable or foreign-owned lock file
+                  unwritable-lock-file (warning)
+                      the image's owner cannot open its lock file for writing
+                  foreign-holder (warning)
+                      a lock held by a user who cannot read the image
+                  local-lock-on-shared-storage (warning)
+                      a lock file in a local dir for an image on NFS, FUSE (Gluster),
+                      Ceph, SMB, GFS2 or OCFS2: other hosts cannot see it
+                  blocked-waiter (warning)
+                      a process blocked on an image lock for --wait-threshold seconds
+                  stale-lock-file (info)
+                      a lock file nobody holds
+                  unmapped-lock-file (info)
+                      a lock file whose image cannot be found
 
                 Each finding names the image, the processes and files involved, what was seen \
                 and a one-line remedy. --fix removes stale lock files only, each one safely (an \

@@ -8,19 +8,19 @@ extension Locksmith {
             commandName: "clear-locks",
             abstract: "Drop the granted locks on a Gluster image, for a holder that died or is cut off.",
             discussion: """
-                Takes a brick statedump to show who holds locks on the image (host, pid, \\
-                lk-owner), asks for confirmation on the terminal, then runs \\
-                `gluster volume clear-locks VOLUME PATH kind granted posix` and reports \\
-                what it cleared. The holders are not told: a holder that is still alive \\
-                goes on as if it held the lock, so clear only locks of clients that are \\
+                Takes a brick statedump to show who holds locks on the image (host, pid, \
+                lk-owner), asks for confirmation on the terminal, then runs \
+                `gluster volume clear-locks VOLUME PATH kind granted posix` and reports \
+                what it cleared. The holders are not told: a holder that is still alive \
+                goes on as if it held the lock, so clear only locks of clients that are \
                 gone or cut off from the servers.
 
-                Needs a Gluster server node: the gluster CLI talks to the glusterd of this \\
-                node (set GLUSTER_SOCK to use another glusterd socket), and the statedump \\
+                Needs a Gluster server node: the gluster CLI talks to the glusterd of this \
+                node (set GLUSTER_SOCK to use another glusterd socket), and the statedump \
                 is read from this node's bricks.
 
-                Exit status: 0 cleared (or nothing to clear), 1 not confirmed (nothing \\
-                done), 2 could not check or clear, 64 usage error, or no terminal to ask \\
+                Exit status: 0 cleared (or nothing to clear), 1 not confirmed (nothing \
+                done), 2 could not check or clear, 64 usage error, or no terminal to ask \
                 on and no --yes.
 
                 Example: locksmith clear-locks gluster://gl1/vmstore/vm1.qcow2

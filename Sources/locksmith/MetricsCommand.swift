@@ -18,11 +18,14 @@ extension Locksmith {
 
                 Series (every one labelled host=):
                   locksmith_image_lock_info{image,scheme,mode,pid,command,vm,user} 1
-                  locksmith_image_lock_held_seconds{same labels}   since the holder started
-                  locksmith_blocked_waiters{image}, locksmith_blocked_longest_wait_seconds{image}
-                  locksmith_audit_findings{rule,severity}         every rule and severity, 0 too
+                  locksmith_image_lock_held_seconds{same labels}: since the holder started
+                  locksmith_blocked_waiters{image}
+                  locksmith_blocked_longest_wait_seconds{image}
+                  locksmith_audit_findings{rule,severity}: every rule and severity, 0 too
                   locksmith_lock_files{state="unsafe|held|unmapped|free"}
-                  locksmith_unseen{what}, locksmith_hosts_unreachable, locksmith_scan_duration_seconds
+                  locksmith_unseen{what}
+                  locksmith_hosts_unreachable
+                  locksmith_scan_duration_seconds
 
                 Exit status: 0 written; 2 when /proc cannot be read or FILE cannot be written \
                 (FILE is then left as it was).

@@ -10,6 +10,13 @@ extension Locksmith {
     struct Watch: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print one line per lock change, as it happens (an audit trail).",
+            // ArgumentParser shortens a synopsis of more than 12 options to `<options>`.
+            usage: """
+                locksmith watch [--json] [--interval <secs>] [--count <n>] [--max-events <n>] \
+                [--findings <severity>] [--lock-dir <dir> ...] [--images <dir> ...] [--proc <dir>] \
+                [--gluster <host[:port]/volume> ...] [--gluster-path <dir>] [--all-files] \
+                [--timeout <secs>] [--force] [--wait-threshold <secs>]
+                """,
             discussion: """
                 Takes a snapshot every --interval seconds and prints what changed since the \
                 previous one, one line per change, each with its time: lock-acquired, \
@@ -33,7 +40,7 @@ extension Locksmith {
         @Flag(help: "Write JSON Lines instead of text.")
         var json = false
 
-        @Option(help: ArgumentHelp("Seconds between snapshots (default 2).", valueName: "secs"))
+        @Option(help: ArgumentHelp("Seconds between snapshots.", valueName: "secs"))
         var interval: Double = 2
 
         @Option(help: ArgumentHelp("Stop after this many snapshots (the first included).", valueName: "n"))
