@@ -46,6 +46,11 @@ public enum Renderer {
             if !snap.unseen.isEmpty { left += "  \(snap.unseen.count) unseen" }
             if !snap.findings.isEmpty { left += "  \(snap.findings.count) findings" }
         }
+        // The position in a list longer than the screen: here, never over a row of the list.
+        let layout = s.layout
+        if s.overlay == nil && s.rows.count > layout.listHeight && layout.listHeight > 0 {
+            right += "\(s.selected + 1)/\(s.rows.count)  "
+        }
         if !s.filter.isEmpty && !s.editingFilter { right += "filter \"\(s.filter)\"  " }
         if let e = s.scanError {
             right += "scan failed: \(e)"
@@ -108,12 +113,6 @@ public enum Renderer {
                         truncation: c == .image || c == .lockfile ? .start : .end, rightAligned: c.rightAligned)
                 x += w + 1
             }
-        }
-        if s.rows.count > layout.listHeight && layout.listHeight > 0 {
-            // Position in the list, right-aligned on the last list row's edge.
-            let mark = "\(s.selected + 1)/\(s.rows.count)"
-            buf.put(mark, x: buf.width - mark.count - 1, y: layout.listTop + layout.listHeight - 1,
-                    width: mark.count, style: Style(.dim, selected: s.selected == min(s.rows.count, s.top + layout.listHeight) - 1))
         }
     }
 

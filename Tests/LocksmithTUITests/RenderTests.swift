@@ -138,6 +138,35 @@ final class RenderTests: XCTestCase {
         assertFits(b)
     }
 
+    /// The position in a long list ("12/40") never covers a row: every list row of a
+    /// 60x20 screen reads exactly as the same row does on a screen tall enough for no marker.
+    func testThePositionMarkerLeavesTheRowsWhole() {
+        let many = (0..<40).map { i in
+            ImageLocks(id: "/img/\(i)", path: "/img/\(i).raw", schemes: [.lockfile],
+                       holders: [Holder(pid: Int32(1000 + i), command: "locksmith", user: "root",
+                                        started: Fixtures.now.addingTimeInterval(-45), scheme: .lockfile, lockType: .read)])
+        }
+        for keys in [[Key](), [.end], [.pageDown, .down, .down]] {
+            var s = Fixtures.state(width: 60, height: 20, images: many)
+            var tall = Fixtures.state(width: 60, height: 90, images: many)
+            for k in keys { s.handle(.key(k)); tall.handle(.key(k)) }
+            let b = Renderer.render(s), t = Renderer.render(tall)
+            let layout = s.layout
+            XCTAssertLessThan(layout.listHeight, many.count, "the list is longer than the screen")
+            XCTAssertGreaterThanOrEqual(tall.layout.listHeight, many.count, "the tall screen needs no marker")
+            XCTAssertFalse(t.text.contains("/40"), t.text)
+            let tallRows = (0..<t.height).map(t.line)
+            for y in layout.listTop..<(layout.listTop + layout.listHeight) {
+                let row = b.line(y)
+                let mark = row.first.map(String.init) ?? ""
+                XCTAssertTrue(tallRows.contains(row) || tallRows.contains(" " + row.dropFirst()) && mark == ">",
+                              "row \(y) differs from the same row without a marker: \(row)\n\(b.text)")
+            }
+            XCTAssertTrue(b.line(0).contains("\(s.selected + 1)/40"), "the position is shown: \(b.line(0))")
+            assertFits(b)
+        }
+    }
+
     func testNoUnicodeTerminalGetsASCIIOnly() {
         let (_, b) = screen(80, 24, unicode: false, .end)
         XCTAssertTrue(b.text.unicodeScalars.allSatisfy(\.isASCII), b.text)
