@@ -1,3 +1,4 @@
+import _TestSupport
 import Foundation
 @testable import LocksmithTUI
 import XCTest
@@ -6,9 +7,7 @@ import XCTest
 /// keys, as the help screen names them, are in it, and it names no key the TUI lacks.
 final class ReadmeKeysTests: XCTestCase {
     func testReadmeKeyTableNamesEveryBinding() throws {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/LocksmithTUITests/ReadmeKeysTests.swift
-        let readme = try String(contentsOf: url.appendingPathComponent("README.md"), encoding: .utf8)
+        let readme = try String(contentsOfFile: Run.repository + "/README.md", encoding: .utf8)
         let lines = readme.components(separatedBy: "\n")
         let start = try XCTUnwrap(lines.firstIndex(of: "| keys | |"), "README.md has no TUI key table")
         let rows = lines[(start + 2)...].prefix { $0.hasPrefix("|") }

@@ -80,6 +80,13 @@ public enum Run {
         throw XCTSkip("missing \(name)")
     }
 
+    /// The package's root directory (README.md, man/, scripts/).
+    public static let repository: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/_TestSupport/TestSupport.swift
+        return url.path
+    }()
+
     /// The locksmith binary built alongside the tests.
     public static var locksmith: String {
         let dir = Bundle.main.bundleURL.path  // .build/<config> for swift test on Linux
@@ -188,11 +195,7 @@ public struct GlusterTestBed: Sendable {
     public var dumpDirectory: String
 
     /// The repository (for scripts/gluster-testbed).
-    public static let repository: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/_TestSupport/TestSupport.swift
-        return url.path
-    }()
+    public static var repository: String { Run.repository }
 
     /// The running test bed; fails the test (and skips the rest of it) when the environment
     /// does not name one.

@@ -27,11 +27,7 @@ final class DocsConsistencyTests: XCTestCase {
         var values: [String: Set<String>]
     }
 
-    static let repository: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/locksmithTests/DocsConsistencyTests.swift
-        return url.path
-    }()
+    static var repository: String { Run.repository }
 
     // MARK: - Parsing
 
@@ -222,21 +218,27 @@ final class DocsConsistencyTests: XCTestCase {
         }
     }
 
-    func testManSynopsisGivesEachCommandExactlyItsOptions() throws {
-        let commands = try Self.subcommands() + [Self.plain]
-        let synopses = Self.manSynopses(try Self.manPage(), commands: Set(commands))
+    /// Each command's documented options (in `doc`) against what its `--help` shows, both ways.
+    func assertBothWays(_ documented: [String: Set<String>], in doc: String, commands: [String],
+                        file: StaticString = #filePath, line: UInt = #line) throws {
         for c in commands {
             let name = c == Self.plain ? "locksmith" : "locksmith \(c)"
-            guard let documented = synopses[c] else {
-                XCTFail("man/locksmith.1 has no synopsis of \(name)")
+            guard let given = documented[c] else {
+                XCTFail("\(doc) has no synopsis of \(name)", file: file, line: line)
                 continue
             }
             let help = try Self.help(c)
-            XCTAssertEqual(help.options.subtracting(documented).sorted(), [],
-                           "\(name) takes these (its --help shows them) but the man synopsis leaves them out")
-            XCTAssertEqual(documented.subtracting(help.options).sorted(), [],
-                           "the man synopsis gives \(name) these, but its --help does not show them")
+            XCTAssertEqual(help.options.subtracting(given).sorted(), [],
+                           "\(name) takes these (its --help shows them) but \(doc) leaves them out", file: file, line: line)
+            XCTAssertEqual(given.subtracting(help.options).sorted(), [],
+                           "\(doc) gives \(name) these, but its --help does not show them", file: file, line: line)
         }
+    }
+
+    func testManSynopsisGivesEachCommandExactlyItsOptions() throws {
+        let commands = try Self.subcommands() + [Self.plain]
+        try assertBothWays(Self.manSynopses(try Self.manPage(), commands: Set(commands)),
+                           in: "man/locksmith.1's synopsis", commands: commands)
     }
 
     func testManOptionsDescribeEveryOptionAndNameTheRightCommands() throws {
@@ -265,21 +267,9 @@ final class DocsConsistencyTests: XCTestCase {
     func testReadmeHeadingsGiveEachCommandExactlyItsOptions() throws {
         let commands = try Self.subcommands()
         let headings = try Self.readmeHeadings(commands: Set(commands))
-        for c in commands {
-            guard let documented = headings[c] else {
-                XCTFail("README.md has no ### `locksmith \(c) …` heading")
-                continue
-            }
-            let help = try Self.help(c)
-            XCTAssertEqual(help.options.subtracting(documented).sorted(), [],
-                           "locksmith \(c) takes these but no README heading of it gives them")
-            XCTAssertEqual(documented.subtracting(help.options).sorted(), [],
-                           "a README heading gives locksmith \(c) these, but its --help does not show them")
-        }
-        // Plain `locksmith`, if the README gives it a heading, as well.
-        if let documented = headings[Self.plain] {
-            XCTAssertEqual(documented, try Self.help(Self.plain).options, "README's heading of plain locksmith")
-        }
+        // Plain `locksmith` too, if the README gives it a heading.
+        try assertBothWays(headings, in: "README.md's ### `locksmith …` headings",
+                           commands: commands + (headings[Self.plain] == nil ? [] : [Self.plain]))
     }
 
     /// A value list a doc gives (`--scheme lockfile|qemu|gluster`) is the one `--help` gives.

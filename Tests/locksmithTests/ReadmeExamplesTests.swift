@@ -8,9 +8,7 @@ import XCTest
 final class ReadmeExamplesTests: XCTestCase {
     func testReadmeExamplesAreWhatTheCommandsPrint() throws {
         for tool in ["qemu-img", "qemu-io", "qemu-nbd", "tmux", "python3"] { _ = try Run.tool(tool) }
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/locksmithTests/ReadmeExamplesTests.swift
-        let script = url.appendingPathComponent("scripts/readme-examples").path
+        let script = Run.repository + "/scripts/readme-examples"
         let r = try Run.capture(script, [Run.locksmith], timeout: 300)
         XCTAssertEqual(r.status, 0, "scripts/readme-examples: a README example is stale (scripts/readme-examples --update "
                        + "rewrites the blocks; check the result):\n\(r.stdout)\(r.stderr)")
