@@ -144,9 +144,10 @@ public struct ImageLocker: Sendable {
 
     // MARK: - Paths
 
-    /// `.qemu-<lowercase hex SHA-1 of the realpath bytes>.lock`.
+    /// `.qemu-<lowercase hex SHA-1 of the realpath bytes>.lock`: the path's exact bytes
+    /// (`PathBytes`), also when they are not UTF-8.
     public static func lockFileName(realPath: String) -> String {
-        ".qemu-\(Digest.sha1Hex(realPath)).lock"
+        ".qemu-\(Digest.sha1Hex(PathBytes.bytes(realPath))).lock"
     }
 
     /// The lock file of `realPath` in this locker's lock dir.
@@ -330,7 +331,7 @@ public struct ImageLocker: Sendable {
             if case .success(let onDisk) = Sys.lstat(path), case .success(let mine) = Sys.fstat(fd),
                onDisk.inode == mine.inode, onDisk.device == mine.device {
                 if created {
-                    _ = Sys.writeAll(fd, Array((real + "\n").utf8))
+                    _ = Sys.writeAll(fd, PathBytes.bytes(real) + [10])
                 }
                 return .acquired(HeldImageLock(image: real, scheme: .lockfile, mode: mode, flavor: flavor,
                                                lockFile: path, createdLockFile: created, fd: fd))

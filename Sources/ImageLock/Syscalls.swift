@@ -34,8 +34,9 @@ public struct FileStatus: Sendable, Equatable {
 }
 
 // The stat functions share their name with `struct stat`; name them apart.
-private func c_stat(_ p: String, _ st: inout stat) -> Int32 { stat(p, &st) }
-private func c_lstat(_ p: String, _ st: inout stat) -> Int32 { lstat(p, &st) }
+// Paths are carrier strings (`PathBytes`): the kernel gets their exact bytes.
+private func c_stat(_ p: String, _ st: inout stat) -> Int32 { PathBytes.withCString(p) { stat($0, &st) } }
+private func c_lstat(_ p: String, _ st: inout stat) -> Int32 { PathBytes.withCString(p) { lstat($0, &st) } }
 private func c_fstat(_ fd: Int32, _ st: inout stat) -> Int32 { fstat(fd, &st) }
 private func c_flock(_ fd: Int32, _ operation: Int32) -> Int32 { flock(fd, operation) }
 
@@ -50,7 +51,7 @@ enum Sys {
     }
 
     static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Result<Int32, Errno> {
-        retrying { Glibc.open(path, flags, mode) }
+        PathBytes.withCString(path) { p in retrying { Glibc.open(p, flags, mode) } }
     }
 
     static func close(_ fd: Int32) {
@@ -73,9 +74,9 @@ enum Sys {
     }
 
     static func realpath(_ path: String) -> Result<String, Errno> {
-        guard let p = Glibc.realpath(path, nil) else { return .failure(Errno(errno)) }
+        guard let p = PathBytes.withCString(path, { Glibc.realpath($0, nil) }) else { return .failure(Errno(errno)) }
         defer { free(p) }
-        return .success(String(cString: p))
+        return .success(PathBytes.string(cString: p))
     }
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Result<Void, Errno> {
@@ -93,7 +94,7 @@ enum Sys {
     }
 
     static func unlink(_ path: String) -> Result<Void, Errno> {
-        retrying { Glibc.unlink(path) }.map { _ in () }
+        PathBytes.withCString(path) { p in retrying { Glibc.unlink(p) } }.map { _ in () }
     }
 
     /// A non-blocking flock(2) request; false when someone else holds a conflicting one.
@@ -106,7 +107,7 @@ enum Sys {
     }
 
     static func access(_ path: String, _ mode: Int32) -> Bool {
-        Glibc.access(path, mode) == 0
+        PathBytes.withCString(path) { Glibc.access($0, mode) } == 0
     }
 
     /// fcntl with a `struct flock`. The corresponding C function is `fcntl`.

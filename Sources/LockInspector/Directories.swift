@@ -18,17 +18,25 @@ struct LockDirectories: Sendable {
         let t0 = now()
         var out = LockDirectories()
         for dir in lockDirectories {
+            // Only the scheme's names are lock files (`ImageLocker.isLockFileName`); another
+            // `.qemu-*.lock` (uppercase, not hex, another length, an escape or a newline in
+            // it) is not one: it is listed under unseen with the reason, and left alone.
+            var misnamed: [String] = []
             let files = scan(dir, label: "lock dir", unseen: &out.unseen) { name in
-                // ".qemu-" ... ".lock"
-                var p = name
-                for c in ".qemu-".utf8 {
-                    guard p.pointee == CChar(bitPattern: c) else { return false }
-                    p += 1
+                switch lockFileName(name) {
+                case .scheme: return true
+                case .misnamed:
+                    misnamed.append(PathBytes.string(cString: name))
+                    return false
+                case .other: return false
                 }
-                let n = strlen(name)
-                return n > 11 && strcmp(name + n - 5, ".lock") == 0
             }
             if out.lockFiles.isEmpty { out.lockFiles = files } else { out.lockFiles += files }
+            let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
+            for i in ByteOrder.sortedIndices(misnamed) {
+                out.unseen.append(Unseen(what: "lock dir entry \(base)/\(misnamed[i])",
+                                         why: "not a lock file: named .qemu-*.lock but not .qemu-<40 lowercase hex digits>.lock"))
+            }
         }
         for dir in leaseDirectories {
             var isDir = ObjCBool(false)
@@ -74,6 +82,27 @@ struct LockDirectories: Sendable {
             return LockFileEntry(path: e.name, kind: kind ?? .unknown, device: dev, inode: inode, held: false)
         }
     }
+}
+
+enum LockFileNameKind { case scheme, misnamed, other }
+
+/// Whether a directory entry is a lock file of the scheme (`.qemu-` + 40 lowercase hex
+/// digits + `.lock`, as `ImageLocker.isLockFileName`), merely looks like one
+/// (`.qemu-*.lock`), or is something else.
+func lockFileName(_ name: UnsafePointer<CChar>) -> LockFileNameKind {
+    var p = name
+    for c in ".qemu-".utf8 {
+        guard p.pointee == CChar(bitPattern: c) else { return .other }
+        p += 1
+    }
+    let n = strlen(name)
+    guard n > 11 && strcmp(name + n - 5, ".lock") == 0 else { return .other }
+    guard n == 51 else { return .misnamed }
+    for i in 6..<46 {
+        let c = UInt8(bitPattern: name[i])
+        guard (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) else { return .misnamed }
+    }
+    return .scheme
 }
 
 /// `.` or `..`.

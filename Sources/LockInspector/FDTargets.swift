@@ -54,7 +54,7 @@ extension SystemReads {
     /// flock locks are invisible to it). Opened as `readRegularFile` opens: no link
     /// followed, no blocking. False when it cannot be opened.
     static func hasFcntlLock(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        let fd = PathBytes.withCString(path) { open($0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) }
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var st = stat()
@@ -157,7 +157,7 @@ struct ProcessFDReader {
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buf -> String? in
             let n = name(fd) { readlinkat(dir, $0, UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: CChar.self), 4096) }
             guard n >= 0 else { return nil }
-            return String(decoding: UnsafeBufferPointer(rebasing: buf[0..<n]), as: UTF8.self)
+            return PathBytes.string(UnsafeBufferPointer(rebasing: buf[0..<n]))
         }
     }
 }

@@ -762,7 +762,7 @@ struct Scan {
                 var line = bytes[...]
                 if let nl = line.firstIndex(of: 10) { line = line[..<nl] }
                 if Digest.sha1Hex(Array(line)) == digest.hex {
-                    files[i].image = String(decoding: line, as: UTF8.self)
+                    files[i].image = PathBytes.string(line)
                     files[i].mappedBy = "content"
                 }
             case .failure(let e) where e.errno == ENOENT:

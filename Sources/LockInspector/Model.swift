@@ -11,7 +11,8 @@ public struct Snapshot: Sendable, Equatable {
     public var isRepeat = false
     /// Images with locks (or lock files), in a stable order: known paths sorted, then unknown.
     public var images: [ImageLocks]
-    /// Every `.qemu-*.lock` entry found in the lock dirs, held or not.
+    /// Every lock file (`.qemu-<40 lowercase hex>.lock`) found in the lock dirs, held or not;
+    /// other `.qemu-*.lock` names are listed in `unseen` instead.
     public var lockFiles: [LockFileEntry]
     /// What the scan could not look at, and why (EACCES on /proc/PID/fd, unreadable dirs...).
     public var unseen: [Unseen]
@@ -122,7 +123,7 @@ public struct Holder: Sendable, Equatable, Hashable {
     }
 }
 
-/// An entry in a lock dir that looks like a lock file (`.qemu-*.lock`).
+/// A lock file in a lock dir (`.qemu-<40 lowercase hex>.lock`), or a virtlockd lease file.
 public struct LockFileEntry: Sendable, Equatable {
     public var path: String
     public var kind: FileKind

@@ -96,12 +96,14 @@ public enum SnapshotJSON {
         w.int(p.pointee.inode)
         w.key("lock_files")
         w.strings(p.pointee.lockFiles)
+        w.pathsBytes("lock_files_bytes", p.pointee.lockFiles)
         w.key("locks")
         w.beginArray()
         for i in p.pointee.locks.indices { write(p.pointee.locks[i], to: &w) }
         w.endArray()
         w.key("path")
         w.string(p.pointee.path)
+        w.pathBytes("path_bytes", p.pointee.path)
         w.key("schemes")
         w.beginArray()
         for sc in p.pointee.schemes { w.string(sc.rawValue) }
@@ -184,6 +186,7 @@ public enum SnapshotJSON {
         w.bool(p.pointee.held)
         w.key("image")
         w.string(p.pointee.image)
+        w.pathBytes("image_bytes", p.pointee.image)
         w.key("inode")
         w.int(p.pointee.inode)
         w.key("kind")
@@ -192,6 +195,7 @@ public enum SnapshotJSON {
         w.string(p.pointee.mappedBy)
         w.key("path")
         w.string(p.pointee.path)
+        w.pathBytes("path_bytes", p.pointee.path)
         w.endObject()
     }
 

@@ -126,17 +126,23 @@ extension Locksmith {
 
 /// The text report: one block per finding, then a summary line.
 enum AuditText {
+    /// Each line is made safe for a terminal (`TerminalText`): paths, names and evidence
+    /// hold whatever the system gave.
     static func render(_ findings: [Finding], fixes: [FixJSON]) -> String {
-        var out = ""
+        var lines: [String] = []
+        // Fixes by lock file, made once (a scan of every fix per finding was quadratic).
+        var fixesByPath: [String: [Int]] = [:]
+        for (i, fix) in fixes.enumerated() { fixesByPath[fix.path, default: []].append(i) }
         for f in findings {
-            out += "\(f.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) "
-                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")\n"
-            out += "  \(f.evidence)\n"
-            out += "  remedy: \(f.remedy)\n"
-            for fix in fixes where f.files.contains(fix.path) {
-                out += "  fix: \(fix.path): \(fix.outcome)\n"
+            lines.append("\(f.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) "
+                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")")
+            lines.append("  \(f.evidence)")
+            lines.append("  remedy: \(f.remedy)")
+            for i in Set(f.files).flatMap({ fixesByPath[$0] ?? [] }).sorted() {
+                lines.append("  fix: \(fixes[i].path): \(fixes[i].outcome)")
             }
         }
+        var out = TerminalText.lines(lines)
         if findings.isEmpty {
             out += "no findings\n"
         } else {

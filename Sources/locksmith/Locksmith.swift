@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LockInspector
+import ImageLock
 
 @main
 struct Locksmith: ParsableCommand {
@@ -28,9 +29,13 @@ struct Locksmith: ParsableCommand {
     /// `why` starts reading the kernel's lock table before its arguments are parsed: the
     /// first read of /proc/locks waits for an RCU grace period (file_rwsem taken for
     /// writing; ~10 ms here), which this overlaps with the rest of the start.
+    ///
+    /// The arguments are taken from argv as bytes (`CommandLine.unsafeArgv`), each as its
+    /// `PathBytes` carrier string: an image named by bytes that are not UTF-8 is found.
     static func main() {
-        if CommandLine.arguments.dropFirst().first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
-        main(nil)
+        let arguments = (1..<Int(CommandLine.argc)).map { PathBytes.string(cString: CommandLine.unsafeArgv[$0]!) }
+        if arguments.first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
+        main(arguments)
     }
 }
 

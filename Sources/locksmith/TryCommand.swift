@@ -82,30 +82,30 @@ extension Locksmith {
                 if let lf = r.lockFile {
                     line += r.lockFileExists ? " [lock file \(lf)]" : " [lock file \(lf) does not exist; not created]"
                 }
-                print(line)
+                say(line)
                 return
             }
-            print("\(r.image): held: \(what) cannot be taken")
+            say("\(r.image): held: \(what) cannot be taken")
             if let first = c.qemuConflicts.first {
-                print("  QEMU would say: \(first.message)")
-                print("                  \(QemuConflict.hint(image: r.image))")
+                say("  QEMU would say: \(first.message)")
+                say("                  \(QemuConflict.hint(image: r.image))")
             }
-            if let lf = r.lockFile { print("  lock file: \(lf)") }
+            if let lf = r.lockFile { say("  lock file: \(lf)") }
             if r.scheme == .gluster {
-                if c.glusterHolders.isEmpty { print("  holder: not known (F_GETLK did not say)") }
-                for h in c.glusterHolders { print("  holder: \(describe(h))") }
-                if let n = note { print("  (\(n))") }
+                if c.glusterHolders.isEmpty { say("  holder: not known (F_GETLK did not say)") }
+                for h in c.glusterHolders { say("  holder: \(describe(h))") }
+                if let n = note { say("  (\(n))") }
                 return
             }
             if c.holders.isEmpty {
                 let pids = c.blocking.compactMap(\.pid)
                 if pids.isEmpty {
-                    print("  holder: not visible from here (an OFD lock of a process whose fds cannot be read)")
+                    say("  holder: not visible from here (an OFD lock of a process whose fds cannot be read)")
                 } else {
-                    for p in pids { print("  holder: pid \(p)") }
+                    for p in pids { say("  holder: pid \(p)") }
                 }
             }
-            for h in c.holders { print("  holder: \(describe(h))") }
+            for h in c.holders { say("  holder: \(describe(h))") }
         }
     }
 }
@@ -113,6 +113,9 @@ extension Locksmith {
 /// `try --json`.
 struct TryReport: Encodable {
     var image: String
+    /// The exact bytes of `image` / `lockFile` in hex when they are not UTF-8 (left out otherwise).
+    var imageBytes: String?
+    var lockFileBytes: String?
     var scheme: String
     var mode: String
     var acquired: Bool
@@ -168,7 +171,9 @@ struct TryReport: Encodable {
     }
 
     init(_ r: ProbeResult, note: String? = nil) {
-        image = r.image
+        image = PathBytes.lossy(r.image)
+        imageBytes = PathBytes.hexIfNotUTF8(r.image)
+        lockFileBytes = r.lockFile.flatMap(PathBytes.hexIfNotUTF8)
         scheme = r.scheme.rawValue
         mode = r.mode.rawValue
         acquired = r.acquired

@@ -21,28 +21,28 @@ public enum WhyFacts {
     /// realpath and stat (following links) of a file, and access(2) with the effective ids.
     /// The corresponding C functions are `realpath`, `stat` and `faccessat(..., AT_EACCESS)`.
     public static func file(_ path: String) -> FileFacts {
-        guard let rp = realpath(path, nil) else {
+        guard let rp = PathBytes.withCString(path, { realpath($0, nil) }) else {
             let e = errno
             if e == ENOENT || e == ENOTDIR { return FileFacts(path: absolute(path), kind: nil, readable: false, writable: false) }
             return FileFacts(path: absolute(path), kind: nil, readable: false, writable: false, error: String(cString: strerror(e)))
         }
-        let real = String(cString: rp)
+        let real = PathBytes.string(cString: rp)
         free(rp)
         var st = stat()
-        guard stat(real, &st) == 0 else {
+        guard PathBytes.withCString(real, { stat($0, &st) }) == 0 else {
             let e = errno
             if e == ENOENT { return FileFacts(path: real, kind: nil, readable: false, writable: false) }
             return FileFacts(path: real, kind: nil, readable: false, writable: false, error: String(cString: strerror(e)))
         }
         return FileFacts(path: real, kind: kind(st.st_mode), device: deviceID(st.st_dev), inode: UInt64(st.st_ino),
-                         readable: faccessat(AT_FDCWD, real, R_OK, AT_EACCESS) == 0,
-                         writable: faccessat(AT_FDCWD, real, W_OK, AT_EACCESS) == 0)
+                         readable: PathBytes.withCString(real) { faccessat(AT_FDCWD, $0, R_OK, AT_EACCESS) } == 0,
+                         writable: PathBytes.withCString(real) { faccessat(AT_FDCWD, $0, W_OK, AT_EACCESS) } == 0)
     }
 
     /// lstat of a lock file: a symbolic link is reported as one, never followed.
     static func lockFile(_ path: String) -> FileFacts {
         var st = stat()
-        guard lstat(path, &st) == 0 else {
+        guard PathBytes.withCString(path, { lstat($0, &st) }) == 0 else {
             let e = errno
             if e == ENOENT { return FileFacts(path: path, kind: nil, readable: false, writable: false) }
             return FileFacts(path: path, kind: nil, readable: false, writable: false, error: String(cString: strerror(e)))
@@ -50,8 +50,8 @@ public enum WhyFacts {
         let k = kind(st.st_mode)
         let regular = k == .regular
         return FileFacts(path: path, kind: k, device: deviceID(st.st_dev), inode: UInt64(st.st_ino),
-                         readable: regular && faccessat(AT_FDCWD, path, R_OK, AT_EACCESS) == 0,
-                         writable: regular && faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0)
+                         readable: regular && PathBytes.withCString(path) { faccessat(AT_FDCWD, $0, R_OK, AT_EACCESS) } == 0,
+                         writable: regular && PathBytes.withCString(path) { faccessat(AT_FDCWD, $0, W_OK, AT_EACCESS) } == 0)
     }
 
     static func lockDirFacts(_ named: String, realPath: String) -> LockDirFacts {
@@ -154,7 +154,7 @@ public enum WhyFacts {
     /// (u64 big-endian at 8), backing_file_size (u32 big-endian at 16). Opens only regular
     /// files, O_RDONLY|O_NONBLOCK|O_CLOEXEC, so a FIFO or device never blocks or wakes.
     static func qcow2Backing(_ path: String) -> Header {
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        let fd = PathBytes.withCString(path) { open($0, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) }
         guard fd >= 0 else { return .failed(String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
@@ -170,7 +170,7 @@ public enum WhyFacts {
         var name = [UInt8](repeating: 0, count: Int(size))
         let r = name.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(size), off_t(offset)) }
         guard r == Int(size) else { return .failed("short header") }
-        return .qcow2(String(decoding: name, as: UTF8.self))
+        return .qcow2(PathBytes.string(name))  // the name's bytes, as QEMU opens them
     }
 
     /// QEMU's path_has_protocol: a `:` before any `/`.
