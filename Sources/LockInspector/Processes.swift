@@ -17,7 +17,8 @@ public struct ProcessDetails: Sendable, Equatable {
     /// Reads status, cmdline and stat of one process; nil when it is gone.
     static func read(pid: Int32, procRoot: String, bootTime: Date?, users: inout [UInt32: String?]) -> ProcessDetails? {
         let dir = "\(procRoot)/\(pid)"
-        guard let status = SystemReads.readProc(dir + "/status") else { return nil }
+        // As bytes: the name may hold anything its owner set (`PathBytes` carries it as is).
+        guard let status = SystemReads.readProcBytes(dir + "/status").map(PathBytes.string) else { return nil }
         var command = ""
         var uid: UInt32?
         for line in status.split(separator: "\n") {
@@ -50,7 +51,7 @@ public struct ProcessDetails: Sendable, Equatable {
         var b = bytes[...]
         if b.last == 0 { b = b.dropLast() }
         guard !b.isEmpty else { return [] }
-        return b.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        return b.split(separator: 0, omittingEmptySubsequences: false).map { PathBytes.string($0) }
     }
 
     /// Field 22 (starttime, clock ticks after boot) of /proc/PID/stat. The command name
