@@ -112,10 +112,9 @@ extension Locksmith {
 
 /// `try --json`.
 struct TryReport: Encodable {
+    /// Carrier strings (`PathBytes`): written with `image_bytes` / `lock_file_bytes` when
+    /// they are not UTF-8 (`encodePath`).
     var image: String
-    /// The exact bytes of `image` / `lockFile` in hex when they are not UTF-8 (left out otherwise).
-    var imageBytes: String?
-    var lockFileBytes: String?
     var scheme: String
     var mode: String
     var acquired: Bool
@@ -171,9 +170,7 @@ struct TryReport: Encodable {
     }
 
     init(_ r: ProbeResult, note: String? = nil) {
-        image = PathBytes.lossy(r.image)
-        imageBytes = PathBytes.hexIfNotUTF8(r.image)
-        lockFileBytes = r.lockFile.flatMap(PathBytes.hexIfNotUTF8)
+        image = r.image
         scheme = r.scheme.rawValue
         mode = r.mode.rawValue
         acquired = r.acquired
@@ -196,11 +193,11 @@ struct TryReport: Encodable {
 
     func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(image, forKey: .image)
+        try c.encodePath(image, forKey: .image, bytesKey: .imageBytes)
         try c.encode(scheme, forKey: .scheme)
         try c.encode(mode, forKey: .mode)
         try c.encode(acquired, forKey: .acquired)
-        try c.encode(lockFile, forKey: .lockFile)
+        try c.encodePath(lockFile, forKey: .lockFile, bytesKey: .lockFileBytes)
         try c.encode(lockFileExists, forKey: .lockFileExists)
         try c.encode(flavor, forKey: .flavor)
         try c.encode(qemuMessage, forKey: .qemuMessage)
@@ -212,7 +209,7 @@ struct TryReport: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case image, scheme, mode, acquired, lockFile, lockFileExists, flavor, qemuMessage, holders
+        case image, imageBytes, scheme, mode, acquired, lockFile, lockFileBytes, lockFileExists, flavor, qemuMessage, holders
         case glusterHolders, glusterNote
     }
 }

@@ -88,7 +88,7 @@ public final class RawBackground: @unchecked Sendable {
     public func waitForLock(on path: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line) {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if ProcLocks.rows(for: path).contains(where: { !$0.isWaiter }) { return }
+            if Hostile.locks(on: path).contains(where: { !$0.isWaiter }) { return }
             if !isRunning { return XCTFail("pid \(pid) ended before it locked \(path)", file: file, line: line) }
             usleep(10_000)
         }
@@ -110,6 +110,13 @@ public final class RawBackground: @unchecked Sendable {
 }
 
 public enum Hostile {
+    /// The /proc/locks rows on the inode of a path named by exact bytes (a carrier string).
+    public static func locks(on path: String) -> [KernelLock] {
+        var st = stat()
+        guard PathBytes.withCString(path, { lstat($0, &st) }) == 0 else { return [] }
+        return ProcFS.locks(procRoot: "/proc").filter { $0.inode == UInt64(st.st_ino) }
+    }
+
     /// Creates a file named by exact bytes (a carrier string); returns whether it was made.
     @discardableResult
     public static func makeFile(_ path: String, contents: [UInt8] = Array(repeating: 0, count: 1 << 20)) -> Bool {
