@@ -68,6 +68,10 @@ final class NonUTF8PathTests: XCTestCase {
             XCTAssertEqual((f?["image_bytes"] as? String).map(hexBytes), PathBytes.bytes(img), "\(String(describing: f))")
             XCTAssertEqual(f?["mapped_by"] as? String, "content")
         }
+        // audit finds both images (a lossy path would make them "no longer exist").
+        let audit = try Run.locksmithRaw(["audit", "--lock-dir", dir.path])
+        XCTAssertNotEqual(audit.status, 2, "\(audit)")
+        XCTAssertFalse(audit.out.contains("no longer exists"), "\(audit)")
         // And a held one is busy for `try`, under the same lock file.
         let t = try Run.locksmithRaw(["try", "--json", "--lock-dir", dir.path, a])
         XCTAssertEqual(t.status, 1, "\(t)")
