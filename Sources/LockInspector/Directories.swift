@@ -76,6 +76,30 @@ struct LockDirectories: Sendable {
     }
 }
 
+extension LockDirectories {
+    /// The lock dirs as the scan uses them: each made absolute once (a relative name joined
+    /// to the working directory, without following links), and a dir named twice (two
+    /// spellings, a link to it) kept once, compared by device and inode. Every path of the
+    /// snapshot is built from these, so a holder's fd (whose kernel path is absolute) is
+    /// joined to its lock file however the dir was named. A dir that cannot be stat'ed is
+    /// kept as named (absolute), for the scan to report.
+    static func resolve(_ dirs: [String]) -> [String] {
+        var out: [String] = []
+        var seen = Set<FileKey>()
+        for dir in dirs {
+            var abs = dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
+            while abs.count > 1 && abs.hasSuffix("/") { abs.removeLast() }
+            if abs.hasSuffix("/.") { abs.removeLast(2) }
+            if abs.isEmpty { abs = "/" }
+            if case .success(let s) = SystemReads.status(abs) {
+                guard seen.insert(FileKey(device: s.device, inode: s.inode)).inserted else { continue }
+            }
+            out.append(abs)
+        }
+        return out
+    }
+}
+
 /// `.` or `..`.
 private func isDotOrDotDot(_ name: UnsafePointer<CChar>) -> Bool {
     let dot = CChar(UInt8(ascii: "."))

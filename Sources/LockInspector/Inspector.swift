@@ -87,6 +87,7 @@ public struct Inspector: Sendable {
 
     public init(_ options: InspectorOptions = InspectorOptions()) {
         self.options = options
+        self.options.lockDirectories = LockDirectories.resolve(options.lockDirectories)
     }
 
     public func snapshot() throws -> Snapshot {

@@ -1,0 +1,75 @@
+import _TestSupport
+import Foundation
+import ImageLock
+import XCTest
+
+/// Issue 15, "hostile local users": root runs locksmith, another user plants files, renames
+/// directories and starts processes. Each case is played with real processes (the hostile
+/// ones running as `nobody` through util-linux's setpriv), real planted files and real
+/// races, bounded by rounds; each asserts the safe outcome.
+final class HostileUserTests: XCTestCase {
+    typealias JSON = [String: Any]
+
+    /// argv running `args` as nobody:nogroup with no supplementary groups.
+    func asNobody(_ args: [String]) throws -> (String, [String]) {
+        (try Run.tool("setpriv"), ["--reuid=65534", "--regid=65534", "--clear-groups", "--"] + args)
+    }
+
+    /// argv running `exe args` with `dir` as its working directory.
+    func inDirectory(_ dir: String, _ exe: String, _ args: [String]) -> (String, [String]) {
+        ("/bin/sh", ["-c", "cd \"$0\" && exec \"$@\"", dir, exe] + args)
+    }
+
+    /// Waits until some process has `path` open (a child of a holder, say).
+    func waitUntilOpen(_ path: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int32(pid) != nil {
+                let fdDir = "/proc/\(pid)/fd"
+                for fd in (try? FileManager.default.contentsOfDirectory(atPath: fdDir)) ?? []
+                where (try? FileManager.default.destinationOfSymbolicLink(atPath: fdDir + "/" + fd)) == path {
+                    return
+                }
+            }
+            usleep(20_000)
+        }
+        XCTFail("nobody opened \(path) within \(timeout) s", file: file, line: line)
+    }
+
+    func json(_ r: RunResult, file: StaticString = #filePath, line: UInt = #line) throws -> JSON {
+        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? JSON, "\(r)", file: file, line: line)
+    }
+
+    // MARK: 5. A relative --lock-dir
+
+    /// `list` and `audit` with `--lock-dir locks` (relative to the working directory) while
+    /// `locksmith hold` holds the image's lock file there and its child writes the image:
+    /// the holder is named, and its child's write is covered (no unlocked-writer).
+    func testARelativeLockDirKeepsItsHolders() throws {
+        let dir = TempDir("rel-lockdir")
+        try FileManager.default.createDirectory(atPath: dir.file("locks"), withIntermediateDirectories: false)
+        let image = try Qemu.createImage(dir.file("disk.qcow2"))
+        let lockFile = ImageLocker(lockDirectory: dir.file("locks")).lockFilePath(realPath: image)
+        let (exe, args) = inDirectory(dir.path, Run.locksmith, [
+            "hold", "--lock-dir", "locks", "disk.qcow2", "--", try Run.tool("qemu-io"), "-c", "sleep 60000",
+            "--image-opts", "driver=qcow2,file.driver=file,file.filename=\(image),file.locking=off",
+        ])
+        let holder = try Background(exe, args)
+        defer { holder.stop() }
+        holder.waitForLocks(on: lockFile)
+        waitUntilOpen(image)
+
+        let (lexe, largs) = inDirectory(dir.path, Run.locksmith, ["list", "--json", "--lock-dir", "locks"])
+        let list = try json(try Run.capture(lexe, largs))
+        let row = try XCTUnwrap((list["images"] as? [JSON])?.first { $0["path"] as? String == image }, "\(list)")
+        let pids = ((row["holders"] as? [JSON]) ?? []).compactMap { ($0["pid"] as? NSNumber)?.int32Value }
+        XCTAssertEqual(pids, [holder.pid], "list names the holder: \(row)")
+        XCTAssertEqual(row["lock_files"] as? [String], [lockFile])
+
+        let (aexe, aargs) = inDirectory(dir.path, Run.locksmith, ["audit", "--json", "--lock-dir", "locks"])
+        let audit = try json(try Run.capture(aexe, aargs))
+        let mine = ((audit["findings"] as? [JSON]) ?? []).filter { ($0["image"] as? String) == image }
+        XCTAssertFalse(mine.contains { $0["rule"] as? String == "unlocked-writer" }, "\(mine)")
+        XCTAssertFalse(mine.contains { $0["rule"] as? String == "stale-lock-file" }, "\(mine)")
+    }
+}
