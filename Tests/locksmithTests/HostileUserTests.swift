@@ -73,3 +73,63 @@ final class HostileUserTests: XCTestCase {
         XCTAssertFalse(mine.contains { $0["rule"] as? String == "stale-lock-file" }, "\(mine)")
     }
 }
+
+extension HostileUserTests {
+    /// A directory owned by nobody inside a fresh temp dir that nobody can reach.
+    func nobodysDirectory(_ parent: TempDir, _ name: String = "home") throws -> String {
+        XCTAssertEqual(chmod(parent.path, 0o755), 0)
+        let p = parent.file(name)
+        try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: false)
+        XCTAssertEqual(chown(p, 65534, 65534), 0)
+        return p
+    }
+
+    /// Runs `exe args` as nobody in `dir`; fails the test when it does not exit 0.
+    @discardableResult
+    func runAsNobody(in dir: String, _ exe: String, _ args: [String], expect status: Int32? = 0,
+                     file: StaticString = #filePath, line: UInt = #line) throws -> RunResult {
+        let (sexe, sargs) = try asNobody([exe] + args)
+        let (e, a) = inDirectory(dir, sexe, sargs)
+        let r = try Run.capture(e, a)
+        if let s = status { XCTAssertEqual(r.status, s, "\(exe) \(args): \(r)", file: file, line: line) }
+        return r
+    }
+
+    // MARK: 10. A qcow2 backing loop
+
+    /// A user makes a.qcow2 backed by b.qcow2 backed by a.qcow2. QEMU refuses it (real
+    /// qemu-io fails to open it read-write; qemu-img info --backing-chain names the loop):
+    /// `why` says "won't open" (exit 1), with qemu-img's words and the loop's members.
+    func testABackingLoopWontOpenAndIsNamed() throws {
+        let tmp = TempDir("loop")
+        let home = try nobodysDirectory(tmp)
+        let qemuImg = try Run.tool("qemu-img")
+        try runAsNobody(in: home, qemuImg, ["create", "-q", "-f", "qcow2", "b.qcow2", "1M"])
+        try runAsNobody(in: home, qemuImg, ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "b.qcow2", "a.qcow2"])
+        try runAsNobody(in: home, qemuImg, ["rebase", "-u", "-F", "qcow2", "-b", "a.qcow2", "b.qcow2"])
+
+        let (qe, qa) = inDirectory(home, try Run.tool("qemu-io"), ["-c", "read 0 512", "a.qcow2"])
+        let qemuIO = try Run.capture(qe, qa, timeout: 30)
+        XCTAssertNotEqual(qemuIO.status, 0, "QEMU opened the loop: \(qemuIO)")
+        let (ie, ia) = inDirectory(home, qemuImg, ["info", "--backing-chain", "a.qcow2"])
+        let info = try Run.capture(ie, ia, timeout: 30)
+        XCTAssertNotEqual(info.status, 0, "\(info)")
+        // qemu-img's own sentence, as it printed it.
+        let said = try XCTUnwrap(info.stderr.split(separator: "\n").first { $0.contains("infinite loop") }, "\(info)")
+        let sentence = String(said.drop(while: { $0 != "B" }).prefix(while: { $0 != "." }))
+        XCTAssertTrue(sentence.hasPrefix("Backing file '"), "\(said)")
+
+        let (we, wa) = inDirectory(home, Run.locksmith, ["why", "--lock-dir", home, "a.qcow2"])
+        let why = try Run.capture(we, wa, timeout: 30)
+        XCTAssertEqual(why.status, 1, "\(why)")
+        XCTAssertTrue(why.stdout.hasPrefix("\(home)/a.qcow2: won't open read-write\n"), why.stdout)
+        XCTAssertTrue(why.stdout.contains(sentence), "qemu-img says \(sentence): \(why.stdout)")
+        XCTAssertTrue(why.stdout.contains("a.qcow2 -> b.qcow2 -> a.qcow2"), why.stdout)
+
+        let (je, ja) = inDirectory(home, Run.locksmith, ["why", "--json", "--lock-dir", home, "a.qcow2"])
+        let verdict = try json(try Run.capture(je, ja, timeout: 30))
+        XCTAssertEqual(verdict["outcome"] as? String, "fails", "\(verdict)")
+        let kinds = ((verdict["reasons"] as? [JSON]) ?? []).compactMap { $0["kind"] as? String }
+        XCTAssertEqual(kinds, ["backing-loop"], "\(verdict)")
+    }
+}

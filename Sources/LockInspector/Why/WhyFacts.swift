@@ -110,6 +110,7 @@ public enum WhyFacts {
             }
             if f.exists && !seen.insert(f.path).inserted {
                 link.problem = "backing loop: \(f.path) is already in the chain"
+                link.closesLoop = true
                 chain.append(link)
                 break
             }
