@@ -175,6 +175,29 @@ public struct ImageLocker: Sendable {
         return (real, st)
     }
 
+    // MARK: - Lock dir
+
+    /// Whether a directory's mode lets every user unlink or rename any entry in it:
+    /// world-writable (o+w) without the sticky bit (rename(2), unlink(2): with S_ISVTX only
+    /// the entry's owner, the dir's owner or root may).
+    public static func isUnprotected(directoryMode mode: UInt32) -> Bool {
+        mode & 0o002 != 0 && mode & 0o1000 == 0
+    }
+
+    /// Why this locker's lock dir does not protect a held lock file from other users, in one
+    /// line; nil when it does (or cannot be stat'ed: taking the lock reports that). In a
+    /// world-writable dir without the sticky bit anyone can delete the lock file while it is
+    /// held; the next locker then creates a new file and locks it, and two exclusive holders
+    /// run at the same time. The corresponding C function is `stat`.
+    public func lockDirectoryHazard() -> String? {
+        guard case .success(let s) = Sys.stat(lockDirectory), s.kind == .directory,
+              ImageLocker.isUnprotected(directoryMode: s.mode) else { return nil }
+        let octal = String(s.mode & 0o7777, radix: 8)
+        return "lock dir \(lockDirectory) is world-writable without the sticky bit (mode "
+            + String(repeating: "0", count: max(0, 4 - octal.count)) + octal + "): any user can delete the held lock file, and a second "
+            + "exclusive holder then runs at the same time (chmod +t \(lockDirectory))"
+    }
+
     // MARK: - Acquire / probe
 
     /// Takes the lock. Without `wait` it does not wait; with `wait` it retries until that

@@ -84,6 +84,18 @@ struct LockDirOption: ParsableArguments {
     }
 }
 
+/// `hold` and `try` in a lock dir that does not protect a held lock file from other users
+/// (`ImageLocker.lockDirectoryHazard`): a one-line warning on stderr, or with `--strict` a
+/// refusal (exit 2) before any lock is taken. Only the lockfile scheme uses the lock dir.
+func checkLockDirectory(_ locker: ImageLocker, image: String, scheme: LockScheme, strict: Bool) throws {
+    guard scheme == .lockfile, !GlusterURL.looksLikeURL(image), let hazard = locker.lockDirectoryHazard() else { return }
+    if strict {
+        complain("refusing to lock (--strict): " + hazard)
+        throw Status.couldNotCheck
+    }
+    complain("warning: " + hazard)
+}
+
 /// `--timeout` for commands that may talk to a Gluster server.
 struct GlusterOptions: ParsableArguments {
     static let defaultTimeout = 5.0

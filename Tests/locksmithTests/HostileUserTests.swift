@@ -133,3 +133,64 @@ extension HostileUserTests {
         XCTAssertEqual(kinds, ["backing-loop"], "\(verdict)")
     }
 }
+
+extension HostileUserTests {
+    // MARK: 9. A world-writable lock dir without the sticky bit
+
+    /// In a real 0777 lock dir, `hold` and `try` warn in one line and go on; `--strict`
+    /// refuses (exit 2, the command is not run, no lock file is made). The warning is true:
+    /// while root's `hold` holds the lock, nobody deletes the lock file, and a second
+    /// exclusive `hold` then runs at the same time. With the sticky bit: no warning, and
+    /// nobody's delete fails.
+    func testAWorldWritableLockDirWithoutStickyBitIsWarnedAndRefusedWithStrict() throws {
+        let tmp = TempDir("open-lockdir")
+        XCTAssertEqual(chmod(tmp.path, 0o755), 0)
+        let locks = tmp.file("locks")
+        try FileManager.default.createDirectory(atPath: locks, withIntermediateDirectories: false)
+        XCTAssertEqual(chmod(locks, 0o777), 0)
+        let image = tmp.makeFile("disk.img")
+        let lockFile = ImageLocker(lockDirectory: locks).lockFilePath(realPath: image)
+        let marker = tmp.file("ran")
+
+        let strictHold = try Run.locksmith(["hold", "--strict", "--lock-dir", locks, image, "--", "/usr/bin/touch", marker])
+        XCTAssertEqual(strictHold.status, 2, "\(strictHold)")
+        XCTAssertEqual(strictHold.stderr.split(separator: "\n").count, 1, strictHold.stderr)
+        XCTAssertTrue(strictHold.stderr.contains("refusing to lock (--strict): lock dir \(locks) is world-writable without the sticky bit (mode 0777)"),
+                      strictHold.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "--strict ran the command")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lockFile), "--strict made a lock file")
+        let strictTry = try Run.locksmith(["try", "--strict", "--lock-dir", locks, image])
+        XCTAssertEqual(strictTry.status, 2, "\(strictTry)")
+        XCTAssertEqual(strictTry.stdout, "")
+
+        let tried = try Run.locksmith(["try", "--lock-dir", locks, image])
+        XCTAssertEqual(tried.status, 0, "\(tried)")
+        XCTAssertEqual(tried.stderr.split(separator: "\n").count, 1, tried.stderr)
+        XCTAssertTrue(tried.stderr.hasPrefix("locksmith: warning: lock dir \(locks) is world-writable without the sticky bit"), tried.stderr)
+        let ran = try Run.locksmith(["hold", "--lock-dir", locks, image, "--", "/bin/sh", "-c", "exit 7"])
+        XCTAssertEqual(ran.status, 7, "the command's status passes through: \(ran)")
+        XCTAssertTrue(ran.stderr.hasPrefix("locksmith: warning: "), ran.stderr)
+
+        // Why: root holds the lock, nobody deletes the held file, a second holder gets in.
+        let first = try Background(Run.locksmith, ["hold", "--lock-dir", locks, image, "--", "/bin/sleep", "60"])
+        defer { first.stop() }
+        first.waitForLocks(on: lockFile)
+        try runAsNobody(in: tmp.path, "/bin/rm", ["-f", lockFile])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lockFile), "nobody could not delete the held lock file")
+        let second = try Run.locksmith(["hold", "--lock-dir", locks, image, "--", "/bin/true"])
+        XCTAssertEqual(second.status, 0, "a second exclusive holder ran beside the first: \(second)")
+
+        // With the sticky bit: quiet, and the held file stays.
+        first.stop()
+        XCTAssertEqual(chmod(locks, 0o1777), 0)
+        let safe = try Background(Run.locksmith, ["hold", "--strict", "--lock-dir", locks, image, "--", "/bin/sleep", "60"])
+        defer { safe.stop() }
+        safe.waitForLocks(on: lockFile)
+        let rm = try runAsNobody(in: tmp.path, "/bin/rm", ["-f", lockFile], expect: nil)
+        XCTAssertNotEqual(rm.status, 0, "\(rm)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: lockFile))
+        let quiet = try Run.locksmith(["try", "--strict", "--lock-dir", locks, image])
+        XCTAssertEqual(quiet.status, 1, "\(quiet)")
+        XCTAssertEqual(quiet.stderr, "")
+    }
+}
