@@ -307,23 +307,16 @@ public struct ImageLocker: Sendable {
             }
         case .failure(let e): throw ImageLockError.system(operation: "lstat", path: path, errno: e.code)
         }
-        let fd: Int32
-        switch Sys.open(path, (write ? O_RDWR : O_RDONLY) | base) {
-        case .success(let f): fd = f
-        case .failure(let e) where e.code == ELOOP: throw ImageLockError.lockFileIsSymlink(path: path)
-        case .failure(let e) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
+        // Still a regular file when opened (`SafeOpen`): one swapped in for a FIFO or a
+        // device since the lstat is refused without being opened.
+        switch SafeOpen.open(path, flags: write ? O_RDWR : O_RDONLY, links: .notFinal, blockDevices: false) {
+        case .success(let opened): return (opened.fd, false)
+        case .failure(.refused(.symlink)): throw ImageLockError.lockFileIsSymlink(path: path)
+        case .failure(.refused(let kind)): throw ImageLockError.lockFileNotRegular(path: path, kind: kind)
+        case .failure(.system(let e)) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
             throw ImageLockError.lockFileNotAccessible(path: path, needsWrite: write, errno: e.code)
-        case .failure(let e) where e.code == ENOENT && create: return try openLockFile(path, write: write, create: create)
-        case .failure(let e): throw ImageLockError.system(operation: "open", path: path, errno: e.code)
-        }
-        switch Sys.fstat(fd) {
-        case .success(let s) where s.kind == .regular: return (fd, false)
-        case .success(let s):
-            Sys.close(fd)
-            throw ImageLockError.lockFileNotRegular(path: path, kind: s.kind)
-        case .failure(let e):
-            Sys.close(fd)
-            throw ImageLockError.system(operation: "fstat", path: path, errno: e.code)
+        case .failure(.system(let e)) where e.code == ENOENT && create: return try openLockFile(path, write: write, create: create)
+        case .failure(.system(let e)): throw ImageLockError.system(operation: "open", path: path, errno: e.code)
         }
     }
 
@@ -369,11 +362,14 @@ public struct ImageLocker: Sendable {
     private func acquireQemu(real: String, status: FileStatus, mode: LockMode) throws -> LockOutcome {
         let write = mode == .exclusive
         let fd: Int32
-        switch Sys.open(real, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) {
-        case .success(let f): fd = f
-        case .failure(let e) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
+        // The realpath, opened only if it is still a disk and reached through no link: what
+        // was stat'ed may have been swapped for a FIFO or a link to a device since.
+        switch SafeOpen.open(real, flags: write ? O_RDWR : O_RDONLY, links: .none, blockDevices: true) {
+        case .success(let opened): fd = opened.fd
+        case .failure(.refused(let kind)): throw ImageLockError.notAnImage(path: real, kind: kind)
+        case .failure(.system(let e)) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
             throw ImageLockError.imageNotAccessible(path: real, needsWrite: write, errno: e.code)
-        case .failure(let e): throw ImageLockError.system(operation: "open", path: real, errno: e.code)
+        case .failure(.system(let e)): throw ImageLockError.system(operation: "open", path: real, errno: e.code)
         }
         let flavor = flavorPolicy.flavor
         let perms = write ? QemuPermissions.readWrite : QemuPermissions.readOnly

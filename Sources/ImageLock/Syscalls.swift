@@ -165,3 +165,84 @@ public struct DeviceID: Hashable, Sendable, Codable, CustomStringConvertible, Co
         self = d
     }
 }
+
+/// Opens files that someone else may swap under locksmith's feet (images, backing files,
+/// lock-file contents) so that nothing but the expected kind of file is ever opened, not
+/// even for an instant: a FIFO, a device, a socket or a symbolic link planted at the path
+/// is refused before any open of it runs (a FIFO's open wakes its writer; a device's open
+/// runs its driver).
+public enum SafeOpen {
+    /// Which symbolic links the path may go through.
+    public enum Links: Sendable {
+        /// None anywhere on the path (openat2 RESOLVE_NO_SYMLINKS): for a realpath, which
+        /// has none, so that a component swapped for a link after realpath is refused.
+        case none
+        /// Any in the directories, but not the file itself (O_NOFOLLOW).
+        case notFinal
+    }
+
+    public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
+        /// The path names something other than the kinds allowed (a symlink included).
+        case refused(FileKind)
+        case system(Errno)
+
+        public var description: String {
+            switch self {
+            case .refused(.symlink): return "it is a symbolic link (replaced since it was resolved?); not opened"
+            case .refused(let k): return "it is a \(k.rawValue), not a disk image or regular file; not opened"
+            case .system(let e): return e.description
+            }
+        }
+    }
+
+    /// Opens `path` with `flags` (O_RDONLY or O_RDWR, plus e.g. O_NOATIME) and
+    /// O_NONBLOCK|O_NOCTTY|O_CLOEXEC, only when it is a regular file (or a block device
+    /// with `blockDevices`). The path is first opened O_PATH (no file is opened for I/O by
+    /// that: no FIFO, device or lease reacts), its kind is checked on that fd with fstat,
+    /// and the same file is then reopened through /proc/self/fd. Returns the fd (close it)
+    /// and what fstat said of it. The corresponding C functions are `openat2`, `fstat`
+    /// and `open`.
+    public static func open(_ path: String, flags: Int32, links: Links, blockDevices: Bool)
+        -> Result<(fd: Int32, status: FileStatus), Failure> {
+        var pathFD: Int32 = -1
+        let pathFlags = clinux_O_PATH | O_NOFOLLOW | O_CLOEXEC
+        if links == .none {
+            switch Sys.retrying({ clinux_open_no_symlinks(path, pathFlags) }) {
+            case .success(let fd): pathFD = fd
+            case .failure(let e) where e.code == ELOOP: return .failure(.refused(.symlink))
+            case .failure(let e) where e.code != ENOSYS: return .failure(.system(e))
+            case .failure: break
+            }
+        }
+        if pathFD < 0 {
+            switch Sys.open(path, pathFlags) {
+            case .success(let fd): pathFD = fd
+            case .failure(let e): return .failure(.system(e))
+            }
+        }
+        defer { Sys.close(pathFD) }
+        let seen: FileStatus
+        switch Sys.fstat(pathFD) {
+        case .success(let s): seen = s
+        case .failure(let e): return .failure(.system(e))
+        }
+        guard seen.kind == .regular || (blockDevices && seen.kind == .blockDevice) else {
+            return .failure(.refused(seen.kind))
+        }
+        let fd: Int32
+        switch Sys.open("/proc/self/fd/\(pathFD)", flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) {
+        case .success(let f): fd = f
+        case .failure(let e): return .failure(.system(e))
+        }
+        switch Sys.fstat(fd) {
+        case .success(let s) where s.device == seen.device && s.inode == seen.inode && s.kind == seen.kind:
+            return .success((fd, s))
+        case .success(let s):
+            Sys.close(fd)
+            return .failure(.refused(s.kind))
+        case .failure(let e):
+            Sys.close(fd)
+            return .failure(.system(e))
+        }
+    }
+}

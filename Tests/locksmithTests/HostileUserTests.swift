@@ -15,6 +15,9 @@ final class HostileUserTests: XCTestCase {
         (try Run.tool("setpriv"), ["--reuid=65534", "--regid=65534", "--clear-groups", "--"] + args)
     }
 
+    /// The system's python3 (one in root's home would not run as nobody).
+    var systemPython: String { "/usr/bin/python3" }
+
     /// argv running `exe args` with `dir` as its working directory.
     func inDirectory(_ dir: String, _ exe: String, _ args: [String]) -> (String, [String]) {
         ("/bin/sh", ["-c", "cd \"$0\" && exec \"$@\"", dir, exe] + args)
@@ -192,5 +195,127 @@ extension HostileUserTests {
         let quiet = try Run.locksmith(["try", "--strict", "--lock-dir", locks, image])
         XCTAssertEqual(quiet.status, 1, "\(quiet)")
         XCTAssertEqual(quiet.stderr, "")
+    }
+}
+
+/// Counts the opens of a FIFO for reading: a thread waits in a blocking open for writing,
+/// which returns once any reader has opened it, however briefly (fifo_open waits for the
+/// reader count to change).
+final class FIFOReaderWatch: @unchecked Sendable {
+    let path: String
+    private let lock = NSLock()
+    private var opens = 0
+    private var stopping = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(_ path: String) {
+        self.path = path
+        Thread { [self] in
+            while true {
+                let fd = open(path, O_WRONLY | O_CLOEXEC)
+                lock.lock()
+                let stop = stopping
+                if !stop && fd >= 0 { opens += 1 }
+                lock.unlock()
+                if fd >= 0 { close(fd) }
+                if stop || fd < 0 { break }
+            }
+            finished.signal()
+        }.start()
+    }
+
+    var count: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return opens
+    }
+
+    /// Waits (up to `timeout` seconds) until `count` reaches `n`.
+    func wait(for n: Int, timeout: Double = 5) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while count < n && Date() < deadline { usleep(1_000) }
+        return count >= n
+    }
+
+    /// Ends the watching thread (by opening the FIFO for reading itself, not counted).
+    func stop() {
+        lock.lock()
+        stopping = true
+        lock.unlock()
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        _ = finished.wait(timeout: .now() + 5)
+        if fd >= 0 { close(fd) }
+    }
+}
+
+extension HostileUserTests {
+    /// A python loop, run as nobody in `dir`, that swaps `name` with each of `others` in
+    /// turn by renameat2(RENAME_EXCHANGE) until a file `stop` appears; it then writes how
+    /// many swaps it made to `swaps`.
+    func exchangeLoop(in dir: String, _ name: String, with others: [String]) throws -> Background {
+        let script = """
+            import ctypes, os, sys
+            libc = ctypes.CDLL(None, use_errno=True)
+            name = sys.argv[1].encode(); others = [o.encode() for o in sys.argv[2:]]
+            n = 0
+            while not os.path.exists("stop"):
+                for o in others:
+                    if libc.renameat2(-100, name, -100, o, 2) == 0: n += 1
+            open("swaps", "w").write(str(n))
+            """
+        let (exe, args) = try asNobody([systemPython, "-c", script, name] + others)
+        let (e, a) = inDirectory(dir, exe, args)
+        return try Background(e, a)
+    }
+
+    /// Ends an `exchangeLoop` and returns how many swaps it made.
+    func stopExchangeLoop(_ loop: Background, in dir: String) -> Int {
+        FileManager.default.createFile(atPath: dir + "/stop", contents: Data())
+        loop.process.waitUntilExit()
+        return Int((try? String(contentsOfFile: dir + "/swaps", encoding: .utf8)) ?? "") ?? 0
+    }
+
+    // MARK: 6. why raced into opening a FIFO
+
+    /// nobody's overlay names base.img as its backing file, and nobody keeps swapping
+    /// base.img with a FIFO and with a symlink to that FIFO. Root runs `why` (and `why
+    /// --force`, which test-acquires the chain's locks) round after round: no run ever opens
+    /// the FIFO (a thread blocked opening it for writing would return), and no run hangs.
+    func testWhyNeverOpensAFIFOSwappedInForABackingFile() throws {
+        let tmp = TempDir("fifo-race")
+        let home = try nobodysDirectory(tmp)
+        let qemuImg = try Run.tool("qemu-img")
+        try runAsNobody(in: home, qemuImg, ["create", "-q", "-f", "raw", "base.img", "1M"])
+        try runAsNobody(in: home, qemuImg, ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", "base.img", "overlay.qcow2"])
+        try runAsNobody(in: home, "/usr/bin/mkfifo", ["fifo"])
+        try runAsNobody(in: home, "/bin/ln", ["fifo", "fifo.pin"])
+        try runAsNobody(in: home, "/bin/ln", ["-s", "fifo.pin", "link"])
+
+        let watch = FIFOReaderWatch(home + "/fifo.pin")
+        defer { watch.stop() }
+        // The detector detects: a reader's open (as the old `why` made) is counted.
+        let probe = open(home + "/fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(probe, 0)
+        XCTAssertTrue(watch.wait(for: 1), "the watch missed a reader")
+        close(probe)
+        usleep(200_000)  // the watch counts opens while the probe's reader is still open
+        let before = watch.count
+
+        let loop = try exchangeLoop(in: home, "base.img", with: ["fifo", "link"])
+        var outcomes: [Int32: Int] = [:]
+        var sawFIFO = 0, sawRegular = 0
+        for round in 0..<120 {
+            let args = ["why"] + (round % 2 == 1 ? ["--force"] : []) + ["--lock-dir", home, home + "/overlay.qcow2"]
+            let r = try Run.locksmith(args, timeout: 20)
+            outcomes[r.status, default: 0] += 1
+            XCTAssertTrue([0, 1, 2].contains(r.status), "round \(round): \(r)")
+            if r.stdout.contains("FIFO") || r.stdout.contains("symbolic link") { sawFIFO += 1 }
+            if r.stdout.contains("base.img (raw)") { sawRegular += 1 }
+        }
+        let swaps = stopExchangeLoop(loop, in: home)
+        XCTAssertEqual(watch.count - before, 0, "a why run opened the FIFO; outcomes \(outcomes)")
+        XCTAssertGreaterThan(swaps, 1000, "the swapper hardly ran")
+        XCTAssertGreaterThan(sawFIFO, 0, "no run met the FIFO: the race was not run (outcomes \(outcomes))")
+        XCTAssertGreaterThan(sawRegular, 0, "no run met the regular file (outcomes \(outcomes))")
     }
 }
