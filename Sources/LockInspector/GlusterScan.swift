@@ -176,6 +176,7 @@ public enum GlusterScan {
                     h.user = d.user
                     h.uid = d.uid
                     h.started = d.started
+                    h.startTicks = d.startTicks
                     h.vm = d.vm
                 }
                 return h

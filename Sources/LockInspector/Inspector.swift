@@ -1018,7 +1018,7 @@ struct Scan {
         }
         return Holder(pid: pid, command: d?.command ?? "?", args: d?.args ?? [], user: d?.user, uid: d?.uid,
                       started: d?.started, fd: fd, openMode: openMode, vm: d?.vm, scheme: scheme, lockType: type,
-                      qemu: qemu)
+                      qemu: qemu, startTicks: d?.startTicks, lockedDevice: locks.first?.device, lockedInode: locks.first?.inode)
     }
 }
 

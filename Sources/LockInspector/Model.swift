@@ -91,10 +91,20 @@ public struct Holder: Sendable, Equatable, Hashable {
     public var qemu: QemuPermissions?
     /// The host of the holder when it is not this one (gluster).
     public var host: String?
+    /// Field 22 of /proc/PID/stat (clock ticks after boot) when the scan saw it: with the
+    /// pid, what tells this process from a later one given the same pid.
+    public var startTicks: UInt64?
+    /// The file the lock is on, as the kernel lists it (device and inode).
+    public var lockedDevice: DeviceID?
+    public var lockedInode: UInt64?
 
     public init(pid: Int32, command: String, args: [String] = [], user: String? = nil, uid: UInt32? = nil,
                 started: Date? = nil, fd: Int32? = nil, openMode: OpenMode? = nil, vm: String? = nil,
-                scheme: LockScheme, lockType: LockType? = nil, qemu: QemuPermissions? = nil, host: String? = nil) {
+                scheme: LockScheme, lockType: LockType? = nil, qemu: QemuPermissions? = nil, host: String? = nil,
+                startTicks: UInt64? = nil, lockedDevice: DeviceID? = nil, lockedInode: UInt64? = nil) {
+        self.startTicks = startTicks
+        self.lockedDevice = lockedDevice
+        self.lockedInode = lockedInode
         self.pid = pid
         self.command = command
         self.args = args

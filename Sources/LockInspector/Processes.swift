@@ -11,6 +11,8 @@ public struct ProcessDetails: Sendable, Equatable {
     public var uid: UInt32?
     public var user: String?
     public var started: Date?
+    /// Field 22 of /proc/PID/stat: clock ticks after boot.
+    public var startTicks: UInt64?
     /// The VM name from QEMU's `-name`.
     public var vm: String?
 
@@ -30,8 +32,8 @@ public struct ProcessDetails: Sendable, Equatable {
         }
         let args = SystemReads.readProcBytes(dir + "/cmdline").map(ProcessDetails.splitCmdline) ?? []
         var started: Date?
-        if let stat = SystemReads.readProc(dir + "/stat"), let boot = bootTime,
-           let ticks = ProcessDetails.startTicks(stat: stat) {
+        let ticks = SystemReads.readProc(dir + "/stat").flatMap(ProcessDetails.startTicks(stat:))
+        if let boot = bootTime, let ticks {
             started = boot.addingTimeInterval(Double(ticks) / Double(SystemReads.clockTicks))
         }
         var user: String?
@@ -42,7 +44,7 @@ public struct ProcessDetails: Sendable, Equatable {
             }
         }
         return ProcessDetails(pid: pid, command: command, args: args, uid: uid, user: user, started: started,
-                              vm: QemuArgs.vmName(args))
+                              startTicks: ticks, vm: QemuArgs.vmName(args))
     }
 
     /// /proc/PID/cmdline: arguments separated (and ended) by NUL.

@@ -319,3 +319,50 @@ extension HostileUserTests {
         XCTAssertGreaterThan(sawRegular, 0, "no run met the regular file (outcomes \(outcomes))")
     }
 }
+
+extension HostileUserTests {
+    // MARK: 1. hold: signals through a pidfd, status kept with SIGCHLD ignored
+
+    /// Started with SIGCHLD ignored (inherited across exec), `hold` still passes the
+    /// command's status through (it exited 127: the kernel reaped the child itself).
+    func testHoldKeepsTheCommandsStatusWhenStartedWithSIGCHLDIgnored() throws {
+        let dir = TempDir("hold-sigchld")
+        let image = dir.makeFile("disk.img")
+        let ignoring = "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
+        for status in [0, 5] {
+            let r = try Run.capture(systemPython, ["-c", ignoring, Run.locksmith, "hold", "--lock-dir", dir.path, image,
+                                                   "--", "/bin/sh", "-c", "exit \(status)"])
+            XCTAssertEqual(r.status, Int32(status), "\(r)")
+            XCTAssertEqual(r.stderr, "")
+        }
+    }
+
+    /// `hold` keeps a pidfd of its command from the spawn on (its fdinfo names the child's
+    /// pid) and passes SIGTERM on through it: the command ends by it, hold exits 128+15.
+    func testHoldForwardsSignalsThroughAPidfdOfItsCommand() throws {
+        let dir = TempDir("hold-pidfd")
+        let image = dir.makeFile("disk.img")
+        let hold = try Background(Run.locksmith, ["hold", "--lock-dir", dir.path, image, "--", "/bin/sleep", "600"])
+        defer { hold.stop() }
+        let lockFile = ImageLocker(lockDirectory: dir.path).lockFilePath(realPath: image)
+        hold.waitForLocks(on: lockFile)
+        var child: Int32?
+        let deadline = Date().addingTimeInterval(10)
+        while child == nil && Date() < deadline {
+            let kids = (try? String(contentsOfFile: "/proc/\(hold.pid)/task/\(hold.pid)/children", encoding: .utf8)) ?? ""
+            child = kids.split(separator: " ").first.flatMap { Int32($0) }
+            if child == nil { usleep(10_000) }
+        }
+        let pid = try XCTUnwrap(child, "hold started no command")
+        let fdinfo = "/proc/\(hold.pid)/fdinfo"
+        let pidfds = try FileManager.default.contentsOfDirectory(atPath: fdinfo).filter { fd in
+            let text = (try? String(contentsOfFile: "\(fdinfo)/\(fd)", encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").contains("Pid:\t\(pid)")
+        }
+        XCTAssertEqual(pidfds.count, 1, "hold holds no pidfd of its command \(pid)")
+        kill(hold.pid, SIGTERM)
+        hold.process.waitUntilExit()
+        XCTAssertEqual(hold.process.terminationStatus, 128 + SIGTERM)
+        XCTAssertNotEqual(kill(pid, 0), 0, "the command outlived hold")
+    }
+}
