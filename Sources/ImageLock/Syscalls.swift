@@ -220,6 +220,22 @@ public enum SafeOpen {
             case .failure(let e): return .failure(.system(e))
             }
         }
+        return reopen(pathFD, flags: flags, blockDevices: blockDevices)
+    }
+
+    /// The same for the entry `name` of an open directory (no link followed at all).
+    /// The corresponding C functions are `openat`, `fstat` and `open`.
+    public static func open(at directory: OpenedDirectory, _ name: String, flags: Int32, blockDevices: Bool)
+        -> Result<(fd: Int32, status: FileStatus), Failure> {
+        switch Sys.retrying({ openat(directory.fd, name, clinux_O_PATH | O_NOFOLLOW | O_CLOEXEC) }) {
+        case .success(let fd): return reopen(fd, flags: flags, blockDevices: blockDevices)
+        case .failure(let e): return .failure(.system(e))
+        }
+    }
+
+    /// Checks the kind of the O_PATH fd `pathFD` (closed here) and reopens its file.
+    private static func reopen(_ pathFD: Int32, flags: Int32, blockDevices: Bool)
+        -> Result<(fd: Int32, status: FileStatus), Failure> {
         defer { Sys.close(pathFD) }
         let seen: FileStatus
         switch Sys.fstat(pathFD) {
@@ -273,4 +289,113 @@ public final class ProcessHandle: @unchecked Sendable {
     }
 
     deinit { Sys.close(fd) }
+}
+
+/// A directory opened once by a walk from / (or from the working directory for a relative
+/// name), one component at a time with openat(O_DIRECTORY|O_NOFOLLOW), so that what is
+/// then done relative to its fd (fstatat, openat, unlinkat) happens in that directory
+/// whatever is renamed or swapped on its path afterwards. A symbolic link on the path is
+/// followed only when root owns it and it sits in a directory that root owns and no one
+/// else may write (as /var/lock -> /run/lock): a link another user could have put or
+/// swapped in is refused (ELOOP).
+public final class OpenedDirectory: @unchecked Sendable {
+    /// The name it was opened by.
+    public let path: String
+    let fd: Int32
+    /// fstat of the opened directory.
+    public let status: FileStatus
+
+    private init(path: String, fd: Int32, status: FileStatus) {
+        self.path = path
+        self.fd = fd
+        self.status = status
+    }
+
+    deinit { Sys.close(fd) }
+
+    /// The corresponding C functions are `open`, `openat`, `fstatat` and `readlinkat`.
+    public static func open(_ path: String) -> Result<OpenedDirectory, Errno> {
+        let dirFlags = clinux_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+        var current: Int32
+        switch Sys.open(path.hasPrefix("/") ? "/" : ".", dirFlags) {
+        case .success(let fd): current = fd
+        case .failure(let e): return .failure(e)
+        }
+        var rest = path.split(separator: "/").map(String.init).reversed() as [String]
+        var links = 0
+        while let name = rest.popLast() {
+            if name.isEmpty || name == "." { continue }
+            switch Sys.retrying({ openat(current, name, dirFlags) }) {
+            case .success(let next):
+                Sys.close(current)
+                current = next
+                continue
+            case .failure(let e) where e.code == ENOTDIR || e.code == ELOOP:
+                break
+            case .failure(let e):
+                Sys.close(current)
+                return .failure(e)
+            }
+            // Not a directory: a link this walk may follow, or a refusal.
+            var st = stat()
+            guard fstatat(current, name, &st, AT_SYMLINK_NOFOLLOW) == 0, FileKind(mode: st.st_mode) == .symlink else {
+                Sys.close(current)
+                return .failure(Errno(ENOTDIR))
+            }
+            guard let target = trustedLink(name, in: current) else {
+                Sys.close(current)
+                return .failure(Errno(ELOOP))
+            }
+            links += 1
+            guard links <= 40 else {
+                Sys.close(current)
+                return .failure(Errno(ELOOP))
+            }
+            rest += target.split(separator: "/").map(String.init).reversed()
+            if target.hasPrefix("/") {
+                switch Sys.open("/", dirFlags) {
+                case .success(let root):
+                    Sys.close(current)
+                    current = root
+                case .failure(let e):
+                    Sys.close(current)
+                    return .failure(e)
+                }
+            }
+        }
+        switch Sys.fstat(current) {
+        case .success(let s) where s.kind == .directory: return .success(OpenedDirectory(path: path, fd: current, status: s))
+        case .success:
+            Sys.close(current)
+            return .failure(Errno(ENOTDIR))
+        case .failure(let e):
+            Sys.close(current)
+            return .failure(e)
+        }
+    }
+
+    /// The target of the symbolic link `name` in the directory `dir` when root owns both
+    /// and no one else may write the directory; nil otherwise.
+    private static func trustedLink(_ name: String, in dir: Int32) -> String? {
+        var st = stat()
+        guard case .success = Sys.fstat(dir).flatMap({ d -> Result<Void, Errno> in
+            d.uid == 0 && d.mode & 0o022 == 0 ? .success(()) : .failure(Errno(EPERM))
+        }), fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0,
+              FileKind(mode: st.st_mode) == .symlink, st.st_uid == 0 else { return nil }
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = readlinkat(dir, name, &buf, 4096)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// lstat of an entry. The corresponding C function is `fstatat(..., AT_SYMLINK_NOFOLLOW)`.
+    public func entryStatus(_ name: String) -> Result<FileStatus, Errno> {
+        var st = stat()
+        return Sys.retrying { fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) }.map { _ in FileStatus(st) }
+    }
+
+    /// Removes an entry (not a directory). The corresponding C function is `unlinkat`.
+    public func unlink(_ name: String) -> Result<Void, Errno> {
+        Sys.retrying { unlinkat(fd, name, 0) }.map { _ in () }
+    }
 }

@@ -366,3 +366,62 @@ extension HostileUserTests {
         XCTAssertNotEqual(kill(pid, 0), 0, "the command outlived hold")
     }
 }
+
+extension HostileUserTests {
+    // MARK: 2. audit --fix through a swapped directory
+
+    /// The lock dir is u/locks, and nobody owns u: nobody keeps swapping u/locks with u/alt,
+    /// a symlink to another lock dir whose files (named as u/locks' stale ones) are held by
+    /// a real process. Round after round root plants the stale files again and runs
+    /// `audit --fix`: stale files are removed, and no held file ever is.
+    func testAuditFixNeverRemovesAHeldFileThroughASwappedDirectory() throws {
+        let tmp = TempDir("fix-race")
+        let home = try nobodysDirectory(tmp, "u")
+        let real = home + "/locks"
+        let other = tmp.file("other")
+        try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: false)
+        try runAsNobody(in: home, "/bin/ln", ["-s", other, "alt"])
+        let names = (0..<300).map { ImageLocker.lockFileName(realPath: "/images/vm\($0).qcow2") }
+        for n in names { XCTAssertTrue(FileManager.default.createFile(atPath: other + "/" + n, contents: Data())) }
+        let script = """
+            import fcntl, os, sys, time
+            fds = [open(os.path.join(sys.argv[1], n), "r+") for n in sys.argv[2:]]
+            for f in fds: fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            while True: time.sleep(60)
+            """
+        let holder = try Background(systemPython, ["-c", script, other] + names)
+        defer { holder.stop() }
+        holder.waitForLocks(on: other + "/" + names.last!)
+        let held = Dictionary(uniqueKeysWithValues: names.map { ($0, ProcLocks.inode(of: other + "/" + $0)) })
+
+        let realFD = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(realFD, 0)
+        defer { close(realFD) }
+        let loop = try exchangeLoop(in: home, "locks", with: ["alt"])
+        var removed = 0, kept = 0
+        var outcomes: [String: Int] = [:]
+        var violations: [String] = []
+        for round in 0..<20 {
+            for n in names {  // the stale files, planted again in the real dir wherever it is now
+                let fd = openat(realFD, n, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+                if fd >= 0 { close(fd) }
+            }
+            let r = try Run.locksmith(["audit", "--json", "--fix", "--lock-dir", real], timeout: 120)
+            XCTAssertTrue(r.status == 0 || r.status == 1, "round \(round): \(r)")
+            let fixes = ((try? json(r))?["fixes"] as? [JSON]) ?? []
+            removed += fixes.filter { $0["removed"] as? Bool == true }.count
+            kept += fixes.filter { $0["removed"] as? Bool == false }.count
+            for f in fixes { outcomes[f["outcome"] as? String ?? "?", default: 0] += 1 }
+            for n in names where ProcLocks.inode(of: other + "/" + n) != held[n]! && !violations.contains(where: { $0.hasSuffix(n) }) {
+                violations.append("round \(round): held \(n)")
+            }
+            XCTAssertEqual(ProcLocks.rows(for: other + "/" + names[0]).count, 1, "the holder let go")
+        }
+        let swaps = stopExchangeLoop(loop, in: home)
+        XCTAssertEqual(violations.count, 0, "held files removed: \(violations.prefix(5)) (removed \(removed), kept \(kept), swaps \(swaps))")
+        XCTAssertGreaterThan(removed, 0, "no stale file was ever removed: the fix did not run (kept \(kept))")
+        XCTAssertGreaterThan(swaps, 1000, "the swapper hardly ran")
+        print("audit --fix race: removed \(removed) stale, kept \(kept), \(swaps) swaps, \(violations.count) held removed; \(outcomes)")
+    }
+}
