@@ -32,9 +32,7 @@ extension ImageLocker {
     /// path: the path must name an entry of this locker's lock dir, which is opened for it
     /// (`OpenedDirectory`). Removing many: open the dir once and call the other form.
     public func removeStaleLockFile(_ path: String) throws -> StaleLockFileRemoval {
-        let slash = path.lastIndex(of: "/")
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        let dir = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let (dir, name) = ImageLocker.directoryAndName(path)
         guard ImageLocker.isLockFileName(name) else {
             return .refused("\(name) is not named like a lock file (.qemu-<sha1>.lock)")
         }
@@ -119,6 +117,14 @@ extension ImageLocker {
         case .failure(let e) where e.code == ENOENT: return .gone
         case .failure(let e): throw ImageLockError.system(operation: "unlink", path: path, errno: e.code)
         }
+    }
+
+    /// A path's directory (`.` for a bare name, `/` at the root) and last component.
+    public static func directoryAndName(_ path: String) -> (directory: String, name: String) {
+        let slash = path.lastIndex(of: "/")
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let dir = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        return (dir, name)
     }
 
     /// `.qemu-` + 40 lowercase hex digits + `.lock`.

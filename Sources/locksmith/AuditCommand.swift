@@ -113,9 +113,7 @@ extension Locksmith {
             var out: [FixJSON] = []
             for f in findings where f.rule == .staleLockFile {
                 for path in f.files {
-                    let slash = path.lastIndex(of: "/")
-                    let dir = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-                    let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+                    let (dir, name) = ImageLocker.directoryAndName(path)
                     if dirs[dir] == nil { dirs[dir] = OpenedDirectory.open(dir) }
                     let opened: OpenedDirectory
                     switch dirs[dir]! {
