@@ -316,6 +316,7 @@ struct Scan {
         // 4. Classify the locked files, map lock files to images, assemble.
         let t3 = now()
         var named = imageDirs?.wait()
+        let domains = named?.domains  // libvirt hook
         if needPaths {
             candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids, named: &named)
         }
@@ -340,8 +341,9 @@ struct Scan {
                 leaseFiles[i].mappedBy = c.source
             }
         }
-        let images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, lockFileKeys: lockFileKeys,
+        var images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, lockFileKeys: lockFileKeys,
                               leaseFiles: leaseFiles, procs: procs, candidates: candidates)
+        nameDomains(&images, domains: domains)  // libvirt hook
         let allLockFiles = leaseFiles.isEmpty ? lockFiles : lockFiles + leaseFiles
         let writers = imageWriters(procs.writeOpens, images: images, lockFiles: allLockFiles,
                                    candidates: needPaths ? candidates : nil, named: named)
@@ -787,7 +789,7 @@ struct Scan {
         if rows.contains(where: { $0.isByteZero && $0.kind == "POSIX" }) {
             let byVirtlockd = rows.contains { r in
                 r.isByteZero && r.pid.flatMap { details[$0] ?? nil }?.command == "virtlockd"
-            }
+            } && !isDaemonPidFile(holders)  // libvirt hook
             if byVirtlockd || candidates.imageFile(key) != nil { return .virtlockd }
         }
         if candidates.imageFile(key) != nil { return .qemu }
@@ -857,6 +859,7 @@ struct Scan {
             }
             if !images[id].schemes.contains(scheme) { images[id].schemes.append(scheme) }
             let (holders, waiters) = self.holders(of: key, scheme: scheme, rows: fileRows, openFiles: openFiles, procs: procs)
+            for h in holders where !images[id].schemes.contains(h.scheme) { images[id].schemes.append(h.scheme) }  // virtlockd beside qemu
             // Most images get one file's rows and holders: take the arrays as they are.
             images[id].locks.append(shared: fileRows)
             images[id].holders.append(shared: holders)
@@ -1007,6 +1010,7 @@ struct Scan {
         if d == nil {
             unseen.append(Unseen(what: "details of pid \(pid)", why: "the process ended during the scan"))
         }
+        let scheme = virtlockdScheme(scheme, locks: locks, command: d?.command)  // libvirt hook
         let type: LockType? = locks.contains { $0.type == "WRITE" } ? .write : locks.contains { $0.type == "READ" } ? .read : nil
         // Only QEMU's own byte locks say which permissions a user holds: a whole-file lock
         // or an flock(2) lock on an image is no QEMU user (why still counts the fcntl ones).

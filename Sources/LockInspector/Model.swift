@@ -82,7 +82,8 @@ public struct Holder: Sendable, Equatable, Hashable {
     /// The fd through which it holds the lock; nil for classic POSIX locks found only by pid.
     public var fd: Int32?
     public var openMode: OpenMode?
-    /// The VM name from QEMU's `-name guest=NAME` (or `-name NAME`).
+    /// The VM: the libvirt domain's name (LibvirtDomains.swift), else QEMU's `-name guest=NAME`
+    /// (or `-name NAME`). For virtlockd, the domains whose disk it locks.
     public var vm: String?
     public var scheme: LockScheme
     /// Read or write lock (lockfile, gluster, virtlockd schemes).
@@ -91,10 +92,15 @@ public struct Holder: Sendable, Equatable, Hashable {
     public var qemu: QemuPermissions?
     /// The host of the holder when it is not this one (gluster).
     public var host: String?
+    /// The libvirt domain's UUID, when libvirt's domain XML names the VM.
+    public var vmUUID: String?
+    /// The domain's disk target (`vda`) through which it uses the image, from libvirt's XML.
+    public var diskTarget: String?
 
     public init(pid: Int32, command: String, args: [String] = [], user: String? = nil, uid: UInt32? = nil,
                 started: Date? = nil, fd: Int32? = nil, openMode: OpenMode? = nil, vm: String? = nil,
-                scheme: LockScheme, lockType: LockType? = nil, qemu: QemuPermissions? = nil, host: String? = nil) {
+                scheme: LockScheme, lockType: LockType? = nil, qemu: QemuPermissions? = nil, host: String? = nil,
+                vmUUID: String? = nil, diskTarget: String? = nil) {
         self.pid = pid
         self.command = command
         self.args = args
@@ -108,6 +114,8 @@ public struct Holder: Sendable, Equatable, Hashable {
         self.lockType = lockType
         self.qemu = qemu
         self.host = host
+        self.vmUUID = vmUUID
+        self.diskTarget = diskTarget
     }
 
     /// A short word for the lock: `write`/`read` for whole-file locks, `rw`/`ro` for QEMU
