@@ -84,12 +84,21 @@ enum LibvirtDomains {
     // MARK: Parsing
 
     /// The domain in one XML document (`<domain>`, or `<domstatus>` around one); nil when it
-    /// is not well-formed as far as read, nests deeper than 64, or has a DTD. A domain without
-    /// a name (libvirt writes none such) still names its disks as candidate images.
+    /// is not well-formed as far as read, nests deeper than 64, has a DTD, or a name, UUID or
+    /// disk target with a control character (libvirt writes none; a terminal would obey it).
+    /// A domain without a name (libvirt writes none such) still names its disks as candidate
+    /// images.
     static func parse(_ bytes: [UInt8]) -> LibvirtDomain? {
         var p = DomainBuilder()
         guard XMLScanner.scan(bytes, into: &p), p.domainDepth != nil else { return nil }
+        let shown = [p.name, p.uuid] + p.disks.map(\.target)
+        guard !shown.contains(where: { $0.map(hasControl) ?? false }) else { return nil }
         return LibvirtDomain(name: p.name ?? "", uuid: p.uuid, pid: p.pid, live: p.live, disks: p.disks)
+    }
+
+    /// C0 and C1 control characters, DEL.
+    static func hasControl(_ s: String) -> Bool {
+        s.unicodeScalars.contains { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) }
     }
 
     /// Builds a domain from the scanner's events: which element is where is all it looks at.

@@ -89,6 +89,9 @@ final class LibvirtDomainsTests: XCTestCase {
             "< in attribute": "<domain><name>a</name><devices><disk><source file='/a<b'/></disk></devices></domain>",
             "empty": "",
             "binary": "\u{0}\u{1}<\u{2}>",
+            "escape in name": "<domain><name>a\u{1b}[2Jb</name></domain>",
+            "escape by reference": "<domain><name>a&#27;[2Jb</name></domain>",
+            "C1 control in target": "<domain><name>a</name><devices><disk><target dev='vd&#x9b;a'/></disk></devices></domain>",
         ]
         for (what, xml) in refused {
             XCTAssertNil(LibvirtDomains.parse(Array(xml.utf8)), what)

@@ -59,9 +59,13 @@ final class LibvirtCommandsTests: XCTestCase {
     /// QEMU's own refusal does.
     func testListNamesDomainAndDiskAndWhyNamesItThroughTheOverlay() throws {
         let disks = try Disks()
+        let conf = try Data(contentsOf: URL(fileURLWithPath: "/etc/libvirt/qemu.conf"))
         let bed = try LibvirtTestBed(lockManager: .none)
         defer { bed.stop() }
         let domain = try bed.createDomain(disk: disks.overlay)
+        let cmdline = try String(contentsOfFile: "/proc/\(domain.pid)/cmdline", encoding: .utf8)
+        XCTAssertTrue(cmdline.contains("-accel\u{0}\(bed.domainType == "kvm" ? "kvm" : "tcg")\u{0}"),
+                      "domain type \(bed.domainType): \(cmdline)")
         XCTAssertFalse(ProcLocks.rows(for: disks.overlay).isEmpty, "QEMU of web01 holds its byte locks")
         XCTAssertEqual(byteZeroHolders(disks.overlay), [], "no lock manager: nobody locks byte 0")
 
@@ -97,6 +101,15 @@ final class LibvirtCommandsTests: XCTestCase {
         XCTAssertTrue(qemu.stderr.contains(message), "why says «\(message)», QEMU said «\(qemu.stderr)»")
         let text = try Run.locksmith(["why", disks.base], timeout: 30)
         XCTAssertTrue(text.stdout.contains("VM web01 (pid \(domain.pid))"), text.stdout)
+
+        // The bed leaves nothing behind: no domain, no daemon, qemu.conf as it was.
+        let daemons = bed.daemons.map { ($0.name, $0.process.processIdentifier) }
+        bed.stop()
+        func commandLine(_ pid: Int32) -> String { (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "" }
+        for (name, pid) in daemons { XCTAssertFalse(commandLine(pid).contains(name), "\(name) (pid \(pid)) still runs") }
+        XCTAssertFalse(commandLine(domain.pid).contains("guest=web01,"), "web01's QEMU still runs")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "/etc/libvirt/qemu.conf")), conf)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/etc/libvirt/qemu.conf.locksmith-test-orig"))
     }
 
     // MARK: - virtlockd
