@@ -150,12 +150,12 @@ extension KernelLock {
     var fileKey: FileKey? { inode.map { FileKey(device: device, inode: $0) } }
     /// The lock without its ID and pid: how a /proc/locks row and an fdinfo line match.
     var shape: LockShape { LockShape(kind: kind, type: type, device: device, inode: inode ?? 0, start: start, end: end) }
-    /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (FACTS.md §2).
+    /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (QEMU block/file-posix.c).
     var isQemuByteLock: Bool {
         guard type == "READ", let e = end else { return false }
         return (start >= 100 && e <= 104) || (start >= 200 && e <= 204)
     }
-    /// virtlockd's lock: byte 0, length 1 (FACTS.md §5).
+    /// virtlockd's lock: byte 0, length 1 (libvirt src/locking/lock_driver_lockd.c).
     var isByteZero: Bool { start == 0 && end == 0 }
 }
 
