@@ -74,6 +74,8 @@ public struct SnapshotTimings: Sendable, Equatable {
     public var fds = 0
     public var fdinfoReads = 0
     public var contentReads = 0
+    /// Processes whose open files were looked at.
+    public var processCount = 0
 
     public init() {}
 }
@@ -148,12 +150,12 @@ extension KernelLock {
     var fileKey: FileKey? { inode.map { FileKey(device: device, inode: $0) } }
     /// The lock without its ID and pid: how a /proc/locks row and an fdinfo line match.
     var shape: LockShape { LockShape(kind: kind, type: type, device: device, inode: inode ?? 0, start: start, end: end) }
-    /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (FACTS.md §2).
+    /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (QEMU block/file-posix.c).
     var isQemuByteLock: Bool {
         guard type == "READ", let e = end else { return false }
         return (start >= 100 && e <= 104) || (start >= 200 && e <= 204)
     }
-    /// virtlockd's lock: byte 0, length 1 (FACTS.md §5).
+    /// virtlockd's lock: byte 0, length 1 (libvirt src/locking/lock_driver_lockd.c).
     var isByteZero: Bool { start == 0 && end == 0 }
 }
 
@@ -352,6 +354,7 @@ struct Scan {
         Parallel.release(ScanTables(rowsByFile: rowsByFile, rows: rows, fds: fds, procs: procs, candidates: candidates,
                                     lockFileKeys: lockFileKeys))
         t.total = now() - t0
+        t.processCount = procs.pids.count
         return Snapshot(host: SystemReads.hostName, generated: Date(), images: images,
                         lockFiles: allLockFiles, unseen: unseen, writers: writers)
     }

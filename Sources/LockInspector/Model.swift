@@ -214,7 +214,7 @@ public enum Severity: String, Sendable, CaseIterable, Comparable, Codable {
     }
 }
 
-/// The audit rules (DESIGN.md "audit"; the man page describes each).
+/// The audit rules (the man page describes each).
 public enum AuditRule: String, Sendable, CaseIterable, Codable {
     case unlockedWriter = "unlocked-writer"
     case concurrentWriters = "concurrent-writers"
