@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Where an image's lock lives and who takes it (DESIGN.md "Lock schemes").
+/// Where an image's lock lives and who takes it (README.md "Lock schemes").
 public enum LockScheme: String, CaseIterable, Sendable, Codable {
     /// `<lock-dir>/.qemu-<sha1 of realpath>.lock`, whole-file fcntl lock (the 2016 series).
     case lockfile

@@ -112,6 +112,8 @@ private func isDotOrDotDot(_ name: UnsafePointer<CChar>) -> Bool {
 struct ImageDirectories: Sendable {
     var candidates = Scan.Candidates()
     var unseen: [Unseen] = []
+    /// The domains of libvirt's XML (their disks are candidates).
+    var domains: [LibvirtDomain] = []
 
     static func read(imageDirectories: [String], libvirtDirectories: [String]) -> ImageDirectories {
         var out = ImageDirectories()
@@ -135,15 +137,12 @@ struct ImageDirectories: Sendable {
                 if let k = e.key { out.candidates.addImageFile(k, path: e.path) }
             }
         }
-        for dir in libvirtDirectories {
-            guard case .success(let entries) = SystemReads.entries(dir) else { continue }
-            for e in entries where e.name.hasSuffix(".xml") {
-                let path = dir + "/" + e.name
-                guard case .success(let bytes) = SystemReads.readRegularFile(path, limit: 1 << 20) else {
-                    out.unseen.append(Unseen(what: "libvirt domain \(path)", why: "cannot be read"))
-                    continue
-                }
-                for src in LibvirtXML.diskSources(String(decoding: bytes, as: UTF8.self)) where src.hasPrefix("/") {
+        let libvirt = LibvirtDomains.read(libvirtDirectories)
+        out.domains = libvirt.domains
+        out.unseen += libvirt.unseen
+        for d in out.domains {
+            for disk in d.disks {
+                for src in disk.sources where src.hasPrefix("/") {
                     out.candidates.add(src, source: "libvirt", realPath: SystemReads.realPath(src) ?? src)
                 }
             }

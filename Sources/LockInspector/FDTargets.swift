@@ -50,7 +50,7 @@ extension SystemReads {
 
 
     /// Whether anyone holds an fcntl lock (POSIX or OFD) on any byte of a regular file: an
-    /// F_OFD_GETLK write-lock probe of the whole file (FACTS.md §3: works on an O_RDONLY fd;
+    /// F_OFD_GETLK write-lock probe of the whole file (Linux fs/locks.c: works on an O_RDONLY fd;
     /// flock locks are invisible to it). Opened as `readRegularFile` opens: a regular file
     /// only, no final link followed, no blocking. False when it cannot be opened.
     static func hasFcntlLock(_ path: String) -> Bool {

@@ -3,7 +3,7 @@ import Foundation
 import ImageLock
 import LockInspector
 
-/// Exit statuses shared by every subcommand (DESIGN.md "Command line").
+/// Exit statuses shared by every subcommand (README.md "Exit status").
 enum Status {
     static let free = ExitCode(0)
     static let held = ExitCode(1)

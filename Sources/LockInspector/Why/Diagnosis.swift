@@ -412,7 +412,7 @@ private struct Diagnoser {
 
     // MARK: - virtlockd
 
-    /// virtlockd's byte-0 lock (FACTS.md §5): the disk belongs to a running libvirt domain.
+    /// virtlockd's byte-0 lock (libvirt src/locking/lock_driver_lockd.c): the disk belongs to a running libvirt domain.
     /// libvirt takes no lock for read-only disks, so only a read-write open conflicts.
     mutating func checkVirtlockd() {
         guard let entry = input.entry(for: top.file) else { return }
