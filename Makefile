@@ -1,13 +1,15 @@
 # locksmith — see README.md.
 #   make run      install build deps, build, and inspect this host (TUI on a terminal, else a list)
 #   make test     install test deps, build, start the test services, run every test, stop them
-#   make install  release binary (static Swift stdlib), man page, shell completions under $(PREFIX)
+#   make install  release binary (static Swift stdlib), man page, shell completions and systemd
+#                 units (metrics timer, watch service) under $(PREFIX)
 
 PREFIX ?= /usr/local
 SWIFT ?= swift
 BIN := .build/debug/locksmith
 RELEASE_BIN := .build/release/locksmith
 TEST_TIMEOUT ?= 45m
+UNITS := $(basename $(notdir $(wildcard systemd/*.in)))
 
 .PHONY: all build release run deps test-deps test install uninstall clean
 
@@ -36,18 +38,24 @@ install: release
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
-		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/locksmith
 	install -m 0644 man/locksmith.1 $(DESTDIR)$(PREFIX)/share/man/man1/locksmith.1
 	$(RELEASE_BIN) --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/locksmith
 	$(RELEASE_BIN) --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_locksmith
 	$(RELEASE_BIN) --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/locksmith.fish
+	for u in $(UNITS); do \
+		sed 's|@BINDIR@|$(PREFIX)/bin|g' systemd/$$u.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$u && \
+		chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$$u || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/locksmith $(DESTDIR)$(PREFIX)/share/man/man1/locksmith.1 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/locksmith \
 		$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_locksmith \
-		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/locksmith.fish
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/locksmith.fish \
+		$(addprefix $(DESTDIR)$(PREFIX)/lib/systemd/system/,$(UNITS))
 
 clean:
 	rm -rf .build

@@ -105,6 +105,30 @@ func lockFileName(_ name: UnsafePointer<CChar>) -> LockFileNameKind {
     return .scheme
 }
 
+extension LockDirectories {
+    /// The lock dirs as the scan uses them: each made absolute once (a relative name joined
+    /// to the working directory, without following links), and a dir named twice (two
+    /// spellings, a link to it) kept once, compared by device and inode. Every path of the
+    /// snapshot is built from these, so a holder's fd (whose kernel path is absolute) is
+    /// joined to its lock file however the dir was named. A dir that cannot be stat'ed is
+    /// kept as named (absolute), for the scan to report.
+    static func resolve(_ dirs: [String]) -> [String] {
+        var out: [String] = []
+        var seen = Set<FileKey>()
+        for dir in dirs {
+            var abs = dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
+            while abs.count > 1 && abs.hasSuffix("/") { abs.removeLast() }
+            if abs.hasSuffix("/.") { abs.removeLast(2) }
+            if abs.isEmpty { abs = "/" }
+            if case .success(let s) = SystemReads.status(abs) {
+                guard seen.insert(FileKey(device: s.device, inode: s.inode)).inserted else { continue }
+            }
+            out.append(abs)
+        }
+        return out
+    }
+}
+
 /// `.` or `..`.
 private func isDotOrDotDot(_ name: UnsafePointer<CChar>) -> Bool {
     let dot = CChar(UInt8(ascii: "."))
@@ -117,6 +141,8 @@ private func isDotOrDotDot(_ name: UnsafePointer<CChar>) -> Bool {
 struct ImageDirectories: Sendable {
     var candidates = Scan.Candidates()
     var unseen: [Unseen] = []
+    /// The domains of libvirt's XML (their disks are candidates).
+    var domains: [LibvirtDomain] = []
 
     static func read(imageDirectories: [String], libvirtDirectories: [String]) -> ImageDirectories {
         var out = ImageDirectories()
@@ -140,15 +166,12 @@ struct ImageDirectories: Sendable {
                 if let k = e.key { out.candidates.addImageFile(k, path: e.path) }
             }
         }
-        for dir in libvirtDirectories {
-            guard case .success(let entries) = SystemReads.entries(dir) else { continue }
-            for e in entries where e.name.hasSuffix(".xml") {
-                let path = dir + "/" + e.name
-                guard case .success(let bytes) = SystemReads.readRegularFile(path, limit: 1 << 20) else {
-                    out.unseen.append(Unseen(what: "libvirt domain \(path)", why: "cannot be read"))
-                    continue
-                }
-                for src in LibvirtXML.diskSources(String(decoding: bytes, as: UTF8.self)) where src.hasPrefix("/") {
+        let libvirt = LibvirtDomains.read(libvirtDirectories)
+        out.domains = libvirt.domains
+        out.unseen += libvirt.unseen
+        for d in out.domains {
+            for disk in d.disks {
+                for src in disk.sources where src.hasPrefix("/") {
                     out.candidates.add(src, source: "libvirt", realPath: SystemReads.realPath(src) ?? src)
                 }
             }

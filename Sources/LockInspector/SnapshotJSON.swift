@@ -121,6 +121,9 @@ public enum SnapshotJSON {
         w.strings(h.args)
         w.key("command")
         w.string(h.command)
+        // The VM's disk target (`vda`) from libvirt's domain XML, else null.
+        w.key("disk_target")
+        w.string(h.diskTarget)
         w.key("fd")
         w.int(h.fd)
         // The holder's host: known for gluster holders named by a statedump, else null.
@@ -153,6 +156,8 @@ public enum SnapshotJSON {
         w.string(h.user ?? h.uid.map(String.init))
         w.key("vm")
         w.string(h.vm)
+        w.key("vm_uuid")
+        w.string(h.vmUUID)
         w.endObject()
     }
 

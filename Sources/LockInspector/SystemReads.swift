@@ -205,20 +205,26 @@ enum SystemReads {
         return PathBytes.string(cString: p)
     }
 
-    /// Reads at most `limit` bytes of a regular file without following a link, without
-    /// blocking (a lease holder or a FIFO makes the open fail, not wait) and without
-    /// updating its access time where the kernel allows O_NOATIME.
+    /// Reads at most `limit` bytes of a regular file without following a final link,
+    /// without opening anything else (`SafeOpen`: a FIFO or device planted there is never
+    /// opened; ELOOP for a link, EINVAL for any other kind), without blocking (a lease
+    /// holder makes the open fail, not wait) and without updating its access time where the
+    /// kernel allows O_NOATIME.
     static func readRegularFile(_ path: String, limit: Int) -> Result<[UInt8], ReadFailure> {
-        let base = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
         // O_NOATIME is hidden behind _GNU_SOURCE; 01000000 on Linux (asm-generic/fcntl.h).
         let noATime: Int32 = 0o1000000
-        var fd = PathBytes.withCString(path) { open($0, base | noATime) }
-        if fd < 0 && errno == EPERM { fd = PathBytes.withCString(path) { open($0, base) } }
-        guard fd >= 0 else { return .failure(ReadFailure(errno: errno)) }
+        var opened = SafeOpen.open(path, flags: O_RDONLY | noATime, links: .notFinal, blockDevices: false)
+        if case .failure(.system(let e)) = opened, e.code == EPERM {
+            opened = SafeOpen.open(path, flags: O_RDONLY, links: .notFinal, blockDevices: false)
+        }
+        let fd: Int32
+        switch opened {
+        case .success(let o): fd = o.fd
+        case .failure(.refused(.symlink)): return .failure(ReadFailure(errno: ELOOP))
+        case .failure(.refused): return .failure(ReadFailure(errno: EINVAL))
+        case .failure(.system(let e)): return .failure(ReadFailure(errno: e.code))
+        }
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return .failure(ReadFailure(errno: errno)) }
-        guard kind(mode: UInt32(st.st_mode)) == .regular else { return .failure(ReadFailure(errno: EINVAL)) }
         var out = [UInt8](repeating: 0, count: limit)
         var got = 0
         while got < limit {

@@ -3,7 +3,7 @@ import Foundation
 import ImageLock
 import LockInspector
 
-/// Exit statuses shared by every subcommand (DESIGN.md "Command line").
+/// Exit statuses shared by every subcommand (README.md "Exit status").
 enum Status {
     static let free = ExitCode(0)
     static let held = ExitCode(1)
@@ -90,6 +90,18 @@ struct LockDirOption: ParsableArguments {
             ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
         return ImageLocker(lockDirectory: lockDirectory, flavorPolicy: policy, glusterTimeout: glusterTimeout)
     }
+}
+
+/// `hold` and `try` in a lock dir that does not protect a held lock file from other users
+/// (`ImageLocker.lockDirectoryHazard`): a one-line warning on stderr, or with `--strict` a
+/// refusal (exit 2) before any lock is taken. Only the lockfile scheme uses the lock dir.
+func checkLockDirectory(_ locker: ImageLocker, image: String, scheme: LockScheme, strict: Bool) throws {
+    guard scheme == .lockfile, !GlusterURL.looksLikeURL(image), let hazard = locker.lockDirectoryHazard() else { return }
+    if strict {
+        complain("refusing to lock (--strict): " + hazard)
+        throw Status.couldNotCheck
+    }
+    complain("warning: " + hazard)
 }
 
 /// `--timeout` for commands that may talk to a Gluster server.

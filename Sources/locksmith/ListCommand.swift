@@ -45,7 +45,7 @@ extension Locksmith {
         var json = false
 
         @Option(name: .short, help: ArgumentHelp(
-            "Columns to show, comma-separated; a leading + adds them to the defaults (see --list-columns).",
+            "Columns to show, comma-separated; a leading + adds them to the defaults (see --list-columns). Default: $LOCKSMITH_COLUMNS, else the defaults.",
             valueName: "columns"))
         var output: String?
 
@@ -62,6 +62,16 @@ extension Locksmith {
 
         func validate() throws {
             if let o = output, case .failure(let e) = Column.parse(o) { throw ValidationError(e.description) }
+            if output == nil, let env = List.columnsFromEnvironment, case .failure(let e) = Column.parse(env) {
+                throw ValidationError("LOCKSMITH_COLUMNS: \(e.description)")
+            }
+        }
+
+        /// LOCKSMITH_COLUMNS: the columns when -o is not given (as lslocks' LSLOCKS_COLUMNS);
+        /// the same syntax as -o. Empty or unset: the defaults.
+        static var columnsFromEnvironment: String? {
+            guard let v = ProcessInfo.processInfo.environment["LOCKSMITH_COLUMNS"], !v.isEmpty else { return nil }
+            return v
         }
 
         var options: InspectorOptions { scan.inspectorOptions }
@@ -74,9 +84,11 @@ extension Locksmith {
                 return
             }
             let snapshot: Snapshot
+            var scanCounts = SnapshotTimings()
             do {
                 var t = SnapshotTimings()
                 snapshot = try Inspector(options).snapshot(timings: &t)
+                scanCounts = t
                 if timing {
                     func ms(_ s: Double) -> String { String(format: "%.1f ms", s * 1000) }
                     complain("timing: total \(ms(t.total)) = /proc/locks \(ms(t.kernelLocks)), lock dirs \(ms(t.lockDirectories)), "
@@ -94,9 +106,17 @@ extension Locksmith {
                 try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
                 return
             }
-            let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults(for: LockRow.rows(of: snapshot))
-            FileHandle.standardOutput.write(Data(Table.render(LockRow.rows(of: snapshot), columns: columns,
-                                                              headings: !noHeadings).utf8))
+            let rows = LockRow.rows(of: snapshot)
+            if rows.isEmpty && !noHeadings && isatty(STDOUT_FILENO) == 1 {
+                // A bare header reads as "broken" on a terminal; a script (--no-headings,
+                // a pipe, --json) gets nothing but the empty table.
+                print(ListText.nothingFound(lockDirectories: options.lockDirectories.count,
+                                            processes: scanCounts.processCount))
+            } else {
+                let columns = try (output ?? List.columnsFromEnvironment).map { try Column.parse($0).get() }
+                    ?? Column.defaults(for: rows)
+                FileHandle.standardOutput.write(Data(Table.render(rows, columns: columns, headings: !noHeadings).utf8))
+            }
             try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
             if !snapshot.unseen.isEmpty {
                 complain("note: \(snapshot.unseen.count) thing(s) could not be looked at"
@@ -104,6 +124,14 @@ extension Locksmith {
                          + "; `locksmith list --json` lists them under \"unseen\"")
             }
         }
+    }
+}
+
+enum ListText {
+    /// "no image locks on this host: scanned 1 lock dir, 212 processes".
+    static func nothingFound(lockDirectories: Int, processes: Int) -> String {
+        "no image locks on this host: scanned \(lockDirectories) lock dir\(lockDirectories == 1 ? "" : "s"), "
+            + "\(processes) process\(processes == 1 ? "" : "es")"
     }
 }
 

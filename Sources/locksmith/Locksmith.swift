@@ -11,7 +11,9 @@ struct Locksmith: ParsableCommand {
         discussion: """
             QEMU says 'Failed to get "write" lock. Is another process using the image?'. \
             locksmith tells which process, and why. Without a subcommand it opens the \
-            live view (`locksmith tui`) on a terminal, and prints `locksmith list` otherwise. It understands the lock-file scheme \
+            live view (`locksmith tui`) on a terminal, and prints `locksmith list` otherwise \
+            (or when given --json, -o, --no-headings or --list-columns); it takes the \
+            options of both. It understands the lock-file scheme \
             (/var/tmp/.qemu-<sha1 of realpath>.lock) and the byte locks QEMU >= 2.10 takes \
             inside images, and can take either kind of lock itself. Images on GlusterFS \
             volumes are named gluster://HOST[:PORT]/VOLUME/PATH and locked through libgfapi.
@@ -21,7 +23,7 @@ struct Locksmith: ParsableCommand {
             with its command's status.
             """,
         version: LocksmithVersion.current,
-        subcommands: [Browse.self, List.self, Why.self, Tui.self, Audit.self, Watch.self, Try.self, Hold.self, Path.self,
+        subcommands: [Browse.self, List.self, Why.self, Tui.self, Audit.self, Watch.self, Try.self, Hold.self, Path.self, Metrics.self,
                       ClearLocks.self],
         defaultSubcommand: Browse.self
     )
@@ -35,7 +37,24 @@ struct Locksmith: ParsableCommand {
     static func main() {
         let arguments = (1..<Int(CommandLine.argc)).map { PathBytes.string(cString: CommandLine.unsafeArgv[$0]!) }
         if arguments.first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
-        main(arguments)
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            // As ParsableCommand.exit(withError:), but a usage error of plain `locksmith`
+            // points at `locksmith --help`, never at the hidden `browse`.
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+                .replacingOccurrences(of: "'locksmith browse --help'", with: "'locksmith --help'")
+            if !message.isEmpty {
+                if code == .success {
+                    print(message)
+                } else {
+                    FileHandle.standardError.write(Data((message + "\n").utf8))
+                }
+            }
+            Foundation.exit(code.rawValue)
+        }
     }
 }
 
@@ -44,23 +63,73 @@ enum LocksmithVersion {
 }
 
 extension Locksmith {
-    /// `locksmith` alone: the TUI when stdout is a terminal, else the same as `list`.
+    /// `locksmith` alone: the TUI when stdin and stdout are a terminal, else the same as
+    /// `list`. It takes the options of both; one of list's output options (--json, -o,
+    /// --no-headings, --list-columns) means `list` on a terminal too, and the TUI's own
+    /// options are then ignored, as they are when the output is not a terminal.
     struct Browse: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "browse",
             abstract: "The TUI on a terminal, else the same as `list`.",
+            usage: "locksmith [<options>]   (the options of `locksmith tui` and `locksmith list`)",
             shouldDisplay: false)
 
         @OptionGroup var scan: ScanOptions
 
+        @Flag(help: "Print one JSON object instead of a table (as list --json).")
+        var json = false
+
+        @Option(name: .short, help: ArgumentHelp(
+            "Columns to show, as list -o (see --list-columns).", valueName: "columns"))
+        var output: String?
+
+        @Flag(help: "List the columns -o accepts, and exit.")
+        var listColumns = false
+
+        @Flag(name: .customLong("no-headings"), help: "Leave out the header line.")
+        var noHeadings = false
+
+        @Option(help: ArgumentHelp("TUI: seconds between refreshes.", valueName: "secs"))
+        var interval: Double = 2
+
+        @Option(help: ArgumentHelp("TUI: start with this filter.", valueName: "text"))
+        var filter: String = ""
+
+        @Flag(name: .customLong("no-color"), help: "TUI: no colours (attributes only).")
+        var noColor = false
+
+        @Option(name: .customLong("max-iterations"), help: ArgumentHelp(
+            "TUI: exit after this many refreshes.", valueName: "n"))
+        var maxIterations: Int?
+
+        var wantsList: Bool { json || output != nil || listColumns || noHeadings }
+
+        func validate() throws {
+            var tui = try Tui.parse([])
+            tui.interval = interval
+            tui.maxIterations = maxIterations
+            try tui.validate()
+            var list = try List.parse([])
+            list.output = output
+            try list.validate()
+        }
+
         func run() throws {
-            if isatty(STDOUT_FILENO) == 1 && isatty(STDIN_FILENO) == 1 {
+            if !wantsList && isatty(STDOUT_FILENO) == 1 && isatty(STDIN_FILENO) == 1 {
                 var tui = try Tui.parse([])
                 tui.scan = scan
+                tui.interval = interval
+                tui.filter = filter
+                tui.noColor = noColor
+                tui.maxIterations = maxIterations
                 try tui.run()
             } else {
                 var list = try List.parse([])
                 list.scan = scan
+                list.json = json
+                list.output = output
+                list.listColumns = listColumns
+                list.noHeadings = noHeadings
                 try list.run()
             }
         }

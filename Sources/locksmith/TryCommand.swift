@@ -12,7 +12,8 @@ extension Locksmith {
                 not check (missing image, unusable lock file, ...).
 
                 With --scheme lockfile (the default) a lock file that does not exist is \
-                reported free and is not created. With --scheme qemu the byte locks a \
+                reported free and is not created; a lock dir that is world-writable \
+                without the sticky bit gets a one-line warning (--strict: exit 2). With --scheme qemu the byte locks a \
                 read-write (--exclusive) or read-only (--shared) QEMU would take are \
                 taken and checked as QEMU checks them, and QEMU's own message is shown.
 
@@ -48,6 +49,9 @@ extension Locksmith {
         @Flag(help: "Print one JSON object instead of text.")
         var json = false
 
+        @Flag(help: "Refuse (exit 2) a lock dir that is world-writable without the sticky bit, instead of warning.")
+        var strict = false
+
         enum TryScheme: String, ExpressibleByArgument, CaseIterable {
             case lockfile, qemu, gluster
             var scheme: LockScheme {
@@ -60,8 +64,10 @@ extension Locksmith {
         }
 
         func run() throws {
+            let locker = lockDir.locker(glusterTimeout: gluster.timeout)
+            try checkLockDirectory(locker, image: image, scheme: scheme.scheme, strict: strict)
             var result = try reportingErrors {
-                try lockDir.locker(glusterTimeout: gluster.timeout).probe(image, scheme: scheme.scheme, mode: mode.mode)
+                try locker.probe(image, scheme: scheme.scheme, mode: mode.mode)
             }
             var note: String?
             if result.scheme == .gluster, let c = result.contention, !noStatedump {

@@ -51,9 +51,15 @@ extension Run {
         return RawRunResult(status: code, stdout: Array(o), stderr: Array(e))
     }
 
-    /// The locksmith binary, arguments as exact bytes.
-    public static func locksmithRaw(_ args: [String], timeout: Double = 120) throws -> RawRunResult {
-        try raw(locksmith, args, timeout: timeout)
+    /// The locksmith binary, arguments as exact bytes; its --json output is held against
+    /// the command's JSON Schema, as `Run.locksmith` does.
+    public static func locksmithRaw(_ args: [String], timeout: Double = 120,
+                                    file: StaticString = #filePath, line: UInt = #line) throws -> RawRunResult {
+        let r = try raw(locksmith, args, timeout: timeout)
+        if args.contains("--json"), !r.stdout.isEmpty, let command = args.first, ["list", "why", "try", "audit", "watch"].contains(command) {
+            JSONSchema.check(r.out, command: command, file: file, line: line)
+        }
+        return r
     }
 }
 

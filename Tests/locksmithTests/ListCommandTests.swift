@@ -181,4 +181,75 @@ final class ListCommandTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("<unknown> \(lockFile)"), "the --lock-dir was used: \(r.stdout)")
     }
 
+    /// `locksmith` alone takes list's and the TUI's options; off a terminal it lists.
+    func testNoSubcommandTakesListAndTUIOptions() throws {
+        let dir = TempDir("browse-opts")
+        let lockFile = dir.file(".qemu-" + String(repeating: "cd", count: 20) + ".lock")
+        XCTAssertTrue(FileManager.default.createFile(atPath: lockFile, contents: Data()))
+        let tuiOptions = try Run.locksmith(["--interval", "1", "--filter", "x", "--no-color", "--lock-dir", dir.path])
+        XCTAssertEqual(tuiOptions.status, 0, "\(tuiOptions)")
+        XCTAssertTrue(tuiOptions.stdout.contains("<unknown> \(lockFile)"), tuiOptions.stdout)
+        let j = try json(try Run.locksmith(["--json", "--lock-dir", dir.path]))
+        XCTAssertEqual((j["lock_files"] as? [[String: Any]])?.compactMap { $0["path"] as? String }
+            .filter { $0.hasPrefix(dir.path) }, [lockFile])
+        let o = try Run.locksmith(["-o", "lockfile,mode", "--no-headings", "--lock-dir", dir.path])
+        XCTAssertEqual(mine(o.stdout, dir), ["\(lockFile) free"], "\(o)")
+    }
+
+    /// The table's lines about files under `dir`, with runs of spaces made one.
+    func mine(_ table: String, _ dir: TempDir) -> [String] {
+        table.split(separator: "\n").filter { $0.contains(dir.path) }
+            .map { $0.split(separator: " ").joined(separator: " ") }
+    }
+
+    /// Usage errors of plain `locksmith` point at `locksmith --help`, never at the hidden
+    /// `browse` command.
+    func testNoSubcommandUsageErrorsNeverNameBrowse() throws {
+        for args in [["--bogus"], ["--interval", "0"], ["-o", "nope"], ["--max-iterations", "0"]] {
+            let r = try Run.locksmith(args)
+            XCTAssertEqual(r.status, 64, "\(args): \(r)")
+            XCTAssertFalse((r.stdout + r.stderr).contains("browse"), "\(args): \(r)")
+            XCTAssertTrue(r.stderr.contains("'locksmith --help'"), "\(args): \(r)")
+        }
+        let help = try Run.locksmith(["--help"])
+        XCTAssertEqual(help.status, 0)
+        XCTAssertFalse(help.stdout.contains("browse"), help.stdout)
+    }
+
+    /// Nothing locked: on a terminal a sentence says what was scanned; a pipe and
+    /// --no-headings get only the table (a header, or nothing).
+    func testEmptyResultSaysSoOnATerminal() throws {
+        let dir = TempDir("emptytty")
+        let proc = try fakeProc(dir)
+        let command = [Run.locksmith, "list", "--lock-dir", dir.path, "--proc", proc]
+        let tty = try Run.capture(try Run.tool("script"), ["-qec", command.joined(separator: " "), "/dev/null"])
+        XCTAssertEqual(tty.status, 0, "\(tty)")
+        XCTAssertEqual(tty.stdout.replacingOccurrences(of: "\r", with: ""),
+                       "no image locks on this host: scanned 1 lock dir, 0 processes\n")
+        let quiet = try Run.capture(try Run.tool("script"), ["-qec", (command + ["--no-headings"]).joined(separator: " "), "/dev/null"])
+        XCTAssertEqual(quiet.stdout, "", "\(quiet)")
+        let piped = try Run.locksmith(Array(command.dropFirst()))
+        XCTAssertEqual(piped.stdout, "IMAGE SCHEME MODE PID COMMAND VM USER AGE\n")
+    }
+
+    /// LOCKSMITH_COLUMNS sets the default columns (as LSLOCKS_COLUMNS); -o wins; a bad
+    /// value is a usage error that names the variable.
+    func testColumnsFromTheEnvironment() throws {
+        let dir = TempDir("envcols")
+        let lockFile = dir.file(".qemu-" + String(repeating: "ef", count: 20) + ".lock")
+        XCTAssertTrue(FileManager.default.createFile(atPath: lockFile, contents: Data()))
+        let env = try Run.locksmith(["list", "--lock-dir", dir.path], environment: ["LOCKSMITH_COLUMNS": "mode,lockfile"])
+        XCTAssertTrue(env.stdout.hasPrefix("MODE "), "\(env)")
+        XCTAssertEqual(env.stdout.split(separator: "\n").first?.split(separator: " "), ["MODE", "LOCKFILE"], "\(env)")
+        XCTAssertEqual(mine(env.stdout, dir), ["free \(lockFile)"], "\(env)")
+        let plus = try Run.locksmith(["list", "--lock-dir", dir.path], environment: ["LOCKSMITH_COLUMNS": "+lockfile"])
+        XCTAssertEqual(plus.stdout.split(separator: "\n").first?.split(separator: " "),
+                       ["IMAGE", "SCHEME", "MODE", "PID", "COMMAND", "VM", "USER", "AGE", "LOCKFILE"], "\(plus)")
+        let o = try Run.locksmith(["list", "-o", "mode", "--lock-dir", dir.path], environment: ["LOCKSMITH_COLUMNS": "bogus"])
+        XCTAssertEqual(o.status, 0, "\(o)")
+        XCTAssertEqual(o.stdout.split(separator: "\n").first, "MODE", "\(o)")
+        let bad = try Run.locksmith(["list", "--lock-dir", dir.path], environment: ["LOCKSMITH_COLUMNS": "bogus"])
+        XCTAssertEqual(bad.status, 64, "\(bad)")
+        XCTAssertTrue(bad.stderr.contains("LOCKSMITH_COLUMNS: unknown column 'bogus'"), bad.stderr)
+    }
 }

@@ -139,7 +139,7 @@ public enum AuditRules {
         var out: [Finding] = []
         let holders = holdersByLockFile(s)
         for (dir, d) in f.lockDirectories.sorted(by: { $0.key < $1.key }) where d.kind == .directory {
-            if d.mode & 0o002 != 0 && d.mode & 0o1000 == 0 {
+            if ImageLocker.isUnprotected(directoryMode: d.mode) {
                 out.append(Finding(
                     rule: .unsafeLockFile, severity: .critical, image: nil, files: [dir],
                     evidence: "lock dir \(dir) is world-writable without the sticky bit (mode \(d.modeText)): any user "

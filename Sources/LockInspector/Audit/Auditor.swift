@@ -11,7 +11,7 @@ public struct Auditor: Sendable {
 
     public init(lockDirectories: [String] = InspectorOptions.defaultLockDirectories, waitThreshold: Double = 30,
                 procRoot: String = "/proc") {
-        self.lockDirectories = lockDirectories
+        self.lockDirectories = LockDirectories.resolve(lockDirectories)
         self.waitThreshold = waitThreshold
         self.procRoot = procRoot
     }
@@ -30,11 +30,21 @@ public struct Auditor: Sendable {
     /// A snapshot taken as the audit needs it (with the writers of image files, which its
     /// rules judge) and its findings set: what `audit`, `watch` and the TUI show.
     public static func snapshot(_ options: InspectorOptions, waitThreshold: Double = 30) throws -> Snapshot {
+        try audited(options, waitThreshold: waitThreshold).snapshot
+    }
+
+    /// The same, with the facts the rules judged (how long each waiter has waited, file
+    /// modes): what `metrics` reports beyond the findings.
+    public static func audited(_ options: InspectorOptions, waitThreshold: Double = 30) throws
+        -> (snapshot: Snapshot, facts: AuditFacts) {
         var o = options
         o.findWriters = true
         var s = try Inspector(o).snapshot()
-        Auditor(o, waitThreshold: waitThreshold).annotate(&s)
-        return s
+        let auditor = Auditor(o, waitThreshold: waitThreshold)
+        let facts = AuditFacts.gather(for: s, lockDirectories: auditor.lockDirectories, waitThreshold: waitThreshold,
+                                      procRoot: auditor.procRoot, now: Date())
+        s.findings = AuditRules.all(s, facts)
+        return (s, facts)
     }
 
     /// Sets `snapshot.findings`.

@@ -110,6 +110,7 @@ public enum WhyFacts {
             }
             if f.exists && !seen.insert(f.path).inserted {
                 link.problem = "backing loop: \(f.path) is already in the chain"
+                link.closesLoop = true
                 chain.append(link)
                 break
             }
@@ -151,14 +152,18 @@ public enum WhyFacts {
     }
 
     /// Reads a qcow2 header (docs/interop/qcow2.txt): magic `QFI\xfb`, backing_file_offset
-    /// (u64 big-endian at 8), backing_file_size (u32 big-endian at 16). Opens only regular
-    /// files, O_RDONLY|O_NONBLOCK|O_CLOEXEC, so a FIFO or device never blocks or wakes.
+    /// (u64 big-endian at 8), backing_file_size (u32 big-endian at 16). `path` is a realpath
+    /// that stat said is a regular file; by now another user may have put something else
+    /// there: it is opened only if it is still a regular file, through no symbolic link
+    /// (`SafeOpen`), so a FIFO or device swapped in is never opened, and never blocks.
     static func qcow2Backing(_ path: String) -> Header {
-        let fd = PathBytes.withCString(path) { open($0, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) }
-        guard fd >= 0 else { return .failed(String(cString: strerror(errno))) }
+        let fd: Int32
+        switch SafeOpen.open(path, flags: O_RDONLY, links: .none, blockDevices: false) {
+        case .success(let opened): fd = opened.fd
+        case .failure(.refused(.blockDevice)): return .notQcow2
+        case .failure(let e): return .failed(e.description)
+        }
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return .notQcow2 }
         var head = [UInt8](repeating: 0, count: 20)
         let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 20, 0) }
         guard n == 20, head[0..<4] == [0x51, 0x46, 0x49, 0xfb] else { return n < 0 ? .failed(String(cString: strerror(errno))) : .notQcow2 }
