@@ -50,7 +50,10 @@ struct Locksmith: ParsableCommand {
                 if code == .success {
                     print(message)
                 } else {
-                    FileHandle.standardError.write(Data((message + "\n").utf8))
+                    // A usage error quotes the arguments: each line made safe (`TerminalText`).
+                    let safe = message.split(separator: "\n", omittingEmptySubsequences: false)
+                        .map { TerminalText.escaped(String($0)) }.joined(separator: "\n")
+                    FileHandle.standardError.write(Data((safe + "\n").utf8))
                 }
             }
             Foundation.exit(code.rawValue)
