@@ -1,6 +1,6 @@
 #ifndef LOCKSMITH_CCURSES_H
 #define LOCKSMITH_CCURSES_H
-/* ncursesw with the wide-character API (FACTS.md §7): both macros must come before
+/* ncursesw with the wide-character API (ncurses(3X)): both macros must come before
  * the header, or the wide functions and cchar_t are left out. */
 #define _XOPEN_SOURCE_EXTENDED 1
 #define NCURSES_WIDECHAR 1

@@ -1,4 +1,4 @@
-// The one place where the locking core calls libgfapi (FACTS.md §6), through CGlusterAPI's
+// The one place where the locking core calls libgfapi (api/src/glfs.h; docs/ARCHITECTURE.md, "Facts"), through CGlusterAPI's
 // cgluster_* functions, which load the library on first use. Built only with the package
 // trait "Gluster"; without it `GlusterClient.available` is false and nothing here touches
 // libgfapi.

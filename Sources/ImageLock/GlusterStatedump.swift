@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// One posix (fcntl) lock from a brick statedump: the only place where a Gluster lock's
-/// owner and client can be read (gfapi cannot read them: FACTS.md §6).
+/// owner and client can be read (gfapi cannot read them: docs/ARCHITECTURE.md, "Facts").
 ///
 /// From a section `[xlator.features.locks.VOL-locks.inode]`, its `path=` line and lines like
 /// `posixlk.posixlk[0](ACTIVE)=type=WRITE, whence=0, start=0, len=0, pid = 13197,

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Where an image's lock lives and who takes it (DESIGN.md "Lock schemes").
+/// Where an image's lock lives and who takes it (README.md "Lock schemes").
 public enum LockScheme: String, CaseIterable, Sendable, Codable {
     /// `<lock-dir>/.qemu-<sha1 of realpath>.lock`, whole-file fcntl lock (the 2016 series).
     case lockfile
@@ -144,9 +144,10 @@ public struct ImageLocker: Sendable {
 
     // MARK: - Paths
 
-    /// `.qemu-<lowercase hex SHA-1 of the realpath bytes>.lock`.
+    /// `.qemu-<lowercase hex SHA-1 of the realpath bytes>.lock`: the path's exact bytes
+    /// (`PathBytes`), also when they are not UTF-8.
     public static func lockFileName(realPath: String) -> String {
-        ".qemu-\(Digest.sha1Hex(realPath)).lock"
+        ".qemu-\(Digest.sha1Hex(PathBytes.bytes(realPath))).lock"
     }
 
     /// The lock file of `realPath` in this locker's lock dir.
@@ -173,6 +174,29 @@ public struct ImageLocker: Sendable {
             throw ImageLockError.notAnImage(path: real, kind: st.kind)
         }
         return (real, st)
+    }
+
+    // MARK: - Lock dir
+
+    /// Whether a directory's mode lets every user unlink or rename any entry in it:
+    /// world-writable (o+w) without the sticky bit (rename(2), unlink(2): with S_ISVTX only
+    /// the entry's owner, the dir's owner or root may).
+    public static func isUnprotected(directoryMode mode: UInt32) -> Bool {
+        mode & 0o002 != 0 && mode & 0o1000 == 0
+    }
+
+    /// Why this locker's lock dir does not protect a held lock file from other users, in one
+    /// line; nil when it does (or cannot be stat'ed: taking the lock reports that). In a
+    /// world-writable dir without the sticky bit anyone can delete the lock file while it is
+    /// held; the next locker then creates a new file and locks it, and two exclusive holders
+    /// run at the same time. The corresponding C function is `stat`.
+    public func lockDirectoryHazard() -> String? {
+        guard case .success(let s) = Sys.stat(lockDirectory), s.kind == .directory,
+              ImageLocker.isUnprotected(directoryMode: s.mode) else { return nil }
+        let octal = String(s.mode & 0o7777, radix: 8)
+        return "lock dir \(lockDirectory) is world-writable without the sticky bit (mode "
+            + String(repeating: "0", count: max(0, 4 - octal.count)) + octal + "): any user can delete the held lock file, and a second "
+            + "exclusive holder then runs at the same time (chmod +t \(lockDirectory))"
     }
 
     // MARK: - Acquire / probe
@@ -284,23 +308,16 @@ public struct ImageLocker: Sendable {
             }
         case .failure(let e): throw ImageLockError.system(operation: "lstat", path: path, errno: e.code)
         }
-        let fd: Int32
-        switch Sys.open(path, (write ? O_RDWR : O_RDONLY) | base) {
-        case .success(let f): fd = f
-        case .failure(let e) where e.code == ELOOP: throw ImageLockError.lockFileIsSymlink(path: path)
-        case .failure(let e) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
+        // Still a regular file when opened (`SafeOpen`): one swapped in for a FIFO or a
+        // device since the lstat is refused without being opened.
+        switch SafeOpen.open(path, flags: write ? O_RDWR : O_RDONLY, links: .notFinal, blockDevices: false) {
+        case .success(let opened): return (opened.fd, false)
+        case .failure(.refused(.symlink)): throw ImageLockError.lockFileIsSymlink(path: path)
+        case .failure(.refused(let kind)): throw ImageLockError.lockFileNotRegular(path: path, kind: kind)
+        case .failure(.system(let e)) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
             throw ImageLockError.lockFileNotAccessible(path: path, needsWrite: write, errno: e.code)
-        case .failure(let e) where e.code == ENOENT && create: return try openLockFile(path, write: write, create: create)
-        case .failure(let e): throw ImageLockError.system(operation: "open", path: path, errno: e.code)
-        }
-        switch Sys.fstat(fd) {
-        case .success(let s) where s.kind == .regular: return (fd, false)
-        case .success(let s):
-            Sys.close(fd)
-            throw ImageLockError.lockFileNotRegular(path: path, kind: s.kind)
-        case .failure(let e):
-            Sys.close(fd)
-            throw ImageLockError.system(operation: "fstat", path: path, errno: e.code)
+        case .failure(.system(let e)) where e.code == ENOENT && create: return try openLockFile(path, write: write, create: create)
+        case .failure(.system(let e)): throw ImageLockError.system(operation: "open", path: path, errno: e.code)
         }
     }
 
@@ -330,7 +347,7 @@ public struct ImageLocker: Sendable {
             if case .success(let onDisk) = Sys.lstat(path), case .success(let mine) = Sys.fstat(fd),
                onDisk.inode == mine.inode, onDisk.device == mine.device {
                 if created {
-                    _ = Sys.writeAll(fd, Array((real + "\n").utf8))
+                    _ = Sys.writeAll(fd, PathBytes.bytes(real) + [10])
                 }
                 return .acquired(HeldImageLock(image: real, scheme: .lockfile, mode: mode, flavor: flavor,
                                                lockFile: path, createdLockFile: created, fd: fd))
@@ -346,11 +363,14 @@ public struct ImageLocker: Sendable {
     private func acquireQemu(real: String, status: FileStatus, mode: LockMode) throws -> LockOutcome {
         let write = mode == .exclusive
         let fd: Int32
-        switch Sys.open(real, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) {
-        case .success(let f): fd = f
-        case .failure(let e) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
+        // The realpath, opened only if it is still a disk and reached through no link: what
+        // was stat'ed may have been swapped for a FIFO or a link to a device since.
+        switch SafeOpen.open(real, flags: write ? O_RDWR : O_RDONLY, links: .none, blockDevices: true) {
+        case .success(let opened): fd = opened.fd
+        case .failure(.refused(let kind)): throw ImageLockError.notAnImage(path: real, kind: kind)
+        case .failure(.system(let e)) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
             throw ImageLockError.imageNotAccessible(path: real, needsWrite: write, errno: e.code)
-        case .failure(let e): throw ImageLockError.system(operation: "open", path: real, errno: e.code)
+        case .failure(.system(let e)): throw ImageLockError.system(operation: "open", path: real, errno: e.code)
         }
         let flavor = flavorPolicy.flavor
         let perms = write ? QemuPermissions.readWrite : QemuPermissions.readOnly

@@ -366,10 +366,13 @@ public enum ProcFS {
         return KernelLock.parseTable(text).locks
     }
 
-    /// The command name (`comm`) of a process; nil when it is gone.
+    /// The command name (`comm`) of a process, as its owner set it (escapes, newlines and
+    /// bytes that are not UTF-8 included: a `PathBytes` carrier string, for `TerminalText`
+    /// to show); nil when it is gone.
     public static func command(pid: Int32, procRoot: String) -> String? {
-        guard let c = read("\(procRoot)/\(pid)/comm") else { return nil }
-        return String(c.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+        guard var c = readBytes("\(procRoot)/\(pid)/comm") else { return nil }
+        if c.last == 10 { c.removeLast() }
+        return PathBytes.string(c)
     }
 }
 

@@ -28,57 +28,74 @@ public enum StaleLockFileRemoval: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension ImageLocker {
-    /// Removes a lock file that nobody holds, safely: opens it
-    /// O_RDWR|O_NOFOLLOW|O_NONBLOCK (no O_CREAT), takes an exclusive whole-file lock on it
-    /// without waiting (the scheme's own lock, OFD when the kernel has them) and an
-    /// exclusive flock (a holder using flock(2) is invisible to fcntl), checks that the
-    /// path still names the inode it locked (lstat against fstat), unlinks it, and
-    /// releases. A file that anyone holds is never removed: every lock-file user of the
-    /// core locks before it checks the path, so it either held the file first (and this
-    /// call finds it held) or finds the path gone or replaced after this call's release
-    /// (and starts over with a new file).
-    ///
-    /// Only entries of this locker's lock dir named `.qemu-<40 hex digits>.lock` are
-    /// considered. With classic POSIX locks (a kernel without OFD locks, or
-    /// `LockFlavorPolicy.posixOnly`) the calling process's own locks are invisible to the
-    /// test: do not call this on a lock file the calling process itself holds.
-    /// The corresponding C functions are `open`, `fcntl(F_OFD_SETLK)`, `flock`, `lstat`,
-    /// `fstat` and `unlink`.
+    /// Removes a lock file that nobody holds, safely (`removeStaleLockFile(named:in:)`), by
+    /// path: the path must name an entry of this locker's lock dir, which is opened for it
+    /// (`OpenedDirectory`). Removing many: open the dir once and call the other form.
     public func removeStaleLockFile(_ path: String) throws -> StaleLockFileRemoval {
-        let slash = path.lastIndex(of: "/")
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        let dir = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let (dir, name) = ImageLocker.directoryAndName(path)
         guard ImageLocker.isLockFileName(name) else {
             return .refused("\(name) is not named like a lock file (.qemu-<sha1>.lock)")
         }
         guard ImageLocker.sameDirectory(dir, lockDirectory) else {
             return .refused("it is not in the lock dir \(lockDirectory)")
         }
-        switch Sys.lstat(path) {
+        let opened: OpenedDirectory
+        switch OpenedDirectory.open(dir) {
+        case .success(let d): opened = d
+        case .failure(let e) where e.code == ELOOP:
+            return .refused("the path to its dir goes through a symbolic link that root does not own in a dir only root may write")
+        case .failure(let e): throw ImageLockError.system(operation: "open lock dir", path: dir, errno: e.code)
+        }
+        return try removeStaleLockFile(named: name, in: opened)
+    }
+
+    /// Removes the lock file `name` of the open lock dir `dir` if nobody holds it, safely:
+    /// every step is relative to the dir's fd, so a directory on its path renamed or
+    /// swapped for a link meanwhile cannot redirect any of them to another dir. Opens it
+    /// O_RDWR only if it is a regular file (`SafeOpen`: no link, FIFO or device is opened),
+    /// takes an exclusive whole-file lock on it without waiting (the scheme's own lock, OFD
+    /// when the kernel has them) and an exclusive flock (a holder using flock(2) is
+    /// invisible to fcntl), checks that the name still names the inode it locked, unlinks
+    /// it, and releases. With `expecting` (the device and inode a scan saw), an entry that
+    /// is another file by now is kept (`.replaced`). A file that anyone holds is never
+    /// removed: every lock-file user of the core locks before it checks the path, so it
+    /// either held the file first (and this call finds it held) or finds the path gone or
+    /// replaced after this call's release (and starts over with a new file).
+    ///
+    /// With classic POSIX locks (a kernel without OFD locks, or
+    /// `LockFlavorPolicy.posixOnly`) the calling process's own locks are invisible to the
+    /// test: do not call this on a lock file the calling process itself holds.
+    /// The corresponding C functions are `fstatat`, `openat`, `fcntl(F_OFD_SETLK)`,
+    /// `flock`, `fstat` and `unlinkat`.
+    public func removeStaleLockFile(named name: String, in dir: OpenedDirectory,
+                                    expecting: (device: DeviceID, inode: UInt64)? = nil) throws -> StaleLockFileRemoval {
+        let path = (dir.path.hasSuffix("/") ? dir.path : dir.path + "/") + name
+        guard ImageLocker.isLockFileName(name) else {
+            return .refused("\(name) is not named like a lock file (.qemu-<sha1>.lock)")
+        }
+        switch dir.entryStatus(name) {
         case .success(let s) where s.kind == .symlink: return .refused("it is a symbolic link")
         case .success(let s) where s.kind != .regular: return .refused("it is a \(s.kind.rawValue), not a regular file")
-        case .success: break
+        case .success(let s):
+            if let e = expecting, s.deviceID != e.device || s.inode != e.inode { return .replaced }
         case .failure(let e) where e.code == ENOENT: return .gone
         case .failure(let e): throw ImageLockError.system(operation: "lstat", path: path, errno: e.code)
         }
         let fd: Int32
-        switch Sys.open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) {
-        case .success(let f): fd = f
-        case .failure(let e) where e.code == ENOENT: return .gone
-        case .failure(let e) where e.code == ELOOP: return .refused("it is a symbolic link")
+        let mine: FileStatus
+        switch SafeOpen.open(at: dir, name, flags: O_RDWR, blockDevices: false) {
+        case .success(let opened): (fd, mine) = opened
+        case .failure(.refused(.symlink)): return .refused("it is a symbolic link")
+        case .failure(.refused(let kind)): return .refused("it is a \(kind.rawValue), not a regular file")
+        case .failure(.system(let e)) where e.code == ENOENT: return .gone
         // A lease holder makes a non-blocking open fail instead of breaking the lease.
-        case .failure(let e) where e.code == EWOULDBLOCK: return .refused("a lease is held on it")
-        case .failure(let e) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
+        case .failure(.system(let e)) where e.code == EWOULDBLOCK: return .refused("a lease is held on it")
+        case .failure(.system(let e)) where e.code == EACCES || e.code == EPERM || e.code == EROFS:
             throw ImageLockError.lockFileNotAccessible(path: path, needsWrite: true, errno: e.code)
-        case .failure(let e): throw ImageLockError.system(operation: "open", path: path, errno: e.code)
+        case .failure(.system(let e)): throw ImageLockError.system(operation: "open", path: path, errno: e.code)
         }
         defer { Sys.close(fd) }  // closing the fd releases both locks
-        let mine: FileStatus
-        switch Sys.fstat(fd) {
-        case .success(let s) where s.kind == .regular: mine = s
-        case .success(let s): return .refused("it is a \(s.kind.rawValue), not a regular file")
-        case .failure(let e): throw ImageLockError.system(operation: "fstat", path: path, errno: e.code)
-        }
+        if let e = expecting, mine.deviceID != e.device || mine.inode != e.inode { return .replaced }
         switch RangeLocks.set(fd: fd, flavor: flavorPolicy.flavor, type: .write, range: .wholeFile) {
         case .success(true): break
         case .success(false): return .held
@@ -89,17 +106,25 @@ extension ImageLocker {
         case .success(false): return .held
         case .failure(let e): throw ImageLockError.system(operation: "flock", path: path, errno: e.code)
         }
-        switch Sys.lstat(path) {
+        switch dir.entryStatus(name) {
         case .success(let now) where now.device == mine.device && now.inode == mine.inode: break
         case .success: return .replaced
         case .failure(let e) where e.code == ENOENT: return .gone
         case .failure(let e): throw ImageLockError.system(operation: "lstat", path: path, errno: e.code)
         }
-        switch Sys.unlink(path) {
+        switch dir.unlink(name) {
         case .success: return .removed
         case .failure(let e) where e.code == ENOENT: return .gone
         case .failure(let e): throw ImageLockError.system(operation: "unlink", path: path, errno: e.code)
         }
+    }
+
+    /// A path's directory (`.` for a bare name, `/` at the root) and last component.
+    public static func directoryAndName(_ path: String) -> (directory: String, name: String) {
+        let slash = path.lastIndex(of: "/")
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let dir = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        return (dir, name)
     }
 
     /// `.qemu-` + 40 lowercase hex digits + `.lock`.

@@ -21,11 +21,12 @@ public enum CleanSpawn {
         for s in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, s) }
         posix_spawnattr_setsigdefault(&attr, &defaults)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+        // Each argument's exact bytes (carrier strings, `PathBytes`).
+        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { PathBytes.withCString($0) { strdup($0) } }
         cargs.append(nil)
         defer { for p in cargs { free(p) } }
-        return searchPath ? posix_spawnp(&pid, argv[0], fileActions, &attr, cargs, environ)
-            : posix_spawn(&pid, argv[0], fileActions, &attr, cargs, environ)
+        return searchPath ? posix_spawnp(&pid, cargs[0]!, fileActions, &attr, cargs, environ)
+            : posix_spawn(&pid, cargs[0]!, fileActions, &attr, cargs, environ)
     }
 }
 

@@ -28,7 +28,7 @@ public struct LockRow: Sendable, Equatable {
 /// alignment, priority (which columns go first when the screen is narrow), help, and the
 /// one function that makes every cell.
 public enum Column: String, CaseIterable, Sendable {
-    case image, scheme, mode, pid, command, vm, user, age, fd, open, held, unshared, lockfile, host
+    case image, scheme, mode, pid, command, vm, user, age, fd, open, held, unshared, lockfile, host, disk
 
     public var header: String {
         switch self {
@@ -44,7 +44,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .mode: return "write/read lock, or rw/ro for QEMU users; 'wait' for a blocked waiter; 'free' for a lock file nobody holds; 'held' when the holder cannot be seen"
         case .pid: return "holder's process id"
         case .command: return "holder's command name"
-        case .vm: return "VM name from QEMU's -name"
+        case .vm: return "VM: the libvirt domain, else QEMU's -name (for virtlockd, the domain whose disk it locks)"
         case .user: return "holder's user"
         case .age: return "how long the holder has been running"
         case .fd: return "the holder's fd on the locked file"
@@ -53,6 +53,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .unshared: return "QEMU permissions not shared"
         case .lockfile: return "lock file (lockfile scheme)"
         case .host: return "holder's host (gluster)"
+        case .disk: return "the VM's disk target (vda) on the image, from libvirt's domain XML"
         }
     }
 
@@ -73,6 +74,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .unshared: return 14
         case .lockfile: return 30
         case .host: return 12
+        case .disk: return 4
         }
     }
 
@@ -95,17 +97,21 @@ public enum Column: String, CaseIterable, Sendable {
         case .held: return 11
         case .unshared: return 12
         case .lockfile: return 13
+        case .disk: return 14
         }
     }
 
     /// What `list` shows without `-o`.
     public static let defaults: [Column] = [.image, .scheme, .mode, .pid, .command, .vm, .user, .age]
 
-    /// The defaults for these rows: HOST after PID when any holder has a host (gluster).
+    /// The defaults for these rows: HOST after PID when any holder has a host (gluster),
+    /// DISK after VM when any has a libvirt disk target.
     public static func defaults(for rows: [LockRow]) -> [Column] {
-        guard rows.contains(where: { $0.holder?.host != nil }) else { return defaults }
+        let host = rows.contains { $0.holder?.host != nil }, disk = rows.contains { $0.holder?.diskTarget != nil }
+        guard host || disk else { return defaults }
         var cols = defaults
-        cols.insert(.host, at: cols.firstIndex(of: .pid).map { $0 + 1 } ?? cols.count)
+        if host { cols.insert(.host, at: cols.firstIndex(of: .pid).map { $0 + 1 } ?? cols.count) }
+        if disk { cols.insert(.disk, at: cols.firstIndex(of: .vm).map { $0 + 1 } ?? cols.count) }
         return cols
     }
 
@@ -155,6 +161,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .unshared: return h?.qemu.map { $0.unshared.sorted().map(\.name).joined(separator: ",") } ?? "-"
         case .lockfile: return row.image.lockFiles.first ?? "-"
         case .host: return h?.host ?? "-"
+        case .disk: return h?.diskTarget ?? "-"
         }
     }
 

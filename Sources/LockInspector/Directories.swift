@@ -18,17 +18,25 @@ struct LockDirectories: Sendable {
         let t0 = now()
         var out = LockDirectories()
         for dir in lockDirectories {
+            // Only the scheme's names are lock files (`ImageLocker.isLockFileName`); another
+            // `.qemu-*.lock` (uppercase, not hex, another length, an escape or a newline in
+            // it) is not one: it is listed under unseen with the reason, and left alone.
+            var misnamed: [String] = []
             let files = scan(dir, label: "lock dir", unseen: &out.unseen) { name in
-                // ".qemu-" ... ".lock"
-                var p = name
-                for c in ".qemu-".utf8 {
-                    guard p.pointee == CChar(bitPattern: c) else { return false }
-                    p += 1
+                switch lockFileName(name) {
+                case .scheme: return true
+                case .misnamed:
+                    misnamed.append(PathBytes.string(cString: name))
+                    return false
+                case .other: return false
                 }
-                let n = strlen(name)
-                return n > 11 && strcmp(name + n - 5, ".lock") == 0
             }
             if out.lockFiles.isEmpty { out.lockFiles = files } else { out.lockFiles += files }
+            let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
+            for i in ByteOrder.sortedIndices(misnamed) {
+                out.unseen.append(Unseen(what: "lock dir entry \(base)/\(misnamed[i])",
+                                         why: "not a lock file: named .qemu-*.lock but not .qemu-<40 lowercase hex digits>.lock"))
+            }
         }
         for dir in leaseDirectories {
             var isDir = ObjCBool(false)
@@ -76,6 +84,51 @@ struct LockDirectories: Sendable {
     }
 }
 
+enum LockFileNameKind { case scheme, misnamed, other }
+
+/// Whether a directory entry is a lock file of the scheme (`.qemu-` + 40 lowercase hex
+/// digits + `.lock`, as `ImageLocker.isLockFileName`), merely looks like one
+/// (`.qemu-*.lock`), or is something else.
+func lockFileName(_ name: UnsafePointer<CChar>) -> LockFileNameKind {
+    var p = name
+    for c in ".qemu-".utf8 {
+        guard p.pointee == CChar(bitPattern: c) else { return .other }
+        p += 1
+    }
+    let n = strlen(name)
+    guard n > 11 && strcmp(name + n - 5, ".lock") == 0 else { return .other }
+    guard n == 51 else { return .misnamed }
+    for i in 6..<46 {
+        let c = UInt8(bitPattern: name[i])
+        guard (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) else { return .misnamed }
+    }
+    return .scheme
+}
+
+extension LockDirectories {
+    /// The lock dirs as the scan uses them: each made absolute once (a relative name joined
+    /// to the working directory, without following links), and a dir named twice (two
+    /// spellings, a link to it) kept once, compared by device and inode. Every path of the
+    /// snapshot is built from these, so a holder's fd (whose kernel path is absolute) is
+    /// joined to its lock file however the dir was named. A dir that cannot be stat'ed is
+    /// kept as named (absolute), for the scan to report.
+    static func resolve(_ dirs: [String]) -> [String] {
+        var out: [String] = []
+        var seen = Set<FileKey>()
+        for dir in dirs {
+            var abs = dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
+            while abs.count > 1 && abs.hasSuffix("/") { abs.removeLast() }
+            if abs.hasSuffix("/.") { abs.removeLast(2) }
+            if abs.isEmpty { abs = "/" }
+            if case .success(let s) = SystemReads.status(abs) {
+                guard seen.insert(FileKey(device: s.device, inode: s.inode)).inserted else { continue }
+            }
+            out.append(abs)
+        }
+        return out
+    }
+}
+
 /// `.` or `..`.
 private func isDotOrDotDot(_ name: UnsafePointer<CChar>) -> Bool {
     let dot = CChar(UInt8(ascii: "."))
@@ -88,6 +141,8 @@ private func isDotOrDotDot(_ name: UnsafePointer<CChar>) -> Bool {
 struct ImageDirectories: Sendable {
     var candidates = Scan.Candidates()
     var unseen: [Unseen] = []
+    /// The domains of libvirt's XML (their disks are candidates).
+    var domains: [LibvirtDomain] = []
 
     static func read(imageDirectories: [String], libvirtDirectories: [String]) -> ImageDirectories {
         var out = ImageDirectories()
@@ -111,15 +166,12 @@ struct ImageDirectories: Sendable {
                 if let k = e.key { out.candidates.addImageFile(k, path: e.path) }
             }
         }
-        for dir in libvirtDirectories {
-            guard case .success(let entries) = SystemReads.entries(dir) else { continue }
-            for e in entries where e.name.hasSuffix(".xml") {
-                let path = dir + "/" + e.name
-                guard case .success(let bytes) = SystemReads.readRegularFile(path, limit: 1 << 20) else {
-                    out.unseen.append(Unseen(what: "libvirt domain \(path)", why: "cannot be read"))
-                    continue
-                }
-                for src in LibvirtXML.diskSources(String(decoding: bytes, as: UTF8.self)) where src.hasPrefix("/") {
+        let libvirt = LibvirtDomains.read(libvirtDirectories)
+        out.domains = libvirt.domains
+        out.unseen += libvirt.unseen
+        for d in out.domains {
+            for disk in d.disks {
+                for src in disk.sources where src.hasPrefix("/") {
                     out.candidates.add(src, source: "libvirt", realPath: SystemReads.realPath(src) ?? src)
                 }
             }

@@ -50,15 +50,15 @@ extension SystemReads {
 
 
     /// Whether anyone holds an fcntl lock (POSIX or OFD) on any byte of a regular file: an
-    /// F_OFD_GETLK write-lock probe of the whole file (FACTS.md §3: works on an O_RDONLY fd;
-    /// flock locks are invisible to it). Opened as `readRegularFile` opens: no link
-    /// followed, no blocking. False when it cannot be opened.
+    /// F_OFD_GETLK write-lock probe of the whole file (Linux fs/locks.c: works on an O_RDONLY fd;
+    /// flock locks are invisible to it). Opened as `readRegularFile` opens: a regular file
+    /// only, no final link followed, no blocking. False when it cannot be opened.
     static func hasFcntlLock(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
+        guard case .success(let opened) = SafeOpen.open(path, flags: O_RDONLY, links: .notFinal, blockDevices: false) else {
+            return false
+        }
+        let fd = opened.fd
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, kind(mode: UInt32(st.st_mode)) == .regular else { return false }
         var fl = flock()
         fl.l_type = Int16(F_WRLCK)
         fl.l_whence = Int16(SEEK_SET)
@@ -157,7 +157,7 @@ struct ProcessFDReader {
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buf -> String? in
             let n = name(fd) { readlinkat(dir, $0, UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: CChar.self), 4096) }
             guard n >= 0 else { return nil }
-            return String(decoding: UnsafeBufferPointer(rebasing: buf[0..<n]), as: UTF8.self)
+            return PathBytes.string(UnsafeBufferPointer(rebasing: buf[0..<n]))
         }
     }
 }

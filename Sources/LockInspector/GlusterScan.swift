@@ -31,7 +31,7 @@ public struct GlusterVolumeScan: Sendable, Equatable {
 /// brick statedump per volume to name every holder's host. Locked images join the snapshot
 /// as `ImageLocks` with scheme `gluster`, `path` = the file's gluster:// URL.
 ///
-/// What F_GETLK tells (FACTS.md §6): one conflicting lock, its type and range, and the l_pid
+/// What F_GETLK tells (api/src/glfs.h; docs/ARCHITECTURE.md, "Facts"): one conflicting lock, its type and range, and the l_pid
 /// its holder put in its request (locksmith: its pid; a FUSE mount: the locking process's
 /// pid); never the host. Only a statedump gives the host and every holder.
 public enum GlusterScan {
@@ -176,6 +176,7 @@ public enum GlusterScan {
                     h.user = d.user
                     h.uid = d.uid
                     h.started = d.started
+                    h.startTicks = d.startTicks
                     h.vm = d.vm
                 }
                 return h

@@ -89,6 +89,7 @@ public struct Inspector: Sendable {
 
     public init(_ options: InspectorOptions = InspectorOptions()) {
         self.options = options
+        self.options.lockDirectories = LockDirectories.resolve(options.lockDirectories)
     }
 
     public func snapshot() throws -> Snapshot {
@@ -150,12 +151,12 @@ extension KernelLock {
     var fileKey: FileKey? { inode.map { FileKey(device: device, inode: $0) } }
     /// The lock without its ID and pid: how a /proc/locks row and an fdinfo line match.
     var shape: LockShape { LockShape(kind: kind, type: type, device: device, inode: inode ?? 0, start: start, end: end) }
-    /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (FACTS.md §2).
+    /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (QEMU block/file-posix.c).
     var isQemuByteLock: Bool {
         guard type == "READ", let e = end else { return false }
         return (start >= 100 && e <= 104) || (start >= 200 && e <= 204)
     }
-    /// virtlockd's lock: byte 0, length 1 (FACTS.md §5).
+    /// virtlockd's lock: byte 0, length 1 (libvirt src/locking/lock_driver_lockd.c).
     var isByteZero: Bool { start == 0 && end == 0 }
 }
 
@@ -318,6 +319,7 @@ struct Scan {
         // 4. Classify the locked files, map lock files to images, assemble.
         let t3 = now()
         var named = imageDirs?.wait()
+        let domains = named?.domains  // libvirt hook
         if needPaths {
             candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids, named: &named)
         }
@@ -342,8 +344,9 @@ struct Scan {
                 leaseFiles[i].mappedBy = c.source
             }
         }
-        let images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, lockFileKeys: lockFileKeys,
+        var images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, lockFileKeys: lockFileKeys,
                               leaseFiles: leaseFiles, procs: procs, candidates: candidates)
+        nameDomains(&images, domains: domains)  // libvirt hook
         let allLockFiles = leaseFiles.isEmpty ? lockFiles : lockFiles + leaseFiles
         let writers = imageWriters(procs.writeOpens, images: images, lockFiles: allLockFiles,
                                    candidates: needPaths ? candidates : nil, named: named)
@@ -765,7 +768,7 @@ struct Scan {
                 var line = bytes[...]
                 if let nl = line.firstIndex(of: 10) { line = line[..<nl] }
                 if Digest.sha1Hex(Array(line)) == digest.hex {
-                    files[i].image = String(decoding: line, as: UTF8.self)
+                    files[i].image = PathBytes.string(line)
                     files[i].mappedBy = "content"
                 }
             case .failure(let e) where e.errno == ENOENT:
@@ -790,7 +793,7 @@ struct Scan {
         if rows.contains(where: { $0.isByteZero && $0.kind == "POSIX" }) {
             let byVirtlockd = rows.contains { r in
                 r.isByteZero && r.pid.flatMap { details[$0] ?? nil }?.command == "virtlockd"
-            }
+            } && !isDaemonPidFile(holders)  // libvirt hook
             if byVirtlockd || candidates.imageFile(key) != nil { return .virtlockd }
         }
         if candidates.imageFile(key) != nil { return .qemu }
@@ -860,6 +863,7 @@ struct Scan {
             }
             if !images[id].schemes.contains(scheme) { images[id].schemes.append(scheme) }
             let (holders, waiters) = self.holders(of: key, scheme: scheme, rows: fileRows, openFiles: openFiles, procs: procs)
+            for h in holders where !images[id].schemes.contains(h.scheme) { images[id].schemes.append(h.scheme) }  // virtlockd beside qemu
             // Most images get one file's rows and holders: take the arrays as they are.
             images[id].locks.append(shared: fileRows)
             images[id].holders.append(shared: holders)
@@ -1010,6 +1014,7 @@ struct Scan {
         if d == nil {
             unseen.append(Unseen(what: "details of pid \(pid)", why: "the process ended during the scan"))
         }
+        let scheme = virtlockdScheme(scheme, locks: locks, command: d?.command)  // libvirt hook
         let type: LockType? = locks.contains { $0.type == "WRITE" } ? .write : locks.contains { $0.type == "READ" } ? .read : nil
         // Only QEMU's own byte locks say which permissions a user holds: a whole-file lock
         // or an flock(2) lock on an image is no QEMU user (why still counts the fcntl ones).
@@ -1020,7 +1025,7 @@ struct Scan {
         }
         return Holder(pid: pid, command: d?.command ?? "?", args: d?.args ?? [], user: d?.user, uid: d?.uid,
                       started: d?.started, fd: fd, openMode: openMode, vm: d?.vm, scheme: scheme, lockType: type,
-                      qemu: qemu)
+                      qemu: qemu, startTicks: d?.startTicks, lockedDevice: locks.first?.device, lockedInode: locks.first?.inode)
     }
 }
 

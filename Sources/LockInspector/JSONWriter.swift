@@ -4,8 +4,8 @@ import ImageLock
 /// one byte buffer, no intermediate tree, no reflection. Its output is what Foundation's
 /// JSONEncoder writes with `.withoutEscapingSlashes`: `"` `\` and control characters
 /// escaped (`\b \t \n \f \r`, else `\u00XX` in lowercase hex), everything else as is.
-/// Strings are Swift Strings, so they are valid Unicode: a path with invalid UTF-8 was
-/// already given U+FFFD where its bytes were decoded.
+/// Strings are written as UTF-8 text: a path whose bytes are not UTF-8 (a `PathBytes`
+/// carrier string) is written lossily, with U+FFFD, and `pathBytes` adds its exact bytes.
 /// Keys are written in the order of the calls: callers write them sorted where the
 /// output promises sorted keys.
 public struct JSONWriter {
@@ -173,6 +173,8 @@ public struct JSONWriter {
     }
 
     public mutating func string(_ s: String) {
+        // A path that is not UTF-8: its lossy text (carried bytes never leak as characters).
+        if !PathBytes.isPlain(s) { return string(PathBytes.lossy(s)) }
         beforeValue()
         // Native strings are contiguous UTF-8: read in place, no copy, no retain.
         if s.utf8.withContiguousStorageIfAvailable({ escape($0) }) == nil {
@@ -184,6 +186,25 @@ public struct JSONWriter {
     public mutating func strings(_ list: [String]) {
         beginArray()
         for i in list.indices { string(list[i]) }
+        endArray()
+    }
+
+    /// `KEY: "<hex>"`, the exact bytes of a path written just before under the key without
+    /// `_bytes`, when they are not valid UTF-8 (lowercase hex, two digits a byte); nothing
+    /// otherwise. (Keys sort right after their path's: `path`, `path_bytes`.)
+    public mutating func pathBytes(_ key: StaticString, _ path: String?) {
+        guard let path, let hex = PathBytes.hexIfNotUTF8(path) else { return }
+        self.key(key)
+        string(hex)
+    }
+
+    /// The same for a list of paths: an array of hex strings (null for a UTF-8 path) when
+    /// any of them is not UTF-8.
+    public mutating func pathsBytes(_ key: StaticString, _ paths: [String]) {
+        guard paths.contains(where: { PathBytes.hexIfNotUTF8($0) != nil }) else { return }
+        self.key(key)
+        beginArray()
+        for p in paths { string(PathBytes.hexIfNotUTF8(p)) }
         endArray()
     }
 
@@ -282,5 +303,15 @@ final class ByteBuffer: @unchecked Sendable {
         new.update(from: base, count: count)
         base.deallocate()
         (base, capacity) = (new, bigger)
+    }
+}
+
+extension KeyedEncodingContainer {
+    /// A path for JSONEncoder's output, as `JSONWriter.pathBytes` writes it: its text under
+    /// `key` (lossy, U+FFFD, when its bytes are not UTF-8) and then its exact bytes in hex
+    /// under `bytesKey`, only when they are not UTF-8.
+    public mutating func encodePath(_ path: String?, forKey key: Key, bytesKey: Key) throws {
+        try encode(path.map(PathBytes.lossy), forKey: key)
+        if let p = path, let hex = PathBytes.hexIfNotUTF8(p) { try encode(hex, forKey: bytesKey) }
     }
 }

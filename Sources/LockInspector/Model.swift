@@ -11,7 +11,8 @@ public struct Snapshot: Sendable, Equatable {
     public var isRepeat = false
     /// Images with locks (or lock files), in a stable order: known paths sorted, then unknown.
     public var images: [ImageLocks]
-    /// Every `.qemu-*.lock` entry found in the lock dirs, held or not.
+    /// Every lock file (`.qemu-<40 lowercase hex>.lock`) found in the lock dirs, held or not;
+    /// other `.qemu-*.lock` names are listed in `unseen` instead.
     public var lockFiles: [LockFileEntry]
     /// What the scan could not look at, and why (EACCES on /proc/PID/fd, unreadable dirs...).
     public var unseen: [Unseen]
@@ -82,7 +83,8 @@ public struct Holder: Sendable, Equatable, Hashable {
     /// The fd through which it holds the lock; nil for classic POSIX locks found only by pid.
     public var fd: Int32?
     public var openMode: OpenMode?
-    /// The VM name from QEMU's `-name guest=NAME` (or `-name NAME`).
+    /// The VM: the libvirt domain's name (LibvirtDomains.swift), else QEMU's `-name guest=NAME`
+    /// (or `-name NAME`). For virtlockd, the domains whose disk it locks.
     public var vm: String?
     public var scheme: LockScheme
     /// Read or write lock (lockfile, gluster, virtlockd schemes).
@@ -91,10 +93,25 @@ public struct Holder: Sendable, Equatable, Hashable {
     public var qemu: QemuPermissions?
     /// The host of the holder when it is not this one (gluster).
     public var host: String?
+    /// The libvirt domain's UUID, when libvirt's domain XML names the VM.
+    public var vmUUID: String?
+    /// The domain's disk target (`vda`) through which it uses the image, from libvirt's XML.
+    public var diskTarget: String?
+    /// Field 22 of /proc/PID/stat (clock ticks after boot) when the scan saw it: with the
+    /// pid, what tells this process from a later one given the same pid.
+    public var startTicks: UInt64?
+    /// The file the lock is on, as the kernel lists it (device and inode).
+    public var lockedDevice: DeviceID?
+    public var lockedInode: UInt64?
 
     public init(pid: Int32, command: String, args: [String] = [], user: String? = nil, uid: UInt32? = nil,
                 started: Date? = nil, fd: Int32? = nil, openMode: OpenMode? = nil, vm: String? = nil,
-                scheme: LockScheme, lockType: LockType? = nil, qemu: QemuPermissions? = nil, host: String? = nil) {
+                scheme: LockScheme, lockType: LockType? = nil, qemu: QemuPermissions? = nil, host: String? = nil,
+                vmUUID: String? = nil, diskTarget: String? = nil,
+                startTicks: UInt64? = nil, lockedDevice: DeviceID? = nil, lockedInode: UInt64? = nil) {
+        self.startTicks = startTicks
+        self.lockedDevice = lockedDevice
+        self.lockedInode = lockedInode
         self.pid = pid
         self.command = command
         self.args = args
@@ -108,6 +125,8 @@ public struct Holder: Sendable, Equatable, Hashable {
         self.lockType = lockType
         self.qemu = qemu
         self.host = host
+        self.vmUUID = vmUUID
+        self.diskTarget = diskTarget
     }
 
     /// A short word for the lock: `write`/`read` for whole-file locks, `rw`/`ro` for QEMU
@@ -122,7 +141,7 @@ public struct Holder: Sendable, Equatable, Hashable {
     }
 }
 
-/// An entry in a lock dir that looks like a lock file (`.qemu-*.lock`).
+/// A lock file in a lock dir (`.qemu-<40 lowercase hex>.lock`), or a virtlockd lease file.
 public struct LockFileEntry: Sendable, Equatable {
     public var path: String
     public var kind: FileKind
@@ -206,7 +225,7 @@ public enum Severity: String, Sendable, CaseIterable, Comparable, Codable {
     }
 }
 
-/// The audit rules (DESIGN.md "audit"; the man page describes each).
+/// The audit rules (the man page describes each).
 public enum AuditRule: String, Sendable, CaseIterable, Codable {
     case unlockedWriter = "unlocked-writer"
     case concurrentWriters = "concurrent-writers"

@@ -11,13 +11,16 @@ public struct ProcessDetails: Sendable, Equatable {
     public var uid: UInt32?
     public var user: String?
     public var started: Date?
+    /// Field 22 of /proc/PID/stat: clock ticks after boot.
+    public var startTicks: UInt64?
     /// The VM name from QEMU's `-name`.
     public var vm: String?
 
     /// Reads status, cmdline and stat of one process; nil when it is gone.
     static func read(pid: Int32, procRoot: String, bootTime: Date?, users: inout [UInt32: String?]) -> ProcessDetails? {
         let dir = "\(procRoot)/\(pid)"
-        guard let status = SystemReads.readProc(dir + "/status") else { return nil }
+        // As bytes: the name may hold anything its owner set (`PathBytes` carries it as is).
+        guard let status = SystemReads.readProcBytes(dir + "/status").map(PathBytes.string) else { return nil }
         var command = ""
         var uid: UInt32?
         for line in status.split(separator: "\n") {
@@ -30,8 +33,8 @@ public struct ProcessDetails: Sendable, Equatable {
         }
         let args = SystemReads.readProcBytes(dir + "/cmdline").map(ProcessDetails.splitCmdline) ?? []
         var started: Date?
-        if let stat = SystemReads.readProc(dir + "/stat"), let boot = bootTime,
-           let ticks = ProcessDetails.startTicks(stat: stat) {
+        let ticks = SystemReads.readProc(dir + "/stat").flatMap(ProcessDetails.startTicks(stat:))
+        if let boot = bootTime, let ticks {
             started = boot.addingTimeInterval(Double(ticks) / Double(SystemReads.clockTicks))
         }
         var user: String?
@@ -42,7 +45,7 @@ public struct ProcessDetails: Sendable, Equatable {
             }
         }
         return ProcessDetails(pid: pid, command: command, args: args, uid: uid, user: user, started: started,
-                              vm: QemuArgs.vmName(args))
+                              startTicks: ticks, vm: QemuArgs.vmName(args))
     }
 
     /// /proc/PID/cmdline: arguments separated (and ended) by NUL.
@@ -50,7 +53,7 @@ public struct ProcessDetails: Sendable, Equatable {
         var b = bytes[...]
         if b.last == 0 { b = b.dropLast() }
         guard !b.isEmpty else { return [] }
-        return b.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        return b.split(separator: 0, omittingEmptySubsequences: false).map { PathBytes.string($0) }
     }
 
     /// Field 22 (starttime, clock ticks after boot) of /proc/PID/stat. The command name
@@ -166,44 +169,5 @@ public enum QemuArgs {
         }
         walk(obj)
         return out
-    }
-}
-
-/// Disk sources in libvirt domain XML (`<source file='...'/>`, `<source dev='...'/>`).
-/// A scan of the `<source` tags, not an XML parser: enough for libvirt's own output.
-enum LibvirtXML {
-    static func diskSources(_ xml: String) -> [String] {
-        var out: [String] = []
-        var rest = xml[...]
-        while let r = rest.range(of: "<source") {
-            rest = rest[r.upperBound...]
-            guard let end = rest.firstIndex(of: ">") else { break }
-            let tag = rest[..<end]
-            for attr in ["file", "dev"] {
-                if let v = attribute(attr, in: tag) { out.append(unescape(v)) }
-            }
-            rest = rest[end...]
-        }
-        return out
-    }
-
-    static func attribute(_ name: String, in tag: Substring) -> String? {
-        var s = tag
-        while let r = s.range(of: name + "=") {
-            let before = r.lowerBound == s.startIndex ? " " : s[s.index(before: r.lowerBound)]
-            s = s[r.upperBound...]
-            guard before == " " || before == "\t" || before == "\n", let q = s.first, q == "'" || q == "\"" else { continue }
-            let body = s.dropFirst()
-            guard let close = body.firstIndex(of: q) else { return nil }
-            return String(body[..<close])
-        }
-        return nil
-    }
-
-    static func unescape(_ s: String) -> String {
-        guard s.contains("&") else { return s }
-        return s.replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&quot;", with: "\"")
-            .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
-            .replacingOccurrences(of: "&amp;", with: "&")
     }
 }

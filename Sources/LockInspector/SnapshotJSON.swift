@@ -96,12 +96,14 @@ public enum SnapshotJSON {
         w.int(p.pointee.inode)
         w.key("lock_files")
         w.strings(p.pointee.lockFiles)
+        w.pathsBytes("lock_files_bytes", p.pointee.lockFiles)
         w.key("locks")
         w.beginArray()
         for i in p.pointee.locks.indices { write(p.pointee.locks[i], to: &w) }
         w.endArray()
         w.key("path")
         w.string(p.pointee.path)
+        w.pathBytes("path_bytes", p.pointee.path)
         w.key("schemes")
         w.beginArray()
         for sc in p.pointee.schemes { w.string(sc.rawValue) }
@@ -119,6 +121,9 @@ public enum SnapshotJSON {
         w.strings(h.args)
         w.key("command")
         w.string(h.command)
+        // The VM's disk target (`vda`) from libvirt's domain XML, else null.
+        w.key("disk_target")
+        w.string(h.diskTarget)
         w.key("fd")
         w.int(h.fd)
         // The holder's host: known for gluster holders named by a statedump, else null.
@@ -151,6 +156,8 @@ public enum SnapshotJSON {
         w.string(h.user ?? h.uid.map(String.init))
         w.key("vm")
         w.string(h.vm)
+        w.key("vm_uuid")
+        w.string(h.vmUUID)
         w.endObject()
     }
 
@@ -184,6 +191,7 @@ public enum SnapshotJSON {
         w.bool(p.pointee.held)
         w.key("image")
         w.string(p.pointee.image)
+        w.pathBytes("image_bytes", p.pointee.image)
         w.key("inode")
         w.int(p.pointee.inode)
         w.key("kind")
@@ -192,6 +200,7 @@ public enum SnapshotJSON {
         w.string(p.pointee.mappedBy)
         w.key("path")
         w.string(p.pointee.path)
+        w.pathBytes("path_bytes", p.pointee.path)
         w.endObject()
     }
 

@@ -1,6 +1,7 @@
 // The one place where the inspector calls the C library. Every read here is safe to make
 // on a live host: nothing is created, nothing is locked, no link is followed where a file
 // is opened, no open can block (O_NONBLOCK), and only regular files are ever opened.
+// Paths go in and come out as carrier strings (`PathBytes`): their exact bytes.
 import Foundation
 import ImageLock
 #if canImport(Glibc)
@@ -80,7 +81,7 @@ enum SystemReads {
     /// The entries of a directory, without `.` and `..`. The corresponding C functions are
     /// `opendir` and `readdir`.
     static func entries(_ path: String) -> Result<[DirEntry], ReadFailure> {
-        guard let dir = opendir(path) else { return .failure(ReadFailure(errno: errno)) }
+        guard let dir = PathBytes.withCString(path, { opendir($0) }) else { return .failure(ReadFailure(errno: errno)) }
         defer { closedir(dir) }
         var out: [DirEntry] = []
         while true {
@@ -90,7 +91,7 @@ enum SystemReads {
                 break
             }
             let name = withUnsafePointer(to: ent.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { PathBytes.string(cString: $0) }
             }
             if name == "." || name == ".." { continue }
             out.append(DirEntry(name: name, inode: UInt64(ent.pointee.d_ino), kind: kind(dType: ent.pointee.d_type)))
@@ -101,7 +102,7 @@ enum SystemReads {
     /// Only the names that satisfy `keep`, each as `prefix` + name (one string per entry,
     /// made at once): saves building entries for a big /var/tmp.
     static func entries(_ path: String, prefix: String, where keep: (UnsafePointer<CChar>) -> Bool) -> Result<[DirEntry], ReadFailure> {
-        guard let dir = opendir(path) else { return .failure(ReadFailure(errno: errno)) }
+        guard let dir = PathBytes.withCString(path, { opendir($0) }) else { return .failure(ReadFailure(errno: errno)) }
         defer { closedir(dir) }
         var out: [DirEntry] = []
         var head = prefix
@@ -111,6 +112,11 @@ enum SystemReads {
                     $0.withMemoryRebound(to: CChar.self, capacity: 256) { p in
                         guard keep(p) else { return nil }
                         let n = strlen(p)
+                        // A name that is not plain ASCII: its carrier string (`PathBytes`).
+                        if UnsafeRawBufferPointer(start: p, count: n).contains(where: { $0 >= 0x80 }) {
+                            let name = String(decoding: head, as: UTF8.self) + PathBytes.string(cString: p)
+                            return DirEntry(name: name, inode: UInt64(ent.pointee.d_ino), kind: kind(dType: ent.pointee.d_type))
+                        }
                         let name = String(unsafeUninitializedCapacity: head.count + n) { buf in
                             UnsafeMutableRawBufferPointer(buf).copyBytes(from: head)
                             UnsafeMutableRawPointer(buf.baseAddress! + head.count).copyMemory(from: p, byteCount: n)
@@ -168,13 +174,13 @@ enum SystemReads {
     /// lstat(2): never follows a final symlink.
     static func lstatus(_ path: String) -> Result<Status, ReadFailure> {
         var st = stat()
-        return lstat(path, &st) == 0 ? .success(status(st)) : .failure(ReadFailure(errno: errno))
+        return PathBytes.withCString(path, { lstat($0, &st) }) == 0 ? .success(status(st)) : .failure(ReadFailure(errno: errno))
     }
 
     /// stat(2), following links (for directories the user named).
     static func status(_ path: String) -> Result<Status, ReadFailure> {
         var st = stat()
-        return stat(path, &st) == 0 ? .success(status(st)) : .failure(ReadFailure(errno: errno))
+        return PathBytes.withCString(path, { stat($0, &st) }) == 0 ? .success(status(st)) : .failure(ReadFailure(errno: errno))
     }
 
     /// The device as /proc/locks prints it. glibc's gnu_dev_major / gnu_dev_minor.
@@ -188,31 +194,37 @@ enum SystemReads {
     /// access. The corresponding C function is `readlink`.
     static func readLink(_ path: String) -> String? {
         var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink(path, &buf, buf.count)
+        let n = PathBytes.withCString(path) { readlink($0, &buf, buf.count) }
         guard n >= 0 else { return nil }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return PathBytes.string(buf[0..<n].map { UInt8(bitPattern: $0) })
     }
 
     static func realPath(_ path: String) -> String? {
-        guard let p = realpath(path, nil) else { return nil }
+        guard let p = PathBytes.withCString(path, { realpath($0, nil) }) else { return nil }
         defer { free(p) }
-        return String(cString: p)
+        return PathBytes.string(cString: p)
     }
 
-    /// Reads at most `limit` bytes of a regular file without following a link, without
-    /// blocking (a lease holder or a FIFO makes the open fail, not wait) and without
-    /// updating its access time where the kernel allows O_NOATIME.
+    /// Reads at most `limit` bytes of a regular file without following a final link,
+    /// without opening anything else (`SafeOpen`: a FIFO or device planted there is never
+    /// opened; ELOOP for a link, EINVAL for any other kind), without blocking (a lease
+    /// holder makes the open fail, not wait) and without updating its access time where the
+    /// kernel allows O_NOATIME.
     static func readRegularFile(_ path: String, limit: Int) -> Result<[UInt8], ReadFailure> {
-        let base = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
         // O_NOATIME is hidden behind _GNU_SOURCE; 01000000 on Linux (asm-generic/fcntl.h).
         let noATime: Int32 = 0o1000000
-        var fd = open(path, base | noATime)
-        if fd < 0 && errno == EPERM { fd = open(path, base) }
-        guard fd >= 0 else { return .failure(ReadFailure(errno: errno)) }
+        var opened = SafeOpen.open(path, flags: O_RDONLY | noATime, links: .notFinal, blockDevices: false)
+        if case .failure(.system(let e)) = opened, e.code == EPERM {
+            opened = SafeOpen.open(path, flags: O_RDONLY, links: .notFinal, blockDevices: false)
+        }
+        let fd: Int32
+        switch opened {
+        case .success(let o): fd = o.fd
+        case .failure(.refused(.symlink)): return .failure(ReadFailure(errno: ELOOP))
+        case .failure(.refused): return .failure(ReadFailure(errno: EINVAL))
+        case .failure(.system(let e)): return .failure(ReadFailure(errno: e.code))
+        }
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return .failure(ReadFailure(errno: errno)) }
-        guard kind(mode: UInt32(st.st_mode)) == .regular else { return .failure(ReadFailure(errno: EINVAL)) }
         var out = [UInt8](repeating: 0, count: limit)
         var got = 0
         while got < limit {

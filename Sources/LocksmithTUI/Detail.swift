@@ -54,7 +54,7 @@ public enum DetailText {
         var first: StyledLine = [Span(selected ? "> " : "  ", .dim), Span("pid \(h.pid) ", .plain), Span(h.command, .plain)]
         let mode = waiting ? "wait" : h.modeSummary
         first.append(Span(" " + mode, role(forMode: mode)))
-        if let vm = h.vm { first.append(Span("  VM \(vm)")) }
+        if let vm = h.vm { first.append(Span("  VM \(vm)" + (h.diskTarget.map { " disk \($0)" } ?? ""))) }
         if let u = h.user ?? h.uid.map(String.init) { first.append(Span("  user \(u)")) }
         if let fd = h.fd { first.append(Span("  fd \(fd)", .dim)) }
         if let m = h.openMode { first.append(Span(" (\(m.rawValue))", .dim)) }

@@ -1,7 +1,9 @@
+import ImageLock
+
 /// What a piece of text takes on a terminal, one glyph per cell (or two, for wide ones).
 ///
 /// Paths come from the file system and may hold anything but `/` and NUL: escape bytes,
-/// newlines, bidi overrides, invalid UTF-8 (decoded to U+FFFD by the inspector). None of
+/// newlines, bidi overrides, invalid UTF-8 (bytes carried as `PathBytes` describes). None of
 /// that may move the cursor or reorder the line, so control and format characters are
 /// shown as `?` and every glyph has a known width (what glibc's wcwidth gives for it).
 public struct Glyph: Equatable, Sendable {
@@ -91,11 +93,11 @@ public enum DisplayText {
 
     static func kind(of s: Unicode.Scalar) -> Kind {
         let v = s.value
-        if v < 0x20 || (0x7F...0x9F).contains(v) { return .replace }
+        // What text output escapes (controls, format characters, bytes of invalid UTF-8)
+        // the screen shows as `?`; a backslash is only escaped there to keep `\x1b` apart.
+        if v != 0x5C && TerminalText.needsEscape(s) { return .replace }
         if v < 0x7F { return .narrow }
         switch s.properties.generalCategory {
-        case .format, .lineSeparator, .paragraphSeparator, .unassigned, .surrogate, .control:
-            return .replace
         case .nonspacingMark, .enclosingMark:
             return .combining
         default:

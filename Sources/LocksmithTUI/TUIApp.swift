@@ -13,7 +13,7 @@ public struct TUISources: Sendable {
     public var why: (@Sendable (ImageLocks, _ write: Bool) -> [String])?
     /// Takes and releases the image's lock in a mode; nil: `t` says "not available".
     public var testAcquire: (@Sendable (ImageLocks, LockMode) -> [String])?
-    /// Sends SIGTERM to a holder; returns the one-line outcome.
+    /// Sends SIGTERM to a holder (if it still is one); returns the one-line outcome.
     public var terminate: @Sendable (Holder) -> String
     /// Called before a scan the user asked for (`r`, or after an action), so that a
     /// `snapshot` that reuses unchanged results scans afresh.
@@ -47,10 +47,10 @@ public struct TUISources: Sendable {
         }
     }
 
-    /// kill(pid, SIGTERM). The corresponding C function is `kill`.
+    /// SIGTERM through a pidfd, only to the process the scan saw and while it still holds
+    /// the lock (`HolderSignal`); otherwise a one-line refusal saying why.
     public static let sigterm: @Sendable (Holder) -> String = { h in
-        if kill(h.pid, SIGTERM) == 0 { return "Sent SIGTERM to pid \(h.pid) (\(h.command))." }
-        return "Could not signal pid \(h.pid): \(String(cString: strerror(errno)))."
+        HolderSignal.send(SIGTERM, named: "SIGTERM", to: h).line
     }
 }
 

@@ -18,7 +18,7 @@ public struct RowKey: Hashable, Sendable {
 }
 
 /// Something the state asks the runner to do: it has side effects, so the state only
-/// describes it (STYLE.md, htop: handlers return effects, the screen manager acts).
+/// describes it (as htop's Action.c: handlers return effects, the screen manager acts).
 public enum Request: Equatable, Sendable {
     case why(ImageLocks, write: Bool)
     case testAcquire(ImageLocks, LockMode)

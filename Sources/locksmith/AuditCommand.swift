@@ -91,7 +91,7 @@ extension Locksmith {
             let snapshot = try scan.snapshot()
             var fixes: [FixJSON] = []
             if fix {
-                fixes = fixStale(snapshot.findings)
+                fixes = fixStale(snapshot.findings, lockFiles: snapshot.lockFiles)
             }
             let removed = Set(fixes.filter { $0.removed }.map(\.path))
             let remaining = snapshot.findings.filter { !($0.rule == .staleLockFile && $0.files.allSatisfy(removed.contains)) }
@@ -109,17 +109,36 @@ extension Locksmith {
             if remaining.contains(where: { $0.severity >= failOn }) { throw Status.held }
         }
 
-        /// Removes each stale lock file through the core, one locker per lock dir.
-        func fixStale(_ findings: [Finding]) -> [FixJSON] {
+        /// Removes each stale lock file through the core. Each lock dir is opened once
+        /// (`OpenedDirectory`: a walk that follows no link another user could plant) and
+        /// every check, lock and unlink happens relative to it, on the file the scan saw
+        /// (same device and inode): a directory on the path swapped for a link to another
+        /// lock dir cannot redirect the removal to that dir's held files.
+        func fixStale(_ findings: [Finding], lockFiles: [LockFileEntry]) -> [FixJSON] {
             let policy: LockFlavorPolicy =
                 ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
+            let seen = Dictionary(lockFiles.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+            var dirs: [String: Result<OpenedDirectory, Errno>] = [:]
             var out: [FixJSON] = []
             for f in findings where f.rule == .staleLockFile {
                 for path in f.files {
-                    let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-                    let locker = ImageLocker(lockDirectory: dir.isEmpty ? "/" : dir, flavorPolicy: policy)
+                    let (dir, name) = ImageLocker.directoryAndName(path)
+                    if dirs[dir] == nil { dirs[dir] = OpenedDirectory.open(dir) }
+                    let opened: OpenedDirectory
+                    switch dirs[dir]! {
+                    case .success(let d): opened = d
+                    case .failure(let e) where e.code == ELOOP:
+                        out.append(FixJSON(path: path, removed: false, outcome: "kept: the path to \(dir) goes through a "
+                                           + "symbolic link that root does not own in a dir only root may write"))
+                        continue
+                    case .failure(let e):
+                        out.append(FixJSON(path: path, removed: false, outcome: "kept: cannot open \(dir): \(e)"))
+                        continue
+                    }
+                    let expected = seen[path].flatMap { e in e.device.map { (device: $0, inode: e.inode) } }
+                    let locker = ImageLocker(lockDirectory: dir, flavorPolicy: policy)
                     do {
-                        let r = try locker.removeStaleLockFile(path)
+                        let r = try locker.removeStaleLockFile(named: name, in: opened, expecting: expected)
                         out.append(FixJSON(path: path, removed: r == .removed, outcome: r.description))
                     } catch let e as ImageLockError {
                         out.append(FixJSON(path: path, removed: false, outcome: "kept: " + e.description))
@@ -135,17 +154,23 @@ extension Locksmith {
 
 /// The text report: one block per finding, then a summary line.
 enum AuditText {
+    /// Each line is made safe for a terminal (`TerminalText`): paths, names and evidence
+    /// hold whatever the system gave.
     static func render(_ findings: [Finding], fixes: [FixJSON]) -> String {
-        var out = ""
+        var lines: [String] = []
+        // Fixes by lock file, made once (a scan of every fix per finding was quadratic).
+        var fixesByPath: [String: [Int]] = [:]
+        for (i, fix) in fixes.enumerated() { fixesByPath[fix.path, default: []].append(i) }
         for f in findings {
-            out += "\(f.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) "
-                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")\n"
-            out += "  \(f.evidence)\n"
-            out += "  remedy: \(f.remedy)\n"
-            for fix in fixes where f.files.contains(fix.path) {
-                out += "  fix: \(fix.path): \(fix.outcome)\n"
+            lines.append("\(f.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) "
+                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")")
+            lines.append("  \(f.evidence)")
+            lines.append("  remedy: \(f.remedy)")
+            for i in Set(f.files).flatMap({ fixesByPath[$0] ?? [] }).sorted() {
+                lines.append("  fix: \(fixes[i].path): \(fixes[i].outcome)")
             }
         }
+        var out = TerminalText.lines(lines)
         if findings.isEmpty {
             out += "no findings\n"
         } else {

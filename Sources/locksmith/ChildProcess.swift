@@ -6,6 +6,7 @@ import Glibc
 /// Runs a command as a child and waits for it, passing on SIGINT, SIGTERM and SIGHUP.
 /// The signals are blocked in locksmith and collected with sigtimedwait, so no handler
 /// runs in signal context; the child starts with a clean mask and default dispositions.
+/// They are passed on through a pidfd of the child, opened as soon as it is spawned.
 enum ChildProcess {
     struct SpawnError: Error, CustomStringConvertible {
         var command: String
@@ -26,10 +27,20 @@ enum ChildProcess {
         var old = sigset_t()
         pthread_sigmask(SIG_BLOCK, &set, &old)
         defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+        // Started with SIGCHLD ignored (a parent's SIG_IGN is inherited across exec), the
+        // kernel would reap the child itself and waitpid would fail with ECHILD, losing its
+        // status: take the default disposition back (blocked, it is still only waited for).
+        var dfl = sigaction()
+        dfl.__sigaction_handler.sa_handler = SIG_DFL
+        sigemptyset(&dfl.sa_mask)
+        sigaction(SIGCHLD, &dfl, nil)
 
         var pid: pid_t = 0
         let rc = CleanSpawn.spawn(&pid, argv, fileActions: nil, searchPath: true)
         if rc != 0 { throw SpawnError(command: argv[0], errno: rc) }
+        // Not waited for yet, the child keeps its pid: this pidfd names it. Where the kernel
+        // has no pidfd (before 5.3) the unreaped pid is as safe to signal.
+        let child = try? ProcessHandle.open(pid: pid).get()
 
         var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
         while true {
@@ -43,7 +54,7 @@ enum ChildProcess {
             var info = siginfo_t()
             let sig = sigtimedwait(&set, &info, &timeout)
             if sig > 0 && forwarded.contains(sig) {
-                kill(pid, sig)
+                if let child { _ = child.signal(sig) } else { kill(pid, sig) }
             }
         }
     }

@@ -63,15 +63,15 @@ extension Locksmith {
                 if !dump.bricksNotHere.isEmpty {
                     line += " (bricks on other nodes not checked: \(dump.bricksNotHere.joined(separator: ", ")))"
                 }
-                print(line)
+                say(line)
                 return
             }
-            print("\(url): \(granted.count) granted lock\(granted.count == 1 ? "" : "s") will be cleared:")
-            for r in granted { print("  \(describe(r))") }
+            say("\(url): \(granted.count) granted lock\(granted.count == 1 ? "" : "s") will be cleared:")
+            for r in granted { say("  \(describe(r))") }
             if !waiting.isEmpty {
-                print("  (\(waiting.count) waiting lock request\(waiting.count == 1 ? "" : "s") will then be granted in turn)")
+                say("  (\(waiting.count) waiting lock request\(waiting.count == 1 ? "" : "s") will then be granted in turn)")
             }
-            print("The holders are not told: a live holder goes on as if it still held its lock.")
+            say("The holders are not told: a live holder goes on as if it still held its lock.")
             if !yes {
                 guard isatty(STDIN_FILENO) == 1 else {
                     complain("refusing to clear locks without confirmation: stdin is not a terminal; pass --yes")
@@ -80,7 +80,7 @@ extension Locksmith {
                 FileHandle.standardOutput.write(Data("Clear \(granted.count == 1 ? "it" : "them")? [y/N] ".utf8))
                 let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
                 guard answer == "y" || answer == "yes" else {
-                    print("Nothing cleared.")
+                    say("Nothing cleared.")
                     throw Status.held
                 }
             }
@@ -92,9 +92,9 @@ extension Locksmith {
                 throw Status.couldNotCheck
             }
             if result.grantedCleared == 0 {
-                print("\(url): no locks cleared (released meanwhile?); gluster said: \(result.output.replacingOccurrences(of: "\n", with: "; "))")
+                say("\(url): no locks cleared (released meanwhile?); gluster said: \(result.output.replacingOccurrences(of: "\n", with: "; "))")
             } else {
-                print("\(url): cleared \(result.grantedCleared) granted lock\(result.grantedCleared == 1 ? "" : "s")")
+                say("\(url): cleared \(result.grantedCleared) granted lock\(result.grantedCleared == 1 ? "" : "s")")
             }
         }
     }

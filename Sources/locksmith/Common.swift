@@ -3,7 +3,7 @@ import Foundation
 import ImageLock
 import LockInspector
 
-/// Exit statuses shared by every subcommand (DESIGN.md "Command line").
+/// Exit statuses shared by every subcommand (README.md "Exit status").
 enum Status {
     static let free = ExitCode(0)
     static let held = ExitCode(1)
@@ -14,9 +14,17 @@ enum Status {
 /// one would cost more than the rest of the exit, and the kernel takes the memory back at once.
 nonisolated(unsafe) var keptUntilExit: Any?
 
-/// Prints one line on stderr: `locksmith: MESSAGE`.
+/// Prints one line on stderr: `locksmith: MESSAGE`, made safe for a terminal (paths and
+/// names in it are whatever their makers chose: `TerminalText`).
 func complain(_ message: String) {
-    FileHandle.standardError.write(Data("locksmith: \(message)\n".utf8))
+    FileHandle.standardError.write(Data("locksmith: \(TerminalText.escaped(message))\n".utf8))
+}
+
+/// Prints one line of text output on stdout, made safe for a terminal (`TerminalText`):
+/// every human-readable line goes out through here (or `TerminalText.lines`), so a
+/// control character from the system never reaches the terminal and a line stays one line.
+func say(_ line: String) {
+    print(TerminalText.escaped(line))
 }
 
 /// Writes bytes to stdout as they are (no copy into Data: `list --json` at 100k lock files
@@ -82,6 +90,18 @@ struct LockDirOption: ParsableArguments {
             ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
         return ImageLocker(lockDirectory: lockDirectory, flavorPolicy: policy, glusterTimeout: glusterTimeout)
     }
+}
+
+/// `hold` and `try` in a lock dir that does not protect a held lock file from other users
+/// (`ImageLocker.lockDirectoryHazard`): a one-line warning on stderr, or with `--strict` a
+/// refusal (exit 2) before any lock is taken. Only the lockfile scheme uses the lock dir.
+func checkLockDirectory(_ locker: ImageLocker, image: String, scheme: LockScheme, strict: Bool) throws {
+    guard scheme == .lockfile, !GlusterURL.looksLikeURL(image), let hazard = locker.lockDirectoryHazard() else { return }
+    if strict {
+        complain("refusing to lock (--strict): " + hazard)
+        throw Status.couldNotCheck
+    }
+    complain("warning: " + hazard)
 }
 
 /// `--timeout` for commands that may talk to a Gluster server.
@@ -188,7 +208,9 @@ enum JSONOutput {
     /// The object's text: the envelope, then the payload's own fields.
     static func render<T: Encodable>(_ payload: T, generated: Date = Date()) throws -> String {
         let e = encoder()
-        let body = String(decoding: try e.encode(payload), as: UTF8.self)
+        var body = String(decoding: try e.encode(payload), as: UTF8.self)
+        // Paths not written with their `*_bytes` (`encodePath`) still go out as UTF-8 text.
+        if !PathBytes.isPlain(body) { body = PathBytes.lossy(body) }
         let head = "{\"schema\":1,\"host\":\(String(decoding: try e.encode(host), as: UTF8.self)),\"generated\":\"\(generated.formatted(.iso8601))\""
         precondition(body.hasPrefix("{"), "a JSON payload must be an object")
         return body == "{}" ? head + "}" : head + "," + body.dropFirst()

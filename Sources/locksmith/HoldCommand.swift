@@ -17,6 +17,9 @@ extension Locksmith {
                 With --scheme lockfile the lock file is created (mode 0644, containing the \
                 image's realpath) if it does not exist, and left in place afterwards.
                 --scheme off takes no lock at all (QEMU's lock-image=off).
+                A lock dir that is world-writable without the sticky bit gets a warning \
+                (any user can delete the held lock file, and a second exclusive holder \
+                then runs at the same time); --strict refuses it (exit 2).
 
                 An image named gluster://HOST[:PORT]/VOLUME/PATH is locked on the volume \
                 through libgfapi (whole-file F_WRLCK or F_RDLCK, l_pid = locksmith's pid, \
@@ -48,6 +51,9 @@ extension Locksmith {
 
         @OptionGroup var gluster: GlusterOptions
 
+        @Flag(help: "Refuse (exit 2) a lock dir that is world-writable without the sticky bit, instead of warning.")
+        var strict = false
+
         @Argument(parsing: .postTerminator, help: ArgumentHelp(
             "The command to run, after `--`.", valueName: "command"))
         var command: [String] = []
@@ -69,8 +75,10 @@ extension Locksmith {
             case .lockfile, .off: lockScheme = .lockfile
             }
             let lockMode: LockMode = scheme == .off ? .off : mode.mode
+            let locker = lockDir.locker(glusterTimeout: gluster.timeout)
+            if lockMode != .off { try checkLockDirectory(locker, image: image, scheme: lockScheme, strict: strict) }
             let outcome = try reportingErrors {
-                try lockDir.locker(glusterTimeout: gluster.timeout).acquire(image, scheme: lockScheme, mode: lockMode, wait: wait)
+                try locker.acquire(image, scheme: lockScheme, mode: lockMode, wait: wait)
             }
             switch outcome {
             case .busy(let c):

@@ -22,6 +22,8 @@ struct HolderJSON: Encodable {
         try c.encode(h.host, forKey: .host)
         try c.encode(h.openMode?.rawValue, forKey: .openMode)
         try c.encode(h.vm, forKey: .vm)
+        try c.encode(h.vmUUID, forKey: .vmUUID)
+        try c.encode(h.diskTarget, forKey: .diskTarget)
         try c.encode(h.scheme.rawValue, forKey: .scheme)
         try c.encode(h.modeSummary, forKey: .mode)
         if let q = h.qemu {
@@ -31,7 +33,7 @@ struct HolderJSON: Encodable {
         }
     }
 
-    enum CodingKeys: String, CodingKey { case pid, command, args, user, uid, started, fd, host, openMode, vm, scheme, mode, qemu }
+    enum CodingKeys: String, CodingKey { case pid, command, args, user, uid, started, fd, host, openMode, vm, vmUUID = "vm_uuid", diskTarget, scheme, mode, qemu }
 }
 
 struct UnseenJSON: Encodable {

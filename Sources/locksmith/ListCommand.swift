@@ -136,11 +136,13 @@ enum ListText {
 }
 
 /// The lock table as text: one line per row, columns as wide as their widest cell
-/// (the last one unpadded), numbers right-aligned.
+/// (the last one unpadded), numbers right-aligned, every cell escaped (`TerminalText`).
 enum Table {
     static func render(_ rows: [LockRow], columns: [Column], headings: Bool = true, now: Date = Date()) -> String {
         var lines: [[String]] = headings ? [columns.map(\.header)] : []
-        lines += rows.map { r in columns.map { $0.cell(r, now: now) } }
+        // Each cell made safe for a terminal first (`TerminalText`), so the widths are those
+        // of what is printed and nothing in a cell can break its line.
+        lines += rows.map { r in columns.map { TerminalText.escaped($0.cell(r, now: now)) } }
         guard !lines.isEmpty else { return "" }
         var widths = columns.map { _ in 0 }
         for l in lines { for (i, cell) in l.enumerated() { widths[i] = max(widths[i], cell.count) } }

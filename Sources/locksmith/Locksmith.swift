@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LockInspector
+import ImageLock
 
 @main
 struct Locksmith: ParsableCommand {
@@ -30,10 +31,14 @@ struct Locksmith: ParsableCommand {
     /// `why` starts reading the kernel's lock table before its arguments are parsed: the
     /// first read of /proc/locks waits for an RCU grace period (file_rwsem taken for
     /// writing; ~10 ms here), which this overlaps with the rest of the start.
+    ///
+    /// The arguments are taken from argv as bytes (`CommandLine.unsafeArgv`), each as its
+    /// `PathBytes` carrier string: an image named by bytes that are not UTF-8 is found.
     static func main() {
-        if CommandLine.arguments.dropFirst().first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
+        let arguments = (1..<Int(CommandLine.argc)).map { PathBytes.string(cString: CommandLine.unsafeArgv[$0]!) }
+        if arguments.first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
             // As ParsableCommand.exit(withError:), but a usage error of plain `locksmith`
@@ -45,7 +50,10 @@ struct Locksmith: ParsableCommand {
                 if code == .success {
                     print(message)
                 } else {
-                    FileHandle.standardError.write(Data((message + "\n").utf8))
+                    // A usage error quotes the arguments: each line made safe (`TerminalText`).
+                    let safe = message.split(separator: "\n", omittingEmptySubsequences: false)
+                        .map { TerminalText.escaped(String($0)) }.joined(separator: "\n")
+                    FileHandle.standardError.write(Data((safe + "\n").utf8))
                 }
             }
             Foundation.exit(code.rawValue)

@@ -21,7 +21,7 @@ extension Locksmith {
 
         func run() throws {
             let real = try reportingErrors { try ImageLocker.resolveImage(image).path }
-            print(lockDir.locker().lockFilePath(realPath: real))
+            say(lockDir.locker().lockFilePath(realPath: real))
         }
     }
 }

@@ -12,7 +12,8 @@ extension Locksmith {
                 not check (missing image, unusable lock file, ...).
 
                 With --scheme lockfile (the default) a lock file that does not exist is \
-                reported free and is not created. With --scheme qemu the byte locks a \
+                reported free and is not created; a lock dir that is world-writable \
+                without the sticky bit gets a one-line warning (--strict: exit 2). With --scheme qemu the byte locks a \
                 read-write (--exclusive) or read-only (--shared) QEMU would take are \
                 taken and checked as QEMU checks them, and QEMU's own message is shown.
 
@@ -48,6 +49,9 @@ extension Locksmith {
         @Flag(help: "Print one JSON object instead of text.")
         var json = false
 
+        @Flag(help: "Refuse (exit 2) a lock dir that is world-writable without the sticky bit, instead of warning.")
+        var strict = false
+
         enum TryScheme: String, ExpressibleByArgument, CaseIterable {
             case lockfile, qemu, gluster
             var scheme: LockScheme {
@@ -60,8 +64,10 @@ extension Locksmith {
         }
 
         func run() throws {
+            let locker = lockDir.locker(glusterTimeout: gluster.timeout)
+            try checkLockDirectory(locker, image: image, scheme: scheme.scheme, strict: strict)
             var result = try reportingErrors {
-                try lockDir.locker(glusterTimeout: gluster.timeout).probe(image, scheme: scheme.scheme, mode: mode.mode)
+                try locker.probe(image, scheme: scheme.scheme, mode: mode.mode)
             }
             var note: String?
             if result.scheme == .gluster, let c = result.contention, !noStatedump {
@@ -82,36 +88,38 @@ extension Locksmith {
                 if let lf = r.lockFile {
                     line += r.lockFileExists ? " [lock file \(lf)]" : " [lock file \(lf) does not exist; not created]"
                 }
-                print(line)
+                say(line)
                 return
             }
-            print("\(r.image): held: \(what) cannot be taken")
+            say("\(r.image): held: \(what) cannot be taken")
             if let first = c.qemuConflicts.first {
-                print("  QEMU would say: \(first.message)")
-                print("                  \(QemuConflict.hint(image: r.image))")
+                say("  QEMU would say: \(first.message)")
+                say("                  \(QemuConflict.hint(image: r.image))")
             }
-            if let lf = r.lockFile { print("  lock file: \(lf)") }
+            if let lf = r.lockFile { say("  lock file: \(lf)") }
             if r.scheme == .gluster {
-                if c.glusterHolders.isEmpty { print("  holder: not known (F_GETLK did not say)") }
-                for h in c.glusterHolders { print("  holder: \(describe(h))") }
-                if let n = note { print("  (\(n))") }
+                if c.glusterHolders.isEmpty { say("  holder: not known (F_GETLK did not say)") }
+                for h in c.glusterHolders { say("  holder: \(describe(h))") }
+                if let n = note { say("  (\(n))") }
                 return
             }
             if c.holders.isEmpty {
                 let pids = c.blocking.compactMap(\.pid)
                 if pids.isEmpty {
-                    print("  holder: not visible from here (an OFD lock of a process whose fds cannot be read)")
+                    say("  holder: not visible from here (an OFD lock of a process whose fds cannot be read)")
                 } else {
-                    for p in pids { print("  holder: pid \(p)") }
+                    for p in pids { say("  holder: pid \(p)") }
                 }
             }
-            for h in c.holders { print("  holder: \(describe(h))") }
+            for h in c.holders { say("  holder: \(describe(h))") }
         }
     }
 }
 
 /// `try --json`.
 struct TryReport: Encodable {
+    /// Carrier strings (`PathBytes`): written with `image_bytes` / `lock_file_bytes` when
+    /// they are not UTF-8 (`encodePath`).
     var image: String
     var scheme: String
     var mode: String
@@ -191,11 +199,11 @@ struct TryReport: Encodable {
 
     func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(image, forKey: .image)
+        try c.encodePath(image, forKey: .image, bytesKey: .imageBytes)
         try c.encode(scheme, forKey: .scheme)
         try c.encode(mode, forKey: .mode)
         try c.encode(acquired, forKey: .acquired)
-        try c.encode(lockFile, forKey: .lockFile)
+        try c.encodePath(lockFile, forKey: .lockFile, bytesKey: .lockFileBytes)
         try c.encode(lockFileExists, forKey: .lockFileExists)
         try c.encode(flavor, forKey: .flavor)
         try c.encode(qemuMessage, forKey: .qemuMessage)
@@ -207,7 +215,7 @@ struct TryReport: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case image, scheme, mode, acquired, lockFile, lockFileExists, flavor, qemuMessage, holders
+        case image, imageBytes, scheme, mode, acquired, lockFile, lockFileBytes, lockFileExists, flavor, qemuMessage, holders
         case glusterHolders, glusterNote
     }
 }

@@ -102,6 +102,7 @@ extension Locksmith {
 }
 
 enum WatchText {
+    /// The event as one line of text, made safe for a terminal (`TerminalText`).
     static func line(_ e: WatchEvent) -> String {
         let time = e.time.formatted(.iso8601.time(includingFractionalSeconds: true).year().month().day()
             .dateTimeSeparator(.standard).timeZone(separator: .omitted))
@@ -118,7 +119,7 @@ enum WatchText {
         if let f = e.finding {
             s += " \(f.severity.rawValue) \(f.rule.rawValue): \(f.evidence)"
         }
-        return s
+        return TerminalText.escaped(s)  // one event, one line: nothing in it can break it
     }
 }
 

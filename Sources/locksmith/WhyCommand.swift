@@ -72,7 +72,7 @@ extension Locksmith {
             if json {
                 try JSONOutput.write(verdict)
             } else {
-                for line in WhyText.lines(verdict) { print(line) }
+                for line in WhyText.lines(verdict) { say(line) }
             }
             switch verdict.outcome {
             case .opens: return

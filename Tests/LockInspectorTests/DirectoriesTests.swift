@@ -8,20 +8,25 @@ import XCTest
 final class DirectoriesTests: XCTestCase {
     func testLockDirsKeepOnlyLockFilesInPathOrder() throws {
         let dir = TempDir("lockdir")
-        let names = [".qemu-ffff.lock", ".qemu-0a.lock", ".qemu-Z.lock", "other.lock", ".qemu-x", ".qemu-.lock"]
+        let (f, a, z) = (String(repeating: "f", count: 40), "0a" + String(repeating: "0", count: 38), String(repeating: "9", count: 40))
+        // The scheme's names are lock files; other `.qemu-*.lock` names are counted under
+        // unseen with the reason (uppercase, too short); the rest is not looked at.
+        let names = [".qemu-\(f).lock", ".qemu-\(a).lock", ".qemu-Z.lock", ".qemu-\(f.uppercased()).lock", "other.lock",
+                     ".qemu-x", ".qemu-.lock"]
         for n in names { XCTAssertTrue(FileManager.default.createFile(atPath: dir.file(n), contents: Data())) }
-        try FileManager.default.createSymbolicLink(atPath: dir.file(".qemu-link.lock"), withDestinationPath: "/etc/passwd")
+        try FileManager.default.createSymbolicLink(atPath: dir.file(".qemu-\(z).lock"), withDestinationPath: "/etc/passwd")
         let missing = dir.file("gone")
         let read = LockDirectories.read(lockDirectories: [dir.path + "/", missing], leaseDirectories: [])
-        XCTAssertEqual(read.lockFiles.map(\.path),
-                       [".qemu-0a.lock", ".qemu-Z.lock", ".qemu-ffff.lock", ".qemu-link.lock"].map(dir.file))
-        XCTAssertEqual(read.lockFiles.map(\.kind), [.regular, .regular, .regular, .symlink])
+        XCTAssertEqual(read.lockFiles.map(\.path), [".qemu-\(a).lock", ".qemu-\(z).lock", ".qemu-\(f).lock"].map(dir.file))
+        XCTAssertEqual(read.lockFiles.map(\.kind), [.regular, .symlink, .regular])
         for e in read.lockFiles where e.kind == .regular {
             var st = stat()
             XCTAssertEqual(lstat(e.path, &st), 0)
             XCTAssertEqual(e.inode, UInt64(st.st_ino))
         }
-        XCTAssertEqual(read.unseen.map(\.what), ["lock dir \(missing)"])
+        XCTAssertEqual(read.unseen.map(\.what),
+                       [".qemu-\(f.uppercased()).lock", ".qemu-Z.lock"].map { "lock dir entry " + dir.file($0) } + ["lock dir \(missing)"])
+        XCTAssertTrue(read.unseen.dropLast().allSatisfy { $0.why.hasPrefix("not a lock file") })
     }
 
     func testImageDirsNameEachFileOnceWhateverTheListingOrder() throws {

@@ -94,10 +94,37 @@ public enum Run {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
     }
 
-    /// Runs the locksmith binary.
+    /// Runs the locksmith binary. Whatever it prints with --json is held against the
+    /// command's JSON Schema (docs/schema/), so every test that reads locksmith's JSON also
+    /// checks the contract.
     @discardableResult
-    public static func locksmith(_ args: [String], timeout: Double = 60, environment: [String: String]? = nil) throws -> RunResult {
-        try capture(locksmith, args, timeout: timeout, environment: environment)
+    public static func locksmith(_ args: [String], timeout: Double = 60, environment: [String: String]? = nil,
+                                 file: StaticString = #filePath, line: UInt = #line) throws -> RunResult {
+        let r = try capture(locksmith, args, timeout: timeout, environment: environment)
+        if args.contains("--json"), !r.stdout.isEmpty {
+            let command = args.first.flatMap { $0.hasPrefix("-") ? nil : $0 } ?? "list"
+            if ["list", "why", "try", "audit", "watch"].contains(command) {
+                JSONSchema.check(r.stdout, command: command, file: file, line: line)
+            }
+        }
+        return r
+    }
+}
+
+/// locksmith's JSON Schemas (docs/schema/), checked by scripts/check-json with Debian's
+/// python3-jsonschema.
+public enum JSONSchema {
+    public static func check(_ json: String, command: String, file: StaticString = #filePath, line: UInt = #line) {
+        let dir = TempDir("schema")
+        let path = dir.file("out.json")
+        do {
+            try json.write(toFile: path, atomically: false, encoding: .utf8)
+            let r = try Run.capture(GlusterTestBed.repository + "/scripts/check-json", [command, path])
+            XCTAssertEqual(r.status, 0, "locksmith \(command) --json does not match docs/schema/\(command).json:\n"
+                           + r.stderr + "\n" + String(json.prefix(2000)), file: file, line: line)
+        } catch {
+            XCTFail("cannot check the JSON Schema: \(error)", file: file, line: line)
+        }
     }
 }
 

@@ -100,6 +100,7 @@ final class WatchCommandTests: XCTestCase {
         XCTAssertEqual(watch.stop(SIGTERM), 0, "SIGTERM ends watch cleanly")
         let text = watch.text
         XCTAssertTrue(text.hasSuffix("\n"), "the last line is complete")
+        JSONSchema.check(text, command: "watch")
         for line in watch.lines {
             XCTAssertTrue(line.hasPrefix("{\"schema\":1,\"host\":"), line)
             let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? JSON, line)

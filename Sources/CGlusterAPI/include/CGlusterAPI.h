@@ -6,7 +6,7 @@
  * libgfapi can still run everything else. glfs.h gives the types and prototypes; the
  * cgluster_* functions below call the library's own through dlvsym, each at the symbol
  * version glfs.h names (what the linker would have bound). Not pkgConfig: SwiftPM cannot
- * parse glusterfs-api.pc (FACTS.md §6).
+ * parse glusterfs-api.pc (SwiftPM cannot read glusterfs-api.pc).
  *
  * glfs.h defines _FILE_OFFSET_BITS 64 before including the libc headers, which gives
  * struct flock, struct dirent, ... definitions that clang's modules see as different from

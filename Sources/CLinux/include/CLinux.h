@@ -4,6 +4,7 @@
  * F_OFD_SETLK 37, F_OFD_SETLKW 38) unless _GNU_SOURCE is defined before
  * <fcntl.h>; Swift's Glibc module does not define it. */
 #define _GNU_SOURCE 1
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
@@ -66,6 +67,39 @@ static inline long clinux_kcmp_file(int pid1, int pid2, int fd1, int fd2) {
 #ifdef SYS_kcmp
     return syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1, fd2);
 #else
+    return -1;
+#endif
+}
+
+/* openat2(2) with RESOLVE_NO_SYMLINKS (no symbolic link, magic link included, is followed
+ * anywhere on the path): the fd, or -1 with errno (ENOSYS before Linux 5.6). */
+static inline int clinux_open_no_symlinks(const char *path, int flags) {
+#ifdef SYS_openat2
+    struct { unsigned long long flags, mode, resolve; } how = { (unsigned long long)(unsigned int)flags, 0, 0x04 /* RESOLVE_NO_SYMLINKS */ };
+    return (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static const int clinux_O_PATH = O_PATH;
+
+/* pidfd_open(2) and pidfd_send_signal(2) (Linux 5.3, 5.1): -1 with errno on failure. */
+static inline int clinux_pidfd_open(int pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static inline int clinux_pidfd_send_signal(int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, (void *)0, 0);
+#else
+    errno = ENOSYS;
     return -1;
 #endif
 }

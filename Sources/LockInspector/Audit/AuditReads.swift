@@ -8,14 +8,15 @@ import ImageLock
 import Glibc
 #endif
 
-private func c_statfs(_ path: String, _ buf: inout statfs) -> Int32 { statfs(path, &buf) }
+// Paths are carrier strings (`PathBytes`): the kernel gets their exact bytes.
+private func c_statfs(_ path: String, _ buf: inout statfs) -> Int32 { PathBytes.withCString(path) { statfs($0, &buf) } }
 
 enum AuditReads {
     /// stat (or lstat) plus statfs of the file's filesystem.
     /// The corresponding C functions are `stat`, `lstat`, `statfs` and `readlink`.
     static func facts(_ path: String, follow: Bool) -> Result<AuditFileFacts, ReadFailure> {
         var st = stat()
-        let rc = follow ? stat(path, &st) : lstat(path, &st)
+        let rc = PathBytes.withCString(path) { follow ? stat($0, &st) : lstat($0, &st) }
         guard rc == 0 else { return .failure(ReadFailure(errno: errno)) }
         let kind = SystemReads.kind(mode: UInt32(st.st_mode))
         var f = AuditFileFacts(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: st.st_uid, gid: st.st_gid,

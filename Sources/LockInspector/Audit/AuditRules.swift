@@ -35,11 +35,32 @@ public enum AuditRules {
         return order.map { groups[$0]! }
     }
 
-    /// The snapshot's images that are the writers' file: same device and inode, or same path.
-    static func images(of w: ImageWriter, in s: Snapshot) -> [ImageLocks] {
-        s.images.filter { i in
-            if let ino = i.inode, let wino = w.inode, let d = i.device, let wd = w.device { return ino == wino && d == wd }
-            return i.path == w.path
+    /// The snapshot's images by device and inode and by path, made once per rule: a lookup
+    /// per writer group instead of a pass over every image (which others can multiply by
+    /// planting lock files).
+    struct ImageIndex {
+        var byFile: [FileKey: [Int]] = [:]
+        var byPath: [String: [Int]] = [:]
+        let images: [ImageLocks]
+
+        init(_ s: Snapshot) {
+            images = s.images
+            for (n, i) in s.images.enumerated() {
+                if let ino = i.inode, let d = i.device { byFile[FileKey(device: d, inode: ino), default: []].append(n) }
+                if let p = i.path { byPath[p, default: []].append(n) }
+            }
+        }
+
+        /// The images that are the writer's file: same device and inode, or (when either
+        /// side lacks them) same path. In snapshot order.
+        func images(of w: ImageWriter) -> [ImageLocks] {
+            var hits: [Int] = []
+            if let wino = w.inode, let wd = w.device { hits += byFile[FileKey(device: wd, inode: wino)] ?? [] }
+            hits += (byPath[w.path] ?? []).filter { n in
+                let i = images[n]
+                return !(i.inode != nil && i.device != nil && w.inode != nil && w.device != nil)
+            }
+            return hits.sorted().map { images[$0] }
         }
     }
 
@@ -48,8 +69,9 @@ public enum AuditRules {
     /// lock for CMD), and no virtlockd lock covers the image.
     public static func unlockedWriter(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
         var out: [Finding] = []
+        let index = ImageIndex(s)
         for group in writersByFile(s) {
-            let imgs = images(of: group[0], in: s)
+            let imgs = index.images(of: group[0])
             let holders = imgs.flatMap(\.holders)
             if holders.contains(where: { $0.scheme == .virtlockd }) { continue }
             let holderPids = Set(holders.map(\.pid))
@@ -81,10 +103,11 @@ public enum AuditRules {
     /// shares it (share-rw=on): deliberate, and safe only with a cluster filesystem inside.
     public static func concurrentWriters(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
         var out: [Finding] = []
+        let index = ImageIndex(s)
         for group in writersByFile(s) {
             let pids = Set(group.map(\.pid))
             guard pids.count >= 2 else { continue }
-            let holders = images(of: group[0], in: s).flatMap(\.holders)
+            let holders = index.images(of: group[0]).flatMap(\.holders)
             let sharedOnPurpose = pids.allSatisfy { pid in
                 holders.contains { h in
                     h.pid == pid && h.scheme == .qemu && (h.qemu?.held.contains(.write) ?? false)
@@ -114,8 +137,9 @@ public enum AuditRules {
     /// bit (critical).
     public static func unsafeLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
         var out: [Finding] = []
+        let holders = holdersByLockFile(s)
         for (dir, d) in f.lockDirectories.sorted(by: { $0.key < $1.key }) where d.kind == .directory {
-            if d.mode & 0o002 != 0 && d.mode & 0o1000 == 0 {
+            if ImageLocker.isUnprotected(directoryMode: d.mode) {
                 out.append(Finding(
                     rule: .unsafeLockFile, severity: .critical, image: nil, files: [dir],
                     evidence: "lock dir \(dir) is world-writable without the sticky bit (mode \(d.modeText)): any user "
@@ -158,7 +182,7 @@ public enum AuditRules {
             }
             guard !problems.isEmpty else { continue }
             out.append(Finding(
-                rule: .unsafeLockFile, severity: severity, image: e.image, holders: holders(of: e, in: s),
+                rule: .unsafeLockFile, severity: severity, image: e.image, holders: holders[e.path] ?? [],
                 files: [e.path], evidence: "lock file \(e.path) " + problems.joined(separator: "; it ") + ".",
                 remedy: remedies.joined(separator: "; ")))
         }
@@ -169,13 +193,14 @@ public enum AuditRules {
     /// for writing, so it cannot take an exclusive lock on its own image.
     public static func unwritableLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
         var out: [Finding] = []
+        let holders = holdersByLockFile(s)
         for e in s.lockFiles where isLockFileEntry(e) && e.kind == .regular {
             guard let image = e.image, let img = f.images[image], img.uid != 0, let lf = f.lockFiles[e.path],
                   lf.kind == .regular else { continue }
             let groups = f.userGroups[img.uid] ?? []
             guard !lf.permits(uid: img.uid, gid: groups.first ?? img.gid, groups: groups, access: 2) else { continue }
             out.append(Finding(
-                rule: .unwritableLockFile, severity: .warning, image: image, holders: holders(of: e, in: s),
+                rule: .unwritableLockFile, severity: .warning, image: image, holders: holders[e.path] ?? [],
                 files: [e.path],
                 evidence: "the image's owner (uid \(img.uid)) cannot open lock file \(e.path) for writing (owner uid "
                     + "\(lf.uid), mode \(lf.modeText)): it cannot take an exclusive lock on its own image.",
@@ -213,12 +238,13 @@ public enum AuditRules {
     /// other hosts never see the lock.
     public static func localLockOnSharedStorage(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
         var out: [Finding] = []
+        let holders = holdersByLockFile(s)
         for e in s.lockFiles where isLockFileEntry(e) && e.kind == .regular {
             guard let image = e.image, let fs = f.images[image]?.sharedFilesystem else { continue }
             let dir = directory(of: e.path)
             guard let d = f.lockDirectories[dir], d.sharedFilesystem == nil else { continue }
             out.append(Finding(
-                rule: .localLockOnSharedStorage, severity: .warning, image: image, holders: holders(of: e, in: s),
+                rule: .localLockOnSharedStorage, severity: .warning, image: image, holders: holders[e.path] ?? [],
                 files: [e.path],
                 evidence: "the image is on a shared filesystem (\(fs)) but its lock file \(e.path) is in \(dir) on a local "
                     + "one: \(e.held ? "the lock held here" : "a lock taken here") is invisible to other hosts, which can open "
@@ -267,7 +293,8 @@ public enum AuditRules {
 
     /// `unmapped-lock-file` (info): a lock file whose image cannot be found.
     public static func unmappedLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
-        s.lockFiles.filter { isLockFileEntry($0) && $0.kind == .regular }.compactMap { e in
+        let holders = holdersByLockFile(s)
+        return s.lockFiles.filter { isLockFileEntry($0) && $0.kind == .regular }.compactMap { e in
             let evidence: String
             if let image = e.image {
                 guard f.missingImages.contains(image) else { return nil }
@@ -276,7 +303,7 @@ public enum AuditRules {
                 evidence = "no image found for lock file \(e.path): none of the open files, --images dirs, libvirt "
                     + "disks or QEMU arguments has its SHA-1, and it holds no matching path."
             }
-            return Finding(rule: .unmappedLockFile, severity: .info, image: nil, holders: holders(of: e, in: s),
+            return Finding(rule: .unmappedLockFile, severity: .info, image: nil, holders: holders[e.path] ?? [],
                            files: [e.path], evidence: evidence,
                            remedy: e.held ? "pass the image's directory with --images to name it"
                                : "pass the image's directory with --images to name it; if the image is gone, `locksmith audit --fix` removes the lock file")
@@ -295,8 +322,14 @@ public enum AuditRules {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    /// Holders of the image a lock file belongs to.
-    static func holders(of e: LockFileEntry, in s: Snapshot) -> [InvolvedProcess] {
-        s.images.filter { $0.lockFiles.contains(e.path) }.flatMap(\.holders).map { InvolvedProcess(holder: $0) }
+    /// Holders of the image each lock file belongs to, by lock-file path: one pass over the
+    /// images, made once per rule (a pass per lock file was quadratic in planted files).
+    static func holdersByLockFile(_ s: Snapshot) -> [String: [InvolvedProcess]] {
+        var out: [String: [InvolvedProcess]] = [:]
+        for i in s.images where !i.holders.isEmpty {
+            let involved = i.holders.map { InvolvedProcess(holder: $0) }
+            for f in Set(i.lockFiles) { out[f, default: []] += involved }
+        }
+        return out
     }
 }

@@ -11,7 +11,7 @@ public struct Auditor: Sendable {
 
     public init(lockDirectories: [String] = InspectorOptions.defaultLockDirectories, waitThreshold: Double = 30,
                 procRoot: String = "/proc") {
-        self.lockDirectories = lockDirectories
+        self.lockDirectories = LockDirectories.resolve(lockDirectories)
         self.waitThreshold = waitThreshold
         self.procRoot = procRoot
     }

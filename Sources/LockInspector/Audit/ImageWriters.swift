@@ -11,7 +11,7 @@ struct WriteOpen {
     var inode: UInt64?
 
     /// From the bytes of /proc/PID/fdinfo/FD: nil unless `flags & 3` says write-only or
-    /// read-write (FACTS.md §3) and the link could name an image (not a terminal, /dev/null,
+    /// read-write and the link could name an image (not a terminal, /dev/null,
     /// /proc or /sys, a memfd, a deleted file).
     init?(pid: Int32, fd: Int32, link: String, fdinfo buffer: [UInt8], count: Int) {
         guard let flags = WriteOpen.field(buffer, count: count, "flags:").flatMap({ UInt32($0, radix: 8) }),

@@ -41,7 +41,7 @@ private struct Diagnoser {
                     let ok = checkBackingFile(link, depth: depth)
                     reachable = reachable && ok
                 }
-                guard link.file.exists, link.file.isDisk, link.file.error == nil else { continue }
+                guard link.file.exists, link.file.isDisk, link.file.error == nil, !link.closesLoop else { continue }
                 let found = qemuChecks(link, depth: depth)
                 if reachable, qemuMessage == nil, let first = found.first {
                     qemuMessage = first.message
@@ -103,6 +103,18 @@ private struct Diagnoser {
 
     /// A backing file QEMU will open; false when the open would stop here.
     mutating func checkBackingFile(_ link: ChainLink, depth: Int) -> Bool {
+        if link.closesLoop {
+            // QEMU refuses the image: `qemu-img info --backing-chain` stops with these words
+            // (qemu-img.c, collect_image_info_list); a read-write open fails on the second
+            // open of the repeated file (its own locks), a read-only one recurses until it
+            // runs out of memory.
+            let loop = input.chain[...depth].map(\.name).joined(separator: " -> ")
+            reasons.append(Reason(kind: .backingLoop, path: link.file.path,
+                                  message: "Backing file '\(link.name)' creates an infinite loop: \(loop)",
+                                  remedy: "rebase the overlay that closes the loop onto the real base (`qemu-img rebase -u -b BASE OVERLAY`)",
+                                  blocks: true))
+            return false
+        }
         if let p = link.problem {
             reasons.append(Reason(kind: .chainProblem, path: link.file.path, message: "backing chain at \(link.name): \(p)",
                                   remedy: "inspect it with `qemu-img info --backing-chain -U`", blocks: false))
@@ -400,7 +412,7 @@ private struct Diagnoser {
 
     // MARK: - virtlockd
 
-    /// virtlockd's byte-0 lock (FACTS.md §5): the disk belongs to a running libvirt domain.
+    /// virtlockd's byte-0 lock (libvirt src/locking/lock_driver_lockd.c): the disk belongs to a running libvirt domain.
     /// libvirt takes no lock for read-only disks, so only a read-write open conflicts.
     mutating func checkVirtlockd() {
         guard let entry = input.entry(for: top.file) else { return }

@@ -126,6 +126,7 @@ public struct Reason: Sendable, Equatable {
         case backingMissing = "backing-missing"
         case backingNotReadable = "backing-not-readable"
         case chainProblem = "chain-problem"
+        case backingLoop = "backing-loop"
         case lockDirMissing = "lock-dir-missing"
         case lockDirNotWritable = "lock-dir-not-writable"
         case lockFileSymlink = "lock-file-symlink"

@@ -6,7 +6,7 @@ import ImageLock
 
 extension Verdict: Encodable {
     enum CodingKeys: String, CodingKey {
-        case image, named, mode, opens, outcome, qemuMessage, qemuFailures, blockers, reasons, chain, waiters, facts, proven
+        case image, imageBytes, named, mode, opens, outcome, qemuMessage, qemuFailures, blockers, reasons, chain, waiters, facts, proven
     }
 
     /// QEMU's text and hint line, as QEMU prints them (two lines), or nil.
@@ -16,7 +16,7 @@ extension Verdict: Encodable {
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(image, forKey: .image)
+        try c.encodePath(image, forKey: .image, bytesKey: .imageBytes)
         try c.encode(named, forKey: .named)
         try c.encode(intent.rawValue, forKey: .mode)
         try c.encode(opens, forKey: .opens)

@@ -21,28 +21,28 @@ public enum WhyFacts {
     /// realpath and stat (following links) of a file, and access(2) with the effective ids.
     /// The corresponding C functions are `realpath`, `stat` and `faccessat(..., AT_EACCESS)`.
     public static func file(_ path: String) -> FileFacts {
-        guard let rp = realpath(path, nil) else {
+        guard let rp = PathBytes.withCString(path, { realpath($0, nil) }) else {
             let e = errno
             if e == ENOENT || e == ENOTDIR { return FileFacts(path: absolute(path), kind: nil, readable: false, writable: false) }
             return FileFacts(path: absolute(path), kind: nil, readable: false, writable: false, error: String(cString: strerror(e)))
         }
-        let real = String(cString: rp)
+        let real = PathBytes.string(cString: rp)
         free(rp)
         var st = stat()
-        guard stat(real, &st) == 0 else {
+        guard PathBytes.withCString(real, { stat($0, &st) }) == 0 else {
             let e = errno
             if e == ENOENT { return FileFacts(path: real, kind: nil, readable: false, writable: false) }
             return FileFacts(path: real, kind: nil, readable: false, writable: false, error: String(cString: strerror(e)))
         }
         return FileFacts(path: real, kind: kind(st.st_mode), device: deviceID(st.st_dev), inode: UInt64(st.st_ino),
-                         readable: faccessat(AT_FDCWD, real, R_OK, AT_EACCESS) == 0,
-                         writable: faccessat(AT_FDCWD, real, W_OK, AT_EACCESS) == 0)
+                         readable: PathBytes.withCString(real) { faccessat(AT_FDCWD, $0, R_OK, AT_EACCESS) } == 0,
+                         writable: PathBytes.withCString(real) { faccessat(AT_FDCWD, $0, W_OK, AT_EACCESS) } == 0)
     }
 
     /// lstat of a lock file: a symbolic link is reported as one, never followed.
     static func lockFile(_ path: String) -> FileFacts {
         var st = stat()
-        guard lstat(path, &st) == 0 else {
+        guard PathBytes.withCString(path, { lstat($0, &st) }) == 0 else {
             let e = errno
             if e == ENOENT { return FileFacts(path: path, kind: nil, readable: false, writable: false) }
             return FileFacts(path: path, kind: nil, readable: false, writable: false, error: String(cString: strerror(e)))
@@ -50,8 +50,8 @@ public enum WhyFacts {
         let k = kind(st.st_mode)
         let regular = k == .regular
         return FileFacts(path: path, kind: k, device: deviceID(st.st_dev), inode: UInt64(st.st_ino),
-                         readable: regular && faccessat(AT_FDCWD, path, R_OK, AT_EACCESS) == 0,
-                         writable: regular && faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0)
+                         readable: regular && PathBytes.withCString(path) { faccessat(AT_FDCWD, $0, R_OK, AT_EACCESS) } == 0,
+                         writable: regular && PathBytes.withCString(path) { faccessat(AT_FDCWD, $0, W_OK, AT_EACCESS) } == 0)
     }
 
     static func lockDirFacts(_ named: String, realPath: String) -> LockDirFacts {
@@ -110,6 +110,7 @@ public enum WhyFacts {
             }
             if f.exists && !seen.insert(f.path).inserted {
                 link.problem = "backing loop: \(f.path) is already in the chain"
+                link.closesLoop = true
                 chain.append(link)
                 break
             }
@@ -151,14 +152,18 @@ public enum WhyFacts {
     }
 
     /// Reads a qcow2 header (docs/interop/qcow2.txt): magic `QFI\xfb`, backing_file_offset
-    /// (u64 big-endian at 8), backing_file_size (u32 big-endian at 16). Opens only regular
-    /// files, O_RDONLY|O_NONBLOCK|O_CLOEXEC, so a FIFO or device never blocks or wakes.
+    /// (u64 big-endian at 8), backing_file_size (u32 big-endian at 16). `path` is a realpath
+    /// that stat said is a regular file; by now another user may have put something else
+    /// there: it is opened only if it is still a regular file, through no symbolic link
+    /// (`SafeOpen`), so a FIFO or device swapped in is never opened, and never blocks.
     static func qcow2Backing(_ path: String) -> Header {
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else { return .failed(String(cString: strerror(errno))) }
+        let fd: Int32
+        switch SafeOpen.open(path, flags: O_RDONLY, links: .none, blockDevices: false) {
+        case .success(let opened): fd = opened.fd
+        case .failure(.refused(.blockDevice)): return .notQcow2
+        case .failure(let e): return .failed(e.description)
+        }
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return .notQcow2 }
         var head = [UInt8](repeating: 0, count: 20)
         let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 20, 0) }
         guard n == 20, head[0..<4] == [0x51, 0x46, 0x49, 0xfb] else { return n < 0 ? .failed(String(cString: strerror(errno))) : .notQcow2 }
@@ -170,7 +175,7 @@ public enum WhyFacts {
         var name = [UInt8](repeating: 0, count: Int(size))
         let r = name.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(size), off_t(offset)) }
         guard r == Int(size) else { return .failed("short header") }
-        return .qcow2(String(decoding: name, as: UTF8.self))
+        return .qcow2(PathBytes.string(name))  // the name's bytes, as QEMU opens them
     }
 
     /// QEMU's path_has_protocol: a `:` before any `/`.

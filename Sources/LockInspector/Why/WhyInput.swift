@@ -72,13 +72,17 @@ public struct ChainLink: Sendable, Equatable {
     /// Why the chain stops here, when it stops early: a loop, too deep, a header that
     /// cannot be read, a backing file that is not local.
     public var problem: String?
+    /// This member is a file already in the chain: the chain is a loop, which QEMU refuses.
+    public var closesLoop: Bool
 
-    public init(name: String, backingName: String? = nil, file: FileFacts, format: String = "raw", problem: String? = nil) {
+    public init(name: String, backingName: String? = nil, file: FileFacts, format: String = "raw", problem: String? = nil,
+                closesLoop: Bool = false) {
         self.name = name
         self.backingName = backingName
         self.file = file
         self.format = format
         self.problem = problem
+        self.closesLoop = closesLoop
     }
 }
 
