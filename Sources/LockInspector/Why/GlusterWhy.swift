@@ -51,8 +51,9 @@ public enum GlusterWhy {
     }
 
     /// Probes the image (F_GETLK through `locker`, bounded by its gluster timeout) and, with
-    /// `force` and a lock in the way, names the holders from a brick statedump via `cli`.
-    public static func gather(named: String, intent: OpenIntent, force: Bool, locker: ImageLocker, cli: GlusterCLI,
+    /// `statedump` and a lock in the way, names the holders from a brick statedump via `cli`
+    /// (on a server node; elsewhere the note says why not).
+    public static func gather(named: String, intent: OpenIntent, statedump: Bool, locker: ImageLocker, cli: GlusterCLI,
                               procRoot: String = "/proc") -> Input {
         let host = SystemReads.hostName
         let mode = intent.lockMode
@@ -60,7 +61,7 @@ public enum GlusterWhy {
         do {
             let r = try locker.probe(named, scheme: .gluster, mode: mode)
             guard var c = r.contention else { return input }
-            if force {
+            if statedump {
                 let named = GlusterHolderNaming.name(c, image: r.image, type: mode == .exclusive ? .write : .read, cli: cli)
                 c = named.contention
                 input.namingNote = named.note
