@@ -89,7 +89,7 @@ extension ImageLocker {
     /// match what is opened, when given. Locks seen on several bytes are listed once.
     /// This process must hold no POSIX lock on the file (F_GETLK does not report its own).
     public static func probeLocks(path: String, bytes: [Int64] = ImageLocker.probedBytes,
-                                  expect: (device: UInt64, inode: UInt64)? = nil) throws -> [ProbedLock] {
+                                  expect: (device: DeviceID, inode: UInt64)? = nil) throws -> [ProbedLock] {
         switch Sys.lstat(path) {
         case .success(let s) where s.kind == .regular || s.kind == .blockDevice: break
         case .success(let s): throw ImageLockError.notAnImage(path: path, kind: s.kind)
@@ -103,7 +103,7 @@ extension ImageLocker {
         }
         defer { Sys.close(fd) }
         guard case .success(let st) = Sys.fstat(fd), st.kind == .regular || st.kind == .blockDevice,
-              expect.map({ $0.device == st.device && $0.inode == st.inode }) ?? true else {
+              expect.map({ $0.device == st.deviceID && $0.inode == st.inode }) ?? true else {
             throw ImageLockError.system(operation: "open (the file changed under it)", path: path, errno: ESTALE)
         }
         var out: [ProbedLock] = []

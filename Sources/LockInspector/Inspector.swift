@@ -183,6 +183,9 @@ struct Scan {
     var details: [Int32: ProcessDetails?] = [:]
     var users: [UInt32: String?] = [:]
     var bootTime: Date?
+    var serverLocks: [ServerLockFacts] = []
+    /// The rows made of `serverLocks` (`serverLockRows`).
+    var serverLockRows: [KernelLock] = []
 
     init(options: InspectorOptions) {
         self.options = options
@@ -246,7 +249,14 @@ struct Scan {
         guard let parsed else {
             throw InspectorError.procUnreadable(path: procRoot + "/locks", errno: readErrno == 0 ? ENOENT : readErrno)
         }
-        let rows = parsed.locks
+        var rows = parsed.locks
+        if options.focus == nil && fds.live {
+            // Files on FUSE, NFS...: their locks are asked of the filesystem (F_GETLK) and
+            // those of local processes with the file open join the kernel's rows.
+            let (server, facts) = serverLockRows(fds, kernel: rows)
+            rows += server
+            (serverLocks, serverLockRows) = (facts, server)
+        }
         for line in parsed.malformed {
             unseen.append(Unseen(what: "\(procRoot)/locks line \"\(line)\"", why: "not in the kernel's format"))
         }
@@ -350,8 +360,10 @@ struct Scan {
         Parallel.release(ScanTables(rowsByFile: rowsByFile, rows: rows, fds: fds, procs: procs, candidates: candidates,
                                     lockFileKeys: lockFileKeys))
         t.total = now() - t0
-        return Snapshot(host: SystemReads.hostName, generated: Date(), images: images,
-                        lockFiles: allLockFiles, unseen: unseen, writers: writers)
+        var snapshot = Snapshot(host: SystemReads.hostName, generated: Date(), images: images,
+                                lockFiles: allLockFiles, unseen: unseen, writers: writers)
+        snapshot.serverLocks = serverLocks
+        return snapshot
     }
 
     // MARK: Lock dirs
@@ -536,13 +548,16 @@ struct Scan {
         out.pids = pass.pids
         out.hidden = pass.hidden
         let root = procRoot
+        var byInode: [UInt64: [KernelLock]] = [:]
+        for r in serverLockRows where r.inode != nil { byInode[r.inode!, default: []].append(r) }
+        let serverRows = byInode
         let parts = Parallel.chunks(pass.fds.count, chunk: 256) { range -> [[FDFinding]] in
             var reader = ProcessFDReader(procRoot: root)
             defer { reader.close() }
             var found: [FDFinding] = []
             for i in range {
                 if let f = Scan.examine(pass.fds[i], locked: locked, lockFiles: lockFiles,
-                                        paths: paths, writers: writers, reader: &reader) { found.append(f) }
+                                        paths: paths, writers: writers, serverRows: serverRows, reader: &reader) { found.append(f) }
             }
             return [found]
         }
@@ -567,7 +582,8 @@ struct Scan {
     /// Step two for one fd; nil when it is neither a holder nor a candidate image.
     static func examine(_ f: OpenFD, locked: [UInt64: [KernelLock]]?,
                         lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
-                        paths: Bool, writers: Bool, reader: inout ProcessFDReader) -> FDFinding? {
+                        paths: Bool, writers: Bool, serverRows: [UInt64: [KernelLock]] = [:],
+                        reader: inout ProcessFDReader) -> FDFinding? {
         var out = FDFinding(fd: f)
         let lockFile = f.device.flatMap { lockFiles.byKey[FileKey(device: $0, inode: f.inode)] }.map { lockFiles.entries[$0].path }
         if paths && lockFile == nil && (f.kind == nil || f.kind == .regular || f.kind == .blockDevice) {
@@ -585,6 +601,14 @@ struct Scan {
             out.fdinfoRead = true
             if let i = reader.info(pid: f.pid, fd: f.fd) {
                 (out.flags, out.locks) = (i.flags, i.locks)
+            }
+        }
+        // Locks that only the filesystem knows (FUSE...): fdinfo never lists them.
+        if let extra = serverRows[f.inode], let dev = f.device {
+            let own = extra.filter { $0.pid == f.pid && $0.device == dev && !out.locks.contains($0) }
+            if !own.isEmpty, let mode = out.locks.isEmpty ? reader.openFlags(pid: f.pid, fd: f.fd) : out.flags {
+                out.flags = mode
+                out.locks += own
             }
         }
         if out.locks.first?.fileKey != nil && out.link == nil {

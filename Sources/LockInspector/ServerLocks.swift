@@ -246,3 +246,57 @@ extension ServerLocks {
         return f
     }
 }
+
+extension Scan {
+    /// The open regular files on filesystems whose locks the lock table does not show in
+    /// full (`SharedFilesystem`, one statfs per device through an fd on it): each is asked
+    /// with F_GETLK on QEMU's bytes (`ImageLocker.probeLocks`, nothing taken), and each lock
+    /// whose l_pid is a process with the file open becomes a POSIX row of that pid, as the
+    /// kernel would list it on a local filesystem. Returns the rows and what was seen.
+    mutating func serverLockRows(_ pass: FDPass, kernel: [KernelLock]) -> (rows: [KernelLock], facts: [ServerLockFacts]) {
+        var filesystems: [DeviceID: SharedFilesystem?] = [:]
+        var files: [FileKey: [OpenFD]] = [:]
+        var order: [FileKey] = []
+        for f in pass.fds where f.kind == .regular {
+            guard let dev = f.device else { continue }
+            if filesystems[dev] == nil {
+                filesystems[dev] = SharedFilesystem.of(path: "\(procRoot)/\(f.pid)/fd/\(f.fd)")
+            }
+            guard filesystems[dev]! != nil else { continue }
+            let key = FileKey(device: dev, inode: f.inode)
+            if files[key] == nil { order.append(key) }
+            files[key, default: []].append(f)
+        }
+        guard !order.isEmpty else { return ([], []) }
+        var rows: [KernelLock] = []
+        var facts: [ServerLockFacts] = []
+        var reader = ProcessFDReader(procRoot: procRoot)
+        defer { reader.close() }
+        let wanted = Set(order.map(\.inode))
+        var listed = Set<String>()  // "inode/pid" the kernel lists already (this host's, on NFS...)
+        for r in kernel where r.inode.map(wanted.contains) ?? false { if let p = r.pid { listed.insert("\(r.inode!)/\(p)") } }
+        for key in order {
+            let fds = files[key]!
+            guard let dev = key.device, let fs = filesystems[dev] ?? nil,
+                  let path = fds.lazy.compactMap({ reader.link(pid: $0.pid, fd: $0.fd) }).first(where: { $0.hasPrefix("/") }) else { continue }
+            var f = ServerLockFacts(path: path, device: dev, inode: key.inode, filesystem: fs, localHost: SystemReads.hostName)
+            do {
+                f.probed = try ImageLocker.probeLocks(path: path, expect: (dev, key.inode))
+            } catch {
+                f.probeError = "\(error)"
+                unseen.append(Unseen(what: "locks of \(path) (on \(fs.name))", why: "F_GETLK: \(error)"))
+            }
+            let openers = Set(fds.map(\.pid))
+            for l in f.probed {
+                guard let pid = l.pid, openers.contains(pid), !listed.contains("\(key.inode)/\(pid)") else { continue }
+                f.openers.append(contentsOf: fds.filter { $0.pid == pid && !f.openers.contains(where: { $0.pid == pid }) }
+                    .prefix(1).map { Opener(pid: $0.pid, fd: $0.fd, command: "") })
+                let row = KernelLock(id: -(rows.count + 1), kind: "POSIX", mode: "ADVISORY", type: l.type.rawValue, pid: pid,
+                                     device: dev, inode: key.inode, start: l.range.start, end: l.range.end)
+                rows.append(row)
+            }
+            facts.append(f)
+        }
+        return (rows, facts)
+    }
+}

@@ -24,8 +24,14 @@ extension Locksmith {
                 A gluster://HOST[:PORT]/VOLUME/PATH image is asked about on the volume: \
                 would a whole-file F_WRLCK (--write) or F_RDLCK (--read-only) through \
                 glfs_posix_lock be granted (F_GETLK; nothing is taken). Blockers carry the \
-                pid; --force takes a brick statedump (a server node) that adds every \
-                holder's host. --timeout bounds each step against the server.
+                pid; on a server node a brick statedump adds every holder's host \
+                (--no-statedump skips it). --timeout bounds each step against the server.
+
+                An image on a filesystem whose locks /proc/locks does not show (FUSE, such \
+                as a GlusterFS mount; NFS, CephFS, SMB, GFS2 and OCFS2 show only this \
+                host's) is judged from F_GETLK on QEMU's lock bytes, which the filesystem \
+                answers from where its locks live; nothing is taken. On a GlusterFS FUSE \
+                mount of a server node a brick statedump names every holder's host and pid.
 
                 Examples:
                   locksmith why vm1.qcow2

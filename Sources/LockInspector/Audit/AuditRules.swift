@@ -35,6 +35,15 @@ public enum AuditRules {
         return order.map { groups[$0]! }
     }
 
+    /// What F_GETLK said of the writer's file, when it is on a filesystem whose locks the
+    /// lock table does not show in full.
+    static func serverLocks(of w: ImageWriter, in s: Snapshot) -> ServerLockFacts? {
+        s.serverLocks.first { f in
+            if let ino = f.inode, let wino = w.inode, let d = f.device, let wd = w.device { return ino == wino && d == wd }
+            return f.path == w.path
+        }
+    }
+
     /// The snapshot's images that are the writers' file: same device and inode, or same path.
     static func images(of w: ImageWriter, in s: Snapshot) -> [ImageLocks] {
         s.images.filter { i in
@@ -59,6 +68,26 @@ public enum AuditRules {
                 return !line.contains(where: holderPids.contains) && seen.insert(w.pid).inserted
             }
             guard !unlocked.isEmpty else { continue }
+            if let server = serverLocks(of: group[0], in: s) {
+                // Its locks live on the server: only F_GETLK knows them, and it names one
+                // holder per byte (and, on FUSE, pids as their own host numbers them). A
+                // probe that found no lock at all proves there is none; anything else
+                // cannot tell whether these writers hold some.
+                let others = server.probed.filter { l in !(l.pid.map(holderPids.contains) ?? false) }
+                if server.probeError != nil || !others.isEmpty {
+                    let seen = server.probeError.map { "F_GETLK on it failed (\($0))" }
+                        ?? "F_GETLK shows locks held by " + Set(others.map { $0.pid.map { "pid \($0)" } ?? "an unnamed holder" }).sorted().joined(separator: ", ")
+                            + ", not by a process here with it open"
+                    out.append(Finding(
+                        rule: .unlockedWriter, severity: .info, image: group[0].path,
+                        holders: unlocked.map(InvolvedProcess.init(writer:)), files: [],
+                        evidence: unlocked.map { "\(InvolvedProcess(writer: $0).label) has it open \($0.openMode.rawValue) (fd \($0.fd))" }
+                            .joined(separator: "; ") + "; it is on \(server.filesystem.name), whose locks live on the server, and \(seen): "
+                            + "cannot tell whether it holds a lock.",
+                        remedy: "run `locksmith why \(group[0].path)` here and `locksmith list` on the other hosts of the filesystem"))
+                    continue
+                }
+            }
             let who = unlocked.map {
                 "\(InvolvedProcess(writer: $0).label) has it open \($0.openMode.rawValue) (fd \($0.fd)) and holds no lock on it"
             }

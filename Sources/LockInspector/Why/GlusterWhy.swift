@@ -6,8 +6,8 @@ import ImageLock
 /// holds what stands in the way (pid, and host when it can be known), and what to do.
 ///
 /// The answer comes from F_GETLK on the volume through the core's probe (nothing is taken),
-/// so it is proven, not inferred. F_GETLK names one holder and only its l_pid; `force`
-/// takes a brick statedump (on a server node) that names every holder with its host,
+/// so it is proven, not inferred. F_GETLK names one holder and only its l_pid; a brick
+/// statedump (on a server node; skipped with `--no-statedump`) names every holder with its host,
 /// including holders that are not locksmith (fcntl users on FUSE mounts).
 /// QEMU's own gluster driver (block/gluster.c) takes no image locks: this is about the
 /// gluster scheme's users, not about QEMU's byte locks.
@@ -146,7 +146,7 @@ public enum GlusterWhy {
         } else if input.fromStatedump || h.source == .statedump {
             remedy = "stop \(who) on the host that holds it, or wait for it; \(clear)"
         } else {
-            remedy = "stop \(who) on the host that holds it (F_GETLK tells only the pid: `locksmith why --force \(image)` on a server node names the host); \(clear)"
+            remedy = "stop \(who) on the host that holds it (F_GETLK tells only the pid: `locksmith why \(image)` on a server node names the host); \(clear)"
         }
         let conflict = h.type == .write ? "exclusive" : "shared"
         return Blocker(pid: h.pid.flatMap { $0 > 0 ? $0 : nil }, command: d?.command, args: d?.args ?? [], vm: d?.vm,
