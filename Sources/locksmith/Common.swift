@@ -141,8 +141,12 @@ struct ScanOptions: ParsableArguments {
     var timeout: Double = GlusterOptions.defaultTimeout
 
     @Flag(help: ArgumentHelp(
-        "With --gluster: take one brick statedump per volume to name every holder's host, FUSE mounts too (needs a server node: the gluster CLI and glusterd here)."))
+        "With --gluster: take one brick statedump per volume to name every holder's host, FUSE mounts too (needs a server node: the gluster CLI and glusterd here; `list` does it by default)."))
     var force = false
+
+    @Flag(name: .customLong("no-statedump"), help: ArgumentHelp(
+        "With --gluster: take no brick statedump (`list` takes one per volume by default on a server node)."))
+    var noStatedump = false
 
     func validate() throws {
         for v in glusterVolumes {
@@ -157,19 +161,24 @@ struct ScanOptions: ParsableArguments {
             if glusterPath != nil { throw ValidationError("--gluster-path needs --gluster HOST[:PORT]/VOLUME") }
             if allFiles { throw ValidationError("--all-files needs --gluster HOST[:PORT]/VOLUME") }
             if force { throw ValidationError("--force needs --gluster HOST[:PORT]/VOLUME (it takes their statedumps)") }
+            if noStatedump { throw ValidationError("--no-statedump needs --gluster HOST[:PORT]/VOLUME") }
         }
         if let p = glusterPath, p.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
             throw ValidationError("--gluster-path must not contain . or ..")
         }
     }
 
-    var inspectorOptions: InspectorOptions {
+    var inspectorOptions: InspectorOptions { inspectorOptions(statedumpByDefault: false) }
+
+    /// With `statedumpByDefault` (`list`), a statedump is taken unless --no-statedump.
+    func inspectorOptions(statedumpByDefault: Bool) -> InspectorOptions {
+        let statedump = force || (statedumpByDefault && !noStatedump)
         var o = InspectorOptions(procRoot: procRoot,
                                  lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
                                  imageDirectories: imageDirectories)
         let dir = "/" + (glusterPath ?? "").split(separator: "/").joined(separator: "/")
         o.glusterVolumes = glusterVolumes.compactMap { try? GlusterURL(parsingVolume: $0) }.map { v in
-            GlusterVolumeScan(volume: v.file(dir), allFiles: allFiles, timeout: timeout, statedump: force)
+            GlusterVolumeScan(volume: v.file(dir), allFiles: allFiles, timeout: timeout, statedump: statedump)
         }
         return o
     }
