@@ -132,4 +132,28 @@ final class ClusterSharedStorageTests: XCTestCase {
     func inode(_ bed: ClusterTestBed, _ image: String) throws -> String {
         try bed.run(on: "h2", ["stat", "-c", "%i", image]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
+
+    /// The bed's hosts are what the tests assume: their own name, /var/tmp and PID numbering,
+    /// one shared FUSE mount, and a real sshd taking root's key (for cluster-wide commands).
+    func testTheHostsAreSeparateButShareTheVolume() throws {
+        let bed = try ClusterTestBed.require(hosts: 2)
+        let key = try XCTUnwrap(ProcessInfo.processInfo.environment["CLUSTER_SSH_KEY"])
+        let mark = "mark-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        XCTAssertEqual(try bed.run(on: "h1", ["touch", "/var/tmp/\(mark)", "\(bed.shared)/\(mark)"]).status, 0)
+        defer { _ = try? bed.run(on: "h1", ["rm", "-f", "/var/tmp/\(mark)", "\(bed.shared)/\(mark)"]) }
+        XCTAssertEqual(try bed.run(on: "h2", ["test", "-e", "/var/tmp/\(mark)"]).status, 1, "each host has its own /var/tmp")
+        XCTAssertEqual(try bed.run(on: "h2", ["test", "-e", "\(bed.shared)/\(mark)"]).status, 0, "the volume is shared")
+        XCTAssertEqual(try bed.run(on: "h2", ["stat", "-f", "-c", "%T", bed.shared]).stdout, "fuseblk\n")
+        for h in bed.hosts {
+            let ssh = try Run.capture(try Run.tool("ssh"), ["-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                                          "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
+                                                          "root@\(h.address)", "hostname; readlink /proc/self/ns/pid"], timeout: 20)
+            XCTAssertEqual(ssh.status, 0, "\(ssh)")
+            let lines = ssh.stdout.split(separator: "\n").map(String.init)
+            XCTAssertEqual(lines.first, h.name, "\(ssh)")
+            let ns = try bed.run(on: h.name, ["readlink", "/proc/self/ns/pid"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            XCTAssertEqual(lines.last, ns, "ssh lands in the host's own PID namespace")
+            XCTAssertNotEqual(ns, try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"))
+        }
+    }
 }
