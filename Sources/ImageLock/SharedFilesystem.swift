@@ -52,6 +52,21 @@ public struct SharedFilesystem: Sendable, Equatable, Hashable {
         }
     }
 
+    /// The filesystem of a mount's type as /proc/PID/mountinfo names it (`fuse.glusterfs`,
+    /// `nfs4`, ...); nil for a local one. Read from mountinfo, it asks nothing of the
+    /// filesystem itself (statfs on a hung server would wait for it).
+    public static func of(fstype: String) -> SharedFilesystem? {
+        switch fstype {
+        case "fuse", "fuseblk", _ where fstype.hasPrefix("fuse."): return SharedFilesystem(name: "fuse", localTable: .showsNone)
+        case "nfs", "nfs4": return SharedFilesystem(name: "nfs", localTable: .showsThisHostOnly)
+        case "ceph": return SharedFilesystem(name: "ceph", localTable: .showsThisHostOnly)
+        case "cifs", "smb3": return SharedFilesystem(name: "smb", localTable: .showsThisHostOnly)
+        case "gfs2": return SharedFilesystem(name: "gfs2", localTable: .showsThisHostOnly)
+        case "ocfs2": return SharedFilesystem(name: "ocfs2", localTable: .showsThisHostOnly)
+        default: return nil
+        }
+    }
+
     /// The shared filesystem `path` is on (statfs, following links); nil when local or
     /// when statfs fails. The corresponding C function is `statfs`.
     public static func of(path: String) -> SharedFilesystem? {
@@ -88,8 +103,21 @@ extension ImageLocker {
     /// only when it is a regular file (or block device); `expect` (device, inode) must
     /// match what is opened, when given. Locks seen on several bytes are listed once.
     /// This process must hold no POSIX lock on the file (F_GETLK does not report its own).
+    /// A server that does not answer within `timeout` seconds is an error (ETIMEDOUT); the
+    /// call then goes on, unobserved, on a thread of its own.
     public static func probeLocks(path: String, bytes: [Int64] = ImageLocker.probedBytes,
-                                  expect: (device: DeviceID, inode: UInt64)? = nil) throws -> [ProbedLock] {
+                                  expect: (device: DeviceID, inode: UInt64)? = nil, timeout: Double = 5) throws -> [ProbedLock] {
+        let r = DetachedCall.run(seconds: timeout) { () -> Result<[ProbedLock], Error> in
+            Result { try probeLocksNow(path: path, bytes: bytes, expect: expect) }
+        }
+        guard let r else {
+            throw ImageLockError.system(operation: "test lock (F_GETLK; no answer within \(ImageLockError.seconds(timeout)))",
+                                        path: path, errno: ETIMEDOUT)
+        }
+        return try r.get()
+    }
+
+    static func probeLocksNow(path: String, bytes: [Int64], expect: (device: DeviceID, inode: UInt64)?) throws -> [ProbedLock] {
         switch Sys.lstat(path) {
         case .success(let s) where s.kind == .regular || s.kind == .blockDevice: break
         case .success(let s): throw ImageLockError.notAnImage(path: path, kind: s.kind)

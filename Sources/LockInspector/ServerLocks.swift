@@ -3,27 +3,15 @@ import ImageLock
 
 /// A local process that has a file open, as far as naming a lock holder needs.
 public struct Opener: Sendable, Equatable {
-    public var pid: Int32
     public var fd: Int32
     public var openMode: OpenMode?
-    public var command: String
-    public var args: [String]
-    public var user: String?
-    public var uid: UInt32?
-    public var started: Date?
-    public var vm: String?
+    public var process: ProcessDetails
+    public var pid: Int32 { process.pid }
 
-    public init(pid: Int32, fd: Int32, openMode: OpenMode? = nil, command: String, args: [String] = [],
-                user: String? = nil, uid: UInt32? = nil, started: Date? = nil, vm: String? = nil) {
-        self.pid = pid
+    public init(fd: Int32, openMode: OpenMode? = nil, process: ProcessDetails) {
         self.fd = fd
         self.openMode = openMode
-        self.command = command
-        self.args = args
-        self.user = user
-        self.uid = uid
-        self.started = started
-        self.vm = vm
+        self.process = process
     }
 }
 
@@ -137,8 +125,9 @@ public enum ServerLocks {
     static func holder(pid: Int32, opener o: Opener?, host: String?, ranges: [(LockType, ByteRange)]) -> Holder {
         let perms = QemuPermissions(lockedRanges: ranges.map { ($0.1.start, $0.1.end) })
         let writes = ranges.contains { $0.0 == .write }
-        return Holder(pid: pid, command: o?.command ?? "?", args: o?.args ?? [], user: o?.user, uid: o?.uid,
-                      started: o?.started, fd: o?.fd, openMode: o?.openMode, vm: o?.vm, scheme: .qemu,
+        let d = o?.process
+        return Holder(pid: pid, command: d?.command ?? "?", args: d?.args ?? [], user: d?.user, uid: d?.uid,
+                      started: d?.started, fd: o?.fd, openMode: o?.openMode, vm: d?.vm, scheme: .qemu,
                       lockType: writes ? .write : .read, qemu: perms, host: host)
     }
 
@@ -172,6 +161,19 @@ extension ServerLocks {
             best = (mp, unescape(fields[dash + 2]))
         }
         return best
+    }
+
+    /// The filesystem type of each device (`maj:min`, field 3) in the text of a mountinfo.
+    public static func filesystemTypes(mountinfo: String) -> [DeviceID: String] {
+        var out: [DeviceID: String] = [:]
+        for line in mountinfo.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard fields.count > 6, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
+            let mm = fields[2].split(separator: ":")
+            guard mm.count == 2, let major = UInt32(mm[0]), let minor = UInt32(mm[1]) else { continue }
+            out[DeviceID(major: major, minor: minor)] = String(fields[dash + 1])
+        }
+        return out
     }
 
     /// mountinfo's octal escapes (`\040` for a space).
@@ -240,8 +242,7 @@ extension ServerLocks {
             guard SystemReads.openFiles(procRoot: procRoot, pid: pid, into: &fds) == nil,
                   let fd = fds.first(where: { $0.inode == inode && (device == nil || $0.device == nil || $0.device == device) }),
                   let d = ProcessDetails.read(pid: pid, procRoot: procRoot, bootTime: boot, users: &users) else { continue }
-            f.openers.append(Opener(pid: pid, fd: fd.fd, openMode: reader.openFlags(pid: pid, fd: fd.fd).map(OpenMode.init(flags:)),
-                                    command: d.command, args: d.args, user: d.user, uid: d.uid, started: d.started, vm: d.vm))
+            f.openers.append(Opener(fd: fd.fd, openMode: reader.openFlags(pid: pid, fd: fd.fd).map(OpenMode.init(flags:)), process: d))
         }
         return f
     }
@@ -249,7 +250,8 @@ extension ServerLocks {
 
 extension Scan {
     /// The open regular files on filesystems whose locks the lock table does not show in
-    /// full (`SharedFilesystem`, one statfs per device through an fd on it): each is asked
+    /// full (`SharedFilesystem`, by each device's type in the mountinfo of a process that has
+    /// a file open on it: nothing is asked of the filesystem for that): each is asked
     /// with F_GETLK on QEMU's bytes (`ImageLocker.probeLocks`, nothing taken), and each lock
     /// whose l_pid is a process with the file open becomes a POSIX row of that pid, as the
     /// kernel would list it on a local filesystem. Returns the rows and what was seen.
@@ -257,11 +259,16 @@ extension Scan {
         var filesystems: [DeviceID: SharedFilesystem?] = [:]
         var files: [FileKey: [OpenFD]] = [:]
         var order: [FileKey] = []
+        var readMountinfo = Set<Int32>()
         for f in pass.fds where f.kind == .regular {
             guard let dev = f.device else { continue }
-            if filesystems[dev] == nil {
-                filesystems[dev] = SharedFilesystem.of(path: "\(procRoot)/\(f.pid)/fd/\(f.fd)")
+            if filesystems[dev] == nil && readMountinfo.insert(f.pid).inserted,
+               let text = SystemReads.readProc("\(procRoot)/\(f.pid)/mountinfo") {
+                for (d, type) in ServerLocks.filesystemTypes(mountinfo: text) where filesystems[d] == nil {
+                    filesystems[d] = .some(SharedFilesystem.of(fstype: type))
+                }
             }
+            if filesystems[dev] == nil { filesystems[dev] = .some(nil) }
             guard filesystems[dev]! != nil else { continue }
             let key = FileKey(device: dev, inode: f.inode)
             if files[key] == nil { order.append(key) }
@@ -290,7 +297,7 @@ extension Scan {
             for l in f.probed {
                 guard let pid = l.pid, openers.contains(pid), !listed.contains("\(key.inode)/\(pid)") else { continue }
                 f.openers.append(contentsOf: fds.filter { $0.pid == pid && !f.openers.contains(where: { $0.pid == pid }) }
-                    .prefix(1).map { Opener(pid: $0.pid, fd: $0.fd, command: "") })
+                    .prefix(1).map { Opener(fd: $0.fd, process: ProcessDetails(pid: $0.pid, command: "")) })
                 let row = KernelLock(id: -(rows.count + 1), kind: "POSIX", mode: "ADVISORY", type: l.type.rawValue, pid: pid,
                                      device: dev, inode: key.inode, start: l.range.start, end: l.range.end)
                 rows.append(row)

@@ -32,11 +32,21 @@ final class ServerLocksTests: XCTestCase {
         XCTAssertEqual(SharedFilesystem.of(magic: 0x00c36400)?.name, "ceph")
         XCTAssertNil(SharedFilesystem.of(magic: 0xEF53), "ext4 is local")
         XCTAssertNil(SharedFilesystem.of(magic: 0x01021994), "tmpfs is local")
+        XCTAssertEqual(SharedFilesystem.of(fstype: "fuse.glusterfs"), fuse)
+        XCTAssertEqual(SharedFilesystem.of(fstype: "nfs4")?.name, "nfs")
+        XCTAssertNil(SharedFilesystem.of(fstype: "ext4"))
+        XCTAssertNil(SharedFilesystem.of(fstype: "fusectl"), "not a fuse mount")
+        let types = ServerLocks.filesystemTypes(mountinfo: """
+            36 25 0:32 / /tmp rw,relatime shared:15 - tmpfs tmpfs rw
+            120 36 0:53 / /shared rw,relatime shared:70 opt:1 - fuse.glusterfs 10.77.0.1:/clvol rw
+            """)
+        XCTAssertEqual(types[DeviceID(major: 0, minor: 53)], "fuse.glusterfs", "optional fields before the dash")
+        XCTAssertEqual(types[DeviceID(major: 0, minor: 32)], "tmpfs")
     }
 
     func testALocalHolderNamedByTheProbesPid() {
         let f = ServerLockFacts(path: path, device: dev, inode: 77, filesystem: fuse, probed: qemuLocks(4242),
-                                openers: [Opener(pid: 4242, fd: 5, openMode: .readWrite, command: "qemu-io", user: "root")],
+                                openers: [Opener(fd: 5, openMode: .readWrite, process: ProcessDetails(pid: 4242, command: "qemu-io", user: "root"))],
                                 localHost: "h1")
         let e = ServerLocks.entry(f)
         XCTAssertEqual(e.holders.map(\.pid), [4242])
@@ -70,7 +80,7 @@ final class ServerLocksTests: XCTestCase {
         }
         let dump = QemuPermissions.readWrite.bytes.map { rec("h1", 31, $0) } + [rec("h2", 8, 100)]
         let f = ServerLockFacts(path: path, device: dev, inode: 77, filesystem: fuse, probed: qemuLocks(31),
-                                openers: [Opener(pid: 8, fd: 3, command: "qemu-io")],
+                                openers: [Opener(fd: 3, process: ProcessDetails(pid: 8, command: "qemu-io"))],
                                 glusterVolume: "clvol", glusterPath: "/vm.qcow2", statedump: dump, localHost: "h2")
         let e = ServerLocks.entry(f)
         XCTAssertEqual(e.holders.map(\.pid), [31, 8])
@@ -107,7 +117,7 @@ final class ServerLocksTests: XCTestCase {
         let f = ServerLockFacts(path: path, device: dev, inode: 77, filesystem: nfs,
                                 probed: [ProbedLock(type: .read, range: ByteRange(start: 100, length: 1), pid: 5),
                                          ProbedLock(type: .write, range: .wholeFile, pid: 900)],
-                                openers: [Opener(pid: 5, fd: 3, command: "qemu-io")], localHost: "a")
+                                openers: [Opener(fd: 3, process: ProcessDetails(pid: 5, command: "qemu-io"))], localHost: "a")
         let m = ServerLocks.merged(local, f)
         XCTAssertEqual(m.holders.map(\.pid), [5])
         XCTAssertEqual(m.locks.map(\.pid), [nil], "the other host's lock, unnamed")
