@@ -156,4 +156,53 @@ final class ClusterSharedStorageTests: XCTestCase {
             XCTAssertNotEqual(ns, try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"))
         }
     }
+
+    /// audit on a host where a process has a shared image open for writing: with locks on the
+    /// server it cannot attribute (h1's qemu-io), it cannot tell: info, not critical; with no
+    /// lock on the server at all, the writer is unlocked: critical. A read-only look agrees
+    /// with QEMU's (`qemu-io -r`) and with `try --shared` too.
+    func testAuditOfAWriterOnH2AndReadOnlyAgreement() throws {
+        let bed = try ClusterTestBed.require(hosts: 2)
+        let image = bed.imagePath("cl-audit")
+        XCTAssertEqual(try bed.run(on: "h1", ["qemu-img", "create", "-q", "-f", "qcow2", image, "16M"]).status, 0)
+        defer { _ = try? bed.run(on: "h1", ["rm", "-f", image]) }
+        // A writer without locks on h2 (python keeps the file open read-write).
+        let writer = try bed.spawn(on: "h2", ["python3", "-c", "import os, time; fd = os.open(\"\(image)\", os.O_RDWR); time.sleep(600)"])
+        defer { try? bed.stop(writer, on: "h2") }
+        func finding() throws -> [String: Any]? {
+            var rounds = 0
+            while rounds < 200 {
+                let a = try bed.run(on: "h2", [Run.locksmith, "audit", "--json", "--fail-on", "info"])
+                let obj = try JSONSerialization.jsonObject(with: Data(a.stdout.utf8)) as? [String: Any]
+                let f = (obj?["findings"] as? [[String: Any]] ?? []).first { $0["image"] as? String == image }
+                if f != nil { return f }
+                rounds += 1
+                usleep(25_000)
+            }
+            return nil
+        }
+        let bare = try XCTUnwrap(try finding(), "the writer is seen")
+        XCTAssertEqual(bare["rule"] as? String, "unlocked-writer")
+        XCTAssertEqual(bare["severity"] as? String, "critical", "no lock anywhere on the server: \(bare)")
+
+        let holder = try bed.spawn(on: "h1", ["qemu-io", "-r", "-c", "sleep 600000", image])
+        defer { try? bed.stop(holder, on: "h1") }
+        var rounds = 0
+        while try !locked(bed, "h2", image) && rounds < 400 {
+            rounds += 1
+            usleep(25_000)
+        }
+        let unsure = try XCTUnwrap(try finding())
+        XCTAssertEqual(unsure["rule"] as? String, "unlocked-writer")
+        XCTAssertEqual(unsure["severity"] as? String, "info", "locks on the server it cannot attribute: \(unsure)")
+        XCTAssertTrue((unsure["evidence"] as? String ?? "").contains("cannot tell"), "\(unsure)")
+
+        // A reader on h1: a read-only look from h2 opens, a read-write open does not.
+        XCTAssertEqual(try bed.run(on: "h2", ["qemu-io", "-r", "-c", "quit", image]).status, 0)
+        XCTAssertEqual(try bed.run(on: "h2", [Run.locksmith, "why", "--read-only", image]).status, 0)
+        XCTAssertEqual(try bed.run(on: "h2", [Run.locksmith, "try", "--shared", "--scheme", "qemu", image]).status, 0)
+        XCTAssertNotEqual(try bed.run(on: "h2", ["qemu-io", "-c", "quit", image]).status, 0)
+        XCTAssertEqual(try bed.run(on: "h2", [Run.locksmith, "why", image]).status, 1)
+        XCTAssertEqual(try bed.run(on: "h2", [Run.locksmith, "try", "--scheme", "qemu", image]).status, 1)
+    }
 }
