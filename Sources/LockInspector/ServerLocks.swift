@@ -76,15 +76,7 @@ public enum ServerLocks {
         let local = Dictionary(f.openers.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
         var holders: [Holder] = []
         if let dump = f.statedump {
-            var order: [String] = []
-            var groups: [String: [GlusterLockRecord]] = [:]
-            for r in dump where r.state == .active {
-                let key = "\(r.host ?? "?")/\(r.holderPID.map(String.init) ?? "?")"
-                if groups[key] == nil { order.append(key) }
-                groups[key, default: []].append(r)
-            }
-            for key in order {
-                let rs = groups[key]!
+            for rs in byHolder(dump.filter { $0.state == .active }) {
                 let pid = rs[0].holderPID ?? 0
                 let here = rs[0].host == f.localHost
                 holders.append(holder(pid: pid, opener: here ? local[pid] : nil, host: here ? nil : rs[0].host,
@@ -122,23 +114,28 @@ public enum ServerLocks {
         return out
     }
 
+    /// Statedump records grouped by holder (host and pid), in order of first sight.
+    static func byHolder(_ records: [GlusterLockRecord]) -> [[GlusterLockRecord]] {
+        var order: [String] = []
+        var groups: [String: [GlusterLockRecord]] = [:]
+        for r in records {
+            let key = "\(r.host ?? "?")/\(r.holderPID.map(String.init) ?? "?")"
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(r)
+        }
+        return order.map { groups[$0]! }
+    }
+
     /// The holders a statedump names on other hosts, added to the snapshot's entries of
     /// their files (an entry is made for a file no local holder has): a scan names only
     /// this host's processes.
     static func addRemoteHolders(_ facts: [ServerLockFacts], to images: inout [ImageLocks]) {
         for f in facts {
             guard let dump = f.statedump else { continue }
-            var order: [String] = []
-            var groups: [String: [GlusterLockRecord]] = [:]
-            for r in dump where r.host != f.localHost {
-                let key = "\(r.host ?? "?")/\(r.holderPID.map(String.init) ?? "?")"
-                if groups[key] == nil { order.append(key) }
-                groups[key, default: []].append(r)
-            }
-            guard !order.isEmpty else { continue }
-            let remote = order.map { key -> Holder in
-                let rs = groups[key]!
-                return holder(pid: rs[0].holderPID ?? 0, opener: nil, host: rs[0].host ?? "?", ranges: rs.map { ($0.type, $0.range) })
+            let groups = byHolder(dump.filter { $0.host != f.localHost })
+            guard !groups.isEmpty else { continue }
+            let remote = groups.map { rs -> Holder in
+                holder(pid: rs[0].holderPID ?? 0, opener: nil, host: rs[0].host ?? "?", ranges: rs.map { ($0.type, $0.range) })
             }
             if let i = images.firstIndex(where: { $0.inode == f.inode && $0.device == f.device && $0.inode != nil }) {
                 images[i].holders += remote
