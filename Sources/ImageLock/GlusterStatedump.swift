@@ -229,11 +229,31 @@ public struct GlusterCLI: Sendable {
     /// `gluster volume get VOL server.statedump-path` (default /var/run/gluster).
     public func statedumpDirectory(volume: String) throws -> String {
         let out = try run(["volume", "get", volume, "server.statedump-path"])
-        for line in out.split(separator: "\n") where line.hasPrefix("server.statedump-path") {
-            let value = line.dropFirst("server.statedump-path".count).trimmingSpaces
-            if !value.isEmpty { return String(value) }
+        return GlusterCLI.optionValue("server.statedump-path", in: out) ?? "/var/run/gluster"
+    }
+
+    /// The value of `option` in the output of `gluster volume get VOL OPTION`, plain
+    /// (`OPTION   VALUE` rows under a header) or `--xml` (`<Option>OPTION</Option>` then
+    /// `<Value>VALUE</Value>`). GlusterFS 9 and later print an option left unset as
+    /// `VALUE (DEFAULT)` in both forms; the suffix is not part of the value.
+    public static func optionValue(_ option: String, in output: String) -> String? {
+        var value: Substring?
+        if let o = output.firstRange(of: "<Option>" + option + "</Option>") {
+            let rest = output[o.upperBound...]
+            if let a = rest.firstRange(of: "<Value>"), let b = rest[a.upperBound...].firstRange(of: "</Value>") {
+                value = rest[a.upperBound..<b.lowerBound]
+            }
+        } else {
+            for line in output.split(separator: "\n") where line.hasPrefix(option) {
+                let rest = line.dropFirst(option.count)
+                guard rest.first?.isWhitespace == true else { continue }
+                value = rest
+                break
+            }
         }
-        return "/var/run/gluster"
+        guard var v = value?.trimmingSpaces else { return nil }
+        if v.hasSuffix(" (DEFAULT)") { v = v.dropLast(" (DEFAULT)".count).trimmingSpaces }
+        return v.isEmpty ? nil : String(v)
     }
 
     /// The bricks of a volume as `HOST:/PATH`, from `gluster volume info VOL`.

@@ -39,6 +39,8 @@ private func c_stat(_ p: String, _ st: inout stat) -> Int32 { PathBytes.withCStr
 private func c_lstat(_ p: String, _ st: inout stat) -> Int32 { PathBytes.withCString(p) { lstat($0, &st) } }
 private func c_fstat(_ fd: Int32, _ st: inout stat) -> Int32 { fstat(fd, &st) }
 private func c_flock(_ fd: Int32, _ operation: Int32) -> Int32 { flock(fd, operation) }
+private func c_fstatfs(_ fd: Int32, _ buf: inout statfs) -> Int32 { fstatfs(fd, &buf) }
+private func c_statfs(_ p: String, _ buf: inout statfs) -> Int32 { statfs(p, &buf) }
 
 enum Sys {
     static func retrying<T: BinaryInteger>(_ body: () -> T) -> Result<T, Errno> {
@@ -71,6 +73,17 @@ enum Sys {
     static func fstat(_ fd: Int32) -> Result<FileStatus, Errno> {
         var st = Glibc.stat()
         return retrying { c_fstat(fd, &st) }.map { _ in FileStatus(st) }
+    }
+
+    /// statfs(2)'s f_type: the filesystem's magic number (linux/magic.h).
+    static func filesystemMagic(_ path: String) -> Result<UInt32, Errno> {
+        var buf = statfs()
+        return retrying { c_statfs(path, &buf) }.map { _ in UInt32(truncatingIfNeeded: buf.f_type) }
+    }
+
+    static func filesystemMagic(fd: Int32) -> Result<UInt32, Errno> {
+        var buf = statfs()
+        return retrying { c_fstatfs(fd, &buf) }.map { _ in UInt32(truncatingIfNeeded: buf.f_type) }
     }
 
     static func realpath(_ path: String) -> Result<String, Errno> {

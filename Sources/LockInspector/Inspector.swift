@@ -21,6 +21,10 @@ public struct InspectorOptions: Sendable, Equatable {
     public var findWriters = false
     /// Gluster volumes to scan through libgfapi (`--gluster`; see GlusterScan.swift).
     public var glusterVolumes: [GlusterVolumeScan] = []
+    /// For open files on GlusterFS FUSE mounts with locks no local process accounts for:
+    /// take a brick statedump of their volume (on a server node) to list the other hosts'
+    /// holders (`ServerLocks`).
+    public var fuseStatedump = false
 
     public static let defaultLockDirectories = ["/var/tmp"]
     public static let defaultLibvirtDirectories = ["/etc/libvirt/qemu", "/run/libvirt/qemu"]
@@ -186,6 +190,9 @@ struct Scan {
     var details: [Int32: ProcessDetails?] = [:]
     var users: [UInt32: String?] = [:]
     var bootTime: Date?
+    var serverLocks: [ServerLockFacts] = []
+    /// The rows made of `serverLocks` (`serverLockRows`).
+    var serverLockRows: [KernelLock] = []
 
     init(options: InspectorOptions) {
         self.options = options
@@ -249,7 +256,14 @@ struct Scan {
         guard let parsed else {
             throw InspectorError.procUnreadable(path: procRoot + "/locks", errno: readErrno == 0 ? ENOENT : readErrno)
         }
-        let rows = parsed.locks
+        var rows = parsed.locks
+        if options.focus == nil && fds.live {
+            // Files on FUSE, NFS...: their locks are asked of the filesystem (F_GETLK) and
+            // those of local processes with the file open join the kernel's rows.
+            let (server, facts) = serverLockRows(fds, kernel: rows)
+            rows += server
+            (serverLocks, serverLockRows) = (facts, server)
+        }
         for line in parsed.malformed {
             unseen.append(Unseen(what: "\(procRoot)/locks line \"\(line)\"", why: "not in the kernel's format"))
         }
@@ -347,6 +361,8 @@ struct Scan {
         var images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, lockFileKeys: lockFileKeys,
                               leaseFiles: leaseFiles, procs: procs, candidates: candidates)
         nameDomains(&images, domains: domains)  // libvirt hook
+        // After the domains are named: a remote holder's pid numbers a process of its own host.
+        if !serverLocks.isEmpty { ServerLocks.addRemoteHolders(serverLocks, to: &images) }
         let allLockFiles = leaseFiles.isEmpty ? lockFiles : lockFiles + leaseFiles
         let writers = imageWriters(procs.writeOpens, images: images, lockFiles: allLockFiles,
                                    candidates: needPaths ? candidates : nil, named: named)
@@ -356,8 +372,10 @@ struct Scan {
                                     lockFileKeys: lockFileKeys))
         t.total = now() - t0
         t.processCount = procs.pids.count
-        return Snapshot(host: SystemReads.hostName, generated: Date(), images: images,
-                        lockFiles: allLockFiles, unseen: unseen, writers: writers)
+        var snapshot = Snapshot(host: SystemReads.hostName, generated: Date(), images: images,
+                                lockFiles: allLockFiles, unseen: unseen, writers: writers)
+        snapshot.serverLocks = serverLocks
+        return snapshot
     }
 
     // MARK: Lock dirs
@@ -542,13 +560,16 @@ struct Scan {
         out.pids = pass.pids
         out.hidden = pass.hidden
         let root = procRoot
+        var byInode: [UInt64: [KernelLock]] = [:]
+        for r in serverLockRows where r.inode != nil { byInode[r.inode!, default: []].append(r) }
+        let serverRows = byInode
         let parts = Parallel.chunks(pass.fds.count, chunk: 256) { range -> [[FDFinding]] in
             var reader = ProcessFDReader(procRoot: root)
             defer { reader.close() }
             var found: [FDFinding] = []
             for i in range {
                 if let f = Scan.examine(pass.fds[i], locked: locked, lockFiles: lockFiles,
-                                        paths: paths, writers: writers, reader: &reader) { found.append(f) }
+                                        paths: paths, writers: writers, serverRows: serverRows, reader: &reader) { found.append(f) }
             }
             return [found]
         }
@@ -573,7 +594,8 @@ struct Scan {
     /// Step two for one fd; nil when it is neither a holder nor a candidate image.
     static func examine(_ f: OpenFD, locked: [UInt64: [KernelLock]]?,
                         lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
-                        paths: Bool, writers: Bool, reader: inout ProcessFDReader) -> FDFinding? {
+                        paths: Bool, writers: Bool, serverRows: [UInt64: [KernelLock]] = [:],
+                        reader: inout ProcessFDReader) -> FDFinding? {
         var out = FDFinding(fd: f)
         let lockFile = f.device.flatMap { lockFiles.byKey[FileKey(device: $0, inode: f.inode)] }.map { lockFiles.entries[$0].path }
         if paths && lockFile == nil && (f.kind == nil || f.kind == .regular || f.kind == .blockDevice) {
@@ -591,6 +613,14 @@ struct Scan {
             out.fdinfoRead = true
             if let i = reader.info(pid: f.pid, fd: f.fd) {
                 (out.flags, out.locks) = (i.flags, i.locks)
+            }
+        }
+        // Locks that only the filesystem knows (FUSE...): fdinfo never lists them.
+        if let extra = serverRows[f.inode], let dev = f.device {
+            let own = extra.filter { $0.pid == f.pid && $0.device == dev && !out.locks.contains($0) }
+            if !own.isEmpty, let mode = out.locks.isEmpty ? reader.openFlags(pid: f.pid, fd: f.fd) : out.flags {
+                out.flags = mode
+                out.locks += own
             }
         }
         if out.locks.first?.fileKey != nil && out.link == nil {

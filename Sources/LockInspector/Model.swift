@@ -23,6 +23,10 @@ public struct Snapshot: Sendable, Equatable {
     /// Audit findings, most severe first. The scan leaves this empty; `Auditor.annotate`
     /// fills it.
     public var findings: [Finding]
+    /// Open files on filesystems whose locks the lock table does not show in full (FUSE,
+    /// NFS...): what F_GETLK said of each. Their locks held by local processes with the
+    /// file open are in `images` like any other; the rest only here.
+    public var serverLocks: [ServerLockFacts] = []
 
     public init(host: String, generated: Date, images: [ImageLocks], lockFiles: [LockFileEntry], unseen: [Unseen],
                 writers: [ImageWriter] = [], findings: [Finding] = []) {

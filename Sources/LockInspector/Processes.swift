@@ -16,6 +16,18 @@ public struct ProcessDetails: Sendable, Equatable {
     /// The VM name from QEMU's `-name`.
     public var vm: String?
 
+    public init(pid: Int32, command: String, args: [String] = [], uid: UInt32? = nil, user: String? = nil,
+                started: Date? = nil, startTicks: UInt64? = nil, vm: String? = nil) {
+        self.pid = pid
+        self.command = command
+        self.args = args
+        self.uid = uid
+        self.user = user
+        self.started = started
+        self.startTicks = startTicks
+        self.vm = vm
+    }
+
     /// Reads status, cmdline and stat of one process; nil when it is gone.
     static func read(pid: Int32, procRoot: String, bootTime: Date?, users: inout [UInt32: String?]) -> ProcessDetails? {
         let dir = "\(procRoot)/\(pid)"

@@ -36,6 +36,7 @@ extension Locksmith {
     struct Audit: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Find the hazards image locks were meant to prevent.",
+            usage: "locksmith audit [--json] [--fail-on <severity>] [--fix] [--wait-threshold <secs>] " + ScanOptions.usage,
             discussion: """
                 Locks protect images only when every user takes them. One snapshot of the \
                 host (as `list` takes it) is checked against these rules:

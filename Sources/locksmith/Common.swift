@@ -130,6 +130,12 @@ func nameGlusterHolders(_ c: Contention, image: String, mode: LockMode, cli: Glu
 
 /// Where the inspector looks: shared by `list`, `tui`, `audit` and `watch`.
 struct ScanOptions: ParsableArguments {
+    /// These options in a usage line. ArgumentParser shortens a synopsis of more than 12
+    /// options to `<options>`, so the commands that take these spell their usage out with it.
+    static let usage = "[--lock-dir <dir> ...] [--images <dir> ...] [--proc <dir>] "
+        + "[--gluster <host[:port]/volume> ...] [--gluster-path <dir>] [--all-files] [--timeout <secs>] [--force] "
+        + "[--no-statedump]"
+
     @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
         "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
     var lockDirectories: [String] = []
@@ -161,8 +167,12 @@ struct ScanOptions: ParsableArguments {
     var timeout: Double = GlusterOptions.defaultTimeout
 
     @Flag(help: ArgumentHelp(
-        "With --gluster: take one brick statedump per volume to name every holder's host, FUSE mounts too (needs a server node: the gluster CLI and glusterd here)."))
+        "With --gluster: take one brick statedump per volume to name every holder's host, FUSE mounts too (needs a server node: the gluster CLI and glusterd here; `list` does it by default)."))
     var force = false
+
+    @Flag(name: .customLong("no-statedump"), help: ArgumentHelp(
+        "Take no brick statedump (`list` takes one per Gluster volume by default on a server node, of --gluster volumes and of FUSE mounts whose locks no local process holds)."))
+    var noStatedump = false
 
     func validate() throws {
         for v in glusterVolumes {
@@ -183,14 +193,19 @@ struct ScanOptions: ParsableArguments {
         }
     }
 
-    var inspectorOptions: InspectorOptions {
+    var inspectorOptions: InspectorOptions { inspectorOptions(statedumpByDefault: false) }
+
+    /// With `statedumpByDefault` (`list`), a statedump is taken unless --no-statedump.
+    func inspectorOptions(statedumpByDefault: Bool) -> InspectorOptions {
+        let statedump = force || (statedumpByDefault && !noStatedump)
         var o = InspectorOptions(procRoot: procRoot,
                                  lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
                                  imageDirectories: imageDirectories)
         let dir = "/" + (glusterPath ?? "").split(separator: "/").joined(separator: "/")
         o.glusterVolumes = glusterVolumes.compactMap { try? GlusterURL(parsingVolume: $0) }.map { v in
-            GlusterVolumeScan(volume: v.file(dir), allFiles: allFiles, timeout: timeout, statedump: force)
+            GlusterVolumeScan(volume: v.file(dir), allFiles: allFiles, timeout: timeout, statedump: statedump)
         }
+        o.fuseStatedump = statedumpByDefault && !noStatedump
         return o
     }
 }

@@ -8,6 +8,7 @@ extension Locksmith {
         static let configuration = CommandConfiguration(
             commandName: "list",
             abstract: "List every image lock on this host, grouped by image, with the exact holders.",
+            usage: "locksmith list [--json] [-o <columns>] [--list-columns] [--no-headings] " + ScanOptions.usage,
             discussion: """
                 One pass over /proc/locks, every process's open files (/proc/PID/fd and \
                 fdinfo), the lock dirs and the candidate images. Each holder is named by \
@@ -22,6 +23,13 @@ extension Locksmith {
                 else from the realpath written inside it, trusted only if its SHA-1 matches \
                 the name. An image that cannot be found is shown as <unknown> with its lock file.
 
+                A file open on a filesystem whose locks /proc/locks does not show (FUSE, such \
+                as a GlusterFS mount; NFS, CephFS, SMB, GFS2, OCFS2 show only this host's) \
+                is asked with F_GETLK on QEMU's lock bytes (nothing is taken): a lock whose \
+                pid is a process with the file open is listed as that process's; on a \
+                GlusterFS FUSE mount of a server node, a brick statedump adds the other \
+                hosts' holders, with their host (--no-statedump skips it).
+
                 What could not be looked at (another user's processes when not root, an \
                 unreadable lock dir) is counted on stderr and listed under "unseen" in JSON. \
                 Exit status: 0, also when nothing is locked; 2 when /proc cannot be read.
@@ -29,8 +37,9 @@ extension Locksmith {
                 --gluster HOST[:PORT]/VOLUME (repeatable) also walks the volume through \
                 libgfapi (from --gluster-path, 8 levels deep) and probes each image file \
                 (every regular file with --all-files) with F_GETLK: a locked one is listed \
-                as gluster://HOST/VOLUME/PATH with its holder's pid. --force takes one brick \
-                statedump per volume (a server node) to name every holder with its host. \
+                as gluster://HOST/VOLUME/PATH with its holder's pid. On a server node one \
+                brick statedump per volume names every holder with its host \
+                (--no-statedump skips it). \
                 A volume that cannot be scanned at all is one line on stderr and exit 2, \
                 after the rest is printed; --timeout bounds each step.
 
@@ -38,7 +47,7 @@ extension Locksmith {
                   locksmith list
                   locksmith list -o +fd,open,held,unshared,lockfile
                   locksmith list --json --lock-dir /var/tmp --images /var/lib/libvirt/images
-                  locksmith list --gluster gl1/vmstore --gluster-path /vms --force
+                  locksmith list --gluster gl1/vmstore --gluster-path /vms
                 """)
 
         @Flag(help: "Print one JSON object instead of a table.")
@@ -74,7 +83,7 @@ extension Locksmith {
             return v
         }
 
-        var options: InspectorOptions { scan.inspectorOptions }
+        var options: InspectorOptions { scan.inspectorOptions(statedumpByDefault: true) }
 
         func run() throws {
             if listColumns {

@@ -9,6 +9,7 @@ extension Locksmith {
         static let configuration = CommandConfiguration(
             commandName: "tui",
             abstract: "Browse every image lock on this host in a full-screen, live view.",
+            usage: "locksmith tui [--interval <secs>] [--filter <text>] [--no-color] [--max-iterations <n>] " + ScanOptions.usage,
             discussion: """
                 Shows every locked image with its holders (pid, command, VM, user, age), \
                 refreshed every --interval seconds, and a detail pane for the selected \

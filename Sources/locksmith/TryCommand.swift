@@ -105,7 +105,9 @@ extension Locksmith {
             }
             if c.holders.isEmpty {
                 let pids = c.blocking.compactMap(\.pid)
-                if pids.isEmpty {
+                if pids.isEmpty, let fs = SharedFilesystem.of(path: r.image) {
+                    say("  holder: not visible in this host's lock table (\(fs.name) keeps its locks on the server; `locksmith why` names the holder where it can)")
+                } else if pids.isEmpty {
                     say("  holder: not visible from here (an OFD lock of a process whose fds cannot be read)")
                 } else {
                     for p in pids { say("  holder: pid \(p)") }

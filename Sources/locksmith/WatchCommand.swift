@@ -10,13 +10,8 @@ extension Locksmith {
     struct Watch: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print one line per lock change, as it happens (an audit trail).",
-            // ArgumentParser shortens a synopsis of more than 12 options to `<options>`.
-            usage: """
-                locksmith watch [--json] [--interval <secs>] [--count <n>] [--max-events <n>] \
-                [--findings <severity>] [--lock-dir <dir> ...] [--images <dir> ...] [--proc <dir>] \
-                [--gluster <host[:port]/volume> ...] [--gluster-path <dir>] [--all-files] \
-                [--timeout <secs>] [--force] [--wait-threshold <secs>]
-                """,
+            usage: "locksmith watch [--json] [--interval <secs>] [--count <n>] [--max-events <n>] "
+                + "[--findings <severity>] [--wait-threshold <secs>] " + ScanOptions.usage,
             discussion: """
                 Takes a snapshot every --interval seconds and prints what changed since the \
                 previous one, one line per change, each with its time: lock-acquired, \

@@ -24,8 +24,14 @@ extension Locksmith {
                 A gluster://HOST[:PORT]/VOLUME/PATH image is asked about on the volume: \
                 would a whole-file F_WRLCK (--write) or F_RDLCK (--read-only) through \
                 glfs_posix_lock be granted (F_GETLK; nothing is taken). Blockers carry the \
-                pid; --force takes a brick statedump (a server node) that adds every \
-                holder's host. --timeout bounds each step against the server.
+                pid; on a server node a brick statedump adds every holder's host \
+                (--no-statedump skips it). --timeout bounds each step against the server.
+
+                An image on a filesystem whose locks /proc/locks does not show (FUSE, such \
+                as a GlusterFS mount; NFS, CephFS, SMB, GFS2 and OCFS2 show only this \
+                host's) is judged from F_GETLK on QEMU's lock bytes, which the filesystem \
+                answers from where its locks live; nothing is taken. On a GlusterFS FUSE \
+                mount of a server node a brick statedump names every holder's host and pid.
 
                 Examples:
                   locksmith why vm1.qcow2
@@ -49,6 +55,9 @@ extension Locksmith {
         @Flag(help: "Print one JSON object instead of text.")
         var json = false
 
+        @Flag(name: .customLong("no-statedump"), help: "Do not take a brick statedump to name the hosts of a Gluster image's holders.")
+        var noStatedump = false
+
         @OptionGroup var gluster: GlusterOptions
 
         enum IntentFlag: String, EnumerableFlag {
@@ -68,7 +77,8 @@ extension Locksmith {
 
         func run() throws {
             let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
-            let verdict = Why.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force, timeout: gluster.timeout)
+            let verdict = Why.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force,
+                                       statedump: !noStatedump, timeout: gluster.timeout)
             if json {
                 try JSONOutput.write(verdict)
             } else {
@@ -89,11 +99,11 @@ extension Locksmith {
         /// The verdict for `image`, from the inspector in focus mode (only its chain and its
         /// lock files are looked at); with `force`, proven by test-acquiring through the core.
         static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool,
-                             timeout: Double = GlusterOptions.defaultTimeout) -> Verdict {
+                             statedump: Bool = true, timeout: Double = GlusterOptions.defaultTimeout) -> Verdict {
+            let cli = GlusterCLI(timeout: max(30, timeout))
             if GlusterURL.looksLikeURL(image) {
                 let locker = ImageLocker(glusterTimeout: timeout)
-                let cli = GlusterCLI(timeout: max(30, timeout))
-                return GlusterWhy.verdict(GlusterWhy.gather(named: image, intent: intent, force: force, locker: locker, cli: cli))
+                return GlusterWhy.verdict(GlusterWhy.gather(named: image, intent: intent, statedump: statedump, locker: locker, cli: cli))
             }
             // The kernel's lock table is read while the image's own facts are gathered.
             let table = earlyTable ?? Inspector.prefetchKernelTable()
@@ -111,6 +121,18 @@ extension Locksmith {
                     input.overlayUses = OverlayScan.overlayUses(images: input.images, chain: input.chain)
                 } catch {
                     input.inspectionError = "\(error)"
+                }
+                // Members whose locks /proc/locks does not show (FUSE, NFS...): what F_GETLK
+                // (and on a Gluster FUSE mount, a brick statedump) says instead.
+                let opened = intent.opensBackingChain ? members.count : 1
+                for m in members.prefix(opened) {
+                    guard let fs = m.sharedFilesystem else { continue }
+                    let s = ServerLocks.gather(path: m.path, device: m.device, inode: m.inode, filesystem: fs,
+                                               statedump: statedump, cli: cli)
+                    input.serverLocks.append(s)
+                    let local = input.entry(for: m)
+                    input.images.removeAll { $0.id == local?.id }
+                    input.images.append(ServerLocks.merged(local, s))
                 }
             }
             if force { input.proofs = proofs(for: input, lockDirectories: dirs) }
@@ -209,14 +231,14 @@ enum WhyText {
     private static func name(_ b: Blocker) -> String {
         guard let pid = b.pid else { return "an unseen holder" }
         if let vm = b.vm { return "VM \(vm) (pid \(pid))" }
-        if b.scheme == .gluster && b.command == nil { return "pid \(pid)" + (b.host.map { " on host \($0)" } ?? "") }
+        if b.command == nil && (b.scheme == .gluster || b.host != nil) { return "pid \(pid)" + (b.host.map { " on host \($0)" } ?? "") }
         return "\(b.command ?? "?") (pid \(pid))" + (b.host.map { " on host \($0)" } ?? "")
     }
 
     private static func describe(_ b: Blocker) -> String {
         var parts: [String] = []
         if let pid = b.pid {
-            parts.append("pid \(pid)" + (b.command.map { " \($0)" } ?? (b.scheme == .gluster ? "" : " ?"))
+            parts.append("pid \(pid)" + (b.command.map { " \($0)" } ?? (b.scheme == .gluster || b.host != nil ? "" : " ?"))
                          + (b.host.map { " on host \($0)" } ?? ""))
             if let vm = b.vm { parts.append("VM \(vm)") }
             if let u = b.user { parts.append("user \(u)") }

@@ -52,6 +52,17 @@ final class GlusterLockerTests: XCTestCase {
         ex.release()
     }
 
+    /// The test bed runs these tests once with server.statedump-path set and once left at
+    /// Gluster's default, which GlusterFS >= 9 prints as `/var/run/gluster (DEFAULT)`.
+    func testStatedumpDirectorySetOrDefault() throws {
+        let bed = try GlusterTestBed.require()
+        let raw = try Run.capture(try Run.tool("gluster"), ["--mode=script", "--glusterd-sock=\(bed.socket)",
+                                                          "volume", "get", bed.volume, "server.statedump-path"])
+        XCTAssertEqual(raw.status, 0, "\(raw)")
+        XCTAssertEqual(raw.stdout.contains("(DEFAULT)"), bed.dumpDirectory == "/var/run/gluster", raw.stdout)
+        XCTAssertEqual(try bed.cli.statedumpDirectory(volume: bed.volume), bed.dumpDirectory)
+    }
+
     func testStatedumpNamesHostPidAndOwner() throws {
         let bed = try GlusterTestBed.require()
         let name = try bed.makeFile("core-dump")

@@ -154,4 +154,37 @@ final class GlusterParsingTests: XCTestCase {
         XCTAssertEqual(GlusterStatedump.filePrefix(brickPath: "/tmp/locksmith-gluster/bricks/b1"),
                        "tmp-locksmith-gluster-bricks-b1")
     }
+
+    /// `gluster volume get` as GlusterFS 10.3 prints it, set and unset (`(DEFAULT)`), plain and --xml.
+    func testVolumeGetValueWithoutDefaultSuffix() {
+        let header = "Option                                   Value                                  \n" +
+            "------                                   -----                                  \n"
+        let unset = header + "server.statedump-path                    /var/run/gluster (DEFAULT)             \n"
+        let set = header + "server.statedump-path                    /tmp/locksmith-gluster/dumps           \n"
+        func xml(_ v: String) -> String {
+            """
+            <?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+            <cliOutput>
+              <opRet>0</opRet>
+              <opErrno>0</opErrno>
+              <opErrstr/>
+              <volGetopts>
+                <count>1</count>
+                <Opt>
+                  <Option>server.statedump-path</Option>
+                  <Value>\(v)</Value>
+                </Opt>
+              </volGetopts>
+            </cliOutput>
+            """
+        }
+        let o = "server.statedump-path"
+        XCTAssertEqual(GlusterCLI.optionValue(o, in: unset), "/var/run/gluster")
+        XCTAssertEqual(GlusterCLI.optionValue(o, in: set), "/tmp/locksmith-gluster/dumps")
+        XCTAssertEqual(GlusterCLI.optionValue(o, in: xml("/var/run/gluster (DEFAULT)")), "/var/run/gluster")
+        XCTAssertEqual(GlusterCLI.optionValue(o, in: xml("/srv/dumps")), "/srv/dumps")
+        XCTAssertEqual(GlusterCLI.optionValue(o, in: xml("/srv/a dir")), "/srv/a dir", "inner spaces stay")
+        XCTAssertNil(GlusterCLI.optionValue(o, in: header), "no row")
+        XCTAssertNil(GlusterCLI.optionValue(o, in: header + "server.statedump-path-other   /x\n"), "a longer name is another option")
+    }
 }

@@ -32,6 +32,32 @@ final class AuditRulesTests: XCTestCase {
 
     // MARK: writers
 
+    /// A writer of an image on FUSE: the probe's holders decide; where it cannot tell, info.
+    func testUnlockedWriterOnServerLocks() {
+        let img = "/shared/vm.qcow2"
+        let fuse = SharedFilesystem(name: "fuse", localTable: .showsNone)
+        let w = writer(img, pid: 100)
+        func snap(_ probed: [ProbedLock], error: String? = nil, holders: [Holder] = []) -> Snapshot {
+            var s = snapshot(images: holders.isEmpty ? [] : [qemuImage(img, holders: holders)], writers: [w])
+            s.serverLocks = [ServerLockFacts(path: img, device: dev, inode: 7, filesystem: fuse, probed: probed,
+                                             probeError: error, localHost: "h")]
+            return s
+        }
+        let byte100 = ByteRange(start: 100, length: 1)
+        // The writer holds QEMU's locks (named by the probe's pid): quiet.
+        let mine = Holder(pid: 100, command: "qemu-io", scheme: .qemu, lockType: .read, qemu: .readWrite)
+        XCTAssertEqual(AuditRules.unlockedWriter(snap([ProbedLock(type: .read, range: byte100, pid: 100)], holders: [mine]), AuditFacts()), [])
+        // Locks held by a pid that no local process with the file open has: cannot tell.
+        let other = AuditRules.unlockedWriter(snap([ProbedLock(type: .read, range: byte100, pid: 12)]), AuditFacts())
+        XCTAssertEqual(other.map(\.severity), [.info])
+        XCTAssertTrue(other.first?.evidence.contains("cannot tell") ?? false, "\(other)")
+        XCTAssertTrue(other.first?.evidence.contains("pid 12") ?? false, "\(other)")
+        // The probe failed: cannot tell either.
+        XCTAssertEqual(AuditRules.unlockedWriter(snap([], error: "EACCES"), AuditFacts()).map(\.severity), [.info])
+        // The probe found no lock at all: the server says there is none.
+        XCTAssertEqual(AuditRules.unlockedWriter(snap([]), AuditFacts()).map(\.severity), [.critical])
+    }
+
     func testUnlockedWriterFiresOnlyWithoutALockByItselfOrAParent() {
         let img = "/img/vm.qcow2"
         let w = writer(img, pid: 100)

@@ -41,7 +41,7 @@ final class GlusterWhyTests: XCTestCase {
         let h = GlusterLockHolder(type: .write, range: .wholeFile, pid: 12, source: .getlk)
         let v = GlusterWhy.verdict(input(.held([h]), note: "host unknown: needs a server node"))
         XCTAssertNil(v.blockers[0].host)
-        XCTAssertTrue(v.blockers[0].remedy.contains("`locksmith why --force \(url)` on a server node names the host"))
+        XCTAssertTrue(v.blockers[0].remedy.contains("`locksmith why \(url)` on a server node names the host"))
         XCTAssertEqual(v.facts.last?.statement, "holders' hosts not named: host unknown: needs a server node")
         XCTAssertFalse(v.proven)
     }

@@ -78,7 +78,7 @@ final class GlusterInspectTests: XCTestCase {
         let base = ["list", "--proc", proc.path, "--gluster", "\(bed.host)/\(bed.volume)", "--gluster-path", dir]
 
         // F_GETLK alone: pid and mode, no host (no HOST column then).
-        let plain = try Run.locksmith(base)
+        let plain = try Run.locksmith(base + ["--no-statedump"])
         XCTAssertEqual(plain.status, 0, "\(plain)")
         let lines = plain.stdout.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.first?.split(separator: " ").map(String.init), ["IMAGE", "SCHEME", "MODE", "PID", "COMMAND", "VM", "USER", "AGE"],
@@ -89,10 +89,13 @@ final class GlusterInspectTests: XCTestCase {
         XCTAssertFalse(plain.stdout.contains(free), "a free image is no lock: \(plain.stdout)")
         XCTAssertFalse(plain.stdout.contains("notes.txt"), "not an image name: \(plain.stdout)")
 
-        let all = try Run.locksmith(base + ["--all-files"])
+        let all = try Run.locksmith(base + ["--all-files", "--no-statedump"])
         XCTAssertTrue(all.stdout.contains(notes + " "), "--all-files probes every regular file: \(all)")
 
-        // --force: one statedump names every holder's host.
+        // On a server node (the bed's glusterd socket is in the environment) one statedump
+        // names every holder's host by default; --force asks for it as before.
+        let byDefault = try Run.locksmith(base)
+        XCTAssertTrue(byDefault.stdout.contains(" write \(h1.pid) h1 "), byDefault.stdout)
         let named = try Run.locksmith(base + ["--force"])
         XCTAssertEqual(named.status, 0, "\(named)")
         XCTAssertTrue(named.stdout.hasPrefix("IMAGE "), named.stdout)
@@ -176,10 +179,16 @@ final class GlusterInspectTests: XCTestCase {
         defer { h.stop() }
         bed.waitUntil(url, held: true)
 
-        let plain = try Run.locksmith(["why", url])
+        let plain = try Run.locksmith(["why", "--no-statedump", url])
         XCTAssertEqual(plain.status, 1, "\(plain)")
         XCTAssertTrue(plain.stdout.hasPrefix("\(url): won't open read-write — blocked by pid \(h.pid)\n"), plain.stdout)
-        XCTAssertTrue(plain.stdout.contains("`locksmith why --force \(url)` on a server node names the host"), plain.stdout)
+        XCTAssertTrue(plain.stdout.contains("`locksmith why \(url)` on a server node names the host"), plain.stdout)
+
+        // On a server node (the test bed's glusterd socket is in the environment) why takes
+        // the statedump by default, as try does.
+        let named = try Run.locksmith(["why", url])
+        XCTAssertEqual(named.status, 1, "\(named)")
+        XCTAssertTrue(named.stdout.hasPrefix("\(url): won't open read-write — blocked by pid \(h.pid) on host h1\n"), named.stdout)
 
         let forced = try Run.locksmith(["why", "--force", url])
         XCTAssertEqual(forced.status, 1, "\(forced)")

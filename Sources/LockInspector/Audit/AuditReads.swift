@@ -38,16 +38,7 @@ enum AuditReads {
     }
 
     static func sharedFilesystem(magic: UInt32) -> String? {
-        switch magic {
-        case UInt32(truncatingIfNeeded: CLINUX_NFS_SUPER_MAGIC): return "nfs"
-        case UInt32(truncatingIfNeeded: CLINUX_FUSE_SUPER_MAGIC): return "fuse"
-        case UInt32(truncatingIfNeeded: CLINUX_CEPH_SUPER_MAGIC): return "ceph"
-        case UInt32(truncatingIfNeeded: CLINUX_SMB2_MAGIC_NUMBER), UInt32(truncatingIfNeeded: CLINUX_CIFS_MAGIC_NUMBER):
-            return "smb"
-        case UInt32(truncatingIfNeeded: CLINUX_GFS2_MAGIC): return "gfs2"
-        case UInt32(truncatingIfNeeded: CLINUX_OCFS2_SUPER_MAGIC): return "ocfs2"
-        default: return nil
-        }
+        SharedFilesystem.of(magic: magic)?.name
     }
 
     struct Status {

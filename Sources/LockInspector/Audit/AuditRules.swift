@@ -64,12 +64,40 @@ public enum AuditRules {
         }
     }
 
+    /// What F_GETLK said of each file on a filesystem whose locks the lock table does not
+    /// show in full, by device and inode and by path, made once per rule.
+    struct ServerLockIndex {
+        var byFile: [FileKey: Int] = [:]
+        var byPath: [String: Int] = [:]
+        let facts: [ServerLockFacts]
+
+        init(_ s: Snapshot) {
+            facts = s.serverLocks
+            for (n, f) in s.serverLocks.enumerated() {
+                if let ino = f.inode, let d = f.device, byFile[FileKey(device: d, inode: ino)] == nil {
+                    byFile[FileKey(device: d, inode: ino)] = n
+                }
+                if byPath[f.path] == nil { byPath[f.path] = n }
+            }
+        }
+
+        /// The facts of the writer's file: same device and inode, or (when either side
+        /// lacks them) same path.
+        func facts(of w: ImageWriter) -> ServerLockFacts? {
+            if let wino = w.inode, let wd = w.device, let n = byFile[FileKey(device: wd, inode: wino)] { return facts[n] }
+            guard let n = byPath[w.path] else { return nil }
+            let f = facts[n]
+            return f.inode != nil && f.device != nil && w.inode != nil && w.device != nil ? nil : f
+        }
+    }
+
     /// `unlocked-writer` (critical): a process has an image open for writing and holds no
     /// lock on it in any scheme — neither it nor a parent (`locksmith hold -- CMD` holds the
     /// lock for CMD), and no virtlockd lock covers the image.
     public static func unlockedWriter(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
         var out: [Finding] = []
         let index = ImageIndex(s)
+        let serverIndex = ServerLockIndex(s)
         for group in writersByFile(s) {
             let imgs = index.images(of: group[0])
             let holders = imgs.flatMap(\.holders)
@@ -81,6 +109,26 @@ public enum AuditRules {
                 return !line.contains(where: holderPids.contains) && seen.insert(w.pid).inserted
             }
             guard !unlocked.isEmpty else { continue }
+            if let server = serverIndex.facts(of: group[0]) {
+                // Its locks live on the server: only F_GETLK knows them, and it names one
+                // holder per byte (and, on FUSE, pids as their own host numbers them). A
+                // probe that found no lock at all proves there is none; anything else
+                // cannot tell whether these writers hold some.
+                let others = server.probed.filter { l in !(l.pid.map(holderPids.contains) ?? false) }
+                if server.probeError != nil || !others.isEmpty {
+                    let seen = server.probeError.map { "F_GETLK on it failed (\($0))" }
+                        ?? "F_GETLK shows locks held by " + Set(others.map { $0.pid.map { "pid \($0)" } ?? "an unnamed holder" }).sorted().joined(separator: ", ")
+                            + ", not by a process here with it open"
+                    out.append(Finding(
+                        rule: .unlockedWriter, severity: .info, image: group[0].path,
+                        holders: unlocked.map(InvolvedProcess.init(writer:)), files: [],
+                        evidence: unlocked.map { "\(InvolvedProcess(writer: $0).label) has it open \($0.openMode.rawValue) (fd \($0.fd))" }
+                            .joined(separator: "; ") + "; it is on \(server.filesystem.name), whose locks live on the server, and \(seen): "
+                            + "cannot tell whether it holds a lock.",
+                        remedy: "run `locksmith why \(group[0].path)` here and `locksmith list` on the other hosts of the filesystem"))
+                    continue
+                }
+            }
             let who = unlocked.map {
                 "\(InvolvedProcess(writer: $0).label) has it open \($0.openMode.rawValue) (fd \($0.fd)) and holds no lock on it"
             }

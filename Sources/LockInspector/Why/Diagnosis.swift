@@ -30,6 +30,17 @@ private struct Diagnoser {
             reasons.append(Reason(kind: .cannotInspect, path: top.file.path, message: e,
                                   remedy: "run as root, with /proc mounted", blocks: false))
         }
+        for s in input.serverLocks {
+            if let e = s.probeError {
+                reasons.append(Reason(kind: .cannotInspect, path: s.path,
+                                      message: "\(s.path) is on \(s.filesystem.name), whose locks /proc/locks does not show, and F_GETLK failed: \(e)",
+                                      remedy: "run as a user that can open it read-only (root)", blocks: false))
+            } else if s.statedump != nil {
+                let n = Set(s.statedump!.map { "\($0.host ?? "?")/\($0.holderPID.map(String.init) ?? "?")" }).count
+                facts.append(Fact(statement: "a brick statedump of volume \(s.glusterVolume ?? "?") names \(n) holder\(n == 1 ? "" : "s") of \(s.glusterPath ?? s.path) with \(n == 1 ? "its" : "their") host",
+                                  proven: true))
+            }
+        }
         var qemuMessage: String?
         var qemuHint: String?
         if checkImageFile() {
@@ -58,8 +69,10 @@ private struct Diagnoser {
             checkVirtlockd()
         }
         collectWaiters()
+        // A failed QEMU check fails the open even when its holder cannot be named (a lock
+        // held on a server, another host's): the verdict never contradicts its own facts.
         let outcome: Verdict.Outcome =
-            !blockers.isEmpty || reasons.contains(where: \.blocks) ? .fails
+            !blockers.isEmpty || !failures.isEmpty || reasons.contains(where: \.blocks) ? .fails
             : reasons.isEmpty ? .opens : .unknown
         return Verdict(image: top.file.path, named: input.named, intent: intent, outcome: outcome,
                        qemuMessage: qemuMessage, qemuHint: qemuHint, qemuFailures: failures,
@@ -203,13 +216,14 @@ private struct Diagnoser {
         let what = depth == 0 ? "the image" : "backing file \(link.name)"
         let checks = inferred.map(\.text)
         let summary = checks.isEmpty ? "QEMU's lock checks on \(what) pass" : "QEMU's lock checks on \(what) fail: \(checks.joined(separator: ", "))"
+        let source = input.serverLocks(for: link.file)?.source ?? "/proc/locks"
         guard let proofs = input.proofs else {
-            facts.append(Fact(statement: summary + " (from /proc/locks)", proven: false))
+            facts.append(Fact(statement: summary + " (from \(source))", proven: false))
             return inferred
         }
         guard let proof = proofs.first(where: { $0.scheme == .qemu && $0.path == link.file.path }), proof.error == nil else {
             let why = proofs.first(where: { $0.scheme == .qemu && $0.path == link.file.path })?.error ?? "no test-acquire"
-            facts.append(Fact(statement: summary + " (from /proc/locks; test-acquire failed: \(why))", proven: false))
+            facts.append(Fact(statement: summary + " (from \(source); test-acquire failed: \(why))", proven: false))
             return inferred
         }
         // The probe takes the core's read-write/read-only permissions; keep only the checks
@@ -225,6 +239,11 @@ private struct Diagnoser {
             // Refused while setting a byte: QEMU's "Failed to lock byte".
             facts.append(Fact(statement: "QEMU's byte locks on \(what) are refused (test-acquired)", proven: true))
             markProven(link.file.path, scheme: .qemu)
+            if inferred.isEmpty, let byte = perms.bytes.first {
+                // The lock table did not show the write lock in the way: the probe did.
+                return [QemuFailure(step: .lockByte(byte), image: link.file.path, name: link.name, depth: depth,
+                                    holders: proof.holderPids.isEmpty ? [nil] : proof.holderPids.map { Optional($0) })]
+            }
             return inferred
         }
         var result: [QemuFailure] = []
@@ -256,10 +275,10 @@ private struct Diagnoser {
                 for c in conflict where !blockers[i].conflict.contains(c) { blockers[i].conflict.append(c) }
                 continue
             }
-            blockers.append(Blocker(pid: h.pid, command: h.command, args: h.args, vm: h.vm, user: h.user, started: h.started,
-                                    fd: h.fd, openMode: h.openMode, scheme: h.scheme, holds: link.file.path, via: via,
-                                    lock: h.modeSummary, conflict: conflict,
-                                    remedy: remedy(h, link: link, depth: depth, via: via), proven: false))
+            blockers.append(Blocker(pid: h.pid, command: h.host == nil ? h.command : nil, args: h.args, vm: h.vm, user: h.user,
+                                    started: h.started, fd: h.fd, openMode: h.openMode, scheme: h.scheme, holds: link.file.path,
+                                    via: via, lock: h.modeSummary, conflict: conflict,
+                                    remedy: remedy(h, link: link, depth: depth, via: via), proven: false, host: h.host))
         }
         if unseenLock {
             if let i = blockers.firstIndex(where: { $0.pid == nil && $0.holds == link.file.path && $0.scheme == .qemu }) {
@@ -267,11 +286,19 @@ private struct Diagnoser {
             } else {
                 blockers.append(Blocker(pid: nil, command: nil, args: [], vm: nil, user: nil, started: nil, fd: nil, openMode: nil,
                                         scheme: .qemu, holds: link.file.path, via: nil, lock: "-", conflict: conflict,
-                                        remedy: unseenRemedy, proven: false))
+                                        remedy: unseenRemedy(link.file), proven: false))
             }
         }
     }
 
+    /// Why a lock's holder has no name, and what to do.
+    func unseenRemedy(_ file: FileFacts) -> String {
+        guard let s = input.serverLocks(for: file) else { return unseenRemedy }
+        let pids = Set(s.probed.compactMap(\.pid)).sorted()
+        let said = pids.isEmpty ? "" : " (F_GETLK's l_pid: \(pids.map(String.init).joined(separator: ", ")), no process here has the file open under that pid)"
+        return "the lock is held on the \(s.filesystem.name) server by a process of another host or one this host cannot name\(said)"
+            + (s.statedumpNote.map { "; \($0)" } ?? "") + "; find it on the other hosts (`locksmith list` there)"
+    }
     let unseenRemedy = "the holder cannot be named from here (an OFD lock whose /proc/PID/fdinfo is unreadable): run as root"
 
     /// The overlay through which `pid` holds a backing file: the nearest image above it in
@@ -286,6 +313,7 @@ private struct Diagnoser {
     }
 
     func who(_ h: Holder) -> String {
+        if let host = h.host { return "pid \(h.pid) on host \(host)" }
         if let vm = h.vm { return "VM '\(vm)' (pid \(h.pid))" }
         return "pid \(h.pid) (\(h.command))"
     }

@@ -6,8 +6,8 @@ import ImageLock
 /// holds what stands in the way (pid, and host when it can be known), and what to do.
 ///
 /// The answer comes from F_GETLK on the volume through the core's probe (nothing is taken),
-/// so it is proven, not inferred. F_GETLK names one holder and only its l_pid; `force`
-/// takes a brick statedump (on a server node) that names every holder with its host,
+/// so it is proven, not inferred. F_GETLK names one holder and only its l_pid; a brick
+/// statedump (on a server node; skipped with `--no-statedump`) names every holder with its host,
 /// including holders that are not locksmith (fcntl users on FUSE mounts).
 /// QEMU's own gluster driver (block/gluster.c) takes no image locks: this is about the
 /// gluster scheme's users, not about QEMU's byte locks.
@@ -51,8 +51,9 @@ public enum GlusterWhy {
     }
 
     /// Probes the image (F_GETLK through `locker`, bounded by its gluster timeout) and, with
-    /// `force` and a lock in the way, names the holders from a brick statedump via `cli`.
-    public static func gather(named: String, intent: OpenIntent, force: Bool, locker: ImageLocker, cli: GlusterCLI,
+    /// `statedump` and a lock in the way, names the holders from a brick statedump via `cli`
+    /// (on a server node; elsewhere the note says why not).
+    public static func gather(named: String, intent: OpenIntent, statedump: Bool, locker: ImageLocker, cli: GlusterCLI,
                               procRoot: String = "/proc") -> Input {
         let host = SystemReads.hostName
         let mode = intent.lockMode
@@ -60,7 +61,7 @@ public enum GlusterWhy {
         do {
             let r = try locker.probe(named, scheme: .gluster, mode: mode)
             guard var c = r.contention else { return input }
-            if force {
+            if statedump {
                 let named = GlusterHolderNaming.name(c, image: r.image, type: mode == .exclusive ? .write : .read, cli: cli)
                 c = named.contention
                 input.namingNote = named.note
@@ -145,7 +146,7 @@ public enum GlusterWhy {
         } else if input.fromStatedump || h.source == .statedump {
             remedy = "stop \(who) on the host that holds it, or wait for it; \(clear)"
         } else {
-            remedy = "stop \(who) on the host that holds it (F_GETLK tells only the pid: `locksmith why --force \(image)` on a server node names the host); \(clear)"
+            remedy = "stop \(who) on the host that holds it (F_GETLK tells only the pid: `locksmith why \(image)` on a server node names the host); \(clear)"
         }
         let conflict = h.type == .write ? "exclusive" : "shared"
         return Blocker(pid: h.pid.flatMap { $0 > 0 ? $0 : nil }, command: d?.command, args: d?.args ?? [], vm: d?.vm,

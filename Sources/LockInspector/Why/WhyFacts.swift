@@ -36,7 +36,8 @@ public enum WhyFacts {
         }
         return FileFacts(path: real, kind: kind(st.st_mode), device: deviceID(st.st_dev), inode: UInt64(st.st_ino),
                          readable: PathBytes.withCString(real) { faccessat(AT_FDCWD, $0, R_OK, AT_EACCESS) } == 0,
-                         writable: PathBytes.withCString(real) { faccessat(AT_FDCWD, $0, W_OK, AT_EACCESS) } == 0)
+                         writable: PathBytes.withCString(real) { faccessat(AT_FDCWD, $0, W_OK, AT_EACCESS) } == 0,
+                         sharedFilesystem: SharedFilesystem.of(path: real))
     }
 
     /// lstat of a lock file: a symbolic link is reported as one, never followed.

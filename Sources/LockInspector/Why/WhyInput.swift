@@ -42,9 +42,13 @@ public struct FileFacts: Sendable, Equatable {
     public var writable: Bool
     /// Why the file could not be looked at (stat failed with something else than ENOENT).
     public var error: String?
+    /// The network or cluster filesystem it is on (statfs f_type); nil for a local one.
+    public var sharedFilesystem: SharedFilesystem?
 
     public init(path: String, kind: FileKind?, device: DeviceID? = nil, inode: UInt64? = nil,
-                readable: Bool = true, writable: Bool = true, error: String? = nil) {
+                readable: Bool = true, writable: Bool = true, error: String? = nil,
+                sharedFilesystem: SharedFilesystem? = nil) {
+        self.sharedFilesystem = sharedFilesystem
         self.path = path
         self.kind = kind
         self.device = device
@@ -167,6 +171,10 @@ public struct WhyInput: Sendable, Equatable {
     public var proofs: [ProbeProof]?
     /// Something that kept the facts or the locks from being read (no /proc/locks...).
     public var inspectionError: String?
+    /// For chain members on a filesystem whose locks /proc/locks does not show in full:
+    /// what a probe (F_GETLK) and a statedump said. Their entries in `images` are built
+    /// from these (`ServerLocks.merged`).
+    public var serverLocks: [ServerLockFacts] = []
 
     public init(named: String, intent: OpenIntent, chain: [ChainLink], lockDirs: [LockDirFacts] = [],
                 images: [ImageLocks] = [], overlayUses: [OverlayUse] = [], proofs: [ProbeProof]? = nil,
@@ -185,6 +193,11 @@ public struct WhyInput: Sendable, Equatable {
                 snapshot: Snapshot, overlayUses: [OverlayUse] = [], proofs: [ProbeProof]? = nil) {
         self.init(named: named, intent: intent, chain: chain, lockDirs: lockDirs, images: snapshot.images,
                   overlayUses: overlayUses, proofs: proofs)
+    }
+
+    /// The server-side lock facts of a chain member, when it is on such a filesystem.
+    public func serverLocks(for file: FileFacts) -> ServerLockFacts? {
+        serverLocks.first { $0.path == file.path }
     }
 
     /// The snapshot entry of a file: same device and inode, else same path.
