@@ -50,43 +50,17 @@ extension Locksmith {
                   locksmith list --gluster gl1/vmstore --gluster-path /vms
                 """)
 
-        @Flag(help: "Print one JSON object instead of a table.")
-        var json = false
-
-        @Option(name: .short, help: ArgumentHelp(
-            "Columns to show, comma-separated; a leading + adds them to the defaults (see --list-columns). Default: $LOCKSMITH_COLUMNS, else the defaults.",
-            valueName: "columns"))
-        var output: String?
-
-        @Flag(help: "List the columns -o accepts, and exit.")
-        var listColumns = false
-
-        @Flag(name: .customLong("no-headings"), help: "Leave out the header line.")
-        var noHeadings = false
+        @OptionGroup var out: ListOutputOptions
 
         @OptionGroup var scan: ScanOptions
 
         @Flag(help: .hidden)
         var timing = false
 
-        func validate() throws {
-            if let o = output, case .failure(let e) = Column.parse(o) { throw ValidationError(e.description) }
-            if output == nil, let env = List.columnsFromEnvironment, case .failure(let e) = Column.parse(env) {
-                throw ValidationError("LOCKSMITH_COLUMNS: \(e.description)")
-            }
-        }
-
-        /// LOCKSMITH_COLUMNS: the columns when -o is not given (as lslocks' LSLOCKS_COLUMNS);
-        /// the same syntax as -o. Empty or unset: the defaults.
-        static var columnsFromEnvironment: String? {
-            guard let v = ProcessInfo.processInfo.environment["LOCKSMITH_COLUMNS"], !v.isEmpty else { return nil }
-            return v
-        }
-
         var options: InspectorOptions { scan.inspectorOptions(statedumpByDefault: true) }
 
         func run() throws {
-            if listColumns {
+            if out.listColumns {
                 for c in Column.allCases {
                     print(c.header.padding(toLength: 10, withPad: " ", startingAt: 0) + c.help)
                 }
@@ -109,22 +83,22 @@ extension Locksmith {
                 throw Status.couldNotCheck
             }
             keptUntilExit = snapshot
-            if json {
+            if out.json {
                 SnapshotJSON.render(snapshot, host: JSONOutput.host, sink: writeStandardOutput)
                 writeStandardOutput([UInt8(ascii: "\n")])
                 try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
                 return
             }
             let rows = LockRow.rows(of: snapshot)
-            if rows.isEmpty && !noHeadings && isatty(STDOUT_FILENO) == 1 {
+            if rows.isEmpty && !out.noHeadings && isatty(STDOUT_FILENO) == 1 {
                 // A bare header reads as "broken" on a terminal; a script (--no-headings,
                 // a pipe, --json) gets nothing but the empty table.
                 print(ListText.nothingFound(lockDirectories: options.lockDirectories.count,
                                             processes: scanCounts.processCount))
             } else {
-                let columns = try (output ?? List.columnsFromEnvironment).map { try Column.parse($0).get() }
+                let columns = try (out.output ?? ListOutputOptions.columnsFromEnvironment).map { try Column.parse($0).get() }
                     ?? Column.defaults(for: rows)
-                FileHandle.standardOutput.write(Data(Table.render(rows, columns: columns, headings: !noHeadings).utf8))
+                FileHandle.standardOutput.write(Data(Table.render(rows, columns: columns, headings: !out.noHeadings).utf8))
             }
             try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
             if !snapshot.unseen.isEmpty {
@@ -133,6 +107,40 @@ extension Locksmith {
                          + "; `locksmith list --json` lists them under \"unseen\"")
             }
         }
+    }
+}
+
+/// How `list` (and plain `locksmith` off a terminal) prints: shared by both.
+struct ListOutputOptions: ParsableArguments {
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    @Option(name: .short, help: ArgumentHelp(
+        "Columns to show, comma-separated; a leading + adds them to the defaults (see --list-columns). Default: $LOCKSMITH_COLUMNS, else the defaults.",
+        valueName: "columns"))
+    var output: String?
+
+    @Flag(help: "List the columns -o accepts, and exit.")
+    var listColumns = false
+
+    @Flag(name: .customLong("no-headings"), help: "Leave out the header line.")
+    var noHeadings = false
+
+    /// Whether any of these was given (plain `locksmith` then lists, also on a terminal).
+    var given: Bool { json || output != nil || listColumns || noHeadings }
+
+    func validate() throws {
+        if let o = output, case .failure(let e) = Column.parse(o) { throw ValidationError(e.description) }
+        if output == nil, let env = ListOutputOptions.columnsFromEnvironment, case .failure(let e) = Column.parse(env) {
+            throw ValidationError("LOCKSMITH_COLUMNS: \(e.description)")
+        }
+    }
+
+    /// LOCKSMITH_COLUMNS: the columns when -o is not given (as lslocks' LSLOCKS_COLUMNS);
+    /// the same syntax as -o. Empty or unset: the defaults.
+    static var columnsFromEnvironment: String? {
+        guard let v = ProcessInfo.processInfo.environment["LOCKSMITH_COLUMNS"], !v.isEmpty else { return nil }
+        return v
     }
 }
 

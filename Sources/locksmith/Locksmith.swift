@@ -78,61 +78,19 @@ extension Locksmith {
             shouldDisplay: false)
 
         @OptionGroup var scan: ScanOptions
-
-        @Flag(help: "Print one JSON object instead of a table (as list --json).")
-        var json = false
-
-        @Option(name: .short, help: ArgumentHelp(
-            "Columns to show, as list -o (see --list-columns).", valueName: "columns"))
-        var output: String?
-
-        @Flag(help: "List the columns -o accepts, and exit.")
-        var listColumns = false
-
-        @Flag(name: .customLong("no-headings"), help: "Leave out the header line.")
-        var noHeadings = false
-
-        @Option(help: ArgumentHelp("TUI: seconds between refreshes.", valueName: "secs"))
-        var interval: Double = 2
-
-        @Option(help: ArgumentHelp("TUI: start with this filter.", valueName: "text"))
-        var filter: String = ""
-
-        @Flag(name: .customLong("no-color"), help: "TUI: no colours (attributes only).")
-        var noColor = false
-
-        @Option(name: .customLong("max-iterations"), help: ArgumentHelp(
-            "TUI: exit after this many refreshes.", valueName: "n"))
-        var maxIterations: Int?
-
-        var wantsList: Bool { json || output != nil || listColumns || noHeadings }
-
-        func validate() throws {
-            var tui = try Tui.parse([])
-            tui.interval = interval
-            tui.maxIterations = maxIterations
-            try tui.validate()
-            var list = try List.parse([])
-            list.output = output
-            try list.validate()
-        }
+        @OptionGroup var out: ListOutputOptions
+        @OptionGroup var view: TUIViewOptions
 
         func run() throws {
-            if !wantsList && isatty(STDOUT_FILENO) == 1 && isatty(STDIN_FILENO) == 1 {
+            if !out.given && isatty(STDOUT_FILENO) == 1 && isatty(STDIN_FILENO) == 1 {
                 var tui = try Tui.parse([])
                 tui.scan = scan
-                tui.interval = interval
-                tui.filter = filter
-                tui.noColor = noColor
-                tui.maxIterations = maxIterations
+                tui.view = view
                 try tui.run()
             } else {
                 var list = try List.parse([])
                 list.scan = scan
-                list.json = json
-                list.output = output
-                list.listColumns = listColumns
-                list.noHeadings = noHeadings
+                list.out = out
                 try list.run()
             }
         }

@@ -28,27 +28,9 @@ extension Locksmith {
                   locksmith tui --gluster gl1/vmstore --force
                 """)
 
-        @Option(help: ArgumentHelp("Seconds between refreshes.", valueName: "secs"))
-        var interval: Double = 2
+        @OptionGroup var view: TUIViewOptions
 
         @OptionGroup var scan: ScanOptions
-
-        @Option(help: ArgumentHelp(
-            "Start with this filter (a substring of path, lock file, command, VM or user; / changes it).",
-            valueName: "text"))
-        var filter: String = ""
-
-        @Flag(name: .customLong("no-color"), help: "No colours (attributes only). NO_COLOR does the same.")
-        var noColor = false
-
-        @Option(name: .customLong("max-iterations"), help: ArgumentHelp(
-            "Exit after this many refreshes (for tests and demos).", valueName: "n"))
-        var maxIterations: Int?
-
-        func validate() throws {
-            guard interval.isFinite, interval >= 0.1 else { throw ValidationError("--interval takes a number of seconds >= 0.1") }
-            if let n = maxIterations, n < 1 { throw ValidationError("--max-iterations takes a number >= 1") }
-        }
 
         func run() throws {
             let options = scan.inspectorOptions
@@ -76,10 +58,10 @@ extension Locksmith {
                 testAcquire: TUISources.testAcquire(using: locker),
                 forceNextScan: { cache.invalidate() })
             sources.clearLocks = { image in clearGlusterLocks(image, timeout: timeout) }
-            let color = TUIOptions.colorAllowed(flag: noColor, environment: ProcessInfo.processInfo.environment)
+            let color = TUIOptions.colorAllowed(flag: view.noColor, environment: ProcessInfo.processInfo.environment)
             let app = TUIApp(sources: sources,
-                             options: TUIOptions(interval: interval, color: color, maxIterations: maxIterations,
-                                                 filter: filter))
+                             options: TUIOptions(interval: view.interval, color: color, maxIterations: view.maxIterations,
+                                                 filter: view.filter))
             let exit: TUIExit
             do {
                 exit = try app.run(on: CursesTerminal())
@@ -95,6 +77,29 @@ extension Locksmith {
             fflush(nil)
             _exit(status)
         }
+    }
+}
+
+/// How the TUI shows the locks: shared by `tui` and plain `locksmith` on a terminal.
+struct TUIViewOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Seconds between refreshes.", valueName: "secs"))
+    var interval: Double = 2
+
+    @Option(help: ArgumentHelp(
+        "Start with this filter (a substring of path, lock file, command, VM or user; / changes it).",
+        valueName: "text"))
+    var filter: String = ""
+
+    @Flag(name: .customLong("no-color"), help: "No colours (attributes only). NO_COLOR does the same.")
+    var noColor = false
+
+    @Option(name: .customLong("max-iterations"), help: ArgumentHelp(
+        "Exit after this many refreshes (for tests and demos).", valueName: "n"))
+    var maxIterations: Int?
+
+    func validate() throws {
+        guard interval.isFinite, interval >= 0.1 else { throw ValidationError("--interval takes a number of seconds >= 0.1") }
+        if let n = maxIterations, n < 1 { throw ValidationError("--max-iterations takes a number >= 1") }
     }
 }
 

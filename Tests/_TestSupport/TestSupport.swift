@@ -337,3 +337,16 @@ public enum OtherHost {
         ("/usr/bin/unshare", ["--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", hostname, exe] + args)
     }
 }
+
+/// Prometheus' own linter, `promtool check metrics` (Debian's package prometheus).
+public enum Promtool {
+    /// Fails the test unless promtool accepts `text` without a complaint.
+    public static func check(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let dir = TempDir("prom")
+        let path = dir.file("m.prom")
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        let r = try Run.capture("/bin/sh", ["-c", "exec \"$0\" check metrics < \"$1\"", try Run.tool("promtool"), path])
+        XCTAssertEqual(r.status, 0, "promtool: \(r)\n\(text)", file: file, line: line)
+        XCTAssertEqual(r.stdout + r.stderr, "", "promtool complained: \(r)", file: file, line: line)
+    }
+}
