@@ -35,6 +35,7 @@ extension Severity: ExpressibleByArgument {}
 extension Locksmith {
     struct Audit: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "audit",
             abstract: "Find the hazards image locks were meant to prevent.",
             discussion: """
                 Locks protect images only when every user takes them. One snapshot of the \

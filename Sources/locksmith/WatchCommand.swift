@@ -9,6 +9,7 @@ import Glibc
 extension Locksmith {
     struct Watch: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "watch",
             abstract: "Print one line per lock change, as it happens (an audit trail).",
             discussion: """
                 Takes a snapshot every --interval seconds and prints what changed since the \
