@@ -21,8 +21,9 @@ let package = Package(
     targets: [
         // _GNU_SOURCE fcntl (F_OFD_*), statfs magic numbers.
         .target(name: "CLinux"),
-        // System libcrypto (SHA-1, SHA-256) through a module map.
-        .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
+        // System libcrypto (SHA-1, SHA-256; openssl/sha.h from libssl-dev), the library loaded
+        // on first use (CCrypto.h).
+        .target(name: "CCrypto"),
         // System libgfapi: glfs.h's prototypes, the library loaded on first use (CGlusterAPI.h).
         .target(name: "CGlusterAPI"),
         // The locking core shared with other tools: schemes, lock paths, acquire/test/release.

@@ -1,8 +1,10 @@
 import _TestSupport
 import Foundation
+import ImageLock
 import XCTest
 
-/// What `locksmith` does at start: `--version` answered before ArgumentParser runs.
+/// What `locksmith` does at start: `--version` answered before ArgumentParser runs, libraries
+/// loaded when first used.
 final class StartTests: XCTestCase {
     func testVersionIsTheManPagesAndAloneOnItsLine() throws {
         let man = try String(contentsOfFile: GlusterTestBed.repository + "/man/locksmith.1", encoding: .utf8)
@@ -18,5 +20,21 @@ final class StartTests: XCTestCase {
         let parsed = try Run.locksmith(["--no-headings", "--version"])
         XCTAssertEqual(parsed.status, 0, "\(parsed)")
         XCTAssertEqual(parsed.stdout, r.stdout)
+    }
+
+    /// libcrypto is loaded by the first hash, not at start (CCrypto.h): the dynamic loader's
+    /// log (LD_DEBUG=libs) names it for `path` (a SHA-1), not for `--version`.
+    func testLibcryptoIsLoadedByTheFirstHashOnly() throws {
+        let dir = TempDir("lazy-crypto")
+        let image = dir.file("a.img")
+        XCTAssertTrue(FileManager.default.createFile(atPath: image, contents: Data()))
+        let version = try Run.locksmith(["--version"], environment: ["LD_DEBUG": "libs"])
+        XCTAssertEqual(version.status, 0, "\(version)")
+        XCTAssertTrue(version.stderr.contains("calling init"), "no loader log: \(version.stderr)")
+        XCTAssertFalse(version.stderr.contains("libcrypto"), version.stderr)
+        let path = try Run.locksmith(["path", "--lock-dir", dir.path, image], environment: ["LD_DEBUG": "libs"])
+        XCTAssertEqual(path.status, 0, "\(path)")
+        XCTAssertTrue(path.stderr.contains("libcrypto.so.3"), path.stderr)
+        XCTAssertEqual(path.stdout, "\(dir.path)/.qemu-\(Digest.sha1Hex(image)).lock\n")
     }
 }
