@@ -37,8 +37,9 @@ let package = Package(
         ),
         // Discovery and analysis: /proc, lock dirs, image mapping, holders, the snapshot model.
         .target(name: "LockInspector", dependencies: ["ImageLock", "CLinux"]),
-        // System ncursesw through a module map and macro shims (FACTS.md §7).
-        .systemLibrary(name: "CCurses", providers: [.apt(["libncursesw5-dev"])]),
+        // System ncursesw (headers from libncursesw5-dev), the library loaded on first use
+        // (CCurses.h).
+        .target(name: "CCurses"),
         // The TUI: state, keys, layout and rendering into a screen buffer; the curses edge.
         .target(name: "LocksmithTUI", dependencies: ["CCurses", "ImageLock", "LockInspector"]),
         .executableTarget(

@@ -4,7 +4,7 @@ import ImageLock
 import XCTest
 
 /// What `locksmith` does at start: `--version` answered before ArgumentParser runs, libraries
-/// loaded when first used.
+/// (libcrypto, ncursesw) loaded when first used.
 final class StartTests: XCTestCase {
     func testVersionIsTheManPagesAndAloneOnItsLine() throws {
         let man = try String(contentsOfFile: GlusterTestBed.repository + "/man/locksmith.1", encoding: .utf8)
@@ -36,5 +36,16 @@ final class StartTests: XCTestCase {
         XCTAssertEqual(path.status, 0, "\(path)")
         XCTAssertTrue(path.stderr.contains("libcrypto.so.3"), path.stderr)
         XCTAssertEqual(path.stdout, "\(dir.path)/.qemu-\(Digest.sha1Hex(image)).lock\n")
+    }
+
+    /// ncursesw is loaded by the TUI only (CCurses.h): `list` runs without it
+    /// (TUITerminalTests run the TUI itself, which loads it).
+    func testCursesIsNotLoadedOutsideTheTUI() throws {
+        let dir = TempDir("lazy-curses")
+        let r = try Run.locksmith(["list", "--lock-dir", dir.path], environment: ["LD_DEBUG": "libs"])
+        XCTAssertEqual(r.status, 0, "\(r)")
+        XCTAssertTrue(r.stderr.contains("calling init"), "no loader log: \(r.stderr)")
+        XCTAssertFalse(r.stderr.contains("libncursesw"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("libtinfo"), r.stderr)
     }
 }
