@@ -21,8 +21,9 @@ let package = Package(
     targets: [
         // _GNU_SOURCE fcntl (F_OFD_*), statfs magic numbers.
         .target(name: "CLinux"),
-        // System libcrypto (SHA-1, SHA-256) through a module map.
-        .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
+        // System libcrypto (SHA-1, SHA-256; openssl/sha.h from libssl-dev), the library loaded
+        // on first use (CCrypto.h).
+        .target(name: "CCrypto"),
         // System libgfapi: glfs.h's prototypes, the library loaded on first use (CGlusterAPI.h).
         .target(name: "CGlusterAPI"),
         // The locking core shared with other tools: schemes, lock paths, acquire/test/release.
@@ -36,8 +37,9 @@ let package = Package(
         ),
         // Discovery and analysis: /proc, lock dirs, image mapping, holders, the snapshot model.
         .target(name: "LockInspector", dependencies: ["ImageLock", "CLinux"]),
-        // System ncursesw through a module map and macro shims (FACTS.md §7).
-        .systemLibrary(name: "CCurses", providers: [.apt(["libncursesw5-dev"])]),
+        // System ncursesw (headers from libncursesw5-dev), the library loaded on first use
+        // (CCurses.h).
+        .target(name: "CCurses"),
         // The TUI: state, keys, layout and rendering into a screen buffer; the curses edge.
         .target(name: "LocksmithTUI", dependencies: ["CCurses", "ImageLock", "LockInspector"]),
         .executableTarget(

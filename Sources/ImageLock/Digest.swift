@@ -1,21 +1,21 @@
 import CCrypto
 
-/// Lowercase hex digests through the system libcrypto.
+/// Lowercase hex digests through the system libcrypto (loaded on first use: CCrypto.h).
 public enum Digest {
     /// SHA-1 of `bytes` as 40 lowercase hex characters. The corresponding C function is `SHA1`.
     public static func sha1Hex(_ bytes: [UInt8]) -> String {
-        var out = [UInt8](repeating: 0, count: Int(SHA_DIGEST_LENGTH))
+        var out = [UInt8](repeating: 0, count: Int(CCRYPTO_SHA1_LENGTH))
         bytes.withUnsafeBufferPointer { buf in
-            _ = SHA1(buf.baseAddress, buf.count, &out)
+            ccrypto_sha1(buf.baseAddress, buf.count, &out)
         }
         return hex(out)
     }
 
     /// SHA-256 of `bytes` as 64 lowercase hex characters. The corresponding C function is `SHA256`.
     public static func sha256Hex(_ bytes: [UInt8]) -> String {
-        var out = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
+        var out = [UInt8](repeating: 0, count: Int(CCRYPTO_SHA256_LENGTH))
         bytes.withUnsafeBufferPointer { buf in
-            _ = SHA256(buf.baseAddress, buf.count, &out)
+            ccrypto_sha256(buf.baseAddress, buf.count, &out)
         }
         return hex(out)
     }
@@ -27,8 +27,8 @@ public enum Digest {
     public static func sha1(_ bytes: UnsafeRawBufferPointer) -> SHA1Digest {
         var d = SHA1Digest()
         withUnsafeMutableBytes(of: &d.words) { out in
-            _ = SHA1(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
-                     out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            ccrypto_sha1(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
+                         out.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         return d
     }

@@ -47,10 +47,13 @@ public struct PathBytes: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Whether `carrier`'s UTF-8 is exactly the path's bytes (no carried byte): the common
-    /// case, checked without decoding. Every carrier scalar's UTF-8 starts with 0xF4.
+    /// case, checked without decoding. Every carrier scalar's UTF-8 starts with 0xF4. The
+    /// bytes are searched in the string's own storage where it has one (a native string):
+    /// through `String.UTF8View`'s iterator the search cost ~12 % of `list --json` at 10k.
     @inline(__always)
     public static func isPlain(_ carrier: String) -> Bool {
-        !carrier.utf8.contains(0xF4) || !carrier.unicodeScalars.contains(where: isCarrier)
+        let maybe = carrier.utf8.withContiguousStorageIfAvailable { $0.contains(0xF4) } ?? carrier.utf8.contains(0xF4)
+        return !maybe || !carrier.unicodeScalars.contains(where: isCarrier)
     }
 
     /// The carrier string of these bytes.

@@ -791,6 +791,8 @@ struct Scan {
             // Opening a file with a lease would start breaking the lease: leave it alone.
             if let rows = rowsByFile[FileKey(device: files[i].device, inode: files[i].inode)],
                rows.contains(where: { $0.kind == "LEASE" || $0.kind == "DELEG" }) { continue }
+            // An empty one (the scheme creates them empty) names nothing: one lstat, no read.
+            if case .success(let s) = SystemReads.lstatus(files[i].path), s.kind == .regular, s.size == 0 { continue }
             t.contentReads += 1
             switch SystemReads.readRegularFile(files[i].path, limit: 4097) {
             case .success(let bytes):

@@ -210,9 +210,37 @@ public enum SnapshotJSON {
         var cache: [Date: String] = [:]
         mutating func text(_ d: Date) -> String {
             if let t = cache[d] { return t }
-            let t = d.formatted(.iso8601)
+            let t = SnapshotJSON.iso8601(d)
             cache[d] = t
             return t
         }
+    }
+
+    /// `d.formatted(.iso8601)`'s text (`2026-12-01T09:30:27Z`: UTC, whole seconds, cut not
+    /// rounded) without FormatStyle, whose first use costs a short run ~0.3 ms (perf, `list
+    /// --json` on a quiet host).
+    public static func iso8601(_ d: Date) -> String {
+        var t = time_t(d.timeIntervalSince1970.rounded(.down))
+        var tmv = tm()
+        guard gmtime_r(&t, &tmv) != nil, tmv.tm_year + 1900 >= 0, tmv.tm_year + 1900 <= 9999 else {
+            return d.formatted(.iso8601)
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(20)
+        func digits(_ v: Int32, _ n: Int) {
+            var div: Int32 = 1
+            for _ in 1..<n { div *= 10 }
+            while div > 0 {
+                out.append(UInt8(ascii: "0") + UInt8(v / div % 10))
+                div /= 10
+            }
+        }
+        digits(tmv.tm_year + 1900, 4); out.append(UInt8(ascii: "-"))
+        digits(tmv.tm_mon + 1, 2); out.append(UInt8(ascii: "-"))
+        digits(tmv.tm_mday, 2); out.append(UInt8(ascii: "T"))
+        digits(tmv.tm_hour, 2); out.append(UInt8(ascii: ":"))
+        digits(tmv.tm_min, 2); out.append(UInt8(ascii: ":"))
+        digits(tmv.tm_sec, 2); out.append(UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
     }
 }

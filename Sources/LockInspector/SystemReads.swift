@@ -164,11 +164,12 @@ enum SystemReads {
         var uid: UInt32
         var mode: UInt32
         var links: UInt64
+        var size: Int64
     }
 
     private static func status(_ st: stat) -> Status {
         Status(kind: kind(mode: UInt32(st.st_mode)), device: deviceID(UInt64(st.st_dev)), inode: UInt64(st.st_ino),
-               uid: st.st_uid, mode: UInt32(st.st_mode) & 0o7777, links: UInt64(st.st_nlink))
+               uid: st.st_uid, mode: UInt32(st.st_mode) & 0o7777, links: UInt64(st.st_nlink), size: Int64(st.st_size))
     }
 
     /// lstat(2): never follows a final symlink.

@@ -14,28 +14,36 @@ public final class CursesTerminal: TerminalDevice {
 
     public enum StartError: Error, CustomStringConvertible {
         case notATerminal
+        /// libncursesw could not be loaded (dlerror's text).
+        case noCurses(String)
         public var description: String {
-            "the TUI needs a terminal (TERM set, stdin and stdout a tty); try `locksmith list`"
+            switch self {
+            case .notATerminal:
+                return "the TUI needs a terminal (TERM set, stdin and stdout a tty); try `locksmith list`"
+            case .noCurses(let why):
+                return "the TUI needs ncursesw (libncursesw.so.6): \(why); try `locksmith list`"
+            }
         }
     }
 
     public func start(color: Bool) throws {
         guard isatty(0) == 1, isatty(1) == 1 else { throw StartError.notATerminal }
+        if let why = ccurses_unavailable() { throw StartError.noCurses(String(cString: why)) }
         unicode = ccurses_setlocale_utf8() != 0
         // Esc arrives alone after this many ms instead of curses' default second.
         setenv("ESCDELAY", "25", 0)
         // newterm, unlike initscr, returns NULL for an unknown TERM instead of exiting.
         guard ccurses_newterm() != nil else { throw StartError.notATerminal }
         started = true
-        raw()
-        noecho()
-        nonl()
-        _ = keypad(ccurses_stdscr(), true)
-        _ = curs_set(0)
-        colors = color && has_colors()
+        _ = ccurses_raw()
+        _ = ccurses_noecho()
+        _ = ccurses_nonl()
+        _ = ccurses_keypad(true)
+        _ = ccurses_curs_set(0)
+        colors = color && ccurses_has_colors()
         if colors {
-            start_color()
-            use_default_colors()
+            _ = ccurses_start_color()
+            _ = ccurses_use_default_colors()
             let pairs: [(Role, Int16, Int16)] = [
                 (.title, Int16(COLOR_BLACK), Int16(COLOR_CYAN)),
                 (.columnHeader, Int16(COLOR_BLACK), Int16(COLOR_GREEN)),
@@ -50,16 +58,16 @@ public final class CursesTerminal: TerminalDevice {
                 (.prompt, Int16(COLOR_BLACK), Int16(COLOR_YELLOW)),
                 (.border, Int16(COLOR_CYAN), -1),
             ]
-            for (role, fg, bg) in pairs { init_pair(Int16(role.rawValue), fg, bg) }
+            for (role, fg, bg) in pairs { _ = ccurses_init_pair(Int16(role.rawValue), fg, bg) }
         }
-        _ = erase()
+        _ = ccurses_erase()
     }
 
     public func stop() {
         guard started else { return }
         started = false
-        _ = curs_set(1)
-        endwin()
+        _ = ccurses_curs_set(1)
+        _ = ccurses_endwin()
     }
 
     public var size: (width: Int, height: Int) {
@@ -69,9 +77,9 @@ public final class CursesTerminal: TerminalDevice {
     }
 
     public func readKey(timeoutMilliseconds: Int32) -> Key? {
-        timeout(timeoutMilliseconds)
+        ccurses_timeout(timeoutMilliseconds)
         var ch: wint_t = 0
-        let rc = get_wch(&ch)
+        let rc = ccurses_get_wch(&ch)
         if rc == ERR { return nil }
         let code = Int32(bitPattern: ch)
         if rc == KEY_CODE_YES {
@@ -107,16 +115,16 @@ public final class CursesTerminal: TerminalDevice {
     }
 
     public func draw(_ buffer: ScreenBuffer) {
-        _ = erase()
+        _ = ccurses_erase()
         let (w, h) = size
         for y in 0..<min(buffer.height, h) {
             for run in buffer.runs(y) where run.x < w {
                 _ = ccurses_attrset(attributes(run.style))
-                _ = mvaddstr(Int32(y), Int32(run.x), run.text)
+                _ = ccurses_mvaddstr(Int32(y), Int32(run.x), run.text)
             }
         }
         _ = ccurses_attrset(ccurses_a_normal())
-        _ = refresh()
+        _ = ccurses_refresh()
     }
 
     /// A role's look: a colour pair, or without colour bold / reverse / underline so that

@@ -35,6 +35,7 @@ extension Severity: ExpressibleByArgument {}
 extension Locksmith {
     struct Audit: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "audit",
             abstract: "Find the hazards image locks were meant to prevent.",
             usage: "locksmith audit [--json] [--fail-on <severity>] [--fix] [--wait-threshold <secs>] " + ScanOptions.usage,
             discussion: """

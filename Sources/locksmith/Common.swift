@@ -226,7 +226,7 @@ enum JSONOutput {
         var body = String(decoding: try e.encode(payload), as: UTF8.self)
         // Paths not written with their `*_bytes` (`encodePath`) still go out as UTF-8 text.
         if !PathBytes.isPlain(body) { body = PathBytes.lossy(body) }
-        let head = "{\"schema\":1,\"host\":\(String(decoding: try e.encode(host), as: UTF8.self)),\"generated\":\"\(generated.formatted(.iso8601))\""
+        let head = "{\"schema\":1,\"host\":\(String(decoding: try e.encode(host), as: UTF8.self)),\"generated\":\"\(SnapshotJSON.iso8601(generated))\""
         precondition(body.hasPrefix("{"), "a JSON payload must be an object")
         return body == "{}" ? head + "}" : head + "," + body.dropFirst()
     }

@@ -17,7 +17,7 @@ struct HolderJSON: Encodable {
         try c.encode(h.args, forKey: .args)
         try c.encode(h.user ?? h.uid.map(String.init), forKey: .user)
         try c.encode(h.uid, forKey: .uid)
-        try c.encode(h.started.map { $0.formatted(.iso8601) }, forKey: .started)
+        try c.encode(h.started.map(SnapshotJSON.iso8601), forKey: .started)
         try c.encode(h.fd, forKey: .fd)
         try c.encode(h.host, forKey: .host)
         try c.encode(h.openMode?.rawValue, forKey: .openMode)

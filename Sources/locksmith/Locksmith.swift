@@ -36,6 +36,13 @@ struct Locksmith: ParsableCommand {
     /// `PathBytes` carrier string: an image named by bytes that are not UTF-8 is found.
     static func main() {
         let arguments = (1..<Int(CommandLine.argc)).map { PathBytes.string(cString: CommandLine.unsafeArgv[$0]!) }
+        // `--version` alone needs nothing of ArgumentParser's: before it looks at the
+        // arguments, it reflects every option of the root command and of its completion-script
+        // commands (most of the start: ~10M of ~17M instructions). Printed as it prints it.
+        if arguments == ["--version"] {
+            print(LocksmithVersion.current)
+            return
+        }
         if arguments.first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
         do {
             var command = try parseAsRoot(arguments)

@@ -117,9 +117,11 @@ final class InspectorLiveTests: XCTestCase {
         _ = FileManager.default.createFile(atPath: forged, contents: Data("/etc/shadow\n".utf8))
         try FileManager.default.createSymbolicLink(atPath: dir.file(".qemu-" + String(repeating: "2", count: 40) + ".lock"),
                                                    withDestinationPath: "/etc/passwd")
+        var t = SnapshotTimings()
         let snap = try Inspector(InspectorOptions(lockDirectories: [dir.path], libvirtDirectories: [],
-                                                  leaseDirectories: [])).snapshot()
+                                                  leaseDirectories: [])).snapshot(timings: &t)
         XCTAssertEqual(snap.lockFiles.count, 4)
+        XCTAssertEqual(t.contentReads, 2, "stale and forged are read; the empty one and the link are not")
         let s = try XCTUnwrap(snap.images.first { $0.lockFiles == [stale] })
         XCTAssertEqual(s.path, image)
         XCTAssertTrue(s.holders.isEmpty)

@@ -51,6 +51,16 @@ final class SnapshotJSONTests: XCTestCase {
     }
 
     /// The writer grows its buffer as it goes and nests to the depth it was given.
+    /// The dates' text is FormatStyle's `.iso8601`, written without it: the same bytes for
+    /// whole and fractional seconds (cut, not rounded), leap days and the present.
+    func testDatesAreWrittenAsISO8601FormatStyleWritesThem() {
+        for t: TimeInterval in [0, 1, 59.999, 951_782_400, 951_868_799.9, 1_764_581_427, 1_764_581_427.5,
+                                1_764_581_427.999_999, 4_102_444_799, Date().timeIntervalSince1970] {
+            let d = Date(timeIntervalSince1970: t)
+            XCTAssertEqual(SnapshotJSON.iso8601(d), d.formatted(.iso8601), "\(t)")
+        }
+    }
+
     func testWriterGrowsAndNests() throws {
         var w = JSONWriter(capacity: 1)
         w.beginArray()
