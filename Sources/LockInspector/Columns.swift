@@ -52,7 +52,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .held: return "QEMU permissions held"
         case .unshared: return "QEMU permissions not shared"
         case .lockfile: return "lock file (lockfile scheme)"
-        case .host: return "holder's host (gluster)"
+        case .host: return "holder's host (gluster; every row in a cluster view)"
         }
     }
 
@@ -101,9 +101,10 @@ public enum Column: String, CaseIterable, Sendable {
     /// What `list` shows without `-o`.
     public static let defaults: [Column] = [.image, .scheme, .mode, .pid, .command, .vm, .user, .age]
 
-    /// The defaults for these rows: HOST after PID when any holder has a host (gluster).
-    public static func defaults(for rows: [LockRow]) -> [Column] {
-        guard rows.contains(where: { $0.holder?.host != nil }) else { return defaults }
+    /// The defaults for these rows: HOST after PID when any holder has a host (gluster) or
+    /// more than one host is in view (a cluster view).
+    public static func defaults(for rows: [LockRow], hostsInView: Int = 1) -> [Column] {
+        guard hostsInView > 1 || rows.contains(where: { $0.holder?.host != nil }) else { return defaults }
         var cols = defaults
         cols.insert(.host, at: cols.firstIndex(of: .pid).map { $0 + 1 } ?? cols.count)
         return cols
@@ -154,7 +155,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .held: return h?.qemu.map { $0.held.sorted().map(\.name).joined(separator: ",") } ?? "-"
         case .unshared: return h?.qemu.map { $0.unshared.sorted().map(\.name).joined(separator: ",") } ?? "-"
         case .lockfile: return row.image.lockFiles.first ?? "-"
-        case .host: return h?.host ?? "-"
+        case .host: return h?.host ?? row.image.host ?? "-"
         }
     }
 

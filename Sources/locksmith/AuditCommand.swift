@@ -53,6 +53,14 @@ extension Locksmith {
                   info      stale-lock-file     a lock file nobody holds
                   info      unmapped-lock-file  a lock file whose image cannot be found
 
+                With --host/--hosts, every host's findings (each named by its host) and two \
+                cross-host rules that no single host can see:
+
+                  critical  split-lock          two hosts each hold one shared image's lock file exclusively,
+                                                each in its own local lock dir (each believes it is alone)
+                  critical  cross-host-writers  one shared image open for writing on two hosts, unless every
+                                                writer shares write (share-rw=on)
+
                 Each finding names the image, the processes and files involved, what was seen \
                 and a one-line remedy. --fix removes stale lock files only, each one safely (an \
                 exclusive lock on it first; a held file is never removed), and nothing else.
@@ -78,8 +86,21 @@ extension Locksmith {
 
         @OptionGroup var scan: AuditScanOptions
 
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
+
+        func validate() throws {
+            if fix && cluster.isCluster { throw ValidationError("--fix works on this host only; run it on each host") }
+        }
+
         func run() throws {
-            let snapshot = try scan.snapshot()
+            var hosts: [ClusterHost]?
+            let snapshot: Snapshot
+            if cluster.isCluster {
+                let view = try clusterSnapshot(cluster, scan: scan.scan, audit: true, waitThreshold: scan.waitThreshold)
+                (snapshot, hosts) = (view.snapshot, view.hosts)
+            } else {
+                snapshot = try scan.snapshot()
+            }
             var fixes: [FixJSON] = []
             if fix {
                 fixes = fixStale(snapshot.findings)
@@ -87,8 +108,9 @@ extension Locksmith {
             let removed = Set(fixes.filter { $0.removed }.map(\.path))
             let remaining = snapshot.findings.filter { !($0.rule == .staleLockFile && $0.files.allSatisfy(removed.contains)) }
             if json {
-                print(try JSONOutput.render(AuditReport(snapshot, failOn: failOn, fixes: fix ? fixes : nil),
-                                            generated: snapshot.generated))
+                var report = AuditReport(snapshot, failOn: failOn, fixes: fix ? fixes : nil)
+                report.hosts = hosts?.map(HostJSON.init)
+                print(try JSONOutput.render(report, generated: snapshot.generated))
             } else {
                 print(AuditText.render(snapshot.findings, fixes: fixes), terminator: "")
                 if !snapshot.unseen.isEmpty {
@@ -97,6 +119,7 @@ extension Locksmith {
                              + "; `locksmith audit --json` lists them under \"unseen\"")
                 }
             }
+            if hosts?.contains(where: { !$0.reached }) == true { throw Status.couldNotCheck }
             if remaining.contains(where: { $0.severity >= failOn }) { throw Status.held }
         }
 
@@ -130,7 +153,7 @@ enum AuditText {
         var out = ""
         for f in findings {
             out += "\(f.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) "
-                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")\n"
+                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")" + (f.host.map { "  (on \($0))" } ?? "") + "\n"
             out += "  \(f.evidence)\n"
             out += "  remedy: \(f.remedy)\n"
             for fix in fixes where f.files.contains(fix.path) {
@@ -168,6 +191,8 @@ struct AuditReport: Encodable {
     var failOn: String
     var fixes: [FixJSON]?
     var unseen: [UnseenJSON]
+    /// The hosts of a cluster view (`--host`); left out otherwise.
+    var hosts: [HostJSON]?
 
     init(_ s: Snapshot, failOn: Severity, fixes: [FixJSON]?) {
         findings = s.findings.map(FindingJSON.init)
@@ -186,9 +211,36 @@ struct AuditReport: Encodable {
         try c.encode(failOn, forKey: .failOn)
         try c.encode(fixes, forKey: .fixes)  // null without --fix
         try c.encode(unseen, forKey: .unseen)
+        try c.encodeIfPresent(hosts, forKey: .hosts)
     }
 
-    enum CodingKeys: String, CodingKey { case findings, counts, failOn, fixes, unseen }
+    enum CodingKeys: String, CodingKey { case findings, counts, failOn, fixes, unseen, hosts }
+}
+
+/// A host of a cluster view, as `list --json` writes it.
+struct HostJSON: Encodable {
+    var name: String
+    var hostname: String?
+    var reached: Bool
+    var error: String?
+    var tookMs: Int
+    var version: String?
+
+    init(_ h: ClusterHost) {
+        (name, hostname, reached, error, tookMs, version) = (h.name, h.hostname, h.reached, h.error, h.tookMs, h.version)
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(hostname, forKey: .hostname)
+        try c.encode(reached, forKey: .reached)
+        try c.encode(error, forKey: .error)
+        try c.encode(tookMs, forKey: .tookMs)
+        try c.encode(version, forKey: .version)
+    }
+
+    enum CodingKeys: String, CodingKey { case name, hostname, reached, error, tookMs, version }
 }
 
 struct FindingJSON: Encodable {
@@ -206,9 +258,10 @@ struct FindingJSON: Encodable {
         try c.encode(f.files, forKey: .files)
         try c.encode(f.evidence, forKey: .evidence)
         try c.encode(f.remedy, forKey: .remedy)
+        try c.encode(f.host, forKey: .host)
     }
 
-    enum CodingKeys: String, CodingKey { case rule, severity, image, holders, files, evidence, remedy }
+    enum CodingKeys: String, CodingKey { case rule, severity, image, holders, files, evidence, remedy, host }
 }
 
 struct InvolvedProcessJSON: Encodable {
@@ -232,9 +285,10 @@ struct InvolvedProcessJSON: Encodable {
         try c.encode(p.scheme?.rawValue, forKey: .scheme)
         try c.encode(p.mode, forKey: .mode)
         try c.encode(p.waitedSeconds.map { ($0 * 10).rounded() / 10 }, forKey: .waitedSeconds)
+        try c.encode(p.host, forKey: .host)
     }
 
     enum CodingKeys: String, CodingKey {
-        case role, pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, waitedSeconds
+        case role, pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, waitedSeconds, host
     }
 }

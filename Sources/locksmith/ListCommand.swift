@@ -63,11 +63,24 @@ extension Locksmith {
 
         @OptionGroup var scan: ScanOptions
 
+        @Flag(help: ArgumentHelp(
+            "With --json: also audit's findings and the writers they rest on (what `audit --host` asks each host for)."))
+        var audit = false
+
+        @Option(name: .customLong("wait-threshold"), help: ArgumentHelp(
+            "With --audit: blocked-waiter's threshold, as audit's.", valueName: "secs"))
+        var waitThreshold: Double = 30
+
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
+
         @Flag(help: .hidden)
         var timing = false
 
         func validate() throws {
             if let o = output, case .failure(let e) = Column.parse(o) { throw ValidationError(e.description) }
+            if audit && !json { throw ValidationError("--audit needs --json") }
+            if audit && cluster.isCluster { throw ValidationError("--audit is what each host is asked; use `locksmith audit --host`") }
+            guard waitThreshold >= 0 && waitThreshold.isFinite else { throw ValidationError("--wait-threshold takes a number of seconds >= 0") }
         }
 
         var options: InspectorOptions { scan.inspectorOptions(statedumpByDefault: true) }
@@ -79,10 +92,11 @@ extension Locksmith {
                 }
                 return
             }
-            let snapshot: Snapshot
+            if cluster.isCluster { return try runCluster() }
+            var snapshot: Snapshot
             do {
                 var t = SnapshotTimings()
-                snapshot = try Inspector(options).snapshot(timings: &t)
+                snapshot = audit ? try Auditor.snapshot(options, waitThreshold: waitThreshold) : try Inspector(options).snapshot(timings: &t)
                 if timing {
                     func ms(_ s: Double) -> String { String(format: "%.1f ms", s * 1000) }
                     complain("timing: total \(ms(t.total)) = /proc/locks \(ms(t.kernelLocks)), lock dirs \(ms(t.lockDirectories)), "
@@ -93,9 +107,11 @@ extension Locksmith {
                 complain(e.description)
                 throw Status.couldNotCheck
             }
+            if json { StorageIdentity.annotate(&snapshot, procRoot: options.procRoot) }
             keptUntilExit = snapshot
             if json {
-                SnapshotJSON.render(snapshot, host: JSONOutput.host, sink: writeStandardOutput)
+                SnapshotJSON.render(snapshot, host: JSONOutput.host,
+                                    extras: .init(version: LocksmithVersion.current, findings: audit), sink: writeStandardOutput)
                 writeStandardOutput([UInt8(ascii: "\n")])
                 try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
                 return
@@ -109,6 +125,23 @@ extension Locksmith {
                          + (geteuid() == 0 ? "" : " (run as root to see every holder)")
                          + "; `locksmith list --json` lists them under \"unseen\"")
             }
+        }
+
+        /// `--host`/`--hosts`: every host's `list --json`, merged; exit 2 after printing
+        /// everything when a host was not seen.
+        func runCluster() throws {
+            let (snapshot, hosts) = try clusterSnapshot(cluster, scan: scan, audit: false)
+            keptUntilExit = snapshot
+            if json {
+                SnapshotJSON.render(snapshot, host: JSONOutput.host,
+                                    extras: .init(version: LocksmithVersion.current, hosts: hosts), sink: writeStandardOutput)
+                writeStandardOutput([UInt8(ascii: "\n")])
+            } else {
+                let rows = LockRow.rows(of: snapshot)
+                let columns = try output.map { try Column.parse($0).get() } ?? Column.defaults(for: rows, hostsInView: hosts.count)
+                FileHandle.standardOutput.write(Data(Table.render(rows, columns: columns, headings: !noHeadings).utf8))
+            }
+            if hosts.contains(where: { !$0.reached }) { throw Status.couldNotCheck }
         }
     }
 }
