@@ -211,4 +211,43 @@ final class ClusterTests: XCTestCase {
         // Two writers on one host are concurrent-writers' business, not this rule's.
         XCTAssertEqual(ClusterRules.crossHostWriters(ClusterMerge.merge(answers([("h1", snap("h1", 10, qemu: nil))]), host: "me")), [])
     }
+
+    // MARK: bounds, with real processes in place of ssh
+
+    /// A script standing in for ssh: `body` is its shell text (it gets ssh's arguments).
+    func fakeSSH(_ dir: String, _ body: String) throws -> String {
+        let p = dir + "/fake-ssh"
+        try "#!/bin/sh\n\(body)\n".write(toFile: p, atomically: true, encoding: .utf8)
+        chmod(p, 0o755)
+        return p
+    }
+
+    func testAnswersAreBoundedInSizeAndTimeAndFailuresAreOneLine() throws {
+        let dir = NSTemporaryDirectory() + "cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func ask(_ body: String, timeout: Double = 10, max: Int = 1 << 20) throws -> (ClusterHost, Double) {
+            var q = ClusterQuery(hosts: ["h1"])
+            q.ssh = [try fakeSSH(dir, body)]
+            q.timeout = timeout
+            q.maxAnswer = max
+            let start = Date()
+            let a = ClusterScan.ask(q, local: { .failure(CocoaError(.featureUnsupported)) })
+            return (a.hosts[0], Date().timeIntervalSince(start))
+        }
+        let (big, _) = try ask("head -c 100000000 /dev/zero", max: 4096)
+        XCTAssertEqual(big.error, "answer larger than 4096 bytes")
+        let (slow, took) = try ask("exec sleep 30", timeout: 0.5)
+        XCTAssertEqual(slow.error, "no answer within 0.5 s")
+        XCTAssertLessThan(took, 10)
+        let (denied, _) = try ask("printf 'Warning: added\\r\\nroot@h1: Permission denied (publickey).\\r\\n' >&2; exit 255")
+        XCTAssertEqual(denied.error, "ssh failed: root@h1: Permission denied (publickey).")
+        let (evil, _) = try ask("printf 'x\\033]0;pwned\\007' >&2; exit 255")
+        XCTAssertEqual(evil.error, "ssh failed: x\\x1b]0;pwned\\x07")
+        let (garbage, _) = try ask("echo 'Last login: today'")
+        XCTAssertTrue(garbage.error?.hasPrefix("bad answer: not a locksmith list --json object") ?? false, garbage.error ?? "")
+        let (args, _) = try ask("printf '%s|' \"$@\" >&2; exit 255")
+        XCTAssertEqual(args.error, "ssh failed: -o|BatchMode=yes|-o|ConnectTimeout=10|--|h1|locksmith list --json|")
+        XCTAssertFalse(big.reached || slow.reached || denied.reached || garbage.reached)
+    }
 }

@@ -196,4 +196,38 @@ final class ClusterViewTests: XCTestCase {
         let text = try Run.capture(Run.locksmith, ["audit"] + view(["h1", "h2"]), timeout: 120)
         XCTAssertTrue(text.stdout.contains("CRITICAL split-lock  \(shared)\n"), text.stdout)
     }
+
+    /// One shared image open for writing on h1 and on h2 (python, no lock: each host's
+    /// audit alone can only call it an unlocked writer): cross-host-writers, critical, with
+    /// each host's writer; a writer on one host only is not.
+    func testAuditFindsCrossHostWriters() throws {
+        let shared = try image("cv-writers")
+        let py = "import os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); time.sleep(600)"
+        try hold("h1", ["python3", "-c", py, shared])
+        func finding(_ hosts: [String]) throws -> [String: Any]? {
+            let r = try Run.capture(Run.locksmith, ["audit", "--json"] + view(hosts), timeout: 120)
+            let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
+            return (obj["findings"] as? [[String: Any]] ?? []).first { $0["rule"] as? String == "cross-host-writers" && $0["image"] as? String == shared }
+        }
+        // Until h1's writer is seen (bounded by rounds): one host writing is no cross-host hazard.
+        for _ in 0..<100 {
+            let r = try Run.capture(Run.locksmith, ["audit", "--json", "--fail-on", "info"] + view(["h1", "h2"]), timeout: 120)
+            if r.stdout.contains(shared) { break }
+            usleep(50_000)
+        }
+        XCTAssertNil(try finding(["h1", "h2"]))
+        try hold("h2", ["python3", "-c", py, shared])
+        var f: [String: Any]?
+        for _ in 0..<100 {
+            f = try finding(["h1", "h2"])
+            if f != nil { break }
+            usleep(50_000)
+        }
+        let found = try XCTUnwrap(f, "cross-host-writers")
+        XCTAssertEqual(found["severity"] as? String, "critical")
+        let who = (found["holders"] as? [[String: Any]] ?? []).map { "\($0["host"] as? String ?? "?")/\($0["pid"] as? Int ?? 0)/\($0["role"] as? String ?? "?")" }
+        XCTAssertEqual(who, ["h1/\(held[0].pid)/writer", "h2/\(held[1].pid)/writer"])
+        XCTAssertTrue((found["evidence"] as? String ?? "").contains("open for writing on 2 hosts"), "\(found)")
+        XCTAssertTrue((found["remedy"] as? String ?? "").contains("share-rw=on"), "\(found)")
+    }
 }

@@ -121,7 +121,10 @@ public enum ClusterScan {
         }
         if let e = r.spawnError { return fail("cannot run \(ClusterText.line(query.ssh[0])): \(e)") }
         if r.timedOut { return fail("no answer within \(String(format: "%g", query.timeout)) s") }
-        if r.overflowed { return fail("answer larger than \(query.maxAnswer >> 20) MiB") }
+        if r.overflowed {
+            let m = query.maxAnswer
+            return fail("answer larger than " + (m >= 1 << 20 ? "\(m >> 20) MiB" : "\(m) bytes"))
+        }
         let said = ClusterText.lastLine(r.stderr)
         if r.status == 255 { return fail("ssh failed" + (said.isEmpty ? " (exit 255)" : ": \(said)")) }
         if r.status == 127 || r.status == 126 {

@@ -1,0 +1,58 @@
+import Foundation
+import XCTest
+import _TestSupport
+
+/// 100 hosts through `--ssh` pointed at scripts/ssh-replay, which answers each from a
+/// recording with 50 ms of latency: the merge is exact (one shared image with a holder per
+/// host, each named by its host; every host reached; a missing host is the only failure).
+/// The time it takes is measured by scripts/bench-cluster, not here.
+final class ClusterScaleTests: XCTestCase {
+    func testAHundredRecordedHostsMergeExactly() throws {
+        let dir = TempDir("cluster-scale")
+        let locks = dir.path + "/locks", answers = dir.path + "/answers", image = dir.path + "/img.qcow2"
+        try FileManager.default.createDirectory(atPath: locks, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: answers, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: image, contents: nil)
+        // A real answer: `locksmith hold` holds the image, `list --json` names it.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: Run.locksmith)
+        holder.arguments = ["hold", "--exclusive", "--lock-dir", locks, image, "--", "sleep", "600"]
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        var recorded = ""
+        for _ in 0..<200 {
+            recorded = try Run.capture(Run.locksmith, ["list", "--json", "--lock-dir", locks]).stdout
+            if recorded.contains("\"pid\":\(holder.processIdentifier)") { break }
+            usleep(25_000)
+        }
+        XCTAssertTrue(recorded.contains("\"storage\":null,\"waiters\""), recorded)
+        let envelope = try XCTUnwrap(recorded.range(of: #"^\{"schema":1,"host":"[^"]*""#, options: .regularExpression))
+        // Each host: its own name, the image marked as one file on shared storage.
+        for i in 1...100 {
+            let text = recorded.replacingCharacters(in: envelope, with: "{\"schema\":1,\"host\":\"h\(i)\"")
+                .replacingOccurrences(of: "\"storage\":null,\"waiters\"", with: "\"storage\":\"gluster:scale/img.qcow2\",\"waiters\"")
+            try text.write(toFile: "\(answers)/h\(i).json", atomically: true, encoding: .utf8)
+        }
+        let replay = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/ssh-replay").path
+        let hosts = (1...100).flatMap { ["--host", "h\($0)"] }
+        let r = try Run.capture(Run.locksmith, ["list", "--json", "--ssh", "\(replay) \(answers)"] + hosts, timeout: 120)
+        XCTAssertEqual(r.status, 0, "\(r.stderr)")
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let reached = (obj["hosts"] as? [[String: Any]] ?? []).map { "\($0["name"] as? String ?? "?")=\($0["reached"] as? Bool ?? false)" }
+        XCTAssertEqual(reached, (1...100).map { "h\($0)=true" })
+        let images = obj["images"] as? [[String: Any]] ?? []
+        XCTAssertEqual(images.count, 1, "one shared image, however many hosts: \(images.map { $0["path"] ?? "?" })")
+        let holders = images.first?["holders"] as? [[String: Any]] ?? []
+        XCTAssertEqual(holders.map { $0["host"] as? String ?? "?" }.sorted(), (1...100).map { "h\($0)" }.sorted())
+        XCTAssertTrue(holders.allSatisfy { $0["pid"] as? Int == Int(holder.processIdentifier) && $0["command"] as? String == "locksmith" })
+        XCTAssertEqual((obj["lock_files"] as? [[String: Any]] ?? []).compactMap { $0["host"] as? String }.count, 100)
+
+        // The same with one host that has no answer: the 100 others are all there, exit 2.
+        let more = try Run.capture(Run.locksmith, ["list", "--json", "--ssh", "\(replay) \(answers)"] + hosts + ["--host", "h101"], timeout: 120)
+        XCTAssertEqual(more.status, 2)
+        XCTAssertEqual(more.stderr, "locksmith: host h101: ssh failed: ssh: connect to host h101 port 22: No route to host\n")
+        let obj2 = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(more.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(((obj2["images"] as? [[String: Any]])?.first?["holders"] as? [Any])?.count, 100)
+    }
+}
