@@ -8,7 +8,7 @@ import LockInspector
 /// against a Gluster server (and is handed to every host's scan as it is).
 struct ClusterOptions: ParsableArguments {
     @Option(name: .customLong("host"), help: ArgumentHelp(
-        "Look at this host too: an ssh destination ([user@]host or a name from ~/.ssh/config), or . for this host (repeatable). With --host or --hosts, the named hosts are the view.",
+        "A host to look at: an ssh destination ([user@]host or a name from ~/.ssh/config), or . for this host (repeatable). With --host or --hosts, the named hosts are the view.",
         valueName: "dest"))
     var hosts: [String] = []
 

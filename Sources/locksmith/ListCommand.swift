@@ -40,8 +40,15 @@ extension Locksmith {
                 A volume that cannot be scanned at all is one line on stderr and exit 2, \
                 after the rest is printed; --timeout bounds each step.
 
+                --host DEST (repeatable; . is this host) and --hosts FILE make a cluster \
+                view: each host runs `locksmith list --json` with these options over ssh \
+                (--ssh, --remote-command, --parallel, --host-timeout); the answers are \
+                merged, an image on shared storage is one image with every host's holders, \
+                and HOST joins the table. A host that fails is one line on stderr and exit 2.
+
                 Examples:
                   locksmith list
+                  locksmith list --hosts /etc/locksmith/hosts
                   locksmith list -o +fd,open,held,unshared,lockfile
                   locksmith list --json --lock-dir /var/tmp --images /var/lib/libvirt/images
                   locksmith list --gluster gl1/vmstore --gluster-path /vms

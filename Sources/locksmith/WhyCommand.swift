@@ -33,8 +33,13 @@ extension Locksmith {
                 answers from where its locks live; nothing is taken. On a GlusterFS FUSE \
                 mount of a server node a brick statedump names every holder's host and pid.
 
+                --host DEST (repeatable; . is this host) and --hosts FILE: after this \
+                host's verdict, the image's holders on every host in view (one file on \
+                shared storage), each blocker named with its host and a remedy there.
+
                 Examples:
                   locksmith why vm1.qcow2
+                  locksmith why /shared/vm1.qcow2 --host . --host h1 --host h2
                   locksmith why --read-only --json vm1.qcow2
                   locksmith why --force --lock-dir /var/tmp base.qcow2
                   locksmith why --force gluster://gl1/vmstore/vm1.qcow2
