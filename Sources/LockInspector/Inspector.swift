@@ -21,6 +21,10 @@ public struct InspectorOptions: Sendable, Equatable {
     public var findWriters = false
     /// Gluster volumes to scan through libgfapi (`--gluster`; see GlusterScan.swift).
     public var glusterVolumes: [GlusterVolumeScan] = []
+    /// For open files on GlusterFS FUSE mounts with locks no local process accounts for:
+    /// take a brick statedump of their volume (on a server node) to list the other hosts'
+    /// holders (`ServerLocks`).
+    public var fuseStatedump = false
 
     public static let defaultLockDirectories = ["/var/tmp"]
     public static let defaultLibvirtDirectories = ["/etc/libvirt/qemu", "/run/libvirt/qemu"]
@@ -350,8 +354,9 @@ struct Scan {
                 leaseFiles[i].mappedBy = c.source
             }
         }
-        let images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, lockFileKeys: lockFileKeys,
+        var images = assemble(rows: rows, rowsByFile: rowsByFile, lockFiles: lockFiles, lockFileKeys: lockFileKeys,
                               leaseFiles: leaseFiles, procs: procs, candidates: candidates)
+        if !serverLocks.isEmpty { ServerLocks.addRemoteHolders(serverLocks, to: &images) }
         let allLockFiles = leaseFiles.isEmpty ? lockFiles : lockFiles + leaseFiles
         let writers = imageWriters(procs.writeOpens, images: images, lockFiles: allLockFiles,
                                    candidates: needPaths ? candidates : nil, named: named)

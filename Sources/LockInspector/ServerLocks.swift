@@ -76,15 +76,7 @@ public enum ServerLocks {
         let local = Dictionary(f.openers.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
         var holders: [Holder] = []
         if let dump = f.statedump {
-            var order: [String] = []
-            var groups: [String: [GlusterLockRecord]] = [:]
-            for r in dump where r.state == .active {
-                let key = "\(r.host ?? "?")/\(r.holderPID.map(String.init) ?? "?")"
-                if groups[key] == nil { order.append(key) }
-                groups[key, default: []].append(r)
-            }
-            for key in order {
-                let rs = groups[key]!
+            for rs in byHolder(dump.filter { $0.state == .active }) {
                 let pid = rs[0].holderPID ?? 0
                 let here = rs[0].host == f.localHost
                 holders.append(holder(pid: pid, opener: here ? local[pid] : nil, host: here ? nil : rs[0].host,
@@ -120,6 +112,40 @@ public enum ServerLocks {
         out.locks += server.locks.filter { l in l.pid == nil || !pids.contains(l.pid!) }
         if !out.schemes.contains(.qemu) && !server.schemes.isEmpty { out.schemes.append(.qemu) }
         return out
+    }
+
+    /// Statedump records grouped by holder (host and pid), in order of first sight.
+    static func byHolder(_ records: [GlusterLockRecord]) -> [[GlusterLockRecord]] {
+        var order: [String] = []
+        var groups: [String: [GlusterLockRecord]] = [:]
+        for r in records {
+            let key = "\(r.host ?? "?")/\(r.holderPID.map(String.init) ?? "?")"
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(r)
+        }
+        return order.map { groups[$0]! }
+    }
+
+    /// The holders a statedump names on other hosts, added to the snapshot's entries of
+    /// their files (an entry is made for a file no local holder has): a scan names only
+    /// this host's processes.
+    static func addRemoteHolders(_ facts: [ServerLockFacts], to images: inout [ImageLocks]) {
+        for f in facts {
+            guard let dump = f.statedump else { continue }
+            let groups = byHolder(dump.filter { $0.host != f.localHost })
+            guard !groups.isEmpty else { continue }
+            let remote = groups.map { rs -> Holder in
+                holder(pid: rs[0].holderPID ?? 0, opener: nil, host: rs[0].host ?? "?", ranges: rs.map { ($0.type, $0.range) })
+            }
+            if let i = images.firstIndex(where: { $0.inode == f.inode && $0.device == f.device && $0.inode != nil }) {
+                images[i].holders += remote
+                if !images[i].schemes.contains(.qemu) { images[i].schemes.append(.qemu) }
+            } else {
+                // Known paths in order, then the unknown ones (`Snapshot.images`).
+                let at = images.firstIndex { $0.path.map { $0 > f.path } ?? true } ?? images.count
+                images.insert(ImageLocks(id: f.path, path: f.path, device: f.device, inode: f.inode, schemes: [.qemu], holders: remote), at: at)
+            }
+        }
     }
 
     static func holder(pid: Int32, opener o: Opener?, host: String?, ranges: [(LockType, ByteRange)]) -> Holder {
@@ -279,6 +305,7 @@ extension Scan {
         var facts: [ServerLockFacts] = []
         var reader = ProcessFDReader(procRoot: procRoot)
         defer { reader.close() }
+        var statedumps: [String: Result<[GlusterLockRecord], StatedumpFailure>] = [:]
         let wanted = Set(order.map(\.inode))
         var listed = Set<String>()  // "inode/pid" the kernel lists already (this host's, on NFS...)
         for r in kernel where r.inode.map(wanted.contains) ?? false { if let p = r.pid { listed.insert("\(r.inode!)/\(p)") } }
@@ -302,8 +329,37 @@ extension Scan {
                                      device: dev, inode: key.inode, start: l.range.start, end: l.range.end)
                 rows.append(row)
             }
+            // Locks no local process with the file open accounts for: another host's.
+            // On a GlusterFS FUSE mount of a server node a statedump names them.
+            if options.fuseStatedump && fs.name == "fuse" && f.probed.contains(where: { !openers.contains($0.pid ?? 0) }),
+               let info = SystemReads.readProc("\(procRoot)/\(fds[0].pid)/mountinfo"),
+               let m = ServerLocks.glusterMount(mountinfo: info, path: path),
+               let loc = ServerLocks.glusterLocation(path: path, mountPoint: m.mountPoint, source: m.source) {
+                (f.glusterVolume, f.glusterPath) = (loc.volume, loc.path)
+                if statedumps[loc.volume] == nil {
+                    let cli = GlusterCLI()
+                    if !cli.isUsable {
+                        statedumps[loc.volume] = .failure(.notServer)
+                    } else {
+                        statedumps[loc.volume] = Result { try cli.statedump(volume: loc.volume).records }
+                            .mapError { StatedumpFailure.failed("\($0)") }
+                    }
+                }
+                switch statedumps[loc.volume]! {
+                case .success(let records): f.statedump = records.filter { $0.path == loc.path && $0.state == .active }
+                case .failure(.notServer): f.statedumpNote = "hosts not named: not a server node of volume \(loc.volume)"
+                case .failure(.failed(let why)):
+                    f.statedumpNote = "hosts not named: statedump failed: \(why)"
+                    unseen.append(Unseen(what: "hosts of the holders on gluster volume \(loc.volume)", why: "statedump failed: \(why)"))
+                }
+            }
             facts.append(f)
         }
         return (rows, facts)
+    }
+
+    enum StatedumpFailure: Error {
+        case notServer
+        case failed(String)
     }
 }

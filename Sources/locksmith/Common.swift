@@ -145,7 +145,7 @@ struct ScanOptions: ParsableArguments {
     var force = false
 
     @Flag(name: .customLong("no-statedump"), help: ArgumentHelp(
-        "With --gluster: take no brick statedump (`list` takes one per volume by default on a server node)."))
+        "Take no brick statedump (`list` takes one per Gluster volume by default on a server node, of --gluster volumes and of FUSE mounts whose locks no local process holds)."))
     var noStatedump = false
 
     func validate() throws {
@@ -161,7 +161,6 @@ struct ScanOptions: ParsableArguments {
             if glusterPath != nil { throw ValidationError("--gluster-path needs --gluster HOST[:PORT]/VOLUME") }
             if allFiles { throw ValidationError("--all-files needs --gluster HOST[:PORT]/VOLUME") }
             if force { throw ValidationError("--force needs --gluster HOST[:PORT]/VOLUME (it takes their statedumps)") }
-            if noStatedump { throw ValidationError("--no-statedump needs --gluster HOST[:PORT]/VOLUME") }
         }
         if let p = glusterPath, p.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
             throw ValidationError("--gluster-path must not contain . or ..")
@@ -180,6 +179,7 @@ struct ScanOptions: ParsableArguments {
         o.glusterVolumes = glusterVolumes.compactMap { try? GlusterURL(parsingVolume: $0) }.map { v in
             GlusterVolumeScan(volume: v.file(dir), allFiles: allFiles, timeout: timeout, statedump: statedump)
         }
+        o.fuseStatedump = statedumpByDefault && !noStatedump
         return o
     }
 }

@@ -25,7 +25,9 @@ extension Locksmith {
                 A file open on a filesystem whose locks /proc/locks does not show (FUSE, such \
                 as a GlusterFS mount; NFS, CephFS, SMB, GFS2, OCFS2 show only this host's) \
                 is asked with F_GETLK on QEMU's lock bytes (nothing is taken): a lock whose \
-                pid is a process with the file open is listed as that process's.
+                pid is a process with the file open is listed as that process's; on a \
+                GlusterFS FUSE mount of a server node, a brick statedump adds the other \
+                hosts' holders, with their host (--no-statedump skips it).
 
                 What could not be looked at (another user's processes when not root, an \
                 unreadable lock dir) is counted on stderr and listed under "unseen" in JSON. \

@@ -197,6 +197,18 @@ final class ClusterSharedStorageTests: XCTestCase {
         XCTAssertEqual(unsure["severity"] as? String, "info", "locks on the server it cannot attribute: \(unsure)")
         XCTAssertTrue((unsure["evidence"] as? String ?? "").contains("cannot tell"), "\(unsure)")
 
+        // list on h2, a server node: a statedump names the holder on h1 of a file h2 has open.
+        func listed(serverNode: Bool, _ extra: [String] = []) throws -> [(Int?, String?)] {
+            let l = try bed.run(on: "h2", [Run.locksmith, "list", "--json"] + extra, serverNode: serverNode)
+            XCTAssertEqual(l.status, 0, "\(l)")
+            let obj = try JSONSerialization.jsonObject(with: Data(l.stdout.utf8)) as? [String: Any]
+            let entry = (obj?["images"] as? [[String: Any]] ?? []).first { $0["path"] as? String == image }
+            return (entry?["holders"] as? [[String: Any]] ?? []).map { ($0["pid"] as? Int, $0["host"] as? String) }
+        }
+        XCTAssertTrue(try listed(serverNode: true).contains { $0.0 == Int(holder) && $0.1 == "h1" }, "list on h2 names h1's holder")
+        XCTAssertTrue(try listed(serverNode: true, ["--no-statedump"]).isEmpty, "--no-statedump: no host to name")
+        XCTAssertTrue(try listed(serverNode: false).isEmpty, "a client cannot take a statedump")
+
         // A reader on h1: a read-only look from h2 opens, a read-write open does not.
         XCTAssertEqual(try bed.run(on: "h2", ["qemu-io", "-r", "-c", "quit", image]).status, 0)
         XCTAssertEqual(try bed.run(on: "h2", [Run.locksmith, "why", "--read-only", image]).status, 0)
