@@ -167,6 +167,26 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(LockRow.rows(of: m).map { Column.host.cell($0) }.sorted(), ["h1", "h1", "h2", "h2"])
     }
 
+    /// h2, a server node, names h1's holder from a brick statedump (host h1, no fd, command
+    /// ?); h1 lists it itself: one holder, h1's own entry, whichever host answers first.
+    func testAHolderNamedByAnotherHostsStatedumpIsItsOwnHostsEntry() {
+        var named = holder(91, "?")
+        named.host = "h1"
+        named.fd = nil
+        let own = holder(91, "qemu-io")
+        let h1 = Snapshot(host: "h1", generated: t0, images: [shared("/shared/a", [own])], lockFiles: [], unseen: [])
+        let h2 = Snapshot(host: "h2", generated: t0, images: [shared("/shared/a", [named, holder(7, "qemu-nbd")])], lockFiles: [], unseen: [])
+        for order in [[("h1", h1), ("h2", h2)], [("h2", h2), ("h1", h1)]] {
+            let m = ClusterMerge.merge(answers(order.map { ($0.0, Optional($0.1)) }), host: "me")
+            XCTAssertEqual(m.images.count, 1)
+            XCTAssertEqual(m.images.first?.holders.map { "\($0.host!)/\($0.pid)/\($0.command)" }.sorted(),
+                           ["h1/91/qemu-io", "h2/7/qemu-nbd"], "\(order.map(\.0))")
+        }
+        // Without h1 in view, h2's statedump is all there is: kept.
+        let alone = ClusterMerge.merge(answers([("h2", h2)]), host: "me")
+        XCTAssertEqual(alone.images.first?.holders.map { "\($0.host!)/\($0.pid)" }.sorted(), ["h1/91", "h2/7"])
+    }
+
     func testSplitLockNeedsTwoHostsHoldingOneSharedImageExclusively() {
         let lf = "/var/tmp/.qemu-x.lock"
         func snap(_ host: String, _ pid: Int32, type: LockType, storage: String? = "gluster:clvol/a") -> Snapshot {

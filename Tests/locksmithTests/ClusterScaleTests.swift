@@ -25,20 +25,25 @@ final class ClusterScaleTests: XCTestCase {
             if recorded.contains("\"pid\":\(holder.processIdentifier)") { break }
             usleep(25_000)
         }
-        XCTAssertTrue(recorded.contains("\"storage\":null,\"waiters\""), recorded)
-        let envelope = try XCTUnwrap(recorded.range(of: #"^\{"schema":1,"host":"[^"]*""#, options: .regularExpression))
-        // Each host: its own name, the image marked as one file on shared storage.
+        // Each host: its own name, this test's image only (the machine's other images are other
+        // tests'), marked as one file on shared storage.
+        var obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(recorded.utf8)) as? [String: Any])
+        var mine = (obj["images"] as? [[String: Any]] ?? []).filter { $0["path"] as? String == image }
+        XCTAssertEqual(mine.count, 1, recorded)
+        XCTAssertTrue(mine.first?["storage"] is NSNull, "a local file has no storage identity")
+        mine[0]["storage"] = "gluster:scale/img.qcow2"
+        obj["images"] = mine
+        obj["lock_files"] = (obj["lock_files"] as? [[String: Any]] ?? []).filter { $0["image"] as? String == image }
         for i in 1...100 {
-            let text = recorded.replacingCharacters(in: envelope, with: "{\"schema\":1,\"host\":\"h\(i)\"")
-                .replacingOccurrences(of: "\"storage\":null,\"waiters\"", with: "\"storage\":\"gluster:scale/img.qcow2\",\"waiters\"")
-            try text.write(toFile: "\(answers)/h\(i).json", atomically: true, encoding: .utf8)
+            obj["host"] = "h\(i)"
+            try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: "\(answers)/h\(i).json"))
         }
         let replay = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("scripts/ssh-replay").path
         let hosts = (1...100).flatMap { ["--host", "h\($0)"] }
         let r = try Run.capture(Run.locksmith, ["list", "--json", "--ssh", "\(replay) \(answers)"] + hosts, timeout: 120)
         XCTAssertEqual(r.status, 0, "\(r.stderr)")
-        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let reached = (obj["hosts"] as? [[String: Any]] ?? []).map { "\($0["name"] as? String ?? "?")=\($0["reached"] as? Bool ?? false)" }
         XCTAssertEqual(reached, (1...100).map { "h\($0)=true" })
         let images = obj["images"] as? [[String: Any]] ?? []

@@ -19,12 +19,16 @@ public enum ClusterMerge {
                 for i in img.waiters.indices where img.waiters[i].host == nil { img.waiters[i].host = label }
                 let key = img.storage.map { "storage\u{0}" + $0 } ?? "host\u{0}\(label)\u{0}\(img.id)"
                 if let at = byKey[key] {
-                    absorb(&images[at], img)
+                    absorb(&images[at], img, from: label)
                     if !hostsOf[at].contains(label) { hostsOf[at].append(label) }
                 } else {
                     byKey[key] = images.count
                     img.host = label
-                    images.append(img)
+                    // Holders another host named (a brick statedump) give way to their own host's entry.
+                    var mine = img
+                    (mine.holders, mine.waiters, mine.locks) = ([], [], [])
+                    absorb(&mine, img, from: label)
+                    images.append(mine)
                     hostsOf.append([label])
                 }
             }
@@ -56,19 +60,22 @@ public enum ClusterMerge {
     }
 
     /// Folds another host's view of the same shared image into `img`: its holders and
-    /// waiters (one per host, pid, scheme and fd: a brick statedump on one host may name a
-    /// holder its own host lists too), lock files, kernel rows and schemes.
-    static func absorb(_ img: inout ImageLocks, _ other: ImageLocks) {
+    /// waiters, lock files, kernel rows and schemes. A holder is one per host, pid, scheme and
+    /// fd; one that `reporter` names on another host (from a brick statedump, without its
+    /// fd) is the same as that host's own entry of the pid and scheme, which wins.
+    static func absorb(_ img: inout ImageLocks, _ other: ImageLocks, from reporter: String) {
         func key(_ h: Holder) -> String { "\(h.host ?? "")/\(h.pid)/\(h.scheme.rawValue)/\(h.fd ?? -1)" }
+        func person(_ h: Holder) -> String { "\(h.host ?? "")/\(h.pid)/\(h.scheme.rawValue)" }
         func add(_ list: inout [Holder], _ more: [Holder]) {
-            var seen = Dictionary(list.enumerated().map { (key($0.element), $0.offset) }, uniquingKeysWith: { a, _ in a })
             for h in more {
-                if let at = seen[key(h)] {
-                    if list[at].command == "?" && h.command != "?" { list[at] = h }
-                } else {
-                    seen[key(h)] = list.count
-                    list.append(h)
+                let foreign = h.host != nil && h.host != reporter
+                if foreign, list.contains(where: { person($0) == person(h) }) { continue }
+                if !foreign, let at = list.firstIndex(where: { person($0) == person(h) && ($0.command == "?" || $0.fd == nil) }) {
+                    list[at] = h
+                    continue
                 }
+                if list.contains(where: { key($0) == key(h) }) { continue }
+                list.append(h)
             }
         }
         add(&img.holders, other.holders)
