@@ -272,7 +272,8 @@ public struct Finding: Sendable, Equatable, Hashable, Identifiable {
 
     /// Stable across snapshots while the same hazard persists: rule, image and files
     /// (not the processes, which may come and go while the hazard stays).
-    public var id: String { "\(rule.rawValue) \(image ?? "-") \(files.joined(separator: " "))" }
+    /// In a cluster view, the host too: one hazard on two hosts is two findings.
+    public var id: String { "\(rule.rawValue) \(image ?? "-") \(files.joined(separator: " "))" + (host.map { " @\($0)" } ?? "") }
 }
 
 /// A process named as evidence by a finding.

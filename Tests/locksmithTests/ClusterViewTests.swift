@@ -230,4 +230,37 @@ final class ClusterViewTests: XCTestCase {
         XCTAssertTrue((found["evidence"] as? String ?? "").contains("open for writing on 2 hosts"), "\(found)")
         XCTAssertTrue((found["remedy"] as? String ?? "").contains("share-rw=on"), "\(found)")
     }
+
+    /// watch over h1 and h2: one stream; a `locksmith hold` of one shared image on each host
+    /// is two lock-acquired events, each naming its host.
+    func testWatchIsOneStreamWithTheHostOfEveryEvent() throws {
+        let shared = try image("cv-watch")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Run.locksmith)
+        p.arguments = ["watch", "--interval", "0.3", "--max-events", "2", "--findings", "none", "--count", "400"] + view(["h1", "h2"])
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        // Its first snapshot of both hosts is taken when it says so on stderr.
+        var said = ""
+        while !said.contains("watching every") {
+            let d = err.fileHandleForReading.availableData
+            if d.isEmpty { break }
+            said += String(decoding: d, as: UTF8.self)
+        }
+        XCTAssertTrue(said.contains("watching every"), said)
+        try hold("h1", [Run.locksmith, "hold", "--shared", shared, "--", "sleep", "600"])
+        try hold("h2", [Run.locksmith, "hold", "--shared", shared, "--", "sleep", "600"])
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let lines = text.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 2, text)
+        for (h, pid) in held {
+            XCTAssertTrue(lines.contains { $0.contains(" lock-acquired \(shared) pid \(pid) (locksmith) read lockfile") && $0.hasSuffix(" on \(h)") },
+                          "\(h): \(text)")
+        }
+    }
 }

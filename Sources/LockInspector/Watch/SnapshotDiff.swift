@@ -121,7 +121,8 @@ public enum SnapshotDiff {
         var out: [String: Entry] = [:]
         for i in s.images {
             for h in i[keyPath: list] {
-                let key = "\(i.id)\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
+                // A cluster view's hosts apart: one path on two hosts, one pid on two hosts.
+                let key = "\(i.host ?? "")\u{0}\(i.id)\u{0}\(h.host ?? "")\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
                 guard var e = out[key] else {
                     out[key] = Entry(image: i, holder: h)
                     continue
