@@ -79,19 +79,20 @@ struct ClusterOptions: ParsableArguments {
 
     /// Asks every host with `list --json ARGS` (this host, `.`, through `local`), with a
     /// progress line on a terminal; each host that failed is one line on stderr.
-    func ask(arguments: [String], local: @escaping @Sendable () -> Result<Snapshot, Error>) throws -> ClusterAnswers {
+    /// `quiet` (the TUI, which owns the terminal): no progress line and no stderr lines.
+    func ask(arguments: [String], quiet: Bool = false, local: @escaping @Sendable () -> Result<Snapshot, Error>) throws -> ClusterAnswers {
         var q = ClusterQuery(hosts: try destinations())
         q.ssh = try sshWords()
         q.remoteCommand = remoteCommand
         q.remoteArguments = arguments
         q.parallel = parallel
         q.timeout = hostTimeout
-        let tty = isatty(2) == 1
+        let tty = !quiet && isatty(2) == 1
         var progress: (@Sendable (Int, Int) -> Void)?
         if tty { progress = showProgress }
         let answers = ClusterScan.ask(q, local: local, progress: progress)
         if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-        for h in answers.failed {
+        for h in answers.failed where !quiet {
             complain("host \(ClusterText.line(h.name)): \(h.error ?? "not seen")")
         }
         return answers
@@ -123,12 +124,12 @@ extension ScanOptions {
 
 /// The cluster view of a scan: the hosts' snapshots merged, with the cross-host findings
 /// when `audit`; exit status 2 is the caller's when a host failed.
-func clusterSnapshot(_ cluster: ClusterOptions, scan: ScanOptions, audit: Bool, waitThreshold: Double = 30)
-    throws -> (snapshot: Snapshot, hosts: [ClusterHost]) {
+func clusterSnapshot(_ cluster: ClusterOptions, scan: ScanOptions, audit: Bool, waitThreshold: Double = 30,
+                     quiet: Bool = false) throws -> (snapshot: Snapshot, hosts: [ClusterHost]) {
     let options = scan.inspectorOptions(statedumpByDefault: !audit)
     var args = scan.forwarded
     if audit { args += ["--audit", "--wait-threshold", "\(waitThreshold)"] }
-    let answers = try cluster.ask(arguments: args) {
+    let answers = try cluster.ask(arguments: args, quiet: quiet) {
         Result {
             var s = audit ? try Auditor.snapshot(options, waitThreshold: waitThreshold) : try Inspector(options).snapshot()
             StorageIdentity.annotate(&s, procRoot: options.procRoot)

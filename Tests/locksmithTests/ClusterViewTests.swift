@@ -263,4 +263,36 @@ final class ClusterViewTests: XCTestCase {
                           "\(h): \(text)")
         }
     }
+
+    /// The TUI over h1, h2 and a host that does not answer: the shared image's rows with
+    /// HOST, holders per host and the host down in the header; `/h2` keeps h2's row.
+    func testTUIShowsEveryHostsRowsAndTheHostDown() throws {
+        let shared = try image("cv-tui")
+        try hold("h1", [Run.locksmith, "hold", "--shared", shared, "--", "sleep", "600"])
+        try hold("h2", [Run.locksmith, "hold", "--shared", shared, "--", "sleep", "600"])
+        _ = try listUntil(["h1", "h2"]) { images($0, path: shared).first.map { holders($0).count == 2 } == true }
+        let pane = try TmuxPane(width: 160, height: 30)
+        let name = (shared as NSString).lastPathComponent
+        let args = (["tui", "--interval", "0.5", "--filter", name] + view(["h1", "h2", "10.77.0.250"], timeout: 2))
+            .map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        try pane.type("\(Run.locksmith) \(args); echo EXIT=$?")
+        // The list's rows (a row starts with the selection mark or a blank, then the image).
+        func rows(_ screen: String) -> [Substring] {
+            screen.split(separator: "\n").filter { $0.dropFirst().hasPrefix(shared) }
+        }
+        // (The screen is captured while curses may be drawing: wait for a whole frame.)
+        var screen = try pane.waitFor("1 host down and two rows", timeout: 60) { $0.contains("1 host down") && rows($0).count == 2 }
+        XCTAssertTrue(screen.contains("h1:1 h2:1"), screen)
+        XCTAssertEqual(rows(screen).count, 2, screen)
+        XCTAssertTrue(rows(screen).contains { $0.contains(" h1 ") } && rows(screen).contains { $0.contains(" h2 ") }, screen)
+        // The filter now: this image on h2.
+        try pane.keys("/")
+        for _ in name { try pane.keys("BSpace") }
+        try pane.keys("h2", "Enter")
+        screen = try pane.waitFor("filter h2 and one row", timeout: 30) { $0.contains("filter \"h2\"") && rows($0).count == 1 }
+        XCTAssertEqual(rows(screen).count, 1, screen)
+        XCTAssertTrue(rows(screen).first?.contains(" h2 ") ?? false, screen)
+        try pane.keys("q")
+        try pane.waitFor("EXIT=0", timeout: 30)
+    }
 }
