@@ -41,7 +41,7 @@ struct ClusterOptions: ParsableArguments {
             if ssh != nil { throw ValidationError("--ssh needs --host or --hosts") }
             if remoteCommand != "locksmith" { throw ValidationError("--remote-command needs --host or --hosts") }
         }
-        _ = try sshWords()
+        if isCluster { _ = try sshWords() }  // LOCKSMITH_SSH matters only to a cluster view
         guard !remoteCommand.isEmpty else { throw ValidationError("--remote-command must not be empty") }
     }
 

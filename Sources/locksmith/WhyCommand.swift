@@ -131,12 +131,16 @@ extension Locksmith {
             }
             for line in WhyText.lines(verdict) { print(line) }
             let reached = view.hosts.filter(\.reached).map(\.label)
-            print("  cluster: \(view.hosts.count) host\(view.hosts.count == 1 ? "" : "s") in view (\(reached.joined(separator: ", ")))"
-                  + (failed.isEmpty ? "" : "; not seen: " + failed.map(\.name).joined(separator: ", "))
+            print("  cluster: \(view.hosts.count) host\(view.hosts.count == 1 ? "" : "s") in view (\(ClusterText.line(reached.joined(separator: ", "))))"
+                  + (failed.isEmpty ? "" : "; not seen: " + ClusterText.line(failed.map(\.name).joined(separator: ", ")))
                   + (storage.map { "; shared storage \($0)" } ?? "; a local file: only this host's holders count"))
+            // Another host's names are its own (hostile) text: each line made fit for a terminal.
             for s in seen {
-                let h = s.holder, host = h.host ?? "?"
-                let dest = ssh[host] ?? host
+                var h = s.holder
+                h.command = ClusterText.line(h.command)
+                h.vm = h.vm.map(ClusterText.line)
+                let host = ClusterText.line(h.host ?? "?")
+                let dest = ClusterText.line(ssh[h.host ?? "?"] ?? host)
                 if s.blocks {
                     print("  blocked by \(ClusterWhy.name(h)) on \(host) (\(h.scheme.rawValue), \(h.modeSummary))")
                     print("          remedy: on \(host): " + (h.vm.map { "shut down VM \($0) or detach the disk" } ?? "stop \(h.command) (pid \(h.pid)) when it is done")

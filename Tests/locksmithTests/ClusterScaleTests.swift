@@ -60,4 +60,32 @@ final class ClusterScaleTests: XCTestCase {
         let obj2 = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(more.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(((obj2["images"] as? [[String: Any]])?.first?["holders"] as? [Any])?.count, 100)
     }
+
+    /// What cannot be a cluster view is a usage error, before anything is run: a destination
+    /// that ssh would take for an option, a host list with no host, an unbalanced --ssh,
+    /// --fix across hosts; a --hosts file that cannot be read cannot be checked (2).
+    func testBadClusterOptionsAreRefusedBeforeAnythingRuns() throws {
+        let dir = TempDir("cluster-usage")
+        let mark = dir.path + "/ran"
+        let empty = dir.path + "/hosts"
+        try "# nobody\n\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        let cases: [([String], Int32, String)] = [
+            (["list", "--host=-oProxyCommand=touch \(mark)"], 64, "not an ssh destination: -oProxyCommand=touch"),
+            (["list", "--hosts", empty], 64, "--hosts names no host"),
+            (["list", "--host", "h1", "--ssh", "ssh 'open"], 64, "--ssh: an unterminated quote"),
+            (["list", "--ssh", "ssh"], 64, "--ssh needs --host or --hosts"),
+            (["list", "--host", "h1", "--parallel", "0"], 64, "--parallel takes 1 to 1024"),
+            (["audit", "--fix", "--host", "h1"], 64, "--fix works on this host only"),
+            (["list", "--hosts", dir.path + "/missing"], 2, "cannot read --hosts"),
+        ]
+        for (args, status, says) in cases {
+            let r = try Run.capture(Run.locksmith, args)
+            XCTAssertEqual(r.status, status, "\(args): \(r)")
+            XCTAssertTrue(r.stderr.contains(says), "\(args): \(r.stderr)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mark), "no ssh ran")
+        // LOCKSMITH_SSH matters only to a cluster view.
+        let plain = try Run.capture(Run.locksmith, ["list", "--lock-dir", dir.path], environment: ["LOCKSMITH_SSH": "ssh '"])
+        XCTAssertEqual(plain.status, 0, "\(plain)")
+    }
 }
