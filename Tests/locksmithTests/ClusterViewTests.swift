@@ -295,4 +295,26 @@ final class ClusterViewTests: XCTestCase {
         try pane.keys("q")
         try pane.waitFor("EXIT=0", timeout: 30)
     }
+
+    /// A local file of the same path on h1 and h2 is two files: h1's holder of its own does
+    /// not block h2's, and why on h2 over both hosts says so and opens.
+    func testWhyOnALocalPathCountsOnlyThisHost() throws {
+        let local = "/var/tmp/cv-why-local-\(getpid()).img"
+        for h in ["h1", "h2"] {
+            XCTAssertEqual(try bed.run(on: h, ["qemu-img", "create", "-q", "-f", "raw", local, "1M"]).status, 0)
+        }
+        defer { for h in ["h1", "h2"] { _ = try? bed.run(on: h, ["rm", "-f", local]) } }
+        try hold("h1", ["qemu-io", "-f", "raw", "-c", "sleep 600000", local])
+        _ = try listUntil(["h1"]) { images($0, path: local).first.map { holders($0).count == 1 } == true }
+        let r = try bed.run(on: "h2", [Run.locksmith, "why", local] + view([".", "h1"]), timeout: 120)
+        XCTAssertEqual(r.status, 0, "\(r)")
+        XCTAssertTrue(r.stdout.hasPrefix("\(local): opens read-write\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("; a local file: only this host's holders count\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("  no holder on any host in view\n"), r.stdout)
+        XCTAssertFalse(r.stdout.contains("blocked by"), r.stdout)
+        // On h1 the same question names its own holder.
+        let h1 = try bed.run(on: "h1", [Run.locksmith, "why", local] + view([".", "h2"]), timeout: 120)
+        XCTAssertEqual(h1.status, 1, "\(h1)")
+        XCTAssertTrue(h1.stdout.contains("  blocked by qemu-io (pid \(held[0].pid)) on h1 (qemu, rw)\n"), h1.stdout)
+    }
 }
