@@ -270,4 +270,22 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(args.error, "ssh failed: -o|BatchMode=yes|-o|ConnectTimeout=10|--|h1|locksmith list --json|")
         XCTAssertFalse(big.reached || slow.reached || denied.reached || garbage.reached)
     }
+
+    /// --parallel bounds how many hosts are asked at once, and they are asked at once: each
+    /// stand-in counts the others running beside it.
+    func testParallelBoundsTheHostsAskedAtOnce() throws {
+        let dir = NSTemporaryDirectory() + "cluster-par-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var q = ClusterQuery(hosts: (1...9).map { "h\($0)" })
+        q.ssh = [try fakeSSH(dir, "touch \(dir)/run.$$; sleep 0.3; ls \(dir) | grep -c '^run' >> \(dir)/seen; rm \(dir)/run.$$; exit 255")]
+        q.parallel = 3
+        let a = ClusterScan.ask(q, local: { .failure(CocoaError(.featureUnsupported)) })
+        XCTAssertEqual(a.hosts.map(\.name), q.hosts, "in the order given")
+        XCTAssertTrue(a.hosts.allSatisfy { !$0.reached && $0.error == "ssh failed (exit 255)" }, "\(a.hosts.map(\.error))")
+        let seen = try String(contentsOfFile: dir + "/seen", encoding: .utf8).split(separator: "\n").compactMap { Int($0) }
+        XCTAssertEqual(seen.count, 9)
+        XCTAssertLessThanOrEqual(seen.max() ?? 0, 3, "never more than --parallel at once: \(seen)")
+        XCTAssertGreaterThan(seen.max() ?? 0, 1, "hosts are asked side by side: \(seen)")
+    }
 }
