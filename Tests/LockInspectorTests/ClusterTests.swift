@@ -288,4 +288,20 @@ final class ClusterTests: XCTestCase {
         XCTAssertLessThanOrEqual(seen.max() ?? 0, 3, "never more than --parallel at once: \(seen)")
         XCTAssertGreaterThan(seen.max() ?? 0, 1, "hosts are asked side by side: \(seen)")
     }
+
+    /// watch over a cluster: h2 joining h1 on a shared image is one event (h2's), not h1's
+    /// holder going and coming back; the same pid on a local path of two hosts is two holders.
+    func testWatchDiffOfMergedSnapshotsKeepsHostsApart() {
+        let one = holder(10, "qemu-io", qemu: .readOnly)
+        let h1 = Snapshot(host: "h1", generated: t0, images: [shared("/shared/a", [one]), shared("/var/tmp/x", [one], storage: nil)],
+                          lockFiles: [], unseen: [])
+        let h2idle = Snapshot(host: "h2", generated: t0, images: [], lockFiles: [], unseen: [])
+        let h2 = Snapshot(host: "h2", generated: t0, images: [shared("/shared/a", [one]), shared("/var/tmp/x", [one], storage: nil)],
+                          lockFiles: [], unseen: [])
+        let before = ClusterMerge.merge(answers([("h1", h1), ("h2", h2idle)]), host: "me", generated: t0)
+        let after = ClusterMerge.merge(answers([("h1", h1), ("h2", h2)]), host: "me", generated: t0.addingTimeInterval(2))
+        let events = SnapshotDiff.events(from: before, to: after, minimumSeverity: nil)
+        XCTAssertEqual(events.map { "\($0.kind.rawValue) \($0.image ?? "-") \($0.holder?.host ?? "-")" }.sorted(),
+                       ["lock-acquired /shared/a h2", "lock-acquired /var/tmp/x h2"])
+    }
 }
