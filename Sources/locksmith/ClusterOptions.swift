@@ -129,12 +129,16 @@ func clusterSnapshot(_ cluster: ClusterOptions, scan: ScanOptions, audit: Bool, 
     let options = scan.inspectorOptions(statedumpByDefault: !audit)
     var args = scan.forwarded
     if audit { args += ["--audit", "--wait-threshold", "\(waitThreshold)"] }
-    let answers = try cluster.ask(arguments: args, quiet: quiet) {
+    let asked = try cluster.ask(arguments: args, quiet: quiet) {
         Result {
             var s = audit ? try Auditor.snapshot(options, waitThreshold: waitThreshold) : try Inspector(options).snapshot()
             StorageIdentity.annotate(&s, procRoot: options.procRoot)
             return s
         }
+    }
+    var answers = asked
+    for i in answers.hosts.indices where answers.hosts[i].name == "." && answers.hosts[i].reached {
+        answers.hosts[i].version = LocksmithVersion.current  // this very binary
     }
     var merged = ClusterMerge.merge(answers, host: JSONOutput.host)
     if audit { merged.findings = AuditRules.sorted(merged.findings + ClusterRules.all(merged)) }

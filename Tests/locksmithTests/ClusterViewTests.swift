@@ -166,6 +166,9 @@ final class ClusterViewTests: XCTestCase {
         let hs = cl["holders"] as? [[String: Any]] ?? []
         XCTAssertEqual(hs.map { "\($0["host"] as? String ?? "?")/\($0["pid"] as? Int ?? 0)/\($0["blocks"] as? Bool ?? false)" },
                        ["h1/\(pid)/true"], j.stdout)
+        let hosts = cl["hosts"] as? [[String: Any]] ?? []
+        XCTAssertEqual(hosts.map { "\($0["name"] as? String ?? "?")=\($0["hostname"] as? String ?? "?")" }, [".=h2", "\(bed.host("h1").address)=h1"])
+        XCTAssertTrue(hosts.allSatisfy { ($0["version"] as? String)?.isEmpty == false && $0["reached"] as? Bool == true }, "\(hosts)")
     }
 
     /// Two `locksmith hold --exclusive` of one shared image, on h1 and h2, each in its own
