@@ -59,6 +59,14 @@ final class ClusterScaleTests: XCTestCase {
         XCTAssertEqual(more.stderr, "locksmith: host h101: ssh failed: ssh: connect to host h101 port 22: No route to host\n")
         let obj2 = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(more.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(((obj2["images"] as? [[String: Any]])?.first?["holders"] as? [Any])?.count, 100)
+
+        // On a terminal, a progress line on stderr while the hosts answer, gone at the end.
+        let pane = try TmuxPane(width: 120, height: 10)
+        try pane.type("REPLAY_LATENCY=0.2 \(Run.locksmith) list --json --ssh '\(replay) \(answers)' \(hosts.joined(separator: " ")) >/dev/null; echo EXIT=$?")
+        try pane.waitFor("/100 hosts answered", timeout: 60)
+        let end = try pane.waitFor("EXIT=0", timeout: 60)
+        let last = end.split(separator: "\n").first { $0.contains("EXIT=0") } ?? ""
+        XCTAssertFalse(last.contains("answered"), "the progress line is cleared: \(end)")
     }
 
     /// What cannot be a cluster view is a usage error, before anything is run: a destination
