@@ -30,9 +30,10 @@ public enum CleanSpawn {
     }
 }
 
-/// Runs a helper program (the `gluster` CLI) to its end and captures what it printed,
-/// killing it when it runs past a deadline. stdin is /dev/null.
-enum Subprocess {
+/// Runs a helper program (the `gluster` CLI, the ssh client of the cluster view) to its end
+/// and captures what it printed, killing it when it runs past a deadline or prints more than
+/// it may. stdin is /dev/null.
+public enum Subprocess {
     struct Output: Sendable {
         /// The exit status, 128+N when signal N ended it, 127 when it could not be run.
         var status: Int32
@@ -52,14 +53,39 @@ enum Subprocess {
         return nil
     }
 
-    /// The corresponding C functions are `posix_spawn`, `poll` and `waitpid`.
     static func run(_ argv: [String], timeout: Double) -> Output {
+        let r = capture(argv, timeout: timeout, maxOutput: Int.max, maxErrors: Int.max)
+        return Output(status: r.status, stdout: String(decoding: r.stdout, as: UTF8.self),
+                      stderr: String(decoding: r.stderr, as: UTF8.self), timedOut: r.timedOut)
+    }
+
+    /// What `capture` got: bytes as they came.
+    public struct Captured: Sendable {
+        /// The exit status, 128+N when signal N ended it, 127 when it could not be run.
+        public var status: Int32
+        public var stdout: [UInt8]
+        public var stderr: [UInt8]
+        public var timedOut: Bool
+        /// It printed more than `maxOutput` bytes on stdout and was killed.
+        public var overflowed: Bool
+        /// Why it could not be started (posix_spawn's error), when it could not.
+        public var spawnError: String?
+    }
+
+    /// Runs `argv` (argv[0] a path, or looked up on PATH when it has no slash) with stdin
+    /// /dev/null, killing it (SIGKILL) after `timeout` seconds or once stdout passes
+    /// `maxOutput` bytes; stderr beyond `maxErrors` bytes is read and dropped.
+    /// The corresponding C functions are `posix_spawn`, `poll` and `waitpid`.
+    public static func capture(_ argv: [String], timeout: Double, maxOutput: Int, maxErrors: Int) -> Captured {
+        func failed(_ why: String) -> Captured {
+            Captured(status: 127, stdout: [], stderr: [], timedOut: false, overflowed: false, spawnError: why)
+        }
         // Close-on-exec pipes (dup2 clears the flag on the child's 1 and 2).
         var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
-        guard pipe(&outPipe) == 0 else { return Output(status: 127, stdout: "", stderr: "pipe failed", timedOut: false) }
+        guard pipe(&outPipe) == 0 else { return failed("pipe failed") }
         guard pipe(&errPipe) == 0 else {
             close(outPipe[0]); close(outPipe[1])
-            return Output(status: 127, stdout: "", stderr: "pipe failed", timedOut: false)
+            return failed("pipe failed")
         }
         for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
@@ -69,21 +95,21 @@ enum Subprocess {
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
         var pid: pid_t = 0
-        let rc = CleanSpawn.spawn(&pid, argv, fileActions: &actions, searchPath: false)
+        let rc = CleanSpawn.spawn(&pid, argv, fileActions: &actions, searchPath: !argv[0].contains("/"))
         close(outPipe[1])
         close(errPipe[1])
         guard rc == 0 else {
             close(outPipe[0]); close(errPipe[0])
-            return Output(status: 127, stdout: "", stderr: String(cString: strerror(rc)), timedOut: false)
+            return failed(String(cString: strerror(rc)))
         }
 
         var out: [UInt8] = [], err: [UInt8] = []
         var fds = [pollfd(fd: outPipe[0], events: Int16(POLLIN), revents: 0),
                    pollfd(fd: errPipe[0], events: Int16(POLLIN), revents: 0)]
         let deadline = monotonicNow() + timeout
-        var timedOut = false
+        var timedOut = false, overflowed = false
         var buf = [UInt8](repeating: 0, count: 65536)
-        while fds.contains(where: { $0.fd >= 0 }) {
+        reading: while fds.contains(where: { $0.fd >= 0 }) {
             let left = deadline - monotonicNow()
             if left <= 0 {
                 timedOut = true
@@ -95,7 +121,16 @@ enum Subprocess {
             for i in fds.indices where fds[i].fd >= 0 && fds[i].revents != 0 {
                 let got = read(fds[i].fd, &buf, buf.count)
                 if got > 0 {
-                    if i == 0 { out += buf[0..<got] } else { err += buf[0..<got] }
+                    if i == 0 {
+                        guard out.count + got <= maxOutput else {
+                            overflowed = true
+                            kill(pid, SIGKILL)
+                            break reading
+                        }
+                        out += buf[0..<got]
+                    } else if err.count < maxErrors {
+                        err += buf[0..<min(got, maxErrors - err.count)]
+                    }
                 } else if got == 0 || (errno != EINTR && errno != EAGAIN) {
                     close(fds[i].fd)
                     fds[i].fd = -1
@@ -106,7 +141,6 @@ enum Subprocess {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let code: Int32 = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return Output(status: code, stdout: String(decoding: out, as: UTF8.self),
-                      stderr: String(decoding: err, as: UTF8.self), timedOut: timedOut)
+        return Captured(status: code, stdout: out, stderr: err, timedOut: timedOut, overflowed: overflowed, spawnError: nil)
     }
 }

@@ -52,7 +52,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .held: return "QEMU permissions held"
         case .unshared: return "QEMU permissions not shared"
         case .lockfile: return "lock file (lockfile scheme)"
-        case .host: return "holder's host (gluster)"
+        case .host: return "holder's host (gluster; every row in a cluster view)"
         case .disk: return "the VM's disk target (vda) on the image, from libvirt's domain XML"
         }
     }
@@ -104,10 +104,12 @@ public enum Column: String, CaseIterable, Sendable {
     /// What `list` shows without `-o`.
     public static let defaults: [Column] = [.image, .scheme, .mode, .pid, .command, .vm, .user, .age]
 
-    /// The defaults for these rows: HOST after PID when any holder has a host (gluster),
-    /// DISK after VM when any has a libvirt disk target.
-    public static func defaults(for rows: [LockRow]) -> [Column] {
-        let host = rows.contains { $0.holder?.host != nil }, disk = rows.contains { $0.holder?.diskTarget != nil }
+    /// The defaults for these rows: HOST after PID when any holder has a host (gluster) or
+    /// more than one host is in view (a cluster view), DISK after VM when any has a libvirt
+    /// disk target.
+    public static func defaults(for rows: [LockRow], hostsInView: Int = 1) -> [Column] {
+        let host = hostsInView > 1 || rows.contains { $0.holder?.host != nil }
+        let disk = rows.contains { $0.holder?.diskTarget != nil }
         guard host || disk else { return defaults }
         var cols = defaults
         if host { cols.insert(.host, at: cols.firstIndex(of: .pid).map { $0 + 1 } ?? cols.count) }
@@ -160,7 +162,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .held: return h?.qemu.map { $0.held.sorted().map(\.name).joined(separator: ",") } ?? "-"
         case .unshared: return h?.qemu.map { $0.unshared.sorted().map(\.name).joined(separator: ",") } ?? "-"
         case .lockfile: return row.image.lockFiles.first ?? "-"
-        case .host: return h?.host ?? "-"
+        case .host: return h?.host ?? row.image.host ?? "-"
         case .disk: return h?.diskTarget ?? "-"
         }
     }

@@ -123,6 +123,14 @@ public struct JSONWriter {
         buffer.put(b ? "true" : "false")
     }
 
+    /// A finite number as Swift prints it (`12.5`); null otherwise.
+    public mutating func double(_ d: Double) {
+        guard d.isFinite else { return null() }
+        beforeValue()
+        var text = "\(d)"
+        text.withUTF8 { buffer.put(UnsafeRawBufferPointer($0)) }
+    }
+
     public mutating func int<T: BinaryInteger>(_ v: T) {
         beforeValue()
         if v < 0 { buffer.put(UInt8(ascii: "-")) }

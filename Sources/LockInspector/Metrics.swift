@@ -19,13 +19,17 @@ public enum Metrics {
         public var unreachableHosts: Int
         /// The time ages are measured against.
         public var now: Date
+        /// The hosts in view, as the snapshot's entries name them (a cluster view); empty:
+        /// the snapshot's own host alone. Each gets its findings and lock-file counts, 0 too.
+        public var hosts: [String]
 
         public init(scanSeconds: Double, waitedSeconds: [Int32: Double] = [:], unreachableHosts: Int = 0,
-                    now: Date = Date()) {
+                    now: Date = Date(), hosts: [String] = []) {
             self.scanSeconds = scanSeconds
             self.waitedSeconds = waitedSeconds
             self.unreachableHosts = unreachableHosts
             self.now = now
+            self.hosts = hosts
         }
     }
 
@@ -81,7 +85,7 @@ public enum Metrics {
         var longest: [(String, Double)] = []
         for img in snapshot.images where !img.waiters.isEmpty {
             let row = LockRow(image: img, holder: nil)
-            let l = labels(["host", "image"], [host, Column.image.cell(row)])
+            let l = labels(["host", "image"], [img.host ?? img.waiters.first?.host ?? host, Column.image.cell(row)])
             waiters.append((l, Double(img.waiters.count)))
             if let w = img.waiters.compactMap({ context.waitedSeconds[$0.pid] }).max() { longest.append((l, w)) }
         }
@@ -89,23 +93,42 @@ public enum Metrics {
         family(&out, "locksmith_blocked_longest_wait_seconds",
                "How long the image's longest-waiting blocked process has waited, where the kernel tells.", longest)
 
-        var findings: [String: Int] = [:]
-        for f in snapshot.findings { findings["\(f.rule.rawValue) \(f.severity.rawValue)", default: 0] += 1 }
+        // Every host in view, then any other a finding or lock file names (a cross-host
+        // finding has none: it counts under the view's own host).
+        var hostsInView = context.hosts.isEmpty ? [host] : context.hosts
+        var known = Set(hostsInView)
+        for h in snapshot.findings.compactMap(\.host) + snapshot.lockFiles.compactMap(\.host) where known.insert(h).inserted {
+            hostsInView.append(h)
+        }
+        struct FindingKey: Hashable { var host, rule, severity: String }
+        var findings: [FindingKey: Int] = [:]
+        for f in snapshot.findings {
+            findings[FindingKey(host: f.host ?? host, rule: f.rule.rawValue, severity: f.severity.rawValue), default: 0] += 1
+        }
         var findingSamples: [(String, Double)] = []
-        for rule in AuditRule.allCases {
-            for severity in Severity.allCases {
-                findingSamples.append((labels(["host", "rule", "severity"], [host, rule.rawValue, severity.rawValue]),
-                                       Double(findings["\(rule.rawValue) \(severity.rawValue)"] ?? 0)))
+        for h in hostsInView {
+            for rule in AuditRule.allCases {
+                for severity in Severity.allCases {
+                    let key = FindingKey(host: h, rule: rule.rawValue, severity: severity.rawValue)
+                    findingSamples.append((labels(["host", "rule", "severity"], [h, key.rule, key.severity]),
+                                           Double(findings[key] ?? 0)))
+                }
             }
         }
         family(&out, "locksmith_audit_findings", "Audit findings by rule and severity (see locksmith audit).",
                findingSamples)
 
-        var states: [LockFileState: Int] = [:]
-        let unsafe = Set(snapshot.findings.filter { $0.rule == .unsafeLockFile }.flatMap(\.files))
-        for e in snapshot.lockFiles { states[state(of: e, unsafe: unsafe), default: 0] += 1 }
+        struct StateKey: Hashable { var host: String; var state: LockFileState }
+        var states: [StateKey: Int] = [:]
+        let unsafe = Set(snapshot.findings.filter { $0.rule == .unsafeLockFile }.flatMap { f in f.files.map { "\(f.host ?? host) \($0)" } })
+        for e in snapshot.lockFiles {
+            let h = e.host ?? host
+            states[StateKey(host: h, state: state(of: e, unsafe: unsafe.contains("\(h) \(e.path)"))), default: 0] += 1
+        }
         family(&out, "locksmith_lock_files", "Entries of the lock dirs by state (each counted once).",
-               LockFileState.allCases.map { (labels(["host", "state"], [host, $0.rawValue]), Double(states[$0] ?? 0)) })
+               hostsInView.flatMap { h in LockFileState.allCases.map {
+                   (labels(["host", "state"], [h, $0.rawValue]), Double(states[StateKey(host: h, state: $0)] ?? 0))
+               } })
 
         var unseen: [String: Int] = [:]
         for u in snapshot.unseen { unseen[u.category, default: 0] += 1 }
@@ -119,8 +142,8 @@ public enum Metrics {
         return out
     }
 
-    static func state(of e: LockFileEntry, unsafe: Set<String>) -> LockFileState {
-        if e.kind != .regular || unsafe.contains(e.path) { return .unsafe }
+    static func state(of e: LockFileEntry, unsafe: Bool) -> LockFileState {
+        if e.kind != .regular || unsafe { return .unsafe }
         if e.held { return .held }
         return e.image == nil ? .unmapped : .free
     }

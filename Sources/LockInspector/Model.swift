@@ -60,6 +60,14 @@ public struct ImageLocks: Sendable, Equatable, Identifiable {
     public var waiters: [Holder]
     /// The kernel's lock rows on the image and its lock files, as /proc/locks lists them.
     public var locks: [KernelLock]
+    /// The file's identity on shared storage, the same from every host that mounts it:
+    /// `gluster:VOLUME/PATH` for a GlusterFS file (FUSE mount or gluster://), else
+    /// `FSTYPE:SOURCE:PATH` from the mount's source in mountinfo (NFS, CephFS, SMB...);
+    /// nil for a file on a local filesystem (`StorageIdentity`).
+    public var storage: String?
+    /// The host whose scan found it, in a cluster view; nil for an image on shared storage
+    /// seen from several hosts, and in a one-host view.
+    public var host: String?
 
     public init(id: String, path: String?, device: DeviceID? = nil, inode: UInt64? = nil, schemes: [LockScheme],
                 lockFiles: [String] = [], holders: [Holder] = [], waiters: [Holder] = [], locks: [KernelLock] = []) {
@@ -160,6 +168,8 @@ public struct LockFileEntry: Sendable, Equatable {
     public var image: String?
     /// How the image was found: `content`, `open file`, `images dir`, `libvirt`, `qemu args`.
     public var mappedBy: String?
+    /// The host whose lock dir holds it, in a cluster view.
+    public var host: String?
 
     public init(path: String, kind: FileKind, device: DeviceID?, inode: UInt64, uid: UInt32? = nil, mode: UInt32? = nil,
                 links: UInt64? = nil, held: Bool, image: String? = nil, mappedBy: String? = nil) {
@@ -201,6 +211,10 @@ public struct ImageWriter: Sendable, Equatable, Hashable {
     public var uid: UInt32?
     public var started: Date?
     public var vm: String?
+    /// The file's identity on shared storage (as `ImageLocks.storage`).
+    public var storage: String?
+    /// The writer's host, in a cluster view.
+    public var host: String?
 
     public init(path: String, device: DeviceID? = nil, inode: UInt64? = nil, pid: Int32, fd: Int32,
                 openMode: OpenMode = .readWrite, command: String, args: [String] = [], user: String? = nil,
@@ -240,6 +254,10 @@ public enum AuditRule: String, Sendable, CaseIterable, Codable {
     case blockedWaiter = "blocked-waiter"
     case staleLockFile = "stale-lock-file"
     case unmappedLockFile = "unmapped-lock-file"
+    /// Cluster view: two hosts each hold one shared image's lock file exclusively.
+    case splitLock = "split-lock"
+    /// Cluster view: one shared image open for writing on two hosts.
+    case crossHostWriters = "cross-host-writers"
 }
 
 /// One hazard the audit found: which rule, how bad, on what, who and what is involved,
@@ -257,6 +275,8 @@ public struct Finding: Sendable, Equatable, Hashable, Identifiable {
     public var evidence: String
     /// What to do, in one line.
     public var remedy: String
+    /// The host it was found on, in a cluster view; nil for a cross-host finding.
+    public var host: String?
 
     public init(rule: AuditRule, severity: Severity, image: String?, holders: [InvolvedProcess] = [],
                 files: [String] = [], evidence: String, remedy: String) {
@@ -271,7 +291,8 @@ public struct Finding: Sendable, Equatable, Hashable, Identifiable {
 
     /// Stable across snapshots while the same hazard persists: rule, image and files
     /// (not the processes, which may come and go while the hazard stays).
-    public var id: String { "\(rule.rawValue) \(image ?? "-") \(files.joined(separator: " "))" }
+    /// In a cluster view, the host too: one hazard on two hosts is two findings.
+    public var id: String { "\(rule.rawValue) \(image ?? "-") \(files.joined(separator: " "))" + (host.map { " @\($0)" } ?? "") }
 }
 
 /// A process named as evidence by a finding.
@@ -301,6 +322,8 @@ public struct InvolvedProcess: Sendable, Equatable, Hashable {
     public var mode: String?
     /// For a waiter: how long it has been blocked, when known.
     public var waitedSeconds: Double?
+    /// The process's host, in a cluster view.
+    public var host: String?
 
     public init(role: Role, pid: Int32, command: String, args: [String] = [], user: String? = nil,
                 uid: UInt32? = nil, started: Date? = nil, fd: Int32? = nil, openMode: OpenMode? = nil,

@@ -6,24 +6,39 @@ import ImageLock
 /// Keys are sorted, snake_case, and every field is present (null when unknown), as the
 /// CLI's JSONEncoder writes other reports; the man page documents them.
 public enum SnapshotJSON {
+    /// What the object may carry beyond the scan: the version of locksmith that made it,
+    /// the audit's findings and the writers they rest on (`list --audit`, what `audit
+    /// --host` asks each host for), and the hosts of a cluster view.
+    public struct Extras: Sendable {
+        public var version: String?
+        public var findings = false
+        public var hosts: [ClusterHost]?
+        public init(version: String? = nil, findings: Bool = false, hosts: [ClusterHost]? = nil) {
+            self.version = version
+            self.findings = findings
+            self.hosts = hosts
+        }
+    }
+
     /// The whole object; `host` is the envelope's host name (the snapshot's own, unless the
     /// caller knows better).
-    public static func render(_ s: Snapshot, host: String? = nil) -> [UInt8] {
+    public static func render(_ s: Snapshot, host: String? = nil, extras: Extras = Extras()) -> [UInt8] {
         var w = JSONWriter(capacity: 4096 + s.lockFiles.count * 400 + s.images.count * 600)
-        write(s, host: host, to: &w)
+        write(s, host: host, extras: extras, to: &w)
         return w.bytes
     }
 
     /// The same, handed to `sink` in pieces as it is made (the long arrays in the chunks
     /// rendered on every core, in order): `list --json` writes each piece as it comes,
     /// never holding the whole report (7 MB at 10k lock files).
-    public static func render(_ s: Snapshot, host: String? = nil, sink: @escaping (UnsafeRawBufferPointer) -> Void) {
+    public static func render(_ s: Snapshot, host: String? = nil, extras: Extras = Extras(),
+                              sink: @escaping (UnsafeRawBufferPointer) -> Void) {
         var w = JSONWriter(capacity: 1 << 16, sink: sink)
-        write(s, host: host, to: &w)
+        write(s, host: host, extras: extras, to: &w)
         w.finish()
     }
 
-    static func write(_ s: Snapshot, host: String?, to w: inout JSONWriter) {
+    static func write(_ s: Snapshot, host: String?, extras: Extras, to w: inout JSONWriter) {
         var dates = DateText()
         w.beginObject()
         w.key("schema")
@@ -32,6 +47,22 @@ public enum SnapshotJSON {
         w.string(host ?? s.host)
         w.key("generated")
         w.string(dates.text(s.generated))
+        if let v = extras.version {
+            w.key("version")
+            w.string(v)
+        }
+        if extras.findings {
+            w.key("findings")
+            w.beginArray()
+            for f in s.findings { write(finding: f, to: &w, dates: &dates) }
+            w.endArray()
+        }
+        if let hosts = extras.hosts {
+            w.key("hosts")
+            w.beginArray()
+            for h in hosts { write(host: h, to: &w) }
+            w.endArray()
+        }
         // The two long arrays are rendered in chunks on every core, then joined in order.
         w.key("images")
         w.beginArray()
@@ -56,6 +87,12 @@ public enum SnapshotJSON {
             w.endObject()
         }
         w.endArray()
+        if extras.findings {
+            w.key("writers")
+            w.beginArray()
+            for x in s.writers { write(writer: x, to: &w, dates: &dates) }
+            w.endArray()
+        }
         w.endObject()
     }
 
@@ -92,6 +129,8 @@ public enum SnapshotJSON {
         w.beginArray()
         for i in p.pointee.holders.indices { write(p.pointee.holders[i], to: &w, dates: &dates) }
         w.endArray()
+        w.key("host")
+        w.string(p.pointee.host)
         w.key("inode")
         w.int(p.pointee.inode)
         w.key("lock_files")
@@ -108,6 +147,8 @@ public enum SnapshotJSON {
         w.beginArray()
         for sc in p.pointee.schemes { w.string(sc.rawValue) }
         w.endArray()
+        w.key("storage")
+        w.string(p.pointee.storage)
         w.key("waiters")
         w.beginArray()
         for i in p.pointee.waiters.indices { write(p.pointee.waiters[i], to: &w, dates: &dates) }
@@ -189,6 +230,8 @@ public enum SnapshotJSON {
         w.device(p.pointee.device)
         w.key("held")
         w.bool(p.pointee.held)
+        w.key("host")
+        w.string(p.pointee.host)
         w.key("image")
         w.string(p.pointee.image)
         w.pathBytes("image_bytes", p.pointee.image)
@@ -201,6 +244,113 @@ public enum SnapshotJSON {
         w.key("path")
         w.string(p.pointee.path)
         w.pathBytes("path_bytes", p.pointee.path)
+        w.endObject()
+    }
+
+    /// A host of a cluster view.
+    static func write(host h: ClusterHost, to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("error")
+        w.string(h.error)
+        w.key("hostname")
+        w.string(h.hostname)
+        w.key("name")
+        w.string(h.name)
+        w.key("reached")
+        w.bool(h.reached)
+        w.key("took_ms")
+        w.int(h.tookMs)
+        w.key("version")
+        w.string(h.version)
+        w.endObject()
+    }
+
+    /// A finding, as `audit --json` writes it, with its host.
+    static func write(finding f: Finding, to w: inout JSONWriter, dates: inout DateText) {
+        w.beginObject()
+        w.key("evidence")
+        w.string(f.evidence)
+        w.key("files")
+        w.strings(f.files)
+        w.key("holders")
+        w.beginArray()
+        for p in f.holders {
+            w.beginObject()
+            w.key("args")
+            w.strings(p.args)
+            w.key("command")
+            w.string(p.command)
+            w.key("fd")
+            w.int(p.fd)
+            w.key("host")
+            w.string(p.host)
+            w.key("mode")
+            w.string(p.mode)
+            w.key("open_mode")
+            w.string(p.openMode?.rawValue)
+            w.key("pid")
+            w.int(p.pid)
+            w.key("role")
+            w.string(p.role.rawValue)
+            w.key("scheme")
+            w.string(p.scheme?.rawValue)
+            w.key("started")
+            w.string(p.started.map { dates.text($0) })
+            w.key("uid")
+            w.int(p.uid)
+            w.key("user")
+            w.string(p.user ?? p.uid.map(String.init))
+            w.key("vm")
+            w.string(p.vm)
+            w.key("waited_seconds")
+            if let s = p.waitedSeconds { w.double((s * 10).rounded() / 10) } else { w.null() }
+            w.endObject()
+        }
+        w.endArray()
+        w.key("host")
+        w.string(f.host)
+        w.key("image")
+        w.string(f.image)
+        w.key("remedy")
+        w.string(f.remedy)
+        w.key("rule")
+        w.string(f.rule.rawValue)
+        w.key("severity")
+        w.string(f.severity.rawValue)
+        w.endObject()
+    }
+
+    /// A process with a candidate image open for writing (the facts of the writer rules).
+    static func write(writer x: ImageWriter, to w: inout JSONWriter, dates: inout DateText) {
+        w.beginObject()
+        w.key("args")
+        w.strings(x.args)
+        w.key("command")
+        w.string(x.command)
+        w.key("dev")
+        w.device(x.device)
+        w.key("fd")
+        w.int(x.fd)
+        w.key("host")
+        w.string(x.host)
+        w.key("inode")
+        w.int(x.inode)
+        w.key("open_mode")
+        w.string(x.openMode.rawValue)
+        w.key("path")
+        w.string(x.path)
+        w.key("pid")
+        w.int(x.pid)
+        w.key("started")
+        w.string(x.started.map { dates.text($0) })
+        w.key("storage")
+        w.string(x.storage)
+        w.key("uid")
+        w.int(x.uid)
+        w.key("user")
+        w.string(x.user ?? x.uid.map(String.init))
+        w.key("vm")
+        w.string(x.vm)
         w.endObject()
     }
 

@@ -44,6 +44,7 @@ public enum Renderer {
             left += " \(snap.host)  \(snap.images.count) images  \(snap.holderCount) holders"
             if snap.waiterCount > 0 { left += "  \(snap.waiterCount) waiting" }
             if !snap.unseen.isEmpty { left += "  \(snap.unseen.count) unseen" }
+            left += hostCounts(snap)
             if !snap.findings.isEmpty { left += "  \(snap.findings.count) findings" }
         }
         // The position in a list longer than the screen: here, never over a row of the list.
@@ -65,6 +66,17 @@ public enum Renderer {
             buf.put(right, x: buf.width - rw, y: 0, width: rw, style: Style(s.scanError != nil ? .bad : .title),
                     truncation: .start)
         }
+    }
+
+    /// A cluster view's holders per host (`  h1:3 h2:1`), and its hosts not seen; empty
+    /// when the holders are of one host only.
+    static func hostCounts(_ snap: Snapshot) -> String {
+        var counts: [String: Int] = [:]
+        for i in snap.images { for h in i.holders { if let host = h.host ?? i.host { counts[host, default: 0] += 1 } } }
+        let down = snap.unseen.filter { $0.what.hasPrefix("host ") }.count
+        guard counts.count > 1 || down > 0 else { return "" }
+        return "  " + counts.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: " ")
+            + (down > 0 ? "  \(down) host\(down == 1 ? "" : "s") down" : "")
     }
 
     static func clock(_ d: Date) -> String {

@@ -377,11 +377,11 @@ public struct TUIState: Sendable {
     }
 
     /// Whether a row matches the filter: a case-insensitive substring of the image path
-    /// (or lock file), command, VM or user.
+    /// (or lock file), command, VM, user or host.
     public static func matches(_ row: LockRow, filter: String) -> Bool {
         guard !filter.isEmpty else { return true }
-        let fields = [Column.image.cell(row), Column.command.cell(row), Column.vm.cell(row), Column.user.cell(row)]
-            + row.image.lockFiles
+        let fields = [Column.image.cell(row), Column.command.cell(row), Column.vm.cell(row), Column.user.cell(row),
+                      Column.host.cell(row)] + row.image.lockFiles
         return fields.contains { $0.range(of: filter, options: [.caseInsensitive]) != nil }
     }
 

@@ -37,7 +37,8 @@ extension Locksmith {
         static let configuration = CommandConfiguration(
             commandName: "audit",
             abstract: "Find the hazards image locks were meant to prevent.",
-            usage: "locksmith audit [--json] [--fail-on <severity>] [--fix] [--wait-threshold <secs>] " + ScanOptions.usage,
+            usage: "locksmith audit [--json] [--fail-on <severity>] [--fix] [--wait-threshold <secs>] " + ScanOptions.usage
+                + " " + ClusterOptions.usage,
             discussion: """
                 Locks protect images only when every user takes them. One snapshot of the \
                 host (as `list` takes it) is checked against these rules:
@@ -64,6 +65,16 @@ extension Locksmith {
                   unmapped-lock-file (info)
                       a lock file whose image cannot be found
 
+                With --host/--hosts, every host's findings (each named by its host) and two \
+                cross-host rules that no single host can see:
+
+                  split-lock (critical)
+                      two hosts each hold one shared image's lock file exclusively,
+                      each in its own local lock dir (each believes it is alone)
+                  cross-host-writers (critical)
+                      one shared image open for writing on two hosts, unless every
+                      writer shares write (share-rw=on)
+
                 Each finding names the image, the processes and files involved, what was seen \
                 and a one-line remedy. --fix removes stale lock files only, each one safely (an \
                 exclusive lock on it first; a held file is never removed), and nothing else.
@@ -89,8 +100,21 @@ extension Locksmith {
 
         @OptionGroup var scan: AuditScanOptions
 
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
+
+        func validate() throws {
+            if fix && cluster.isCluster { throw ValidationError("--fix works on this host only; run it on each host") }
+        }
+
         func run() throws {
-            let snapshot = try scan.snapshot()
+            var hosts: [ClusterHost]?
+            let snapshot: Snapshot
+            if cluster.isCluster {
+                let view = try clusterSnapshot(cluster, scan: scan.scan, audit: true, waitThreshold: scan.waitThreshold)
+                (snapshot, hosts) = (view.snapshot, view.hosts)
+            } else {
+                snapshot = try scan.snapshot()
+            }
             var fixes: [FixJSON] = []
             if fix {
                 fixes = fixStale(snapshot.findings, lockFiles: snapshot.lockFiles)
@@ -98,8 +122,9 @@ extension Locksmith {
             let removed = Set(fixes.filter { $0.removed }.map(\.path))
             let remaining = snapshot.findings.filter { !($0.rule == .staleLockFile && $0.files.allSatisfy(removed.contains)) }
             if json {
-                print(try JSONOutput.render(AuditReport(snapshot, failOn: failOn, fixes: fix ? fixes : nil),
-                                            generated: snapshot.generated))
+                var report = AuditReport(snapshot, failOn: failOn, fixes: fix ? fixes : nil)
+                report.hosts = hosts?.map(HostJSON.init)
+                print(try JSONOutput.render(report, generated: snapshot.generated))
             } else {
                 print(AuditText.render(snapshot.findings, fixes: fixes), terminator: "")
                 if !snapshot.unseen.isEmpty {
@@ -108,6 +133,7 @@ extension Locksmith {
                              + "; `locksmith audit --json` lists them under \"unseen\"")
                 }
             }
+            if hosts?.contains(where: { !$0.reached }) == true { throw Status.couldNotCheck }
             if remaining.contains(where: { $0.severity >= failOn }) { throw Status.held }
         }
 
@@ -165,7 +191,7 @@ enum AuditText {
         for (i, fix) in fixes.enumerated() { fixesByPath[fix.path, default: []].append(i) }
         for f in findings {
             lines.append("\(f.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) "
-                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")")
+                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")" + (f.host.map { "  (on \($0))" } ?? ""))
             lines.append("  \(f.evidence)")
             lines.append("  remedy: \(f.remedy)")
             for i in Set(f.files).flatMap({ fixesByPath[$0] ?? [] }).sorted() {
@@ -204,6 +230,8 @@ struct AuditReport: Encodable {
     var failOn: String
     var fixes: [FixJSON]?
     var unseen: [UnseenJSON]
+    /// The hosts of a cluster view (`--host`); left out otherwise.
+    var hosts: [HostJSON]?
 
     init(_ s: Snapshot, failOn: Severity, fixes: [FixJSON]?) {
         findings = s.findings.map(FindingJSON.init)
@@ -222,9 +250,36 @@ struct AuditReport: Encodable {
         try c.encode(failOn, forKey: .failOn)
         try c.encode(fixes, forKey: .fixes)  // null without --fix
         try c.encode(unseen, forKey: .unseen)
+        try c.encodeIfPresent(hosts, forKey: .hosts)
     }
 
-    enum CodingKeys: String, CodingKey { case findings, counts, failOn, fixes, unseen }
+    enum CodingKeys: String, CodingKey { case findings, counts, failOn, fixes, unseen, hosts }
+}
+
+/// A host of a cluster view, as `list --json` writes it.
+struct HostJSON: Encodable {
+    var name: String
+    var hostname: String?
+    var reached: Bool
+    var error: String?
+    var tookMs: Int
+    var version: String?
+
+    init(_ h: ClusterHost) {
+        (name, hostname, reached, error, tookMs, version) = (h.name, h.hostname, h.reached, h.error, h.tookMs, h.version)
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(hostname, forKey: .hostname)
+        try c.encode(reached, forKey: .reached)
+        try c.encode(error, forKey: .error)
+        try c.encode(tookMs, forKey: .tookMs)
+        try c.encode(version, forKey: .version)
+    }
+
+    enum CodingKeys: String, CodingKey { case name, hostname, reached, error, tookMs, version }
 }
 
 struct FindingJSON: Encodable {
@@ -242,9 +297,10 @@ struct FindingJSON: Encodable {
         try c.encode(f.files, forKey: .files)
         try c.encode(f.evidence, forKey: .evidence)
         try c.encode(f.remedy, forKey: .remedy)
+        try c.encode(f.host, forKey: .host)
     }
 
-    enum CodingKeys: String, CodingKey { case rule, severity, image, holders, files, evidence, remedy }
+    enum CodingKeys: String, CodingKey { case rule, severity, image, holders, files, evidence, remedy, host }
 }
 
 struct InvolvedProcessJSON: Encodable {
@@ -268,9 +324,10 @@ struct InvolvedProcessJSON: Encodable {
         try c.encode(p.scheme?.rawValue, forKey: .scheme)
         try c.encode(p.mode, forKey: .mode)
         try c.encode(p.waitedSeconds.map { ($0 * 10).rounded() / 10 }, forKey: .waitedSeconds)
+        try c.encode(p.host, forKey: .host)
     }
 
     enum CodingKeys: String, CodingKey {
-        case role, pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, waitedSeconds
+        case role, pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, waitedSeconds, host
     }
 }

@@ -8,7 +8,8 @@ extension Locksmith {
         static let configuration = CommandConfiguration(
             commandName: "list",
             abstract: "List every image lock on this host, grouped by image, with the exact holders.",
-            usage: "locksmith list [--json] [-o <columns>] [--list-columns] [--no-headings] " + ScanOptions.usage,
+            usage: "locksmith list [--json] [-o <columns>] [--list-columns] [--no-headings] [--audit] [--wait-threshold <secs>] "
+                + ScanOptions.usage + " " + ClusterOptions.usage,
             discussion: """
                 One pass over /proc/locks, every process's open files (/proc/PID/fd and \
                 fdinfo), the lock dirs and the candidate images. Each holder is named by \
@@ -43,8 +44,15 @@ extension Locksmith {
                 A volume that cannot be scanned at all is one line on stderr and exit 2, \
                 after the rest is printed; --timeout bounds each step.
 
+                --host DEST (repeatable; . is this host) and --hosts FILE make a cluster \
+                view: each host runs `locksmith list --json` with these options over ssh \
+                (--ssh, --remote-command, --parallel, --host-timeout); the answers are \
+                merged, an image on shared storage is one image with every host's holders, \
+                and HOST joins the table. A host that fails is one line on stderr and exit 2.
+
                 Examples:
                   locksmith list
+                  locksmith list --hosts /etc/locksmith/hosts
                   locksmith list -o +fd,open,held,unshared,lockfile
                   locksmith list --json --lock-dir /var/tmp --images /var/lib/libvirt/images
                   locksmith list --gluster gl1/vmstore --gluster-path /vms
@@ -54,8 +62,24 @@ extension Locksmith {
 
         @OptionGroup var scan: ScanOptions
 
+        @Flag(help: ArgumentHelp(
+            "With --json: also audit's findings and the writers they rest on (what `audit --host` asks each host for)."))
+        var audit = false
+
+        @Option(name: .customLong("wait-threshold"), help: ArgumentHelp(
+            "With --audit: blocked-waiter's threshold, as audit's.", valueName: "secs"))
+        var waitThreshold: Double = 30
+
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
+
         @Flag(help: .hidden)
         var timing = false
+
+        func validate() throws {
+            if audit && !out.json { throw ValidationError("--audit needs --json") }
+            if audit && cluster.isCluster { throw ValidationError("--audit is what each host is asked; use `locksmith audit --host`") }
+            guard waitThreshold >= 0 && waitThreshold.isFinite else { throw ValidationError("--wait-threshold takes a number of seconds >= 0") }
+        }
 
         var options: InspectorOptions { scan.inspectorOptions(statedumpByDefault: true) }
 
@@ -66,11 +90,12 @@ extension Locksmith {
                 }
                 return
             }
-            let snapshot: Snapshot
+            if cluster.isCluster { return try runCluster() }
+            var snapshot: Snapshot
             var scanCounts = SnapshotTimings()
             do {
                 var t = SnapshotTimings()
-                snapshot = try Inspector(options).snapshot(timings: &t)
+                snapshot = audit ? try Auditor.snapshot(options, waitThreshold: waitThreshold) : try Inspector(options).snapshot(timings: &t)
                 scanCounts = t
                 if timing {
                     func ms(_ s: Double) -> String { String(format: "%.1f ms", s * 1000) }
@@ -82,9 +107,11 @@ extension Locksmith {
                 complain(e.description)
                 throw Status.couldNotCheck
             }
+            if out.json { StorageIdentity.annotate(&snapshot, procRoot: options.procRoot) }
             keptUntilExit = snapshot
             if out.json {
-                SnapshotJSON.render(snapshot, host: JSONOutput.host, sink: writeStandardOutput)
+                SnapshotJSON.render(snapshot, host: JSONOutput.host,
+                                    extras: .init(version: LocksmithVersion.current, findings: audit), sink: writeStandardOutput)
                 writeStandardOutput([UInt8(ascii: "\n")])
                 try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
                 return
@@ -106,6 +133,24 @@ extension Locksmith {
                          + (geteuid() == 0 ? "" : " (run as root to see every holder)")
                          + "; `locksmith list --json` lists them under \"unseen\"")
             }
+        }
+
+        /// `--host`/`--hosts`: every host's `list --json`, merged; exit 2 after printing
+        /// everything when a host was not seen.
+        func runCluster() throws {
+            let (snapshot, hosts) = try clusterSnapshot(cluster, scan: scan, audit: false)
+            keptUntilExit = snapshot
+            if out.json {
+                SnapshotJSON.render(snapshot, host: JSONOutput.host,
+                                    extras: .init(version: LocksmithVersion.current, hosts: hosts), sink: writeStandardOutput)
+                writeStandardOutput([UInt8(ascii: "\n")])
+            } else {
+                let rows = LockRow.rows(of: snapshot)
+                let columns = try (out.output ?? ListOutputOptions.columnsFromEnvironment).map { try Column.parse($0).get() }
+                    ?? Column.defaults(for: rows, hostsInView: hosts.count)
+                FileHandle.standardOutput.write(Data(Table.render(rows, columns: columns, headings: !out.noHeadings).utf8))
+            }
+            if hosts.contains(where: { !$0.reached }) { throw Status.couldNotCheck }
         }
     }
 }

@@ -87,17 +87,20 @@ extension Locksmith {
         @OptionGroup var scan: ScanOptions
         @OptionGroup var out: ListOutputOptions
         @OptionGroup var view: TUIViewOptions
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
 
         func run() throws {
             if !out.given && isatty(STDOUT_FILENO) == 1 && isatty(STDIN_FILENO) == 1 {
                 var tui = try Tui.parse([])
                 tui.scan = scan
                 tui.view = view
+                tui.cluster = cluster
                 try tui.run()
             } else {
                 var list = try List.parse([])
                 list.scan = scan
                 list.out = out
+                list.cluster = cluster
                 try list.run()
             }
         }

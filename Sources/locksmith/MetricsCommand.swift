@@ -8,6 +8,8 @@ extension Locksmith {
         static let configuration = CommandConfiguration(
             commandName: "metrics",
             abstract: "Print the host's image locks and audit findings as Prometheus metrics.",
+            usage: "locksmith metrics [--output <file>] [--wait-threshold <secs>] " + ScanOptions.usage + " "
+                + ClusterOptions.usage,
             discussion: """
                 One snapshot and audit (as `audit` takes them), written in Prometheus' text \
                 format for node_exporter's textfile collector. With --output FILE the text goes \
@@ -27,8 +29,12 @@ extension Locksmith {
                   locksmith_hosts_unreachable
                   locksmith_scan_duration_seconds
 
+                With --host/--hosts (a cluster view, see `locksmith list --help`) every host's \
+                series, each with its host; a host that does not answer is named on stderr and \
+                counted in locksmith_hosts_unreachable, the rest is still written.
+
                 Exit status: 0 written; 2 when /proc cannot be read or FILE cannot be written \
-                (FILE is then left as it was).
+                (FILE is then left as it was), or after writing when a host did not answer.
 
                 Examples:
                   locksmith metrics
@@ -41,28 +47,45 @@ extension Locksmith {
 
         @OptionGroup var scan: AuditScanOptions
 
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
+
         func run() throws {
             let clock = ContinuousClock()
             let start = clock.now
-            let audited: (snapshot: Snapshot, facts: AuditFacts)
-            do {
-                audited = try Auditor.audited(scan.inspector, waitThreshold: scan.waitThreshold)
-            } catch let e as InspectorError {
-                complain(e.description)
-                throw Status.couldNotCheck
+            var snapshot: Snapshot
+            var context: LockInspector.Metrics.Context
+            if cluster.isCluster {
+                // Every host's snapshot and findings; a host that did not answer is counted
+                // (locksmith_hosts_unreachable) and does not stop the rest being written.
+                let view = try clusterSnapshot(cluster, scan: scan.scan, audit: true, waitThreshold: scan.waitThreshold,
+                                               quiet: true)
+                snapshot = view.snapshot
+                context = .init(scanSeconds: 0, unreachableHosts: view.hosts.filter { !$0.reached }.count,
+                                now: snapshot.generated, hosts: view.hosts.filter(\.reached).map(\.label))
+                for h in view.hosts where !h.reached { complain("host \(ClusterText.line(h.name)): \(h.error ?? "not seen")") }
+            } else {
+                let audited: (snapshot: Snapshot, facts: AuditFacts)
+                do {
+                    audited = try Auditor.audited(scan.inspector, waitThreshold: scan.waitThreshold)
+                } catch let e as InspectorError {
+                    complain(e.description)
+                    throw Status.couldNotCheck
+                }
+                snapshot = audited.snapshot
+                context = .init(scanSeconds: 0, waitedSeconds: audited.facts.processes.compactMapValues(\.waitedSeconds),
+                                now: snapshot.generated)
             }
             let took = clock.now - start
-            let seconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
-            let text = LockInspector.Metrics.render(audited.snapshot, .init(
-                scanSeconds: seconds,
-                waitedSeconds: audited.facts.processes.compactMapValues(\.waitedSeconds),
-                now: audited.snapshot.generated))
-            keptUntilExit = audited.snapshot
-            guard let output else {
+            context.scanSeconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
+            let text = LockInspector.Metrics.render(snapshot, context)
+            keptUntilExit = snapshot
+            if let output {
+                try reportingErrors { try FileReplacement.replace(output, with: Array(text.utf8)) }
+            } else {
                 writeStandardOutput(Array(text.utf8))
-                return
             }
-            try reportingErrors { try FileReplacement.replace(output, with: Array(text.utf8)) }
+            // As every cluster view: everything is written, then exit 2 when a host was not seen.
+            if context.unreachableHosts > 0 { throw Status.couldNotCheck }
         }
     }
 }

@@ -9,14 +9,18 @@ extension Locksmith {
         static let configuration = CommandConfiguration(
             commandName: "tui",
             abstract: "Browse every image lock on this host in a full-screen, live view.",
-            usage: "locksmith tui [--interval <secs>] [--filter <text>] [--no-color] [--max-iterations <n>] " + ScanOptions.usage,
+            usage: "locksmith tui [--interval <secs>] [--filter <text>] [--no-color] [--max-iterations <n>] " + ScanOptions.usage
+                + " " + ClusterOptions.usage,
             discussion: """
                 Shows every locked image with its holders (pid, command, VM, user, age), \
                 refreshed every --interval seconds, and a detail pane for the selected \
                 image: its holders, the QEMU permissions they hold and refuse to share, the \
                 kernel's lock rows, its lock files, and the results of `w` / `o` (why it \
                 would not open read-write / read-only) and `t` (test-acquire). With \
-                --gluster (as for list) gluster images join, with a HOST column.
+                --gluster (as for list) gluster images join, with a HOST column. With \
+                --host/--hosts (as for list), every host's rows, with HOST; the header counts \
+                holders per host and hosts not seen; / matches a host too; K refuses a holder \
+                on another host.
                 Keys: arrows or j/k move, Enter toggles the detail pane, / filters, s/S \
                 sort, r refreshes, K sends SIGTERM to the selected holder after a y at a \
                 prompt, C clears the granted locks of a gluster image (clear-locks, after a \
@@ -32,6 +36,8 @@ extension Locksmith {
 
         @OptionGroup var scan: ScanOptions
 
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
+
         func run() throws {
             let options = scan.inspectorOptions
             let locker = ImageLocker(lockDirectory: options.lockDirectories[0], procRoot: options.procRoot,
@@ -43,6 +49,15 @@ extension Locksmith {
                 // Idle costs little: while the lock table and lock dirs are unchanged, the last
                 // snapshot is reused (a full scan still runs at least every 30 s, and on `r`).
                 snapshot: {
+                    // A cluster view: every host's, each time (a host not seen is an unseen entry).
+                    if cluster.isCluster {
+                        let view = try clusterSnapshot(cluster, scan: scan, audit: true, quiet: true)
+                        var s = view.snapshot
+                        for h in view.hosts where !h.reached {
+                            s.unseen.append(Unseen(what: "host \(ClusterText.line(h.name))", why: h.error ?? "not seen"))
+                        }
+                        return s
+                    }
                     let fingerprint = ChangeFingerprint.read(options)
                     if let s = cache.reusable(fingerprint) { return s }
                     let s = try Auditor.snapshot(options)

@@ -12,7 +12,7 @@ extension Locksmith {
             commandName: "watch",
             abstract: "Print one line per lock change, as it happens (an audit trail).",
             usage: "locksmith watch [--json] [--interval <secs>] [--count <n>] [--max-events <n>] "
-                + "[--findings <severity>] [--wait-threshold <secs>] " + ScanOptions.usage,
+                + "[--findings <severity>] [--wait-threshold <secs>] " + ScanOptions.usage + " " + ClusterOptions.usage,
             discussion: """
                 Takes a snapshot every --interval seconds and prints what changed since the \
                 previous one, one line per change, each with its time: lock-acquired, \
@@ -25,6 +25,11 @@ extension Locksmith {
                 With --json each line is one JSON object (JSON Lines, for appending to a log): \
                 schema, host, generated (the snapshot's time), event, image, image_id, holder, \
                 previous, finding.
+
+                --host DEST (repeatable; . is this host) and --hosts FILE watch a cluster: \
+                each snapshot is every host's (as `audit --host` takes them), one stream \
+                with the host of every holder and finding ("on h1" in text). A host that \
+                fails is one line on stderr each time and does not stop the stream.
 
                 SIGINT, SIGTERM and SIGHUP end it cleanly after the line being written; exit 0.
 
@@ -52,6 +57,23 @@ extension Locksmith {
 
         @OptionGroup var scan: AuditScanOptions
 
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
+
+        /// One snapshot of this host, or with --host of every host in view (with findings);
+        /// nil when a host was not seen (its holders would seem to go, and come back).
+        func snapshot() throws -> Snapshot? {
+            guard cluster.isCluster else { return try scan.snapshot() }
+            let view = try clusterSnapshot(cluster, scan: scan.scan, audit: true, waitThreshold: scan.waitThreshold)
+            return view.hosts.allSatisfy(\.reached) ? view.snapshot : nil
+        }
+
+        /// Waits --interval seconds for an ending signal; true when one came.
+        func sleepOrEnd(_ set: inout sigset_t) -> Bool {
+            var timeout = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - interval.rounded(.down)) * 1e9))
+            var info = siginfo_t()
+            return sigtimedwait(&set, &info, &timeout) > 0
+        }
+
         func validate() throws {
             guard interval > 0 && interval.isFinite else { throw ValidationError("--interval takes a number of seconds > 0") }
             if let c = count, c < 1 { throw ValidationError("--count takes a number >= 1") }
@@ -72,19 +94,24 @@ extension Locksmith {
             defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
 
             let minimum = Severity(rawValue: findings)
-            var previous = try scan.snapshot()
+            var first = try snapshot()
+            // A cluster view starts once every host has answered (bounded by --count).
             var snapshots = 1
+            while first == nil && count.map({ snapshots < $0 }) ?? true {
+                if sleepOrEnd(&set) { return }
+                first = try snapshot()
+                snapshots += 1
+            }
+            guard var previous = first else { throw Status.couldNotCheck }
             var written = 0
             if !json {
                 complain("watching every \(interval) s: \(previous.holderCount) holder(s), \(previous.waiterCount) waiter(s) now")
             }
             while count.map({ snapshots < $0 }) ?? true {
-                var timeout = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - interval.rounded(.down)) * 1e9))
-                var info = siginfo_t()
-                let sig = sigtimedwait(&set, &info, &timeout)
-                if sig > 0 { break }  // SIGINT, SIGTERM or SIGHUP: end cleanly
-                let next = SnapshotDiff.fillingDetails(try scan.snapshot(), from: previous)
+                if sleepOrEnd(&set) { break }  // SIGINT, SIGTERM or SIGHUP: end cleanly
                 snapshots += 1
+                guard let taken = try snapshot() else { continue }  // a host not seen: no events this time
+                let next = SnapshotDiff.fillingDetails(taken, from: previous)
                 for e in SnapshotDiff.events(from: previous, to: next, minimumSeverity: minimum) {
                     let line = json ? try JSONOutput.render(WatchEventJSON(e), generated: e.time) : WatchText.line(e)
                     FileHandle.standardOutput.write(Data((line + "\n").utf8))  // one write(2) per line
@@ -111,9 +138,10 @@ enum WatchText {
             s += " \(h.scheme.rawValue)"
             if let fd = h.fd { s += " fd \(fd)" }
             if let vm = h.vm { s += " vm \(vm)" }
+            if let host = h.host { s += " on \(host)" }
         }
         if let f = e.finding {
-            s += " \(f.severity.rawValue) \(f.rule.rawValue): \(f.evidence)"
+            s += " \(f.severity.rawValue) \(f.rule.rawValue)" + (f.host.map { " on \($0)" } ?? "") + ": \(f.evidence)"
         }
         return TerminalText.escaped(s)  // one event, one line: nothing in it can break it
     }

@@ -8,6 +8,8 @@ extension Locksmith {
         static let configuration = CommandConfiguration(
             commandName: "why",
             abstract: "Tell whether an image would open, and if not, why: QEMU's words, who holds it, what to do.",
+            usage: "locksmith why [--write] [--read-only] [--force] [--no-statedump] [--json] [--lock-dir <dir> ...] "
+                + "[--timeout <secs>] " + ClusterOptions.usage + " <image>",
             discussion: """
                 --write asks about a read-write open such as `qemu-io IMAGE` or a VM's \
                 writable disk (the image and, read-only, its backing files); --read-only \
@@ -33,8 +35,13 @@ extension Locksmith {
                 answers from where its locks live; nothing is taken. On a GlusterFS FUSE \
                 mount of a server node a brick statedump names every holder's host and pid.
 
+                --host DEST (repeatable; . is this host) and --hosts FILE: after this \
+                host's verdict, the image's holders on every host in view (one file on \
+                shared storage), each blocker named with its host and a remedy there.
+
                 Examples:
                   locksmith why vm1.qcow2
+                  locksmith why /shared/vm1.qcow2 --host . --host h1 --host h2
                   locksmith why --read-only --json vm1.qcow2
                   locksmith why --force --lock-dir /var/tmp base.qcow2
                   locksmith why --force gluster://gl1/vmstore/vm1.qcow2
@@ -60,6 +67,8 @@ extension Locksmith {
 
         @OptionGroup var gluster: GlusterOptions
 
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
+
         enum IntentFlag: String, EnumerableFlag {
             case write, readOnly
 
@@ -79,11 +88,15 @@ extension Locksmith {
             let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
             let verdict = Why.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force,
                                        statedump: !noStatedump, timeout: gluster.timeout)
-            if json {
+            var unseenHosts = false
+            if cluster.isCluster {
+                unseenHosts = try explainCluster(verdict, lockDirectories: dirs)
+            } else if json {
                 try JSONOutput.write(verdict)
             } else {
                 for line in WhyText.lines(verdict) { say(line) }
             }
+            if unseenHosts && verdict.outcome == .opens { throw Status.couldNotCheck }
             switch verdict.outcome {
             case .opens: return
             case .fails: throw Status.held
@@ -91,6 +104,55 @@ extension Locksmith {
                 complain(verdict.reasons.first { !$0.blocks }?.message ?? "could not tell")
                 throw Status.couldNotCheck
             }
+        }
+
+        /// `--host`: the verdict for this host, then the image's holders on every host in
+        /// view (one file on shared storage; a local file only on this host), each blocker
+        /// named with its host and a remedy there. Returns whether a host was not seen.
+        func explainCluster(_ verdict: Verdict, lockDirectories dirs: [String]) throws -> Bool {
+            // Each host's `list` with this why's lock dirs and Gluster timeout.
+            let scan = try ScanOptions.parse(dirs.flatMap { ["--lock-dir", $0] } + ["--timeout", "\(gluster.timeout)"])
+            let storage = StorageIdentity.of(file: image)
+            let view = try clusterSnapshot(cluster, scan: scan, audit: false)
+            let local = view.hosts.first { $0.name == "." && $0.reached }?.label
+            let path = URL(fileURLWithPath: image).resolvingSymlinksInPath().path
+            let seen = ClusterWhy.holders(in: view.snapshot, storage: storage, path: path, localHost: local, intent: intent.intent)
+            let ssh = Dictionary(view.hosts.map { ($0.label, $0.name) }, uniquingKeysWith: { a, _ in a })
+            let failed = view.hosts.filter { !$0.reached }
+            if json {
+                var text = try JSONOutput.render(verdict, generated: Date())
+                let cluster = ClusterWhyJSON(storage: storage, hosts: view.hosts.map(HostJSON.init),
+                                             holders: seen.map { ClusterWhyJSON.Entry(host: $0.holder.host, pid: $0.holder.pid,
+                                                                                      command: $0.holder.command, vm: $0.holder.vm,
+                                                                                      scheme: $0.holder.scheme.rawValue,
+                                                                                      mode: $0.holder.modeSummary, blocks: $0.blocks) })
+                let body = String(decoding: try JSONOutput.encoder().encode(cluster), as: UTF8.self)
+                text.removeLast()
+                print(text + ",\"cluster\":" + body + "}")
+                return !failed.isEmpty
+            }
+            for line in WhyText.lines(verdict) { say(line) }
+            let reached = view.hosts.filter(\.reached).map(\.label)
+            say("  cluster: \(view.hosts.count) host\(view.hosts.count == 1 ? "" : "s") in view (\(ClusterText.line(reached.joined(separator: ", "))))"
+                  + (failed.isEmpty ? "" : "; not seen: " + ClusterText.line(failed.map(\.name).joined(separator: ", ")))
+                  + (storage.map { "; shared storage \($0)" } ?? "; a local file: only this host's holders count"))
+            // Another host's names are its own (hostile) text: bounded here, escaped by say().
+            for s in seen {
+                var h = s.holder
+                h.command = ClusterText.line(h.command)
+                h.vm = h.vm.map(ClusterText.line)
+                let host = ClusterText.line(h.host ?? "?")
+                let dest = ClusterText.line(ssh[h.host ?? "?"] ?? host)
+                if s.blocks {
+                    say("  blocked by \(ClusterWhy.name(h)) on \(host) (\(h.scheme.rawValue), \(h.modeSummary))")
+                    say("          remedy: on \(host): " + (h.vm.map { "shut down VM \($0) or detach the disk" } ?? "stop \(h.command) (pid \(h.pid)) when it is done")
+                          + (dest == "." ? "" : "; `ssh \(dest) locksmith why \(image)` there"))
+                } else {
+                    say("  also held by \(ClusterWhy.name(h)) on \(host) (\(h.scheme.rawValue), \(h.modeSummary)): does not block this open")
+                }
+            }
+            if seen.isEmpty { say("  no holder on any host in view") }
+            return !failed.isEmpty
         }
 
         /// The kernel's lock table, being read since the process started (`Locksmith.main`).
@@ -174,6 +236,45 @@ extension Locksmith {
             }
         }
     }
+}
+
+/// `why --host --json`: the `cluster` object after the verdict's fields.
+struct ClusterWhyJSON: Encodable {
+    struct Entry: Encodable {
+        var host: String?
+        var pid: Int32
+        var command: String
+        var vm: String?
+        var scheme: String
+        var mode: String
+        var blocks: Bool
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(host, forKey: .host)
+            try c.encode(pid, forKey: .pid)
+            try c.encode(command, forKey: .command)
+            try c.encode(vm, forKey: .vm)
+            try c.encode(scheme, forKey: .scheme)
+            try c.encode(mode, forKey: .mode)
+            try c.encode(blocks, forKey: .blocks)
+        }
+
+        enum CodingKeys: String, CodingKey { case host, pid, command, vm, scheme, mode, blocks }
+    }
+
+    var storage: String?
+    var hosts: [HostJSON]
+    var holders: [Entry]
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(storage, forKey: .storage)
+        try c.encode(hosts, forKey: .hosts)
+        try c.encode(holders, forKey: .holders)
+    }
+
+    enum CodingKeys: String, CodingKey { case storage, hosts, holders }
 }
 
 /// `why`'s verdict as text lines: the command prints them, the TUI shows them.

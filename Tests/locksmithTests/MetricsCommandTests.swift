@@ -161,3 +161,47 @@ final class MetricsCommandTests: XCTestCase {
         XCTAssertTrue(metrics.contains("ExecStart=\(bin)/locksmith metrics --output "), metrics)
     }
 }
+
+/// `metrics --host`: every host's series, labelled by host, through `--ssh` pointed at
+/// scripts/ssh-replay (recorded `list --json --audit` answers); a host with no answer is
+/// counted and named, and the rest is still written.
+final class MetricsClusterTests: XCTestCase {
+    func testEveryHostsSeriesAndTheUnreachableOne() throws {
+        let dir = TempDir("metrics-cluster")
+        let locks = dir.file("locks"), answers = dir.file("answers"), image = dir.file("disk.img")
+        try FileManager.default.createDirectory(atPath: locks, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: answers, withIntermediateDirectories: true)
+        dir.makeFile("disk.img")
+        let holder = try Background(Run.locksmith, ["hold", "--lock-dir", locks, image, "--", "sleep", "600"])
+        defer { holder.stop() }
+        holder.waitForLocks(on: ImageLocker(lockDirectory: locks).lockFilePath(realPath: image))
+        // The answer each host would give (this host's, with only this test's image), renamed.
+        let recorded = try Run.locksmith(["list", "--json", "--audit", "--lock-dir", locks])
+        XCTAssertEqual(recorded.status, 0, "\(recorded)")
+        var obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(recorded.stdout.utf8)) as? [String: Any])
+        obj["images"] = (obj["images"] as? [[String: Any]] ?? []).filter { $0["path"] as? String == image }
+        obj["lock_files"] = (obj["lock_files"] as? [[String: Any]] ?? []).filter { $0["image"] as? String == image }
+        obj["findings"] = []
+        obj["writers"] = []
+        for h in ["h1", "h2"] {
+            obj["host"] = h
+            try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: "\(answers)/\(h).json"))
+        }
+        let replay = Run.repository + "/scripts/ssh-replay"
+        let out = dir.file("locksmith.prom")
+        let r = try Run.locksmith(["metrics", "--ssh", "\(replay) \(answers)", "--host", "h1", "--host", "h2",
+                                   "--host", "h3", "--output", out])
+        XCTAssertEqual(r.status, 2, "a host was not seen: \(r)")
+        XCTAssertTrue(r.stderr.contains("host h3"), r.stderr)
+        let text = try String(contentsOfFile: out, encoding: .utf8)
+        for h in ["h1", "h2"] {
+            XCTAssertEqual(text.split(separator: "\n").filter {
+                $0.hasPrefix("locksmith_image_lock_info{host=\"\(h)\"") && $0.contains("pid=\"\(holder.pid)\"")
+            }.count, 1, text)
+            XCTAssertTrue(text.contains("locksmith_audit_findings{host=\"\(h)\",rule=\"unlocked-writer\",severity=\"critical\"} 0"), text)
+            XCTAssertTrue(text.contains("locksmith_lock_files{host=\"\(h)\",state=\"held\"} 1"), text)
+        }
+        XCTAssertTrue(text.contains("\nlocksmith_hosts_unreachable 1\n"), text)
+        try Promtool.check(text)
+    }
+}

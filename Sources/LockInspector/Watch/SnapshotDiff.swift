@@ -121,7 +121,10 @@ public enum SnapshotDiff {
         var out: [String: Entry] = [:]
         for i in s.images {
             for h in i[keyPath: list] {
-                let key = "\(i.id)\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
+                // A cluster view's hosts apart: one local path on two hosts, one pid on two
+                // hosts; a shared image by its storage (its `host` changes as hosts join it).
+                let place = i.storage.map { "storage\u{0}" + $0 } ?? "\(i.host ?? "")\u{0}\(i.id)"
+                let key = "\(place)\u{0}\(h.host ?? "")\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
                 guard var e = out[key] else {
                     out[key] = Entry(image: i, holder: h)
                     continue

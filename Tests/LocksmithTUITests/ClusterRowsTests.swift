@@ -1,0 +1,42 @@
+import Foundation
+import ImageLock
+import LockInspector
+@testable import LocksmithTUI
+
+import XCTest
+
+/// A cluster view in the TUI: HOST on every row, holders per host and hosts not seen in
+/// the header, / matching a host, K refusing a holder on another host.
+final class ClusterRowsTests: XCTestCase {
+    func state() -> TUIState {
+        let a = Holder(pid: 10, command: "qemu-io", scheme: .qemu, lockType: .read, qemu: .readOnly, host: "h1")
+        let b = Holder(pid: 10, command: "qemu-nbd", scheme: .qemu, lockType: .read, qemu: .readOnly, host: "h2")
+        var img = ImageLocks(id: "/shared/a.qcow2", path: "/shared/a.qcow2", schemes: [.qemu], holders: [a, b])
+        img.storage = "gluster:clvol/a.qcow2"
+        var snap = Fixtures.snapshot([img])
+        snap.host = "h1"
+        snap.unseen.append(Unseen(what: "host h3", why: "ssh failed: No route to host"))
+        var s = TUIState(width: 120, height: 24, now: Fixtures.now, whyAvailable: true)
+        s.handle(.snapshot(snap))
+        return s
+    }
+
+    func testHeaderCountsHoldersPerHostAndHostsDown() {
+        let s = state()
+        let b = Renderer.render(s)
+        XCTAssertTrue(b.line(0).contains("h1:1 h2:1  1 host down"), b.line(0))
+        XCTAssertTrue(b.line(1).contains(" HOST "), b.line(1))
+        XCTAssertEqual(Renderer.hostCounts(Fixtures.snapshot([])), "", "one host: nothing to count")
+    }
+
+    func testFilterMatchesAHostAndKRefusesAnotherHostsHolder() {
+        var s = state()
+        s.press(.char("/"))
+        for c in "h2" { s.press(.char(c)) }
+        s.press(.enter)
+        XCTAssertEqual(s.rows.map { $0.holder?.command }, ["qemu-nbd"])
+        s.press(.char("K"))
+        XCTAssertNil(s.prompt)
+        XCTAssertEqual(s.message, "pid 10 runs on h2, not here: cannot signal it.")
+    }
+}
