@@ -263,7 +263,10 @@ final class ClusterTests: XCTestCase {
         let (denied, _) = try ask("printf 'Warning: added\\r\\nroot@h1: Permission denied (publickey).\\r\\n' >&2; exit 255")
         XCTAssertEqual(denied.error, "ssh failed: root@h1: Permission denied (publickey).")
         let (evil, _) = try ask("printf 'x\\033]0;pwned\\007' >&2; exit 255")
-        XCTAssertEqual(evil.error, "ssh failed: x\\x1b]0;pwned\\x07")
+        // Kept as the host said it (JSON is exact); every terminal line escapes it
+        // (TerminalText, through the CLI's complain: ClusterViewTests checks stderr).
+        XCTAssertEqual(evil.error, "ssh failed: x\u{1b}]0;pwned\u{07}")
+        XCTAssertEqual(TerminalText.escaped(evil.error ?? ""), "ssh failed: x\\x1b]0;pwned\\x07")
         let (garbage, _) = try ask("echo 'Last login: today'")
         XCTAssertTrue(garbage.error?.hasPrefix("bad answer: not a locksmith list --json object") ?? false, garbage.error ?? "")
         let (args, _) = try ask("printf '%s|' \"$@\" >&2; exit 255")
