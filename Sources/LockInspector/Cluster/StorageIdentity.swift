@@ -64,10 +64,21 @@ public enum StorageIdentity {
     /// Sets `storage` on every image and writer of `s` from this host's mountinfo.
     public static func annotate(_ s: inout Snapshot, mountinfo: String?) {
         let mounts = mountinfo.map { Self.mounts(mountinfo: $0) } ?? []
+        // A host with no shared filesystem mounted (most): only gluster:// names have one,
+        // and no image pays a pass over the mounts.
+        let noShared = !mounts.contains(where: \.isShared)
         for i in s.images.indices {
+            if noShared && !(s.images[i].path.map(GlusterURL.looksLikeURL) ?? false) {
+                s.images[i].storage = nil
+                continue
+            }
             s.images[i].storage = of(path: s.images[i].path, device: s.images[i].device, mounts: mounts)
         }
         for i in s.writers.indices {
+            if noShared && !GlusterURL.looksLikeURL(s.writers[i].path) {
+                s.writers[i].storage = nil
+                continue
+            }
             s.writers[i].storage = of(path: s.writers[i].path, device: s.writers[i].device, mounts: mounts)
         }
     }
