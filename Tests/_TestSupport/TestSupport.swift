@@ -13,6 +13,14 @@ public final class TempDir: @unchecked Sendable {
         path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// The directory `path` itself, emptied first: for outputs that depend on the path's
+    /// bytes (lock-file names hash it, and lists are ordered by them).
+    public init(exactly path: String) throws {
+        try? FileManager.default.removeItem(atPath: path)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        self.path = path
+    }
+
     public func file(_ name: String) -> String { path + "/" + name }
 
     /// Writes `bytes` (default: 1 MiB of zeros) to `name` and returns its path.
