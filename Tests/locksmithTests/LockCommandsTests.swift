@@ -175,12 +175,12 @@ final class LockCommandsTests: XCTestCase {
         let reader = try Background(try Run.tool("qemu-io"), ["-r", "-f", "qcow2", "-c", "sleep 30000", image])
         defer { reader.stop() }
         reader.waitForLocks(on: image, count: 3)
-        let before = ProcLocks.table()
+        let before = ProcLocks.table(of: [image])
         XCTAssertEqual(try Run.locksmith(["try", "--scheme", "qemu", "--shared", image]).status, 0)
         let ex = try Run.locksmith(["try", "--scheme", "qemu", "--exclusive", image])
         XCTAssertEqual(ex.status, 1, "\(ex)")
         XCTAssertTrue(ex.stdout.contains("pid \(reader.pid) (qemu-io)"), "\(ex)")
-        XCTAssertEqual(ProcLocks.table(), before, "try leaves no lock behind")
+        XCTAssertEqual(ProcLocks.table(of: [image]), before, "try leaves no lock behind")
     }
 
     // MARK: - Attacks and bad input: one line, exit 2, nothing changed
