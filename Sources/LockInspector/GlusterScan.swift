@@ -170,6 +170,9 @@ public enum GlusterScan {
         return locked.map { file in
             let holders = file.holders.map { g -> Holder in
                 var h = Holder(pid: g.pid ?? 0, command: "?", scheme: .gluster, lockType: g.type, host: g.host)
+                if g.source == .statedump {
+                    h.statedump = StatedumpNaming(clientPID: g.clientPID, locksmithOwner: g.owner?.locksmithHolder != nil)
+                }
                 if g.host == localHost, let d = g.pid.flatMap({ local[$0] }) {
                     h.command = d.command
                     h.args = d.args

@@ -81,16 +81,36 @@ struct ClusterOptions: ParsableArguments {
         return out
     }
 
+    /// How the hosts are asked (destinations, ssh, remote command, parallelism, timeout).
+    func query() throws -> ClusterQuery {
+        var q = ClusterQuery(hosts: try destinations())
+        q.ssh = try sshWords()
+        q.remoteCommand = remoteCommand
+        q.parallel = parallel
+        q.timeout = hostTimeout
+        return q
+    }
+
+    /// The process tables of the hosts the Gluster locks in `snapshot` (holders named by a
+    /// brick statedump) name, asked as the view was (`processes --json`), and the snapshot's
+    /// Gluster holders marked live, proven stale or possibly stale (`GlusterStaleness`).
+    func checkGlusterHolders(_ snapshot: inout Snapshot, hosts: [ClusterHost]) throws {
+        var locks: [GlusterLockFact] = []
+        for img in snapshot.images {
+            guard let v = GlusterStaleness.volume(of: img) else { continue }
+            locks += img.holders.map { GlusterLockFact(volume: v, host: $0.host, pid: $0.pid > 0 ? $0.pid : nil) }  // the pids to ask
+        }
+        guard !locks.isEmpty else { return }
+        let tables = ClusterScan.processTables(try query(), view: hosts, pids: GlusterStaleness.pidsToAsk(locks))
+        GlusterStaleness.annotate(&snapshot, tables: tables)
+    }
+
     /// Asks every host with `list --json ARGS` (this host, `.`, through `local`), with a
     /// progress line on a terminal; each host that failed is one line on stderr.
     /// `quiet` (the TUI, which owns the terminal): no progress line and no stderr lines.
     func ask(arguments: [String], quiet: Bool = false, local: @escaping @Sendable () -> Result<Snapshot, Error>) throws -> ClusterAnswers {
-        var q = ClusterQuery(hosts: try destinations())
-        q.ssh = try sshWords()
-        q.remoteCommand = remoteCommand
+        var q = try query()
         q.remoteArguments = arguments
-        q.parallel = parallel
-        q.timeout = hostTimeout
         let tty = !quiet && isatty(2) == 1
         var progress: (@Sendable (Int, Int) -> Void)?
         if tty { progress = showProgress }
@@ -146,5 +166,6 @@ func clusterSnapshot(_ cluster: ClusterOptions, scan: ScanOptions, audit: Bool, 
     }
     var merged = ClusterMerge.merge(answers, host: JSONOutput.host)
     if audit { merged.findings = AuditRules.sorted(merged.findings + ClusterRules.all(merged)) }
+    try cluster.checkGlusterHolders(&merged, hosts: answers.hosts)
     return (merged, answers.hosts)
 }
