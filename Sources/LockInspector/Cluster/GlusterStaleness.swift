@@ -243,6 +243,52 @@ public enum GlusterStaleness {
     }
 }
 
+/// `clear-locks`: every holder of the granted locks on a path, judged; the locks may be
+/// cleared only when every one is proven stale.
+public struct ClearLocksReview: Sendable {
+    public struct Holder: Sendable {
+        public var host: String?
+        public var pid: Int32?
+        /// Its granted locks (one statedump record each).
+        public var records: [GlusterLockRecord]
+        public var liveness: HolderLiveness
+        /// Its process on its host, when there is one.
+        public var process: HostProcess?
+    }
+
+    public var holders: [Holder]
+
+    /// Every holder proven stale (and at least one): clearing drops only dead locks.
+    public var allProvenStale: Bool { !holders.isEmpty && holders.allSatisfy { $0.liveness.isProvenStale } }
+
+    /// The holders that stand in the way of clearing without `--force-live`.
+    public var notProvenStale: [Holder] { holders.filter { !$0.liveness.isProvenStale } }
+
+    /// The granted records (of `volume`'s path) grouped by holder (host and pid), each
+    /// judged against `tables` (by host name, as the statedump names hosts).
+    public static func review(granted: [GlusterLockRecord], volume: String, tables: [String: HostProcessTable]) -> ClearLocksReview {
+        ClearLocksReview(holders: ServerLocks.byHolder(granted.filter { $0.state == .active }).map { rs in
+            var fact = GlusterLockFact(rs[0], volume: volume)
+            fact.granted = StatedumpNaming(rs).granted
+            let (l, p) = GlusterStaleness.judge(fact, tables: tables)
+            return Holder(host: rs[0].host, pid: rs[0].holderPID, records: rs, liveness: l, process: p)
+        })
+    }
+
+    /// The process tables by host name from `answers`; a failed destination is filed under
+    /// its host part (`user@HOST` → `HOST`), which is how a statedump names it when the
+    /// destination is the host name.
+    public static func tables(_ answers: [ClusterScan.ProcessAnswer]) -> [String: HostProcessTable] {
+        var out: [String: HostProcessTable] = [:]
+        for a in answers where a.table.reached { out[a.table.host] = a.table }
+        for a in answers where !a.table.reached {
+            let name = String(a.destination.split(separator: "@").last ?? Substring(a.destination))
+            if out[name] == nil { out[name] = HostProcessTable(host: name, reached: false, error: a.table.error) }
+        }
+        return out
+    }
+}
+
 /// Reading the process facts of the check on this host (what `locksmith processes` prints).
 public enum HostProcesses {
     /// The processes of `pids` that exist here (each read from /proc; nothing of a file

@@ -48,10 +48,12 @@ public enum ProcessesJSON {
         return w.bytes + [0x0A]
     }
 
-    /// Another host's answer: its processes by pid (only the pids asked about are kept).
-    public static func parse(_ bytes: [UInt8], asked: Set<Int32>) throws -> [Int32: HostProcess] {
+    /// Another host's answer: the host name it reports, and its processes by pid (only the
+    /// pids asked about are kept).
+    public static func parse(_ bytes: [UInt8], asked: Set<Int32>) throws -> (host: String, processes: [Int32: HostProcess]) {
         struct Wire: Decodable {
             var schema: Int
+            var host: String
             var processes: [P]
         }
         struct P: Decodable {
@@ -86,7 +88,7 @@ public enum ProcessesJSON {
                                          startTicks: p.startTicks, vm: p.vm)
             out[p.pid] = HostProcess(details: details, state: p.state, volumesOpen: p.volumesOpen, volumesNamed: p.volumesNamed)
         }
-        return out
+        return (w.host, out)
     }
 }
 
@@ -124,7 +126,7 @@ extension ClusterScan {
                         case .failure(let why): (table.reached, table.error) = (false, why.description)
                         case .success(let bytes):
                             do {
-                                table.processes = try ProcessesJSON.parse(bytes, asked: Set(ps))
+                                table.processes = try ProcessesJSON.parse(bytes, asked: Set(ps)).processes
                             } catch let e as RemoteSnapshot.Rejected {
                                 (table.reached, table.error) = (false, e.description)
                             } catch {
@@ -142,5 +144,53 @@ extension ClusterScan {
         group.wait()
         for t in results.tables.compactMap({ $0 }) { out[t.host] = t }
         return out
+    }
+}
+
+extension ClusterScan {
+    /// One destination's answer to `processes --json PIDS`: its table, labelled by the host
+    /// name it reported (a failed one by its destination).
+    public struct ProcessAnswer: Sendable {
+        public var destination: String
+        public var table: HostProcessTable
+    }
+
+    /// Asks every destination of `query` (`.`: this host's /proc) about the same pids, when
+    /// which host is which is known only from their answers (`clear-locks`).
+    public static func processAnswers(_ query: ClusterQuery, pids: [Int32], procRoot: String = "/proc") -> [ProcessAnswer] {
+        let hosts = query.hosts
+        let results = Results(count: hosts.count)
+        let group = DispatchGroup()
+        for _ in 0..<max(1, min(query.parallel, hosts.count)) {
+            group.enter()
+            let t = Thread {
+                while let i = results.next() {
+                    let dest = hosts[i]
+                    var table = HostProcessTable(host: dest, reached: true)
+                    if dest == "." {
+                        table.host = SystemReads.hostName
+                        for p in HostProcesses.read(pids: pids, procRoot: procRoot) { table.processes[p.pid] = p }
+                    } else {
+                        switch fetch(query, dest, words: ["processes", "--json"] + pids.map(String.init)) {
+                        case .failure(let why): (table.reached, table.error) = (false, why.description)
+                        case .success(let bytes):
+                            do {
+                                (table.host, table.processes) = try ProcessesJSON.parse(bytes, asked: Set(pids))
+                            } catch let e as RemoteSnapshot.Rejected {
+                                (table.reached, table.error) = (false, e.description)
+                            } catch {
+                                (table.reached, table.error) = (false, "bad answer")
+                            }
+                        }
+                    }
+                    results.setTable(i, table)
+                }
+                group.leave()
+            }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+        group.wait()
+        return zip(hosts, results.tables).map { ProcessAnswer(destination: $0, table: $1 ?? HostProcessTable(host: $0, reached: false)) }
     }
 }
