@@ -153,6 +153,11 @@ extension ClusterScan {
     public struct ProcessAnswer: Sendable {
         public var destination: String
         public var table: HostProcessTable
+
+        public init(destination: String, table: HostProcessTable) {
+            self.destination = destination
+            self.table = table
+        }
     }
 
     /// Asks every destination of `query` (`.`: this host's /proc) about the same pids, when
