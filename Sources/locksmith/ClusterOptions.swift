@@ -129,6 +129,15 @@ struct ClusterOptions: ParsableArguments {
     FileHandle.standardError.write(Data(line.utf8))
 }
 
+/// For `why IMAGE --host` on a `gluster://` image: each host's `list` also scans the
+/// image's directory on its volume (`--gluster`), so that a server node in view names the
+/// holders from a brick statedump, and those are checked on their hosts.
+func glusterScanArguments(image: String) -> [String] {
+    guard GlusterURL.looksLikeURL(image), let u = try? GlusterURL(parsing: image) else { return [] }
+    let dir = u.path.split(separator: "/").dropLast().joined(separator: "/")
+    return ["--gluster", u.volumeName, "--gluster-path", "/" + dir, "--all-files"]
+}
+
 extension ScanOptions {
     /// These options as arguments for another host's `list`.
     var forwarded: [String] {
