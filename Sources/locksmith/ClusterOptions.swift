@@ -158,7 +158,7 @@ extension ScanOptions {
 /// The cluster view of a scan: the hosts' snapshots merged, with the cross-host findings
 /// when `audit`; exit status 2 is the caller's when a host failed.
 func clusterSnapshot(_ cluster: ClusterOptions, scan: ScanOptions, audit: Bool, waitThreshold: Double = 30,
-                     quiet: Bool = false) throws -> (snapshot: Snapshot, hosts: [ClusterHost]) {
+                     quiet: Bool = false, directory: HostDirectory? = nil) throws -> (snapshot: Snapshot, hosts: [ClusterHost]) {
     let options = scan.inspectorOptions(statedumpByDefault: !audit)
     var args = scan.forwarded
     if audit { args += ["--audit", "--wait-threshold", "\(waitThreshold)"] }
@@ -176,5 +176,43 @@ func clusterSnapshot(_ cluster: ClusterOptions, scan: ScanOptions, audit: Bool, 
     var merged = ClusterMerge.merge(answers, host: JSONOutput.host)
     if audit { merged.findings = AuditRules.sorted(merged.findings + ClusterRules.all(merged)) }
     try cluster.checkGlusterHolders(&merged, hosts: answers.hosts)
+    directory?.update(answers.hosts)
     return (merged, answers.hosts)
+}
+
+/// The destinations of the hosts a cluster view last labelled (`ClusterHost.label` → `name`),
+/// for acting on a row's host afterwards (the TUI's K).
+final class HostDirectory: @unchecked Sendable {
+    private let lock = NSLock()
+    private var byLabel: [String: String] = [:]
+
+    func update(_ hosts: [ClusterHost]) {
+        lock.lock()
+        defer { lock.unlock() }
+        for h in hosts where h.reached { byLabel[h.label] = h.name }
+    }
+
+    func destination(_ label: String) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return byLabel[label]
+    }
+}
+
+/// The TUI's K on a holder of another host: `locksmith signal` there, over the view's ssh,
+/// with the view's scan options; the holder's host named as the view labelled it.
+func remoteTerminator(_ cluster: ClusterOptions, scan: ScanOptions, directory: HostDirectory) throws -> @Sendable (Holder, String) -> String {
+    let query = try cluster.query()
+    let extra = scan.forwarded
+    return { holder, image in
+        let host = holder.host ?? "?"
+        guard let dest = directory.destination(host) else {
+            return "Not signalled: pid \(holder.pid): host \(ClusterText.line(host)) is not in view."
+        }
+        guard image.hasPrefix("/") || GlusterURL.looksLikeURL(image) else {
+            return "Not signalled: pid \(holder.pid) on \(ClusterText.line(host)): the image of this lock is unknown."
+        }
+        if dest == "." { return HolderSignal.send(SIGTERM, named: "SIGTERM", to: holder).line }
+        return RemoteSignal.ask(query, destination: dest, host: ClusterText.line(host), holder: holder, image: image, extra: extra)
+    }
 }

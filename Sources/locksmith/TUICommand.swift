@@ -44,6 +44,7 @@ extension Locksmith {
                                      glusterTimeout: scan.timeout)
             let timeout = scan.timeout
             let cache = SnapshotCache(maxAge: 30)
+            let directory = HostDirectory()
             var sources = TUISources(
                 // With the audit's findings: the header counts them, `a` lists them, rows are marked.
                 // Idle costs little: while the lock table and lock dirs are unchanged, the last
@@ -51,7 +52,7 @@ extension Locksmith {
                 snapshot: {
                     // A cluster view: every host's, each time (a host not seen is an unseen entry).
                     if cluster.isCluster {
-                        let view = try clusterSnapshot(cluster, scan: scan, audit: true, quiet: true)
+                        let view = try clusterSnapshot(cluster, scan: scan, audit: true, quiet: true, directory: directory)
                         var s = view.snapshot
                         for h in view.hosts where !h.reached {
                             s.unseen.append(Unseen(what: "host \(ClusterText.line(h.name))", why: h.error ?? "not seen"))
@@ -73,6 +74,7 @@ extension Locksmith {
                 testAcquire: TUISources.testAcquire(using: locker),
                 forceNextScan: { cache.invalidate() })
             sources.clearLocks = { image in clearGlusterLocks(image, timeout: timeout) }
+            if cluster.isCluster { sources.terminateRemote = try remoteTerminator(cluster, scan: scan, directory: directory) }
             let color = TUIOptions.colorAllowed(flag: view.noColor, environment: ProcessInfo.processInfo.environment)
             let app = TUIApp(sources: sources,
                              options: TUIOptions(interval: view.interval, color: color, maxIterations: view.maxIterations,
