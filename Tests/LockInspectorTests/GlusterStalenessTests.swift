@@ -151,3 +151,38 @@ final class GlusterStalenessTests: XCTestCase {
         XCTAssertTrue(Column.defaults(for: rows).contains(.stale))
     }
 }
+
+/// K on another host's holder, that host's side: the holder of its own fresh scan that
+/// matches what the asking view saw (pid, start second, scheme, fd, image), or a refusal.
+final class RemoteSignalTests: XCTestCase {
+    let started = Date(timeIntervalSince1970: 1_800_000_000.7)
+
+    func snapshot(_ holders: [Holder]) -> Snapshot {
+        Snapshot(host: "h2", generated: started, images: [ImageLocks(id: "/var/tmp/a.qcow2", path: "/var/tmp/a.qcow2", schemes: [.qemu], holders: holders)],
+                 lockFiles: [], unseen: [])
+    }
+
+    func testTheWordsNameTheHolderExactlyAndTheRemoteSideMatchesThem() throws {
+        let h = Holder(pid: 42, command: "qemu-io", started: started, fd: 7, scheme: .qemu, host: "h2")
+        let w = try XCTUnwrap(RemoteSignal.words(for: h, image: "/var/tmp/a.qcow2"))
+        XCTAssertEqual(w, ["signal", "--signal", "TERM", "--pid", "42", "--started", "2027-01-15T08:00:00Z", "--scheme", "qemu",
+                           "--fd", "7", "--", "/var/tmp/a.qcow2"])
+        XCTAssertNil(RemoteSignal.words(for: Holder(pid: 42, command: "x", scheme: .qemu), image: "/a"), "no start time: not exact enough")
+        let seen = "2027-01-15T08:00:00Z"
+        let fresh = Holder(pid: 42, command: "qemu-io", started: started.addingTimeInterval(0.2), fd: 7, scheme: .qemu, startTicks: 9)
+        XCTAssertEqual(try RemoteSignal.find(pid: 42, started: seen, scheme: .qemu, fd: 7, image: "/var/tmp/a.qcow2", in: snapshot([fresh])).get(), fresh)
+        func refusal(_ s: Snapshot, pid: Int32 = 42, fd: Int32? = 7, image: String = "/var/tmp/a.qcow2") -> String? {
+            if case .failure(let r) = RemoteSignal.find(pid: pid, started: seen, scheme: .qemu, fd: fd, image: image, in: s) { return r.why }
+            return nil
+        }
+        XCTAssertEqual(refusal(snapshot([fresh]), image: "/var/tmp/b.qcow2"), "holds no lock on /var/tmp/b.qcow2 here any more")
+        XCTAssertEqual(refusal(snapshot([fresh]), pid: 43), "holds no qemu lock on /var/tmp/a.qcow2 here any more")
+        XCTAssertEqual(refusal(snapshot([fresh]), fd: 8), "holds no qemu lock on /var/tmp/a.qcow2 here any more")
+        var later = fresh
+        later.started = started.addingTimeInterval(3)
+        XCTAssertEqual(refusal(snapshot([later])), "has ended: the pid now names another process (started 2027-01-15T08:00:03Z, not 2027-01-15T08:00:00Z)")
+        guard case .refused(let line) = RemoteSignal.send(SIGTERM, named: "SIGTERM", pid: 42, started: seen, scheme: .qemu, fd: 7,
+                                                          image: "/var/tmp/a.qcow2", in: snapshot([later])) else { return XCTFail("refused") }
+        XCTAssertTrue(line.hasPrefix("Not signalled: pid 42 has ended"), line)
+    }
+}
