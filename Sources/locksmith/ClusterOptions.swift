@@ -203,7 +203,7 @@ final class HostDirectory: @unchecked Sendable {
 /// with the view's scan options; the holder's host named as the view labelled it.
 func remoteTerminator(_ cluster: ClusterOptions, scan: ScanOptions, directory: HostDirectory) throws -> @Sendable (Holder, String) -> String {
     let query = try cluster.query()
-    let extra = scan.forwarded
+    let extra = scan.lockDirectories.flatMap { ["--lock-dir", $0] } + scan.imageDirectories.flatMap { ["--images", $0] }
     return { holder, image in
         let host = holder.host ?? "?"
         guard let dest = directory.destination(host) else {
@@ -213,6 +213,9 @@ func remoteTerminator(_ cluster: ClusterOptions, scan: ScanOptions, directory: H
             return "Not signalled: pid \(holder.pid) on \(ClusterText.line(host)): the image of this lock is unknown."
         }
         if dest == "." { return HolderSignal.send(SIGTERM, named: "SIGTERM", to: holder).line }
+        guard holder.scheme != .gluster else {
+            return "Not signalled: pid \(holder.pid) on \(ClusterText.line(host)) holds a Gluster lock named by a statedump: stop it there."
+        }
         return RemoteSignal.ask(query, destination: dest, host: ClusterText.line(host), holder: holder, image: image, extra: extra)
     }
 }

@@ -118,6 +118,9 @@ final class ClusterGlusterStaleTests: XCTestCase {
         XCTAssertEqual(s.first?["host"] as? String, "h2")
         XCTAssertEqual(s.first?["pid"] as? Int, Int(stalePid))
         XCTAssertEqual(s.first?["liveness"] as? String, "proven-stale", "\(s)")
+        let dump = s.first?["statedump"] as? [String: Any]
+        XCTAssertNotNil(dump?["granted"] as? String, "the brick's grant time rides along: \(s)")
+        XCTAssertEqual(dump?["locksmith_owner"] as? Bool, false)
         let why = s.first?["liveness_reason"] as? String ?? ""
         XCTAssertTrue(why.contains("has no process \(stalePid)") || why.contains("has no file of volume \(bed.volume) open"), why)
         let l = holders(obj, live.url).filter { $0["scheme"] as? String == "gluster" }
