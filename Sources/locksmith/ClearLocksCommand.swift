@@ -61,32 +61,25 @@ extension Locksmith {
                 complain("clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)); run it there")
                 throw Status.couldNotCheck
             }
-            let dump: GlusterStatedumpResult
+            let query = cluster.isCluster ? try cluster.query() : ClusterQuery(hosts: ["."])
+            let check: ClearLocksReview.Check
             do {
-                dump = try cli.statedump(volume: url.volume)
+                check = try ClearLocksReview.check(url, cli: cli, query: query)
             } catch let e as ImageLockError {
                 complain(e.description)
                 throw Status.couldNotCheck
             }
-            let granted = dump.records.filter { $0.path == url.path && $0.state == .active }
-            let waiting = dump.records.filter { $0.path == url.path && $0.state == .blocked }
+            let (granted, waiting, review) = (check.granted, check.waiting, check.review)
             if granted.isEmpty {
                 var line = "\(url): no granted locks on this node's bricks; nothing to clear"
-                if !dump.bricksNotHere.isEmpty {
-                    line += " (bricks on other nodes not checked: \(dump.bricksNotHere.joined(separator: ", ")))"
+                if !check.bricksNotHere.isEmpty {
+                    line += " (bricks on other nodes not checked: \(check.bricksNotHere.joined(separator: ", ")))"
                 }
                 say(line)
                 return
             }
-            // Each holder on its own host: this one's /proc, the others' `processes --json`.
-            var query = cluster.isCluster ? try cluster.query() : ClusterQuery(hosts: ["."])
-            if !query.hosts.contains(".") { query.hosts.insert(".", at: 0) }
-            let pids = Array(Set(granted.compactMap(\.holderPID).filter { $0 > 0 })).sorted()
-            let answers = ClusterScan.processAnswers(query, pids: pids)
-            for a in answers where !a.table.reached {
-                complain("host \(ClusterText.line(a.destination)): \(a.table.error ?? "not seen")")
-            }
-            let review = ClearLocksReview.review(granted: granted, volume: url.volume, tables: ClearLocksReview.tables(answers))
+            // Each holder was checked on its own host: this one's /proc, the others' `processes --json`.
+            for a in check.failed { complain("host \(ClusterText.line(a.destination)): \(a.table.error ?? "not seen")") }
             say("\(url): \(granted.count) granted lock\(granted.count == 1 ? "" : "s") of \(review.holders.count) holder\(review.holders.count == 1 ? "" : "s"):")
             for h in review.holders {
                 say("  \(describe(h))")

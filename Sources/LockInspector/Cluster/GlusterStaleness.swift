@@ -275,6 +275,55 @@ public struct ClearLocksReview: Sendable {
         })
     }
 
+    /// What `clear-locks` (and the TUI's `C`) decide on: a statedump of `url`'s volume on
+    /// this node (through `cli`), its granted and waiting locks on the path, and each holder
+    /// judged on its host, asked through `query` (this host, `.`, always).
+    public struct Check: Sendable {
+        public var granted: [GlusterLockRecord]
+        public var waiting: [GlusterLockRecord]
+        /// Bricks of the volume on other nodes (their locks are not in the dump).
+        public var bricksNotHere: [String]
+        public var review: ClearLocksReview
+        /// The destinations that did not answer.
+        public var failed: [ClusterScan.ProcessAnswer]
+    }
+
+    public static func check(_ url: GlusterURL, cli: GlusterCLI, query: ClusterQuery) throws -> Check {
+        let dump = try cli.statedump(volume: url.volume)
+        let granted = dump.records.filter { $0.path == url.path && $0.state == .active }
+        let waiting = dump.records.filter { $0.path == url.path && $0.state == .blocked }
+        guard !granted.isEmpty else {
+            return Check(granted: [], waiting: waiting, bricksNotHere: dump.bricksNotHere, review: ClearLocksReview(holders: []), failed: [])
+        }
+        var q = query
+        if !q.hosts.contains(".") { q.hosts.insert(".", at: 0) }
+        let answers = ClusterScan.processAnswers(q, pids: Array(Set(granted.compactMap(\.holderPID).filter { $0 > 0 })).sorted())
+        return Check(granted: granted, waiting: waiting, bricksNotHere: dump.bricksNotHere,
+                     review: review(granted: granted, volume: url.volume, tables: tables(answers)),
+                     failed: answers.filter { !$0.table.reached })
+    }
+
+    /// The TUI's `C`: clears only when every holder is proven stale; one line either way.
+    public static func clearIfStale(_ url: GlusterURL, cli: GlusterCLI, query: ClusterQuery) -> String {
+        do {
+            let c = try check(url, cli: cli, query: query)
+            guard !c.granted.isEmpty else { return "\(url): no granted locks on this node's bricks; nothing to clear." }
+            let standing = c.review.notProvenStale
+            guard standing.isEmpty else {
+                let named = standing.prefix(3).map { h in
+                    "pid \(h.pid.map(String.init) ?? "?") on \(h.host.map(ClusterText.line) ?? "?"): \(h.liveness.word)"
+                }
+                return "Nothing cleared: " + named.joined(separator: "; ") + (standing.count > 3 ? "; ..." : "")
+                    + " (`locksmith clear-locks --force-live` clears them)."
+            }
+            let r = try cli.clearGrantedLocks(volume: url.volume, path: url.path)
+            if r.grantedCleared == 0 { return "\(url): no locks cleared (released meanwhile?)." }
+            return "\(url): cleared \(r.grantedCleared) proven-stale granted lock\(r.grantedCleared == 1 ? "" : "s")."
+        } catch {
+            return "clear-locks failed: \(error)"
+        }
+    }
+
     /// The process tables by host name from `answers`; a failed destination is filed under
     /// its host part (`user@HOST` → `HOST`), which is how a statedump names it when the
     /// destination is the host name.

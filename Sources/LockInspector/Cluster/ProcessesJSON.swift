@@ -96,58 +96,22 @@ extension ClusterScan {
     /// Asks each host of `view` (labels as `ClusterHost.label`, destinations as its `name`)
     /// about the pids of `pids` (by label) with `REMOTE processes --json PID...`, as the
     /// scan asks (`query`'s ssh, parallelism and timeout); `.` reads this host's /proc.
-    /// A host in `pids` not in `view` or not reached in it has no table (not in view) or
-    /// an unreached one.
+    /// A host not reached in the view has an unreached table; one not in the view, none.
     public static func processTables(_ query: ClusterQuery, view: [ClusterHost], pids: [String: [Int32]],
                                      procRoot: String = "/proc") -> [String: HostProcessTable] {
         var out: [String: HostProcessTable] = [:]
-        var toAsk: [(label: String, name: String, pids: [Int32])] = []
+        var jobs: [(label: String, destination: String, pids: [Int32])] = []
         for h in view {
             guard let p = pids[h.label] else { continue }
-            if !h.reached {
-                out[h.label] = HostProcessTable(host: h.label, reached: false, error: h.error)
-            } else {
-                toAsk.append((h.label, h.name, p))
-            }
+            if h.reached { jobs.append((h.label, h.name, p)) } else { out[h.label] = HostProcessTable(host: h.label, reached: false, error: h.error) }
         }
-        let asks = toAsk
-        let results = Results(count: asks.count)
-        let group = DispatchGroup()
-        for _ in 0..<max(1, min(query.parallel, asks.count)) {
-            group.enter()
-            let t = Thread {
-                while let i = results.next() {
-                    let (label, name, ps) = asks[i]
-                    var table = HostProcessTable(host: label, reached: true)
-                    if name == "." {
-                        for p in HostProcesses.read(pids: ps, procRoot: procRoot) { table.processes[p.pid] = p }
-                    } else {
-                        switch fetch(query, name, words: ["processes", "--json"] + ps.map(String.init)) {
-                        case .failure(let why): (table.reached, table.error) = (false, why.description)
-                        case .success(let bytes):
-                            do {
-                                table.processes = try ProcessesJSON.parse(bytes, asked: Set(ps)).processes
-                            } catch let e as RemoteSnapshot.Rejected {
-                                (table.reached, table.error) = (false, e.description)
-                            } catch {
-                                (table.reached, table.error) = (false, "bad answer")
-                            }
-                        }
-                    }
-                    results.setTable(i, table)
-                }
-                group.leave()
-            }
-            t.stackSize = 1 << 20
-            t.start()
+        for (job, var t) in zip(jobs, askProcesses(query, jobs.map { ($0.destination, $0.pids) }, procRoot: procRoot)) {
+            t.host = job.label
+            out[job.label] = t
         }
-        group.wait()
-        for t in results.tables.compactMap({ $0 }) { out[t.host] = t }
         return out
     }
-}
 
-extension ClusterScan {
     /// One destination's answer to `processes --json PIDS`: its table, labelled by the host
     /// name it reported (a failed one by its destination).
     public struct ProcessAnswer: Sendable {
@@ -160,17 +124,26 @@ extension ClusterScan {
         }
     }
 
-    /// Asks every destination of `query` (`.`: this host's /proc) about the same pids, when
-    /// which host is which is known only from their answers (`clear-locks`).
+    /// Asks every destination of `query` about the same pids, when which host is which is
+    /// known only from their answers (`clear-locks`).
     public static func processAnswers(_ query: ClusterQuery, pids: [Int32], procRoot: String = "/proc") -> [ProcessAnswer] {
-        let hosts = query.hosts
-        let results = Results(count: hosts.count)
+        zip(query.hosts, askProcesses(query, query.hosts.map { ($0, pids) }, procRoot: procRoot)).map {
+            ProcessAnswer(destination: $0, table: $1)
+        }
+    }
+
+    /// `processes --json` on each destination with its pids, at most `query.parallel` at
+    /// once; `.` reads this host's /proc. Each table is labelled by the host name its host
+    /// reported, a failed one by its destination.
+    static func askProcesses(_ query: ClusterQuery, _ jobs: [(destination: String, pids: [Int32])],
+                             procRoot: String) -> [HostProcessTable] {
+        let results = Results(count: jobs.count)
         let group = DispatchGroup()
-        for _ in 0..<max(1, min(query.parallel, hosts.count)) {
+        for _ in 0..<max(1, min(query.parallel, jobs.count)) {
             group.enter()
             let t = Thread {
                 while let i = results.next() {
-                    let dest = hosts[i]
+                    let (dest, pids) = jobs[i]
                     var table = HostProcessTable(host: dest, reached: true)
                     if dest == "." {
                         table.host = SystemReads.hostName
@@ -196,6 +169,6 @@ extension ClusterScan {
             t.start()
         }
         group.wait()
-        return zip(hosts, results.tables).map { ProcessAnswer(destination: $0, table: $1 ?? HostProcessTable(host: $0, reached: false)) }
+        return zip(jobs, results.tables).map { $1 ?? HostProcessTable(host: $0.destination, reached: false) }
     }
 }
