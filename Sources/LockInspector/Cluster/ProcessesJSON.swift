@@ -5,11 +5,15 @@ import ImageLock
 /// it about (docs/schema/processes.json), written here and read back on the asking host,
 /// where it is hostile input: decoded strictly, its strings kept as data.
 public enum ProcessesJSON {
-    public static func render(host: String, version: String, processes: [HostProcess]) -> [UInt8] {
+    public static func render(host: String, version: String, processes: [HostProcess], generated: Date = Date()) -> [UInt8] {
         var w = JSONWriter(capacity: 4096)
         w.beginObject()
+        w.key("schema")
+        w.int(1)
         w.key("host")
         w.string(host)
+        w.key("generated")
+        w.string(SnapshotJSON.iso8601(generated))
         w.key("processes")
         w.beginArray()
         for p in processes {
@@ -40,8 +44,6 @@ public enum ProcessesJSON {
             w.endObject()
         }
         w.endArray()
-        w.key("schema")
-        w.int(1)
         w.key("version")
         w.string(version)
         w.endObject()
