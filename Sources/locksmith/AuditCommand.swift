@@ -115,14 +115,16 @@ extension Locksmith {
             } else {
                 snapshot = try scan.snapshot()
             }
-            var fixes: [FixJSON] = []
+            var fixes: [StaleFix] = []
             if fix {
-                fixes = fixStale(snapshot.findings, lockFiles: snapshot.lockFiles)
+                let policy: LockFlavorPolicy =
+                    ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
+                fixes = Auditor.fixStale(snapshot.findings, lockFiles: snapshot.lockFiles, policy: policy)
             }
             let removed = Set(fixes.filter { $0.removed }.map(\.path))
             let remaining = snapshot.findings.filter { !($0.rule == .staleLockFile && $0.files.allSatisfy(removed.contains)) }
             if json {
-                var report = AuditReport(snapshot, failOn: failOn, fixes: fix ? fixes : nil)
+                var report = AuditReport(snapshot, failOn: failOn, fixes: fix ? fixes.map(FixJSON.init) : nil)
                 report.hosts = hosts?.map(HostJSON.init)
                 print(try JSONOutput.render(report, generated: snapshot.generated))
             } else {
@@ -136,81 +138,6 @@ extension Locksmith {
             if hosts?.contains(where: { !$0.reached }) == true { throw Status.couldNotCheck }
             if remaining.contains(where: { $0.severity >= failOn }) { throw Status.held }
         }
-
-        /// Removes each stale lock file through the core. Each lock dir is opened once
-        /// (`OpenedDirectory`: a walk that follows no link another user could plant) and
-        /// every check, lock and unlink happens relative to it, on the file the scan saw
-        /// (same device and inode): a directory on the path swapped for a link to another
-        /// lock dir cannot redirect the removal to that dir's held files.
-        func fixStale(_ findings: [Finding], lockFiles: [LockFileEntry]) -> [FixJSON] {
-            let policy: LockFlavorPolicy =
-                ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
-            let seen = Dictionary(lockFiles.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
-            var dirs: [String: Result<OpenedDirectory, Errno>] = [:]
-            var out: [FixJSON] = []
-            for f in findings where f.rule == .staleLockFile {
-                for path in f.files {
-                    let (dir, name) = ImageLocker.directoryAndName(path)
-                    if dirs[dir] == nil { dirs[dir] = OpenedDirectory.open(dir) }
-                    let opened: OpenedDirectory
-                    switch dirs[dir]! {
-                    case .success(let d): opened = d
-                    case .failure(let e) where e.code == ELOOP:
-                        out.append(FixJSON(path: path, removed: false, outcome: "kept: the path to \(dir) goes through a "
-                                           + "symbolic link that root does not own in a dir only root may write"))
-                        continue
-                    case .failure(let e):
-                        out.append(FixJSON(path: path, removed: false, outcome: "kept: cannot open \(dir): \(e)"))
-                        continue
-                    }
-                    let expected = seen[path].flatMap { e in e.device.map { (device: $0, inode: e.inode) } }
-                    let locker = ImageLocker(lockDirectory: dir, flavorPolicy: policy)
-                    do {
-                        let r = try locker.removeStaleLockFile(named: name, in: opened, expecting: expected)
-                        out.append(FixJSON(path: path, removed: r == .removed, outcome: r.description))
-                    } catch let e as ImageLockError {
-                        out.append(FixJSON(path: path, removed: false, outcome: "kept: " + e.description))
-                    } catch {
-                        out.append(FixJSON(path: path, removed: false, outcome: "kept: \(error)"))
-                    }
-                }
-            }
-            return out
-        }
-    }
-}
-
-/// The text report: one block per finding, then a summary line.
-enum AuditText {
-    /// Each line is made safe for a terminal (`TerminalText`): paths, names and evidence
-    /// hold whatever the system gave.
-    static func render(_ findings: [Finding], fixes: [FixJSON]) -> String {
-        var lines: [String] = []
-        // Fixes by lock file, made once (a scan of every fix per finding was quadratic).
-        var fixesByPath: [String: [Int]] = [:]
-        for (i, fix) in fixes.enumerated() { fixesByPath[fix.path, default: []].append(i) }
-        for f in findings {
-            lines.append("\(f.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) "
-                + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")" + (f.host.map { "  (on \($0))" } ?? ""))
-            lines.append("  \(f.evidence)")
-            lines.append("  remedy: \(f.remedy)")
-            for i in Set(f.files).flatMap({ fixesByPath[$0] ?? [] }).sorted() {
-                lines.append("  fix: \(fixes[i].path): \(fixes[i].outcome)")
-            }
-        }
-        var out = TerminalText.lines(lines)
-        if findings.isEmpty {
-            out += "no findings\n"
-        } else {
-            let counts = Severity.allCases.reversed().compactMap { s -> String? in
-                let n = findings.filter { $0.severity == s }.count
-                return n == 0 ? nil : "\(n) \(s.rawValue)"
-            }
-            out += "\(findings.count) finding\(findings.count == 1 ? "" : "s"): " + counts.joined(separator: ", ") + "\n"
-        }
-        let removed = fixes.filter(\.removed).count
-        if !fixes.isEmpty { out += "fixed: removed \(removed) of \(fixes.count) stale lock file\(fixes.count == 1 ? "" : "s")\n" }
-        return out
     }
 }
 
@@ -221,6 +148,8 @@ struct FixJSON: Encodable {
     var path: String
     var removed: Bool
     var outcome: String
+
+    init(_ f: StaleFix) { (path, removed, outcome) = (f.path, f.removed, f.outcome) }
 }
 
 /// `audit --json`.

@@ -241,26 +241,3 @@ enum JSONOutput {
         return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
-
-/// "pid 123 on host h1 holds a WRITE lock on bytes 0-EOF (lk-owner h1:123)".
-func describe(_ h: GlusterLockHolder) -> String {
-    var s = h.pid.map { "pid \($0)" } ?? "a process"
-    s += h.host.map { " on host \($0)" } ?? ""
-    let end = h.range.end.map(String.init) ?? "EOF"
-    s += " holds a \(h.type.rawValue) lock on bytes \(h.range.start)-\(end)"
-    var extra: [String] = []
-    if let o = h.owner { extra.append("lk-owner \(o)") }
-    if let c = h.clientPID, c != h.pid { extra.append("client pid \(c)") }
-    if !extra.isEmpty { s += " (" + extra.joined(separator: ", ") + ")" }
-    return s
-}
-
-/// "pid 123 (qemu-nbd)" and what it holds.
-func describe(_ h: LockHolder) -> String {
-    var s = "pid \(h.pid) (\(h.command))"
-    let l = h.lock
-    let end = l.end.map(String.init) ?? "EOF"
-    s += " holds a \(l.type) \(l.isOFD ? "OFD" : l.kind) lock on bytes \(l.start)-\(end)"
-    if let fd = h.fd { s += " through fd \(fd)" }
-    return s
-}

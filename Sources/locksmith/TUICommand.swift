@@ -66,8 +66,8 @@ extension Locksmith {
                 },
                 why: { image, write in
                     guard let path = image.path else { return ["the image of this lock file is unknown"] }
-                    let v = Why.diagnose(path, intent: write ? .write : .readOnly,
-                                         lockDirectories: options.lockDirectories, force: false, timeout: timeout)
+                    let v = ImageWhy.diagnose(path, intent: write ? .write : .readOnly,
+                                              lockDirectories: options.lockDirectories, force: false, timeout: timeout)
                     return WhyText.lines(v)
                 },
                 testAcquire: TUISources.testAcquire(using: locker),

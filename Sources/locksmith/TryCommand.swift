@@ -1,5 +1,6 @@
 import ArgumentParser
 import ImageLock
+import LockInspector
 
 extension Locksmith {
     struct Try: ParsableCommand {
@@ -76,44 +77,9 @@ extension Locksmith {
             if json {
                 try JSONOutput.write(TryReport(result, note: note))
             } else {
-                printHuman(result, note: note)
+                for line in TryText.lines(result, note: note) { say(line) }
             }
             if !result.acquired { throw Status.held }
-        }
-
-        private func printHuman(_ r: ProbeResult, note: String?) {
-            let what = "\(r.mode == .exclusive ? "an exclusive" : "a shared") lock (\(r.scheme.rawValue) scheme)"
-            guard let c = r.contention else {
-                var line = "\(r.image): free: \(what) can be taken"
-                if let lf = r.lockFile {
-                    line += r.lockFileExists ? " [lock file \(lf)]" : " [lock file \(lf) does not exist; not created]"
-                }
-                say(line)
-                return
-            }
-            say("\(r.image): held: \(what) cannot be taken")
-            if let first = c.qemuConflicts.first {
-                say("  QEMU would say: \(first.message)")
-                say("                  \(QemuConflict.hint(image: r.image))")
-            }
-            if let lf = r.lockFile { say("  lock file: \(lf)") }
-            if r.scheme == .gluster {
-                if c.glusterHolders.isEmpty { say("  holder: not known (F_GETLK did not say)") }
-                for h in c.glusterHolders { say("  holder: \(describe(h))") }
-                if let n = note { say("  (\(n))") }
-                return
-            }
-            if c.holders.isEmpty {
-                let pids = c.blocking.compactMap(\.pid)
-                if pids.isEmpty, let fs = SharedFilesystem.of(path: r.image) {
-                    say("  holder: not visible in this host's lock table (\(fs.name) keeps its locks on the server; `locksmith why` names the holder where it can)")
-                } else if pids.isEmpty {
-                    say("  holder: not visible from here (an OFD lock of a process whose fds cannot be read)")
-                } else {
-                    for p in pids { say("  holder: pid \(p)") }
-                }
-            }
-            for h in c.holders { say("  holder: \(describe(h))") }
         }
     }
 }
