@@ -124,9 +124,8 @@ extension Locksmith {
             let removed = Set(fixes.filter { $0.removed }.map(\.path))
             let remaining = snapshot.findings.filter { !($0.rule == .staleLockFile && $0.files.allSatisfy(removed.contains)) }
             if json {
-                var report = AuditReport(snapshot, failOn: failOn, fixes: fix ? fixes.map(FixJSON.init) : nil)
-                report.hosts = hosts?.map(HostJSON.init)
-                print(try JSONOutput.render(report, generated: snapshot.generated))
+                JSONOutput.write(ReportJSON.audit(snapshot, failOn: failOn, fixes: fix ? fixes : nil, hosts: hosts,
+                                                  host: JSONOutput.host))
             } else {
                 print(AuditText.render(snapshot.findings, fixes: fixes), terminator: "")
                 if !snapshot.unseen.isEmpty {
@@ -138,125 +137,5 @@ extension Locksmith {
             if hosts?.contains(where: { !$0.reached }) == true { throw Status.couldNotCheck }
             if remaining.contains(where: { $0.severity >= failOn }) { throw Status.held }
         }
-    }
-}
-
-// MARK: - JSON
-
-/// What `--fix` did with one stale lock file.
-struct FixJSON: Encodable {
-    var path: String
-    var removed: Bool
-    var outcome: String
-
-    init(_ f: StaleFix) { (path, removed, outcome) = (f.path, f.removed, f.outcome) }
-}
-
-/// `audit --json`.
-struct AuditReport: Encodable {
-    var findings: [FindingJSON]
-    var counts: [String: Int]
-    var failOn: String
-    var fixes: [FixJSON]?
-    var unseen: [UnseenJSON]
-    /// The hosts of a cluster view (`--host`); left out otherwise.
-    var hosts: [HostJSON]?
-
-    init(_ s: Snapshot, failOn: Severity, fixes: [FixJSON]?) {
-        findings = s.findings.map(FindingJSON.init)
-        var c: [String: Int] = [:]
-        for sev in Severity.allCases { c[sev.rawValue] = s.findings.filter { $0.severity == sev }.count }
-        counts = c
-        self.failOn = failOn.rawValue
-        self.fixes = fixes
-        unseen = s.unseen.map { UnseenJSON(what: $0.what, why: $0.why) }
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(findings, forKey: .findings)
-        try c.encode(counts, forKey: .counts)
-        try c.encode(failOn, forKey: .failOn)
-        try c.encode(fixes, forKey: .fixes)  // null without --fix
-        try c.encode(unseen, forKey: .unseen)
-        try c.encodeIfPresent(hosts, forKey: .hosts)
-    }
-
-    enum CodingKeys: String, CodingKey { case findings, counts, failOn, fixes, unseen, hosts }
-}
-
-/// A host of a cluster view, as `list --json` writes it.
-struct HostJSON: Encodable {
-    var name: String
-    var hostname: String?
-    var reached: Bool
-    var error: String?
-    var tookMs: Int
-    var version: String?
-
-    init(_ h: ClusterHost) {
-        (name, hostname, reached, error, tookMs, version) = (h.name, h.hostname, h.reached, h.error, h.tookMs, h.version)
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(hostname, forKey: .hostname)
-        try c.encode(reached, forKey: .reached)
-        try c.encode(error, forKey: .error)
-        try c.encode(tookMs, forKey: .tookMs)
-        try c.encode(version, forKey: .version)
-    }
-
-    enum CodingKeys: String, CodingKey { case name, hostname, reached, error, tookMs, version }
-}
-
-struct FindingJSON: Encodable {
-    var finding: Finding
-
-    init(_ finding: Finding) { self.finding = finding }
-
-    func encode(to encoder: Encoder) throws {
-        let f = finding
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(f.rule.rawValue, forKey: .rule)
-        try c.encode(f.severity.rawValue, forKey: .severity)
-        try c.encode(f.image, forKey: .image)
-        try c.encode(f.holders.map(InvolvedProcessJSON.init), forKey: .holders)
-        try c.encode(f.files, forKey: .files)
-        try c.encode(f.evidence, forKey: .evidence)
-        try c.encode(f.remedy, forKey: .remedy)
-        try c.encode(f.host, forKey: .host)
-    }
-
-    enum CodingKeys: String, CodingKey { case rule, severity, image, holders, files, evidence, remedy, host }
-}
-
-struct InvolvedProcessJSON: Encodable {
-    var process: InvolvedProcess
-
-    init(_ process: InvolvedProcess) { self.process = process }
-
-    func encode(to encoder: Encoder) throws {
-        let p = process
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(p.role.rawValue, forKey: .role)
-        try c.encode(p.pid, forKey: .pid)
-        try c.encode(p.command, forKey: .command)
-        try c.encode(p.args, forKey: .args)
-        try c.encode(p.user ?? p.uid.map(String.init), forKey: .user)
-        try c.encode(p.uid, forKey: .uid)
-        try c.encode(p.started.map { $0.formatted(.iso8601) }, forKey: .started)
-        try c.encode(p.fd, forKey: .fd)
-        try c.encode(p.openMode?.rawValue, forKey: .openMode)
-        try c.encode(p.vm, forKey: .vm)
-        try c.encode(p.scheme?.rawValue, forKey: .scheme)
-        try c.encode(p.mode, forKey: .mode)
-        try c.encode(p.waitedSeconds.map { ($0 * 10).rounded() / 10 }, forKey: .waitedSeconds)
-        try c.encode(p.host, forKey: .host)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case role, pid, command, args, user, uid, started, fd, openMode, vm, scheme, mode, waitedSeconds, host
     }
 }

@@ -210,29 +210,12 @@ struct ScanOptions: ParsableArguments {
     }
 }
 
-/// Output in JSON: one object, `schema` first, then `host` and `generated`, then the
-/// payload's fields in sorted order (stable for diffs and scripts).
+/// Output in JSON: the reports are written by LockInspector (`SnapshotJSON`, `VerdictJSON`,
+/// `ReportJSON`); this is where they go, and the host name in their envelope.
 enum JSONOutput {
-    static func encoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.keyEncodingStrategy = .convertToSnakeCase
-        e.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-        return e
-    }
-
-    /// The object's text: the envelope, then the payload's own fields.
-    static func render<T: Encodable>(_ payload: T, generated: Date = Date()) throws -> String {
-        let e = encoder()
-        var body = String(decoding: try e.encode(payload), as: UTF8.self)
-        // Paths not written with their `*_bytes` (`encodePath`) still go out as UTF-8 text.
-        if !PathBytes.isPlain(body) { body = PathBytes.lossy(body) }
-        let head = "{\"schema\":1,\"host\":\(String(decoding: try e.encode(host), as: UTF8.self)),\"generated\":\"\(SnapshotJSON.iso8601(generated))\""
-        precondition(body.hasPrefix("{"), "a JSON payload must be an object")
-        return body == "{}" ? head + "}" : head + "," + body.dropFirst()
-    }
-
-    static func write<T: Encodable>(_ payload: T) throws {
-        FileHandle.standardOutput.write(Data((try render(payload) + "\n").utf8))
+    /// One report and its newline on stdout.
+    static func write(_ report: [UInt8]) {
+        writeStandardOutput(report + [UInt8(ascii: "\n")])
     }
 
     static var host: String {

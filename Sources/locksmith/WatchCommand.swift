@@ -113,8 +113,8 @@ extension Locksmith {
                 guard let taken = try snapshot() else { continue }  // a host not seen: no events this time
                 let next = SnapshotDiff.fillingDetails(taken, from: previous)
                 for e in SnapshotDiff.events(from: previous, to: next, minimumSeverity: minimum) {
-                    let line = json ? try JSONOutput.render(WatchEventJSON(e), generated: e.time) : WatchText.line(e)
-                    FileHandle.standardOutput.write(Data((line + "\n").utf8))  // one write(2) per line
+                    let line = json ? ReportJSON.watchEvent(e, host: JSONOutput.host) : Array(WatchText.line(e).utf8)
+                    writeStandardOutput(line + [UInt8(ascii: "\n")])  // one write(2) per line
                     written += 1
                     if let m = maxEvents, written >= m { return }
                 }
@@ -122,23 +122,4 @@ extension Locksmith {
             }
         }
     }
-}
-
-struct WatchEventJSON: Encodable {
-    var event: WatchEvent
-
-    init(_ event: WatchEvent) { self.event = event }
-
-    func encode(to encoder: Encoder) throws {
-        let e = event
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(e.kind.rawValue, forKey: .event)
-        try c.encode(e.image, forKey: .image)
-        try c.encode(e.imageID, forKey: .imageId)
-        try c.encode(e.holder.map(HolderJSON.init), forKey: .holder)
-        try c.encode(e.previous.map(HolderJSON.init), forKey: .previous)
-        try c.encode(e.finding.map(FindingJSON.init), forKey: .finding)
-    }
-
-    enum CodingKeys: String, CodingKey { case event, image, imageId, holder, previous, finding }
 }

@@ -93,7 +93,7 @@ extension Locksmith {
             if cluster.isCluster {
                 unseenHosts = try explainCluster(verdict, lockDirectories: dirs)
             } else if json {
-                try JSONOutput.write(verdict)
+                JSONOutput.write(VerdictJSON.render(verdict, host: JSONOutput.host, generated: Date()))
             } else {
                 for line in WhyText.lines(verdict) { say(line) }
             }
@@ -123,15 +123,8 @@ extension Locksmith {
             let seen = ClusterWhy.holders(in: view.snapshot, storage: storage, path: path, localHost: local, intent: intent.intent)
             let failed = view.hosts.filter { !$0.reached }
             if json {
-                var text = try JSONOutput.render(verdict, generated: Date())
-                let cluster = ClusterWhyJSON(storage: storage, hosts: view.hosts.map(HostJSON.init),
-                                             holders: seen.map { ClusterWhyJSON.Entry(host: $0.holder.host, pid: $0.holder.pid,
-                                                                                      command: $0.holder.command, vm: $0.holder.vm,
-                                                                                      scheme: $0.holder.scheme.rawValue,
-                                                                                      mode: $0.holder.modeSummary, blocks: $0.blocks) })
-                let body = String(decoding: try JSONOutput.encoder().encode(cluster), as: UTF8.self)
-                text.removeLast()
-                print(text + ",\"cluster\":" + body + "}")
+                JSONOutput.write(VerdictJSON.render(verdict, host: JSONOutput.host, generated: Date(),
+                                                    cluster: .init(storage: storage, hosts: view.hosts, holders: seen)))
                 return !failed.isEmpty
             }
             for line in WhyText.lines(verdict) { say(line) }
@@ -139,43 +132,4 @@ extension Locksmith {
             return !failed.isEmpty
         }
     }
-}
-
-/// `why --host --json`: the `cluster` object after the verdict's fields.
-struct ClusterWhyJSON: Encodable {
-    struct Entry: Encodable {
-        var host: String?
-        var pid: Int32
-        var command: String
-        var vm: String?
-        var scheme: String
-        var mode: String
-        var blocks: Bool
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(host, forKey: .host)
-            try c.encode(pid, forKey: .pid)
-            try c.encode(command, forKey: .command)
-            try c.encode(vm, forKey: .vm)
-            try c.encode(scheme, forKey: .scheme)
-            try c.encode(mode, forKey: .mode)
-            try c.encode(blocks, forKey: .blocks)
-        }
-
-        enum CodingKeys: String, CodingKey { case host, pid, command, vm, scheme, mode, blocks }
-    }
-
-    var storage: String?
-    var hosts: [HostJSON]
-    var holders: [Entry]
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(storage, forKey: .storage)
-        try c.encode(hosts, forKey: .hosts)
-        try c.encode(holders, forKey: .holders)
-    }
-
-    enum CodingKeys: String, CodingKey { case storage, hosts, holders }
 }
