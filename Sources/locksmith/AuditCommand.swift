@@ -25,7 +25,7 @@ struct AuditScanOptions: ParsableArguments {
             return try Auditor.snapshot(inspector, waitThreshold: waitThreshold)
         } catch let e as InspectorError {
             complain(e.description)
-            throw Status.couldNotCheck
+            throw ExitStatus.couldNotCheck
         }
     }
 }
@@ -134,8 +134,8 @@ extension Locksmith {
                              + "; `locksmith audit --json` lists them under \"unseen\"")
                 }
             }
-            if hosts?.contains(where: { !$0.reached }) == true { throw Status.couldNotCheck }
-            if remaining.contains(where: { $0.severity >= failOn }) { throw Status.held }
+            if hosts?.contains(where: { !$0.reached }) == true { throw ExitStatus.couldNotCheck }
+            if remaining.contains(where: { $0.severity >= failOn }) { throw ExitStatus.held }
         }
     }
 }

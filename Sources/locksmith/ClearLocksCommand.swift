@@ -47,14 +47,14 @@ extension Locksmith {
             let cli = gluster.cli
             guard cli.isUsable else {
                 complain("clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)); run it there")
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             let dump: GlusterStatedumpResult
             do {
                 dump = try cli.statedump(volume: url.volume)
             } catch let e as ImageLockError {
                 complain(e.description)
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             let granted = dump.records.filter { $0.path == url.path && $0.state == .active }
             let waiting = dump.records.filter { $0.path == url.path && $0.state == .blocked }
@@ -81,7 +81,7 @@ extension Locksmith {
                 let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
                 guard answer == "y" || answer == "yes" else {
                     say("Nothing cleared.")
-                    throw Status.held
+                    throw ExitStatus.held
                 }
             }
             let result: GlusterClearLocksResult
@@ -89,7 +89,7 @@ extension Locksmith {
                 result = try cli.clearGrantedLocks(volume: url.volume, path: url.path)
             } catch let e as ImageLockError {
                 complain(e.description)
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             if result.grantedCleared == 0 {
                 say("\(url): no locks cleared (released meanwhile?); gluster said: \(result.output.replacingOccurrences(of: "\n", with: "; "))")

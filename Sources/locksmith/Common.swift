@@ -4,7 +4,7 @@ import ImageLock
 import LockInspector
 
 /// Exit statuses shared by every subcommand (README.md "Exit status").
-enum Status {
+enum ExitStatus {
     static let free = ExitCode(0)
     static let held = ExitCode(1)
     static let couldNotCheck = ExitCode(2)
@@ -52,7 +52,7 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
         return try body()
     } catch let e as ImageLockError {
         complain(e.description)
-        throw Status.couldNotCheck
+        throw ExitStatus.couldNotCheck
     }
 }
 
@@ -99,7 +99,7 @@ func checkLockDirectory(_ locker: ImageLocker, image: String, scheme: LockScheme
     guard scheme == .lockfile, !GlusterURL.looksLikeURL(image), let hazard = locker.lockDirectoryHazard() else { return }
     if strict {
         complain("refusing to lock (--strict): " + hazard)
-        throw Status.couldNotCheck
+        throw ExitStatus.couldNotCheck
     }
     complain("warning: " + hazard)
 }

@@ -96,7 +96,7 @@ extension Locksmith {
                 }
                 if wait != nil { msg += " after waiting \(wait!) s" }
                 complain(msg)
-                throw Status.held
+                throw ExitStatus.held
             case .acquired(let held):
                 let status: Int32
                 do {

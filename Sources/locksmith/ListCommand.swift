@@ -105,7 +105,7 @@ extension Locksmith {
                 }
             } catch let e as InspectorError {
                 complain(e.description)
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             if out.json { StorageIdentity.annotate(&snapshot, procRoot: options.procRoot) }
             keptUntilExit = snapshot
@@ -150,7 +150,7 @@ extension Locksmith {
                     ?? Column.defaults(for: rows, hostsInView: hosts.count)
                 FileHandle.standardOutput.write(Data(Table.render(rows, columns: columns, headings: !out.noHeadings).utf8))
             }
-            if hosts.contains(where: { !$0.reached }) { throw Status.couldNotCheck }
+            if hosts.contains(where: { !$0.reached }) { throw ExitStatus.couldNotCheck }
         }
     }
 }

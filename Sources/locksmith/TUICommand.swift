@@ -82,7 +82,7 @@ extension Locksmith {
                 exit = try app.run(on: CursesTerminal())
             } catch {
                 complain("\(error)")
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             // The terminal is restored. A scan or an action may still be running on its thread
             // (the TUI never waits for one): leave now, without running exit handlers that

@@ -80,7 +80,7 @@ extension Locksmith {
             } else {
                 for line in TryText.lines(result, note: note) { say(line) }
             }
-            if !result.acquired { throw Status.held }
+            if !result.acquired { throw ExitStatus.held }
         }
     }
 }

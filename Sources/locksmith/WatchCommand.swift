@@ -102,7 +102,7 @@ extension Locksmith {
                 first = try snapshot()
                 snapshots += 1
             }
-            guard var previous = first else { throw Status.couldNotCheck }
+            guard var previous = first else { throw ExitStatus.couldNotCheck }
             var written = 0
             if !json {
                 complain("watching every \(interval) s: \(previous.holderCount) holder(s), \(previous.waiterCount) waiter(s) now")

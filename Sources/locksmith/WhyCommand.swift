@@ -97,13 +97,13 @@ extension Locksmith {
             } else {
                 for line in WhyText.lines(verdict) { say(line) }
             }
-            if unseenHosts && verdict.outcome == .opens { throw Status.couldNotCheck }
+            if unseenHosts && verdict.outcome == .opens { throw ExitStatus.couldNotCheck }
             switch verdict.outcome {
             case .opens: return
-            case .fails: throw Status.held
+            case .fails: throw ExitStatus.held
             case .unknown:
                 complain(verdict.reasons.first { !$0.blocks }?.message ?? "could not tell")
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
         }
 

@@ -40,7 +40,7 @@ public enum VerdictJSON {
         w.field("image", v.image)
         w.pathBytes("image_bytes", v.image)
         w.field("mode", v.intent.rawValue)
-        w.field("named", v.named)
+        w.field("named", v.imageAsGiven)
         w.field("opens", v.opens)
         w.field("outcome", v.outcome.rawValue)
         w.field("proven", v.proven)

@@ -16,7 +16,7 @@ public struct Verdict: Sendable, Equatable {
     /// The image's realpath (as named when it does not resolve).
     public var image: String
     /// The image as the caller named it.
-    public var named: String
+    public var imageAsGiven: String
     public var intent: OpenIntent
     public var outcome: Outcome
     /// QEMU's first failure for this open, as `qemu-io`/`qemu-img` print it after
