@@ -55,7 +55,7 @@ public enum DetailText {
         let mode = waiting ? "wait" : h.modeSummary
         first.append(Span(" " + mode, role(forMode: mode)))
         if let vm = h.vm { first.append(Span("  VM \(vm)" + (h.diskTarget.map { " disk \($0)" } ?? ""))) }
-        if let u = h.user ?? h.uid.map(String.init) { first.append(Span("  user \(u)")) }
+        if let u = h.process.userText { first.append(Span("  user \(u)")) }
         if let fd = h.fd { first.append(Span("  fd \(fd)", .dim)) }
         if let m = h.openMode { first.append(Span(" (\(m.rawValue))", .dim)) }
         if let s = h.started { first.append(Span("  up \(Column.age(from: s, to: now))", .dim)) }

@@ -84,7 +84,7 @@ extension JSONWriter {
         field("scheme", h.scheme.rawValue)
         field("started", h.started, dates: &dates)
         field("uid", h.uid)
-        field("user", h.user ?? h.uid.map(String.init))
+        field("user", h.process.userText)
         field("vm", h.vm)
         field("vm_uuid", h.vmUUID)
         endObject()
@@ -134,7 +134,7 @@ extension JSONWriter {
         field("scheme", p.scheme?.rawValue)
         field("started", p.started, dates: &dates)
         field("uid", p.uid)
-        field("user", p.user ?? p.uid.map(String.init))
+        field("user", p.process.userText)
         field("vm", p.vm)
         key("waited_seconds")
         if let s = p.waitedSeconds { double((s * 10).rounded() / 10) } else { null() }
@@ -157,7 +157,7 @@ extension JSONWriter {
         field("started", x.started, dates: &dates)
         field("storage", x.storage)
         field("uid", x.uid)
-        field("user", x.user ?? x.uid.map(String.init))
+        field("user", x.process.userText)
         field("vm", x.vm)
         endObject()
     }
