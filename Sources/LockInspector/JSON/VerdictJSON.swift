@@ -104,6 +104,7 @@ extension JSONWriter {
         field("remedy", b.remedy)
         field("scheme", b.scheme.rawValue)
         field("started", b.started, dates: &dates)
+        field("uid", b.uid)
         field("user", b.user)
         field("via", b.via)
         field("vm", b.vm)

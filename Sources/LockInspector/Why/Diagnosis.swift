@@ -278,7 +278,8 @@ private struct Diagnoser {
             blockers.append(Blocker(pid: h.pid, command: h.host == nil ? h.command : nil, args: h.args, vm: h.vm, user: h.user,
                                     started: h.started, fd: h.fd, openMode: h.openMode, scheme: h.scheme, holds: link.file.path,
                                     via: via, lock: h.modeSummary, conflict: conflict,
-                                    remedy: remedy(h, link: link, depth: depth, via: via), proven: false, host: h.host))
+                                    remedy: remedy(h, link: link, depth: depth, via: via), proven: false, host: h.host,
+                                    uid: h.uid))
         }
         if unseenLock {
             if let i = blockers.firstIndex(where: { $0.pid == nil && $0.holds == link.file.path && $0.scheme == .qemu }) {
@@ -424,7 +425,7 @@ private struct Diagnoser {
                 blockers.append(Blocker(pid: h.pid, command: h.command, args: h.args, vm: h.vm, user: h.user, started: h.started,
                                         fd: h.fd, openMode: h.openMode, scheme: .lockfile, holds: dir.lockFile, via: nil,
                                         lock: h.modeSummary, conflict: [held], remedy: remedy(h, link: top, depth: 0, via: nil),
-                                        proven: proof != nil))
+                                        proven: proof != nil, uid: h.uid))
             }
             if unseen {
                 blockers.append(Blocker(pid: nil, command: nil, args: [], vm: nil, user: nil, started: nil, fd: nil, openMode: nil,
@@ -449,7 +450,7 @@ private struct Diagnoser {
                 blockers.append(Blocker(pid: h.pid, command: h.command, args: h.args, vm: h.vm, user: h.user, started: h.started,
                                         fd: h.fd, openMode: h.openMode, scheme: .virtlockd, holds: top.file.path, via: nil,
                                         lock: h.modeSummary, conflict: [h.lockType == .read ? "shared" : "exclusive"],
-                                        remedy: remedy(h, link: top, depth: 0, via: nil), proven: false))
+                                        remedy: remedy(h, link: top, depth: 0, via: nil), proven: false, uid: h.uid))
             } else {
                 facts.append(Fact(statement: "virtlockd (pid \(h.pid)) holds the image for a libvirt domain; a read-only look does not conflict", proven: false))
             }

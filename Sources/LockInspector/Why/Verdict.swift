@@ -114,6 +114,8 @@ public struct Blocker: Sendable, Equatable {
     public var proven: Bool
     /// The holder's host when it is not a local process (gluster): from a statedump.
     public var host: String? = nil
+    /// The holder's uid, as a holder's (a user without a name still shows which one).
+    public var uid: UInt32? = nil
 }
 
 /// A reason that is not a lock.
