@@ -1,7 +1,7 @@
 import ImageLock
 
 /// `try`'s result as text: the command prints it (`lines`), the TUI's detail pane shows the
-/// same facts under the image it names already (`parts`).
+/// same facts under the image it names already (`parts`); `hold`'s line when the lock is taken (`busy`).
 public enum TryText {
     /// "IMAGE: held: an exclusive lock (qemu scheme) cannot be taken", then the facts, indented.
     /// `note`: why a gluster holder could not be named further. `filesystem`: the name of
@@ -48,6 +48,25 @@ public enum TryText {
         }
         for h in c.holders { out.append("holder: \(describe(h))") }
         return ("held: \(what) cannot be taken", out)
+    }
+
+    /// `hold`'s one line when the lock is taken: "IMAGE is locked (QEMU would say: ...) by pid
+    /// 123 (qemu-io)", and how long it waited (`--wait`).
+    public static func busy(_ image: String, _ c: Contention, waited: Double?) -> String {
+        var msg = "\(image) is locked"
+        if let q = c.qemuConflicts.first { msg += " (QEMU would say: \(q.message))" }
+        if !c.glusterHolders.isEmpty {
+            msg += " by " + c.glusterHolders.map { h in
+                (h.pid.map { "pid \($0)" } ?? "a process") + (h.host.map { " on \($0)" } ?? "")
+            }.joined(separator: ", ")
+        } else if c.holders.isEmpty {
+            let pids = c.blocking.compactMap(\.pid)
+            msg += pids.isEmpty ? " by a process that cannot be seen from here" : " by pid " + pids.map(String.init).joined(separator: ", ")
+        } else {
+            msg += " by " + c.holders.map { "pid \($0.pid) (\($0.command))" }.joined(separator: ", ")
+        }
+        if let w = waited { msg += " after waiting \(w) s" }
+        return msg
     }
 
     /// "pid 123 on host h1 holds a WRITE lock on bytes 0-EOF (lk-owner h1:123)".

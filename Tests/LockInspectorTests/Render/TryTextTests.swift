@@ -61,4 +61,20 @@ final class TryTextTests: XCTestCase {
         let p = TryText.parts(result(.qemu, c))
         XCTAssertEqual(TryText.lines(result(.qemu, c)), ["/i/vm.qcow2: " + p.headline] + p.details.map { "  " + $0 })
     }
+
+    /// `hold`'s one line when the lock is taken names every holder it can, else says why not.
+    func testBusyNamesTheHoldersOrWhyTheyCannotBeSeen() {
+        let row = KernelLock(id: 3, kind: "POSIX", mode: "ADVISORY", type: "WRITE", pid: 31, device: dev, inode: 9, start: 0, end: nil)
+        let seen = Contention(blocking: [], holders: [LockHolder(pid: 31, command: "qemu-img", fd: nil, lock: row)],
+                              qemuConflicts: [QemuConflict(kind: .unshared, permission: .write)])
+        XCTAssertEqual(TryText.busy("vm.qcow2", seen, waited: 2.5),
+                       "vm.qcow2 is locked (QEMU would say: Failed to get \"write\" lock) by pid 31 (qemu-img) after waiting 2.5 s")
+        let ofd = Contention(blocking: [BlockingLock(type: .write, range: .wholeFile, pid: nil)], holders: [])
+        XCTAssertEqual(TryText.busy("vm.qcow2", ofd, waited: nil), "vm.qcow2 is locked by a process that cannot be seen from here")
+        let gluster = Contention(blocking: [], holders: [], glusterHolders: [
+            GlusterLockHolder(type: .write, range: .wholeFile, pid: 88, host: "h1", source: .statedump),
+            GlusterLockHolder(type: .write, range: .wholeFile, pid: nil, source: .getlk),
+        ])
+        XCTAssertEqual(TryText.busy("gluster://g/v/vm", gluster, waited: nil), "gluster://g/v/vm is locked by pid 88 on h1, a process")
+    }
 }
