@@ -102,7 +102,7 @@ extension JSONWriter {
         field("mode", l.type)
         field("pid", l.pid ?? -1)
         field("start", l.start)
-        field("type", l.kind)
+        field("type", l.kind.description)
         endObject()
     }
 

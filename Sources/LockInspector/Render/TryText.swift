@@ -87,7 +87,7 @@ public enum TryText {
         var s = "pid \(h.pid) (\(h.command))"
         let l = h.lock
         let end = l.end.map(String.init) ?? "EOF"
-        s += " holds a \(l.type) \(l.isOFD ? "OFD" : l.kind) lock on bytes \(l.start)-\(end)"
+        s += " holds a \(l.type) \(l.isOFD ? "OFD" : l.kind.description) lock on bytes \(l.start)-\(end)"
         if let fd = h.fd { s += " through fd \(fd)" }
         return s
     }

@@ -12,7 +12,7 @@ final class ReportJSONTests: XCTestCase {
     let dev = DeviceID(major: 0xfe, minor: 1)
 
     var row: KernelLock {
-        KernelLock(id: 4, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil, device: dev, inode: 77, start: 100, end: 100)
+        kernelRow("4: OFDLCK ADVISORY  READ -1 fe:01:77 100 100")
     }
     var holder: Holder {
         Holder(pid: 4242, command: "qemu-io", args: ["qemu-io", "vm \"1\".qcow2"], uid: 107, started: now.addingTimeInterval(-60),

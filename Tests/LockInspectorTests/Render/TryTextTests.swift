@@ -19,7 +19,7 @@ final class TryTextTests: XCTestCase {
     }
 
     func testHeldByQemuBytesSaysQemusWordsWithTheHintUnderTheMessage() {
-        let row = KernelLock(id: 3, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil, device: dev, inode: 9, start: 201, end: 201)
+        let row = kernelRow("3: OFDLCK ADVISORY  READ -1 fe:01:9 201 201")
         let c = Contention(blocking: [], holders: [LockHolder(pid: 4242, command: "qemu-io", fd: 7, lock: row)],
                            qemuConflicts: [QemuConflict(kind: .unshared, permission: .write)])
         let lines = TryText.lines(result(.qemu, c))
@@ -64,7 +64,7 @@ final class TryTextTests: XCTestCase {
 
     /// `hold`'s one line when the lock is taken names every holder it can, else says why not.
     func testBusyNamesTheHoldersOrWhyTheyCannotBeSeen() {
-        let row = KernelLock(id: 3, kind: "POSIX", mode: "ADVISORY", type: "WRITE", pid: 31, device: dev, inode: 9, start: 0, end: nil)
+        let row = kernelRow("3: POSIX  ADVISORY  WRITE 31 fe:01:9 0 EOF")
         let seen = Contention(blocking: [], holders: [LockHolder(pid: 31, command: "qemu-img", fd: nil, lock: row)],
                               qemuConflicts: [QemuConflict(kind: .unshared, permission: .write)])
         XCTAssertEqual(TryText.busy("vm.qcow2", seen, waited: 2.5),
@@ -77,4 +77,9 @@ final class TryTextTests: XCTestCase {
         ])
         XCTAssertEqual(TryText.busy("gluster://g/v/vm", gluster, waited: nil), "gluster://g/v/vm is locked by pid 88 on h1, a process")
     }
+}
+
+/// A row of the kernel's lock table, from its text as /proc/locks prints it.
+func kernelRow(_ line: String) -> KernelLock {
+    KernelLock.parseTable(Array((line + "\n").utf8)).locks[0]
 }

@@ -10,7 +10,7 @@ final class WhyTextTests: XCTestCase {
     func verdict(_ intent: OpenIntent, holders: [Holder]) -> Verdict {
         let file = FileFacts(path: "/i/vm.qcow2", kind: .regular, device: dev, inode: 10, readable: true, writable: true)
         let rows = holders.compactMap(\.qemu).flatMap { p in
-            p.bytes.map { KernelLock(id: 1, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil, device: dev, inode: 10, start: $0, end: $0) }
+            p.bytes.map { kernelRow("1: OFDLCK ADVISORY  READ -1 fe:00:10 \($0) \($0)") }
         }
         let image = ImageLocks(id: "/i/vm.qcow2", path: "/i/vm.qcow2", device: dev, inode: 10, schemes: [.qemu], holders: holders, locks: rows)
         return Diagnosis.verdict(WhyInput(named: "vm.qcow2", intent: intent,
