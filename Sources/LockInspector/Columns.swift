@@ -154,7 +154,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .pid: return h.flatMap { $0.pid > 0 ? String($0.pid) : nil } ?? "-"  // 0: a gluster holder that set no l_pid
         case .command: return h?.command ?? "-"
         case .vm: return h?.vm ?? "-"
-        case .user: return h?.user ?? h?.uid.map(String.init) ?? "-"
+        case .user: return h?.process.userText ?? "-"
         case .age: return h?.started.map { Column.age(from: $0, to: now) } ?? "-"
         case .fd: return h?.fd.map(String.init) ?? "-"
         case .open:

@@ -59,7 +59,7 @@ extension Locksmith {
             let cli = gluster.cli
             guard cli.isUsable else {
                 complain("clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)); run it there")
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             let query = cluster.isCluster ? try cluster.query() : ClusterQuery(hosts: ["."])
             let check: ClearLocksReview.Check
@@ -67,7 +67,7 @@ extension Locksmith {
                 check = try ClearLocksReview.check(url, cli: cli, query: query)
             } catch let e as ImageLockError {
                 complain(e.description)
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             let (granted, waiting, review) = (check.granted, check.waiting, check.review)
             if granted.isEmpty {
@@ -89,7 +89,7 @@ extension Locksmith {
             if !standing.isEmpty && !forceLive {
                 say("Nothing cleared: \(standing.count) holder\(standing.count == 1 ? " is" : "s are") not proven stale; "
                     + "a live holder would go on as if it still held its lock. Stop it, or pass --force-live.")
-                throw Status.held
+                throw ExitStatus.held
             }
             if !waiting.isEmpty {
                 say("  (\(waiting.count) waiting lock request\(waiting.count == 1 ? "" : "s") will then be granted in turn)")
@@ -105,7 +105,7 @@ extension Locksmith {
                 let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
                 guard answer == "y" || answer == "yes" else {
                     say("Nothing cleared.")
-                    throw Status.held
+                    throw ExitStatus.held
                 }
             }
             let result: GlusterClearLocksResult
@@ -113,7 +113,7 @@ extension Locksmith {
                 result = try cli.clearGrantedLocks(volume: url.volume, path: url.path)
             } catch let e as ImageLockError {
                 complain(e.description)
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             if result.grantedCleared == 0 {
                 say("\(url): no locks cleared (released meanwhile?); gluster said: \(result.output.replacingOccurrences(of: "\n", with: "; "))")

@@ -66,7 +66,7 @@ struct ClusterOptions: ParsableArguments {
         if let f = hostsFile {
             guard let data = FileManager.default.contents(atPath: f), data.count <= 16 << 20 else {
                 complain("cannot read --hosts \(ClusterText.line(f))")
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             out += ShellWords.hostList(String(decoding: data, as: UTF8.self))
         }

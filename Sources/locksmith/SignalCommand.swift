@@ -69,12 +69,12 @@ extension Locksmith {
                 snapshot = try Inspector(InspectorOptions(lockDirectories: dirs, imageDirectories: imageDirectories)).snapshot()
             } catch {
                 complain("\(error)")
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             let outcome = RemoteSignal.send(RemoteSignal.signals[signal]!, named: "SIG" + signal, pid: pid, started: started,
                                             scheme: LockScheme(rawValue: scheme)!, fd: fd, image: image, in: snapshot)
             say(outcome.line)
-            if case .refused = outcome { throw Status.held }
+            if case .refused = outcome { throw ExitStatus.held }
         }
     }
 }

@@ -67,8 +67,8 @@ extension Locksmith {
                 },
                 why: { image, write in
                     guard let path = image.path else { return ["the image of this lock file is unknown"] }
-                    let v = Why.diagnose(path, intent: write ? .write : .readOnly,
-                                         lockDirectories: options.lockDirectories, force: false, timeout: timeout)
+                    let v = ImageWhy.diagnose(path, intent: write ? .write : .readOnly,
+                                              lockDirectories: options.lockDirectories, force: false, timeout: timeout)
                     return WhyText.lines(v)
                 },
                 testAcquire: TUISources.testAcquire(using: locker),
@@ -85,7 +85,7 @@ extension Locksmith {
                 exit = try app.run(on: CursesTerminal())
             } catch {
                 complain("\(error)")
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             // The terminal is restored. A scan or an action may still be running on its thread
             // (the TUI never waits for one): leave now, without running exit handlers that

@@ -129,7 +129,7 @@ public enum GlusterWhy {
                                    b.pid.map { ChainEntry.ChainHolder(pid: $0, command: b.command ?? "?", vm: b.vm, lock: b.lock, via: nil) }
                                },
                                opened: true)
-        return Verdict(image: image, named: input.named, intent: input.intent, outcome: outcome, qemuMessage: nil, qemuHint: nil,
+        return Verdict(image: image, imageAsGiven: input.named, intent: input.intent, outcome: outcome, qemuMessage: nil, qemuHint: nil,
                        qemuFailures: [], blockers: blockers, reasons: reasons, chain: [chain], waiters: [], facts: facts)
     }
 

@@ -103,6 +103,16 @@ final class SnapshotJSONTests: XCTestCase {
         }
     }
 
+    /// Numbers as JSONEncoder writes them (a whole number without `.0`), so a field written
+    /// by hand in one report reads the same as it did through the encoder.
+    func testDoublesAreWrittenAsJSONEncoderWritesThem() throws {
+        for d in [0, 30, 12.5, 0.1, 1234.5, -3, 1e20, 2.5e-7, 86400.1] as [Double] {
+            var w = JSONWriter(capacity: 16)
+            w.double(d)
+            XCTAssertEqual(String(decoding: w.bytes, as: UTF8.self), String(decoding: try JSONEncoder().encode(d), as: UTF8.self), "\(d)")
+        }
+    }
+
     func testEscapesAreJSONEncodersOwn() throws {
         let s = snapshot(images: 1)
         let text = String(decoding: SnapshotJSON.render(s), as: UTF8.self)
