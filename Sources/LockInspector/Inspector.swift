@@ -199,7 +199,7 @@ struct Scan {
     }
 
     mutating func run(timings t: inout SnapshotTimings, table prefetched: KernelTableReader?) throws -> Snapshot {
-        let t0 = now()
+        let t0 = Sys.monotonicSeconds()
         var isDir = ObjCBool(false)
         guard FileManager.default.fileExists(atPath: procRoot, isDirectory: &isDir), isDir.boolValue else {
             throw InspectorError.procUnreadable(path: procRoot, errno: ENOENT)
@@ -231,7 +231,7 @@ struct Scan {
         // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
         // Focused (`why`): the kernel's rows on the focused files first; no row, no scan;
         // only POSIX rows, only their pids.
-        let t2 = now()
+        let t2 = Sys.monotonicSeconds()
         bootTime = ProcessDetails.bootTime(procRoot: procRoot)
         var fds = FDPass()
         var searchOrder: [Int32]?
@@ -239,11 +239,11 @@ struct Scan {
             // Focused: when an fcntl probe finds a lock on a focused file, order the
             // processes for the holder search while the table is read.
             let files = focus.map(\.image) + lockFiles.map(\.path) + leaseFiles.map(\.path)
-            if files.contains(where: { SystemReads.hasFcntlLock($0) }) { searchOrder = qemuFirst() }
+            if files.contains(where: { Sys.hasFcntlLock($0) }) { searchOrder = qemuFirst() }
         } else {
             fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), timings: &t)
         }
-        t.processes = now() - t2
+        t.processes = Sys.monotonicSeconds() - t2
         if let dirs = lockDirs?.wait() {
             (lockFiles, leaseFiles) = (dirs.lockFiles, dirs.leaseFiles)
             unseen.insert(contentsOf: dirs.unseen, at: 0)
@@ -275,8 +275,8 @@ struct Scan {
             // Only the focused files matter; they are images by definition.
             var keep: [FileKey: [KernelLock]] = [:]
             for f in focus {
-                guard case .success(let st) = SystemReads.status(f.image) else { continue }
-                let k = FileKey(device: st.device, inode: st.inode)
+                guard case .success(let st) = Sys.stat(f.image) else { continue }
+                let k = FileKey(device: st.deviceID, inode: st.inode)
                 candidates.addImageFile(k, path: f.image)
                 keep[k] = rowsByFile[k]
             }
@@ -286,7 +286,7 @@ struct Scan {
             }
             rowsByFile = keep.filter { !$0.value.isEmpty }
         }
-        let t2b = now()
+        let t2b = Sys.monotonicSeconds()
         var held: [KernelLock] = []
         held.reserveCapacity(rows.count)
         for fileRows in rowsByFile.values { for r in fileRows where !r.isWaiter { held.append(r) } }
@@ -316,7 +316,7 @@ struct Scan {
             procs = readHolders(fds, locked: nil, lockFiles: (lockFiles, lockFileKeys), paths: needPaths,
                                 writers: options.findWriters && options.focus == nil, timings: &t)
         }
-        t.processes += now() - t2b
+        t.processes += Sys.monotonicSeconds() - t2b
         for (key, fileRows) in rowsByFile where fileRows.contains(where: { !$0.isWaiter }) {
             if let i = lockFileKeys[key] { lockFiles[i].held = true }
         }
@@ -331,7 +331,7 @@ struct Scan {
         }
 
         // 4. Classify the locked files, map lock files to images, assemble.
-        let t3 = now()
+        let t3 = Sys.monotonicSeconds()
         var named = imageDirs?.wait()
         let domains = named?.domains  // libvirt hook
         if needPaths {
@@ -366,13 +366,13 @@ struct Scan {
         let allLockFiles = leaseFiles.isEmpty ? lockFiles : lockFiles + leaseFiles
         let writers = imageWriters(procs.writeOpens, images: images, lockFiles: allLockFiles,
                                    candidates: needPaths ? candidates : nil, named: named)
-        t.mapping = now() - t3
+        t.mapping = Sys.monotonicSeconds() - t3
         // The scan's own tables (100k entries each on a big host) are freed off the caller's path.
         Parallel.release(ScanTables(rowsByFile: rowsByFile, rows: rows, fds: fds, procs: procs, candidates: candidates,
                                     lockFileKeys: lockFileKeys))
-        t.total = now() - t0
+        t.total = Sys.monotonicSeconds() - t0
         t.processCount = procs.pids.count
-        var snapshot = Snapshot(host: SystemReads.hostName, generated: Date(), images: images,
+        var snapshot = Snapshot(host: Sys.hostName, generated: Date(), images: images,
                                 lockFiles: allLockFiles, unseen: unseen, writers: writers)
         snapshot.serverLocks = serverLocks
         return snapshot
@@ -384,8 +384,8 @@ struct Scan {
     /// (no directory listing); each is mapped to its image by name.
     mutating func focusedFiles(_ focus: [InspectorFocus]) -> (lockFiles: [LockFileEntry], leaseFiles: [LockFileEntry]) {
         func entry(_ path: String, image: String) -> LockFileEntry? {
-            guard case .success(let s) = SystemReads.lstatus(path) else { return nil }
-            var e = LockFileEntry(path: path, kind: s.kind, device: s.device, inode: s.inode, held: false)
+            guard case .success(let s) = Sys.lstat(path) else { return nil }
+            var e = LockFileEntry(path: path, kind: s.kind, device: s.deviceID, inode: s.inode, held: false)
             e.image = image
             e.mappedBy = "name"
             return e
@@ -437,17 +437,17 @@ struct Scan {
     mutating func listOpenFiles(pids: [Int32], timings t: inout SnapshotTimings) -> FDPass {
         var out = FDPass()
         out.pids = pids
-        let live = SystemReads.isLiveProc(procRoot)
+        let live = Sys.isLiveProc(procRoot)
         out.live = live
         let root = procRoot
         // Per chunk of pids: their fds, and the pids whose fd dir could not be listed.
-        let parts = Parallel.chunks(pids.count, chunk: 32) { range -> [(fds: [OpenFD], failed: [(Int32, ReadFailure)])] in
+        let parts = Parallel.chunks(pids.count, chunk: 32) { range -> [(fds: [OpenFD], failed: [(Int32, Errno)])] in
             var fds: [OpenFD] = []
-            var failed: [(Int32, ReadFailure)] = []
+            var failed: [(Int32, Errno)] = []
             var buffer = [UInt8](repeating: 0, count: 16384)
             for pid in pids[range] {
-                let failure = live ? SystemReads.openFiles(procRoot: root, pid: pid, into: &fds)
-                    : SystemReads.openFilesFromFDInfo(procRoot: root, pid: pid, buffer: &buffer, into: &fds)
+                let failure = live ? Sys.openFiles(procRoot: root, pid: pid, into: &fds)
+                    : Sys.openFilesFromFDInfo(procRoot: root, pid: pid, buffer: &buffer, into: &fds)
                 if let e = failure { failed.append((pid, e)) }
             }
             return [(fds, failed)]
@@ -456,13 +456,13 @@ struct Scan {
         for part in parts {
             out.fds += part.fds
             for (pid, e) in part.failed {
-                if e.errno == ENOENT || e.errno == ESRCH { continue }  // gone since /proc was listed
+                if e.code == ENOENT || e.code == ESRCH { continue }  // gone since /proc was listed
                 let d = process(pid)
                 // Kernel threads (empty cmdline) open no files: nothing is missed there.
                 if let d, d.args.isEmpty { continue }
                 out.hidden.insert(pid)
                 let command = d.map { " (\($0.command))" } ?? ""
-                unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(procRoot)/\(pid)/fd: \(e.text)"))
+                unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(procRoot)/\(pid)/fd: \(e.description)"))
             }
         }
         if !out.live { t.fdinfoReads += out.fds.count }
@@ -493,7 +493,7 @@ struct Scan {
         for r in held where r.pid == nil { need[r.shape, default: 0] += 1 }
         let inodes = Set(held.compactMap(\.inode))
         var pass = FDPass()
-        pass.live = SystemReads.isLiveProc(procRoot)
+        pass.live = Sys.isLiveProc(procRoot)
         var have: [LockShape: Int] = [:]
         var descriptions: [(pid: Int32, fd: Int32, shapes: Set<LockShape>)] = []
         var exact = pass.live
@@ -513,7 +513,7 @@ struct Scan {
                 guard !shapes.isEmpty else { continue }
                 var known = false
                 for d in descriptions where !d.shapes.isDisjoint(with: shapes) {
-                    switch SystemReads.sameOpenFile((d.pid, d.fd), (f.pid, f.fd)) {
+                    switch Sys.sameOpenFile((d.pid, d.fd), (f.pid, f.fd)) {
                     case true?: known = true
                     case false?: break
                     case nil: exact = false
@@ -752,13 +752,13 @@ struct Scan {
         // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
         c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })
         for pid in pids {
-            guard let bytes = SystemReads.readProcBytes("\(procRoot)/\(pid)/cmdline") else { continue }
+            guard let bytes = ProcFS.readBytes("\(procRoot)/\(pid)/cmdline") else { continue }
             let args = ProcessDetails.splitCmdline(bytes)
             guard QemuArgs.isQemu(args) else { continue }
-            let cwd = SystemReads.readLink("\(procRoot)/\(pid)/cwd")
+            let cwd = Sys.readlink("\(procRoot)/\(pid)/cwd")
             for p in QemuArgs.filePaths(args) {
                 let abs = p.hasPrefix("/") ? p : cwd.map { $0 + "/" + p }
-                if let a = abs { c.add(a, source: "qemu args", realPath: SystemReads.realPath(a) ?? a) }
+                if let a = abs { c.add(a, source: "qemu args", realPath: (try? Sys.realpath(a).get()) ?? a) }
             }
         }
         return c
@@ -792,9 +792,9 @@ struct Scan {
             if let rows = rowsByFile[FileKey(device: files[i].device, inode: files[i].inode)],
                rows.contains(where: { $0.kind == "LEASE" || $0.kind == "DELEG" }) { continue }
             // An empty one (the scheme creates them empty) names nothing: one lstat, no read.
-            if case .success(let s) = SystemReads.lstatus(files[i].path), s.kind == .regular, s.size == 0 { continue }
+            if case .success(let s) = Sys.lstat(files[i].path), s.kind == .regular, s.size == 0 { continue }
             t.contentReads += 1
-            switch SystemReads.readRegularFile(files[i].path, limit: 4097) {
+            switch Sys.readRegularFile(files[i].path, limit: 4097) {
             case .success(let bytes):
                 guard !bytes.isEmpty, bytes.count <= 4096 else { continue }
                 var line = bytes[...]
@@ -803,10 +803,10 @@ struct Scan {
                     files[i].image = PathBytes.string(line)
                     files[i].mappedBy = "content"
                 }
-            case .failure(let e) where e.errno == ENOENT:
+            case .failure(let e) where e.code == ENOENT:
                 break  // removed since the dir was read
             case .failure(let e):
-                unseen.append(Unseen(what: "content of lock file \(files[i].path)", why: e.text))
+                unseen.append(Unseen(what: "content of lock file \(files[i].path)", why: e.description))
             }
         }
     }
@@ -1086,9 +1086,9 @@ final class KernelTableReader: Sendable {
     /// Reads and parses `path` on its own thread.
     init(path: String) {
         work = ThreadWork {
-            let t0 = now()
-            guard let bytes = ProcFS.readBytes(path) else { return Read(table: nil, errno: errno, seconds: now() - t0) }
-            return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: now() - t0)
+            let t0 = Sys.monotonicSeconds()
+            guard let bytes = ProcFS.readBytes(path) else { return Read(table: nil, errno: errno, seconds: Sys.monotonicSeconds() - t0) }
+            return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: Sys.monotonicSeconds() - t0)
         }
     }
 
@@ -1097,12 +1097,6 @@ final class KernelTableReader: Sendable {
         let r = work.wait()
         return (r.table, r.errno, r.seconds)
     }
-}
-
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 extension Array {

@@ -227,7 +227,7 @@ extension ServerLocks {
     public static func gather(path: String, device: DeviceID?, inode: UInt64?, filesystem: SharedFilesystem,
                               statedump: Bool, cli: GlusterCLI, procRoot: String = "/proc") -> ServerLockFacts {
         var f = ServerLockFacts(path: path, device: device, inode: inode, filesystem: filesystem,
-                                localHost: SystemReads.hostName)
+                                localHost: Sys.hostName)
         do {
             f.probed = try ImageLocker.probeLocks(path: path)
         } catch {
@@ -265,7 +265,7 @@ extension ServerLocks {
         defer { reader.close() }
         for pid in pids where pid > 0 && seen.insert(pid).inserted {
             var fds: [OpenFD] = []
-            guard SystemReads.openFiles(procRoot: procRoot, pid: pid, into: &fds) == nil,
+            guard Sys.openFiles(procRoot: procRoot, pid: pid, into: &fds) == nil,
                   let fd = fds.first(where: { $0.inode == inode && (device == nil || $0.device == nil || $0.device == device) }),
                   let d = ProcessDetails.read(pid: pid, procRoot: procRoot, bootTime: boot, users: &users) else { continue }
             f.openers.append(Opener(fd: fd.fd, openMode: reader.openFlags(pid: pid, fd: fd.fd).map(OpenMode.init(flags:)), process: d))
@@ -289,7 +289,7 @@ extension Scan {
         for f in pass.fds where f.kind == .regular {
             guard let dev = f.device else { continue }
             if filesystems[dev] == nil && readMountinfo.insert(f.pid).inserted,
-               let text = SystemReads.readProc("\(procRoot)/\(f.pid)/mountinfo") {
+               let text = ProcFS.read("\(procRoot)/\(f.pid)/mountinfo") {
                 for (d, type) in ServerLocks.filesystemTypes(mountinfo: text) where filesystems[d] == nil {
                     filesystems[d] = .some(SharedFilesystem.of(fstype: type))
                 }
@@ -313,7 +313,7 @@ extension Scan {
             let fds = files[key]!
             guard let dev = key.device, let fs = filesystems[dev] ?? nil,
                   let path = fds.lazy.compactMap({ reader.link(pid: $0.pid, fd: $0.fd) }).first(where: { $0.hasPrefix("/") }) else { continue }
-            var f = ServerLockFacts(path: path, device: dev, inode: key.inode, filesystem: fs, localHost: SystemReads.hostName)
+            var f = ServerLockFacts(path: path, device: dev, inode: key.inode, filesystem: fs, localHost: Sys.hostName)
             do {
                 f.probed = try ImageLocker.probeLocks(path: path, expect: (dev, key.inode))
             } catch {
@@ -332,7 +332,7 @@ extension Scan {
             // Locks no local process with the file open accounts for: another host's.
             // On a GlusterFS FUSE mount of a server node a statedump names them.
             if options.fuseStatedump && fs.name == "fuse" && f.probed.contains(where: { !openers.contains($0.pid ?? 0) }),
-               let info = SystemReads.readProc("\(procRoot)/\(fds[0].pid)/mountinfo"),
+               let info = ProcFS.read("\(procRoot)/\(fds[0].pid)/mountinfo"),
                let m = ServerLocks.glusterMount(mountinfo: info, path: path),
                let loc = ServerLocks.glusterLocation(path: path, mountPoint: m.mountPoint, source: m.source) {
                 (f.glusterVolume, f.glusterPath) = (loc.volume, loc.path)

@@ -235,11 +235,7 @@ enum JSONOutput {
         FileHandle.standardOutput.write(Data((try render(payload) + "\n").utf8))
     }
 
-    static var host: String {
-        var buf = [CChar](repeating: 0, count: 256)
-        gethostname(&buf, buf.count - 1)
-        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static var host: String { Sys.hostName }
 }
 
 /// "pid 123 on host h1 holds a WRITE lock on bytes 0-EOF (lk-owner h1:123)".

@@ -26,11 +26,11 @@ final class FDTargetsTests: XCTestCase {
         for (fd, flags) in [(ro, UInt32(0)), (wo, 1), (rw, 2)] {
             XCTAssertEqual(reader.openFlags(pid: pid, fd: fd), flags, "fd \(fd)")
             XCTAssertEqual(reader.link(pid: pid, fd: fd), path)
-            XCTAssertEqual(reader.link(pid: pid, fd: fd), SystemReads.readLink("/proc/\(pid)/fd/\(fd)"))
+            XCTAssertEqual(reader.link(pid: pid, fd: fd), Sys.readlink("/proc/\(pid)/fd/\(fd)"))
         }
         var buffer = [UInt8](repeating: 0, count: 16384)
         let info = try XCTUnwrap(reader.info(pid: pid, fd: ro))
-        let n = try XCTUnwrap(SystemReads.readSmallProcFile("/proc/\(pid)/fdinfo/\(ro)", into: &buffer))
+        let n = try XCTUnwrap(Sys.readSmall("/proc/\(pid)/fdinfo/\(ro)", into: &buffer))
         let byPath = try XCTUnwrap(buffer.withUnsafeBufferPointer { FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) })
         XCTAssertEqual(info.locks.map(\.shape), byPath.locks.map(\.shape))
         XCTAssertEqual(info.locks.map { "\($0.kind) \($0.type) \($0.start)" }, ["OFDLCK READ 100"])
