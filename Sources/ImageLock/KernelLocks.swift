@@ -9,8 +9,8 @@ import Glibc
 public struct KernelLock: Hashable, Sendable, Codable {
     /// The ID column. A blocked waiter line carries its blocker's ID.
     public var id: Int
-    /// POSIX, OFDLCK, FLOCK, LEASE, DELEG, ACCESS.
-    public var kind: String
+    /// POSIX, OFDLCK, FLOCK, LEASE, DELEG, ACCESS (as printed).
+    public var kind: Kind
     /// ADVISORY, MANDATORY, or a lease state (ACTIVE, BREAKING, BREAKER).
     public var mode: String
     /// READ, WRITE, UNLCK (as printed).
@@ -25,7 +25,7 @@ public struct KernelLock: Hashable, Sendable, Codable {
     /// For a `->` line: the ID of the lock this request is blocked by.
     public var blockedBy: Int?
 
-    public init(id: Int, kind: String, mode: String, type: String, pid: Int32?, device: DeviceID?,
+    public init(id: Int, kind: Kind, mode: String, type: String, pid: Int32?, device: DeviceID?,
                 inode: UInt64?, start: Int64, end: Int64?, blockedBy: Int? = nil) {
         self.id = id
         self.kind = kind
@@ -108,7 +108,7 @@ public struct KernelLock: Hashable, Sendable, Codable {
                 modeText = (f + 1..<n - 5).map(text).joined(separator: " ")
             }
             guard !modeText.isEmpty else { return nil }
-            return KernelLock(id: id, kind: text(f), mode: modeText, type: text(n - 5), pid: pid > 0 ? pid : nil,
+            return KernelLock(id: id, kind: Kind(rawValue: text(f)), mode: modeText, type: text(n - 5), pid: pid > 0 ? pid : nil,
                               device: device, inode: inode, start: start, end: end, blockedBy: blocked ? id : nil)
         }
     }
@@ -134,10 +134,10 @@ public struct KernelLock: Hashable, Sendable, Codable {
         return (locks, malformed)
     }
 
-    public var isOFD: Bool { kind == "OFDLCK" }
+    public var isOFD: Bool { kind == .ofd }
     /// An fcntl record lock (POSIX or OFD). flock(2) locks and leases never conflict with
     /// fcntl locks, so they never stop QEMU or the lockfile scheme.
-    public var isFcntlLock: Bool { kind == "POSIX" || kind == "OFDLCK" }
+    public var isFcntlLock: Bool { kind == .posix || kind == .ofd }
     public var isWaiter: Bool { blockedBy != nil }
     public var lockType: LockType? {
         switch type {
@@ -147,13 +147,58 @@ public struct KernelLock: Hashable, Sendable, Codable {
         }
     }
 
-    /// Same lock, ignoring the ID (which is per-file in fdinfo and global in /proc/locks).
-    public func sameLock(as other: KernelLock) -> Bool {
-        kind == other.kind && type == other.type && device == other.device && inode == other.inode
-            && start == other.start && end == other.end
+    /// What makes a lock the same lock wherever the kernel lists it: everything but the ID
+    /// (per file in fdinfo, global in /proc/locks), the pid (-1 for OFD locks, and absent
+    /// from fdinfo's view of who holds it) and the mode.
+    public struct Identity: Hashable, Sendable {
+        public var kind: Kind
+        public var type: String
+        public var device: DeviceID?
+        public var inode: UInt64?
+        public var start: Int64
+        public var end: Int64?
     }
 
+    public var identity: Identity { Identity(kind: kind, type: type, device: device, inode: inode, start: start, end: end) }
+
+    /// Same lock, ignoring the ID (`Identity`): how a /proc/locks row and an fdinfo line match.
+    public func sameLock(as other: KernelLock) -> Bool { identity == other.identity }
+
+    /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (QEMU
+    /// block/file-posix.c, `raw_apply_lock_bytes`: one byte per permission, shared).
+    public var isQemuByteLock: Bool {
+        guard lockType == .read, let e = end else { return false }
+        return (start >= 100 && e <= 104) || (start >= 200 && e <= 204)
+    }
+
+    /// virtlockd's lock: byte 0, length 1 (libvirt src/locking/lock_driver_lockd.c).
+    public var isByteZero: Bool { start == 0 && end == 0 }
+
     public func overlaps(_ range: ByteRange) -> Bool { range.overlaps(start: start, end: end) }
+}
+
+extension KernelLock {
+    /// The KIND column of the kernel's lock table (fs/locks.c, lock_get_status). A struct
+    /// of known values rather than an enum, as swift-system's `Errno` is: a kind a newer
+    /// kernel prints is kept as printed, not lost.
+    public struct Kind: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// A classic POSIX record lock (fcntl F_SETLK), owned by a process.
+        public static let posix = Kind(rawValue: "POSIX")
+        /// An open file description lock (F_OFD_SETLK), owned by an open file.
+        public static let ofd = Kind(rawValue: "OFDLCK")
+        /// A flock(2) lock.
+        public static let flock = Kind(rawValue: "FLOCK")
+        /// A file lease (F_SETLEASE).
+        public static let lease = Kind(rawValue: "LEASE")
+        /// An NFS delegation.
+        public static let delegation = Kind(rawValue: "DELEG")
+        /// A share-mode (ACCESS) lock.
+        public static let access = Kind(rawValue: "ACCESS")
+    }
 }
 
 /// What /proc/PID/fdinfo/FD says about one open file.

@@ -153,25 +153,6 @@ struct FileKey: Hashable, Comparable {
 
 extension KernelLock {
     var fileKey: FileKey? { inode.map { FileKey(device: device, inode: $0) } }
-    /// The lock without its ID and pid: how a /proc/locks row and an fdinfo line match.
-    var shape: LockShape { LockShape(kind: kind, type: type, device: device, inode: inode ?? 0, start: start, end: end) }
-    /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (QEMU block/file-posix.c).
-    var isQemuByteLock: Bool {
-        guard type == "READ", let e = end else { return false }
-        return (start >= 100 && e <= 104) || (start >= 200 && e <= 204)
-    }
-    /// virtlockd's lock: byte 0, length 1 (libvirt src/locking/lock_driver_lockd.c).
-    var isByteZero: Bool { start == 0 && end == 0 }
-}
-
-/// A lock without its ID and pid.
-struct LockShape: Hashable {
-    var kind: String
-    var type: String
-    var device: DeviceID?
-    var inode: UInt64
-    var start: Int64
-    var end: Int64?
 }
 
 /// An fd of a process with the locks the kernel lists for it in fdinfo.
@@ -312,7 +293,7 @@ struct Scan {
         // An OFD lock that no fd on its inode lists (a /proc copy whose fd links mislead,
         // a filesystem whose st_ino differs from the kernel's lock inode): read every
         // fdinfo after all, as the kernel's own lists are the ground truth.
-        if fds.live && procs.hidden.isEmpty && held.contains(where: { $0.pid == nil && procs.shapes[$0.shape] == nil }) {
+        if fds.live && procs.hidden.isEmpty && held.contains(where: { $0.pid == nil && procs.shapes[$0.identity] == nil }) {
             procs = readHolders(fds, locked: nil, lockFiles: (lockFiles, lockFileKeys), paths: needPaths,
                                 writers: options.findWriters && options.focus == nil, timings: &t)
         }
@@ -409,7 +390,7 @@ struct Scan {
         /// fds whose fdinfo lists locks, by the locked file.
         var byFile: [FileKey: [OpenFileLocks]] = [:]
         /// The fdinfo lock shapes seen, with how many fds list each.
-        var shapes: [LockShape: Int] = [:]
+        var shapes: [KernelLock.Identity: Int] = [:]
         /// Every fd link that names a path (candidate images), with a pid that has it open.
         var openPaths: [String: Int32] = [:]
         /// The file key of a locked fd's link where it differs from what statx said of the fd
@@ -489,13 +470,13 @@ struct Scan {
     /// the order is not looked at: `list` shows every fd. When kcmp cannot tell, or the
     /// rows are never all accounted for, every process is looked at, as `list` does.
     mutating func searchOFDHolders(held: [KernelLock], first: [Int32], order: [Int32], timings t: inout SnapshotTimings) -> FDPass {
-        var need: [LockShape: Int] = [:]
-        for r in held where r.pid == nil { need[r.shape, default: 0] += 1 }
+        var need: [KernelLock.Identity: Int] = [:]
+        for r in held where r.pid == nil { need[r.identity, default: 0] += 1 }
         let inodes = Set(held.compactMap(\.inode))
         var pass = FDPass()
         pass.live = Sys.isLiveProc(procRoot)
-        var have: [LockShape: Int] = [:]
-        var descriptions: [(pid: Int32, fd: Int32, shapes: Set<LockShape>)] = []
+        var have: [KernelLock.Identity: Int] = [:]
+        var descriptions: [(pid: Int32, fd: Int32, shapes: Set<KernelLock.Identity>)] = []
         var exact = pass.live
         var reader = ProcessFDReader(procRoot: procRoot)
         defer { reader.close() }
@@ -509,7 +490,7 @@ struct Scan {
             pass.hidden.formUnion(part.hidden)
             for f in part.fds where inodes.contains(f.inode) && f.info == nil {
                 guard let info = reader.info(pid: f.pid, fd: f.fd) else { continue }
-                let shapes = Set(info.locks.filter { $0.isOFD }.map(\.shape)).filter { need[$0] != nil }
+                let shapes = Set(info.locks.filter { $0.isOFD }.map(\.identity)).filter { need[$0] != nil }
                 guard !shapes.isEmpty else { continue }
                 var known = false
                 for d in descriptions where !d.shapes.isDisjoint(with: shapes) {
@@ -587,7 +568,7 @@ struct Scan {
         if f.candidate, let l = f.link, out.openPaths[l] == nil { out.openPaths[l] = f.fd.pid }
         guard let key = f.locks.first?.fileKey, let link = f.link else { return }
         out.byFile[key, default: []].append(OpenFileLocks(pid: f.fd.pid, fd: f.fd.fd, link: link, flags: f.flags, locks: f.locks))
-        for l in f.locks { out.shapes[l.shape, default: 0] += 1 }
+        for l in f.locks { out.shapes[l.identity, default: 0] += 1 }
         if f.fd.device == nil || FileKey(device: f.fd.device, inode: f.fd.inode) != key { out.keyByLink[link] = key }
     }
 
@@ -604,7 +585,7 @@ struct Scan {
         }
         if let i = f.info {
             (out.flags, out.locks) = (i.flags, i.locks)
-        } else if let rows = locked?[f.inode], let dev = f.device, rows.allSatisfy({ $0.kind == "POSIX" && $0.device == dev }) {
+        } else if let rows = locked?[f.inode], let dev = f.device, rows.allSatisfy({ $0.kind == .posix && $0.device == dev }) {
             let own = rows.filter { $0.pid == f.pid }
             if !own.isEmpty, let mode = reader.openFlags(pid: f.pid, fd: f.fd) {
                 (out.flags, out.locks) = (mode, own)
@@ -790,7 +771,7 @@ struct Scan {
             guard files[i].kind == .regular else { continue }
             // Opening a file with a lease would start breaking the lease: leave it alone.
             if let rows = rowsByFile[FileKey(device: files[i].device, inode: files[i].inode)],
-               rows.contains(where: { $0.kind == "LEASE" || $0.kind == "DELEG" }) { continue }
+               rows.contains(where: { $0.kind == .lease || $0.kind == .delegation }) { continue }
             // An empty one (the scheme creates them empty) names nothing: one lstat, no read.
             if case .success(let s) = Sys.lstat(files[i].path), s.kind == .regular, s.size == 0 { continue }
             t.contentReads += 1
@@ -822,7 +803,7 @@ struct Scan {
         if rows.contains(where: \.isQemuByteLock) || holders.contains(where: { $0.locks.contains(where: \.isQemuByteLock) }) {
             return .qemu
         }
-        if rows.contains(where: { $0.isByteZero && $0.kind == "POSIX" }) {
+        if rows.contains(where: { $0.isByteZero && $0.kind == .posix }) {
             let byVirtlockd = rows.contains { r in
                 r.isByteZero && r.pid.flatMap { details[$0] ?? nil }?.command == "virtlockd"
             } && !isDaemonPidFile(holders)  // libvirt hook
@@ -845,7 +826,7 @@ struct Scan {
         }
 
         // Names of POSIX byte-0 holders are needed to recognise virtlockd.
-        for r in rows where r.isByteZero && r.kind == "POSIX" { if let p = r.pid { _ = process(p) } }
+        for r in rows where r.isByteZero && r.kind == .posix { if let p = r.pid { _ = process(p) } }
 
         // One entry per lock file and per locked file, in order of sight; entries with the
         // same id (an image with lock files in two dirs, or also locked by QEMU) are merged
@@ -993,7 +974,7 @@ struct Scan {
         holders.reserveCapacity(openFiles.count)
         struct PidShape: Hashable {
             var pid: Int32
-            var shape: LockShape
+            var shape: KernelLock.Identity
         }
         // The fds' own locks, looked up by a scan while they are few (one fd, one lock, on
         // most files) and by a set when many.
@@ -1003,22 +984,22 @@ struct Scan {
             holders.append(makeHolder(pid: of.pid, fd: of.fd, openMode: OpenMode(flags: of.flags),
                                       locks: of.locks, scheme: scheme))
             if fdLocks > 16 {
-                for l in of.locks where l.kind == "POSIX" { namedPosix.insert(PidShape(pid: of.pid, shape: l.shape)) }
+                for l in of.locks where l.kind == .posix { namedPosix.insert(PidShape(pid: of.pid, shape: l.identity)) }
             }
         }
-        func isNamed(_ pid: Int32, _ shape: LockShape) -> Bool {
+        func isNamed(_ pid: Int32, _ shape: KernelLock.Identity) -> Bool {
             fdLocks > 16 ? namedPosix.contains(PidShape(pid: pid, shape: shape))
-                : openFiles.contains { $0.pid == pid && $0.locks.contains { $0.kind == "POSIX" && $0.shape == shape } }
+                : openFiles.contains { $0.pid == pid && $0.locks.contains { $0.kind == .posix && $0.identity == shape } }
         }
         // Whether any fd lists the lock (only this file's fds can: fdinfo lists an fd's own).
-        func isListed(_ shape: LockShape) -> Bool {
-            openFiles.contains { $0.locks.contains { $0.shape == shape } } || procs.shapes[shape] != nil
+        func isListed(_ shape: KernelLock.Identity) -> Bool {
+            openFiles.contains { $0.locks.contains { $0.identity == shape } } || procs.shapes[shape] != nil
         }
         var posixOnly: [Int32: [KernelLock]] = [:]
         for r in rows where !r.isWaiter {
-            if let pid = r.pid, r.kind == "POSIX" || !isListed(r.shape) {
-                if !isNamed(pid, r.shape) { posixOnly[pid, default: []].append(r) }
-            } else if !isListed(r.shape) {
+            if let pid = r.pid, r.kind == .posix || !isListed(r.identity) {
+                if !isNamed(pid, r.identity) { posixOnly[pid, default: []].append(r) }
+            } else if !isListed(r.identity) {
                 unseen.append(Unseen(
                     what: "holder of \(r.kind) \(r.type) lock on \(key.text) bytes \(r.start)-\(r.end.map(String.init) ?? "EOF")",
                     why: procs.hidden.isEmpty ? "no process lists it in fdinfo (it may have ended during the scan)"
@@ -1047,7 +1028,7 @@ struct Scan {
             unseen.append(Unseen(what: "details of pid \(pid)", why: "the process ended during the scan"))
         }
         let scheme = virtlockdScheme(scheme, locks: locks, command: d?.command)  // libvirt hook
-        let type: LockType? = locks.contains { $0.type == "WRITE" } ? .write : locks.contains { $0.type == "READ" } ? .read : nil
+        let type: LockType? = locks.contains { $0.lockType == .write } ? .write : locks.contains { $0.lockType == .read } ? .read : nil
         // Only QEMU's own byte locks say which permissions a user holds: a whole-file lock
         // or an flock(2) lock on an image is no QEMU user (why still counts the fcntl ones).
         var qemu: QemuPermissions?

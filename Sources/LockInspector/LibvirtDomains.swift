@@ -414,7 +414,7 @@ extension Scan {
     /// virtlockd's byte-0 lock on a disk QEMU also locks is virtlockd's, not a QEMU user's.
     func virtlockdScheme(_ scheme: LockScheme, locks: [KernelLock], command: String?) -> LockScheme {
         guard scheme == .qemu, command == "virtlockd", !locks.isEmpty,
-              locks.allSatisfy({ $0.isByteZero && $0.kind == "POSIX" }) else { return scheme }
+              locks.allSatisfy({ $0.isByteZero && $0.kind == .posix }) else { return scheme }
         return .virtlockd
     }
 

@@ -93,7 +93,7 @@ public enum ServerLocks {
             for pid in order { holders.append(holder(pid: pid, opener: local[pid], host: nil, ranges: ranges[pid]!)) }
         }
         let rows = f.probed.enumerated().map { i, l in
-            KernelLock(id: -(i + 1), kind: "POSIX", mode: "ADVISORY", type: l.type.rawValue,
+            KernelLock(id: -(i + 1), kind: .posix, mode: "ADVISORY", type: l.type.rawValue,
                        pid: l.pid.flatMap { local[$0] != nil ? $0 : nil }, device: f.device, inode: f.inode,
                        start: l.range.start, end: l.range.end)
         }
@@ -325,7 +325,7 @@ extension Scan {
                 guard let pid = l.pid, openers.contains(pid), !listed.contains("\(key.inode)/\(pid)") else { continue }
                 f.openers.append(contentsOf: fds.filter { $0.pid == pid && !f.openers.contains(where: { $0.pid == pid }) }
                     .prefix(1).map { Opener(fd: $0.fd, process: ProcessDetails(pid: $0.pid, command: "")) })
-                let row = KernelLock(id: -(rows.count + 1), kind: "POSIX", mode: "ADVISORY", type: l.type.rawValue, pid: pid,
+                let row = KernelLock(id: -(rows.count + 1), kind: .posix, mode: "ADVISORY", type: l.type.rawValue, pid: pid,
                                      device: dev, inode: key.inode, start: l.range.start, end: l.range.end)
                 rows.append(row)
             }

@@ -220,7 +220,7 @@ public enum SnapshotJSON {
         w.key("start")
         w.int(l.start)
         w.key("type")
-        w.string(l.kind)
+        w.string(l.kind.rawValue)
         w.endObject()
     }
 

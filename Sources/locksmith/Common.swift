@@ -256,7 +256,7 @@ func describe(_ h: LockHolder) -> String {
     var s = "pid \(h.pid) (\(h.command))"
     let l = h.lock
     let end = l.end.map(String.init) ?? "EOF"
-    s += " holds a \(l.type) \(l.isOFD ? "OFD" : l.kind) lock on bytes \(l.start)-\(end)"
+    s += " holds a \(l.type) \(l.isOFD ? "OFD" : l.kind.rawValue) lock on bytes \(l.start)-\(end)"
     if let fd = h.fd { s += " through fd \(fd)" }
     return s
 }

@@ -234,7 +234,7 @@ struct LockJSON: Encodable {
     var blockedBy: Int?
 
     init(_ l: KernelLock) {
-        type = l.kind
+        type = l.kind.rawValue
         mode = l.type
         start = l.start
         end = l.end

@@ -32,7 +32,7 @@ final class FDTargetsTests: XCTestCase {
         let info = try XCTUnwrap(reader.info(pid: pid, fd: ro))
         let n = try XCTUnwrap(Sys.readSmall("/proc/\(pid)/fdinfo/\(ro)", into: &buffer))
         let byPath = try XCTUnwrap(buffer.withUnsafeBufferPointer { FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) })
-        XCTAssertEqual(info.locks.map(\.shape), byPath.locks.map(\.shape))
+        XCTAssertEqual(info.locks.map(\.identity), byPath.locks.map(\.identity))
         XCTAssertEqual(info.locks.map { "\($0.kind) \($0.type) \($0.start)" }, ["OFDLCK READ 100"])
         XCTAssertEqual(info.flags & 3, 0)
 
