@@ -360,8 +360,9 @@ public struct LockHolder: Hashable, Sendable, Codable {
     }
 }
 
-/// Names the processes behind kernel locks: the pid column for classic POSIX locks and
-/// flock, the fdinfo `lock:` lines for OFD locks (whose pid the kernel reports as -1).
+/// Names the processes behind kernel locks for try and hold (the targeted search of
+/// `HolderSearch`): the pid column for classic POSIX locks and flock, the fdinfo `lock:`
+/// lines for OFD locks (whose pid the kernel reports as -1).
 public enum LockHolderFinder {
     /// The holders of locks on `file` that overlap `range` and conflict with a lock of
     /// `type`, leaving out `excluding` (the asking process). Blocked waiters are not holders.
@@ -386,8 +387,9 @@ public enum LockHolderFinder {
         return attribute(relevant, procRoot: procRoot).filter { $0.pid != excluding }
     }
 
-    /// Attributes each lock to its holder(s). OFD locks are looked up in fdinfo of every
-    /// process, once, however many there are.
+    /// Attributes each lock to its holder(s): the pid column for POSIX and flock rows, the
+    /// fdinfo of the fds on the locked inodes for OFD rows (`HolderSearch.ofdHolders`), one
+    /// pass over the processes however many there are.
     public static func attribute(_ locks: [KernelLock], procRoot: String = "/proc") -> [LockHolder] {
         var result: [LockHolder] = []
         var seen = Set<String>()
@@ -404,22 +406,10 @@ public enum LockHolderFinder {
             }
         }
         guard !ofd.isEmpty else { return result }
-        let inodes = Set(ofd.compactMap { $0.inode })
-        for pid in ProcFS.pids(procRoot: procRoot) {
-            let dir = "\(procRoot)/\(pid)/fdinfo"
-            guard let fds = ProcFS.list(dir) else { continue }
-            var command: String?
-            for name in fds {
-                guard let fd = Int32(name), let text = ProcFS.read("\(dir)/\(name)"),
-                      let info = FDInfo(text: Substring(text)), !info.locks.isEmpty else { continue }
-                if let ino = info.inode, !inodes.contains(ino) { continue }
-                for held in info.locks {
-                    for wanted in ofd where held.sameLock(as: wanted) {
-                        if command == nil { command = ProcFS.command(pid: pid, procRoot: procRoot) ?? "?" }
-                        add(LockHolder(pid: pid, command: command!, fd: fd, lock: wanted))
-                    }
-                }
-            }
+        var commands: [Int32: String] = [:]
+        HolderSearch.ofdHolders(of: ofd, procRoot: procRoot) { pid, fd, lock in
+            if commands[pid] == nil { commands[pid] = ProcFS.command(pid: pid, procRoot: procRoot) ?? "?" }
+            add(LockHolder(pid: pid, command: commands[pid]!, fd: fd, lock: lock))
         }
         return result
     }

@@ -427,8 +427,7 @@ struct Scan {
             var failed: [(Int32, Errno)] = []
             var buffer = [UInt8](repeating: 0, count: 16384)
             for pid in pids[range] {
-                let failure = live ? Sys.openFiles(procRoot: root, pid: pid, into: &fds)
-                    : Sys.openFilesFromFDInfo(procRoot: root, pid: pid, buffer: &buffer, into: &fds)
+                let failure = HolderSearch.openFiles(procRoot: root, pid: pid, live: live, buffer: &buffer, into: &fds)
                 if let e = failure { failed.append((pid, e)) }
             }
             return [(fds, failed)]
@@ -472,40 +471,14 @@ struct Scan {
     mutating func searchOFDHolders(held: [KernelLock], first: [Int32], order: [Int32], timings t: inout SnapshotTimings) -> FDPass {
         var need: [KernelLock.Identity: Int] = [:]
         for r in held where r.pid == nil { need[r.identity, default: 0] += 1 }
-        let inodes = Set(held.compactMap(\.inode))
         var pass = FDPass()
         pass.live = Sys.isLiveProc(procRoot)
-        var have: [KernelLock.Identity: Int] = [:]
-        var descriptions: [(pid: Int32, fd: Int32, shapes: Set<KernelLock.Identity>)] = []
-        var exact = pass.live
-        var reader = ProcessFDReader(procRoot: procRoot)
-        defer { reader.close() }
-        let firstSet = Set(first)
-        var done = false
-        for pid in first + order.filter({ !firstSet.contains($0) }) {
-            if done && !firstSet.contains(pid) { break }
+        pass.pids = HolderSearch.ofdSearch(need: need, inodes: Set(held.compactMap(\.inode)), first: first, order: order,
+                                           live: pass.live, procRoot: procRoot) { pid in
             let part = listOpenFiles(pids: [pid], timings: &t)
-            pass.pids.append(pid)
             pass.fds += part.fds
             pass.hidden.formUnion(part.hidden)
-            for f in part.fds where inodes.contains(f.inode) && f.info == nil {
-                guard let info = reader.info(pid: f.pid, fd: f.fd) else { continue }
-                let shapes = Set(info.locks.filter { $0.isOFD }.map(\.identity)).filter { need[$0] != nil }
-                guard !shapes.isEmpty else { continue }
-                var known = false
-                for d in descriptions where !d.shapes.isDisjoint(with: shapes) {
-                    switch Sys.sameOpenFile((d.pid, d.fd), (f.pid, f.fd)) {
-                    case true?: known = true
-                    case false?: break
-                    case nil: exact = false
-                    }
-                    if known { break }
-                }
-                if known { continue }
-                descriptions.append((f.pid, f.fd, shapes))
-                for s in shapes { have[s, default: 0] += 1 }
-            }
-            if exact && !done && need.allSatisfy({ have[$0.key, default: 0] >= $0.value }) { done = true }
+            return part.fds
         }
         return pass
     }
