@@ -1,3 +1,5 @@
+// Part of phase 5 of a scan (Scan.swift), for the audit's writer rules: the processes with an
+// image file open for writing (`Snapshot.writers`, with `InspectorOptions.findWriters`).
 import Foundation
 import ImageLock
 

@@ -1,11 +1,12 @@
-@testable import LockInspector
 import _TestSupport
 import Foundation
 import ImageLock
 import XCTest
 
-/// The per-process reads relative to /proc/PID/fd and fdinfo say what the path-based reads say.
-final class FDTargetsTests: XCTestCase {
+/// The fd pass's reads (System/ProcFDs.swift): the per-process reads relative to
+/// /proc/PID/fd and fdinfo say what the path-based reads say, and statx of the fd entries
+/// gives the inode and device stat gives.
+final class ProcFDsTests: XCTestCase {
     func testRelativeReadsMatchPathReads() throws {
         let dir = TempDir("fdreader")
         let path = dir.makeFile("image.img", size: 4096)
@@ -43,5 +44,28 @@ final class FDTargetsTests: XCTestCase {
         XCTAssertNil(reader.info(pid: pid, fd: 987))
         XCTAssertNil(reader.openFlags(pid: 999_999_999, fd: 0))
         XCTAssertEqual(reader.link(pid: pid, fd: rw), path)
+    }
+
+    func testTheFDPassSeesEveryFDWithTheInodeAndDeviceStatGives() throws {
+        let dir = TempDir("fdpass")
+        let path = dir.makeFile("image.img", size: 4096)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+        let st = try Sys.stat(path).get()
+        var fds: [OpenFD] = []
+        XCTAssertNil(Sys.openFiles(procRoot: "/proc", pid: getpid(), into: &fds))
+        let mine = try XCTUnwrap(fds.first { $0.fd == fd })
+        XCTAssertEqual(mine.inode, st.inode)
+        XCTAssertEqual(mine.device, st.deviceID)
+        XCTAssertEqual(mine.kind, .regular)
+        // The same from fdinfo (how a /proc copy is read): the inode, no device.
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        var byInfo: [OpenFD] = []
+        XCTAssertNil(Sys.openFilesFromFDInfo(procRoot: "/proc", pid: getpid(), buffer: &buffer, into: &byInfo))
+        XCTAssertEqual(byInfo.first { $0.fd == fd }?.inode, st.inode)
+        // A process that is gone: the failure, nothing appended.
+        var none: [OpenFD] = []
+        XCTAssertEqual(Sys.openFiles(procRoot: "/proc", pid: 999_999_999, into: &none)?.code, ENOENT)
+        XCTAssertTrue(none.isEmpty)
     }
 }
