@@ -78,7 +78,7 @@ public enum ImageLockError: Error, Equatable, Sendable, CustomStringConvertible 
     }
 
     static func text(_ errno: Int32) -> String {
-        String(cString: strerror(errno))
+        Errno(errno).description
     }
 }
 

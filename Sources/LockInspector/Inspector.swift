@@ -62,7 +62,7 @@ public enum InspectorError: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String {
         switch self {
         case let .procUnreadable(path, errno):
-            return "cannot read \(path): \(String(cString: strerror(errno)))"
+            return "cannot read \(path): \(Errno(errno))"
         }
     }
 }
