@@ -115,6 +115,11 @@ public struct Holder: Sendable, Equatable, Hashable {
     /// The file the lock is on, as the kernel lists it (device and inode).
     public var lockedDevice: DeviceID?
     public var lockedInode: UInt64?
+    /// A Gluster lock's holder checked against its host's process table in a cluster view
+    /// (`GlusterStaleness`); nil when not checked.
+    public var liveness: HolderLiveness?
+    /// What a brick statedump said of a Gluster lock's holder it named (nil otherwise).
+    public var statedump: StatedumpNaming?
 
     public init(pid: Int32, command: String, args: [String] = [], user: String? = nil, uid: UInt32? = nil,
                 started: Date? = nil, fd: Int32? = nil, openMode: OpenMode? = nil, vm: String? = nil,

@@ -79,8 +79,10 @@ public enum ServerLocks {
             for rs in byHolder(dump.filter { $0.state == .active }) {
                 let pid = rs[0].holderPID ?? 0
                 let here = rs[0].host == f.localHost
-                holders.append(holder(pid: pid, opener: here ? local[pid] : nil, host: here ? nil : rs[0].host,
-                                      ranges: rs.map { ($0.type, $0.range) }))
+                var h = holder(pid: pid, opener: here ? local[pid] : nil, host: here ? nil : rs[0].host,
+                               ranges: rs.map { ($0.type, $0.range) })
+                h.statedump = StatedumpNaming(rs)
+                holders.append(h)
             }
         } else {
             var order: [Int32] = []
@@ -135,7 +137,9 @@ public enum ServerLocks {
             let groups = byHolder(dump.filter { $0.host != f.localHost })
             guard !groups.isEmpty else { continue }
             let remote = groups.map { rs -> Holder in
-                holder(pid: rs[0].holderPID ?? 0, opener: nil, host: rs[0].host ?? "?", ranges: rs.map { ($0.type, $0.range) })
+                var h = holder(pid: rs[0].holderPID ?? 0, opener: nil, host: rs[0].host ?? "?", ranges: rs.map { ($0.type, $0.range) })
+                h.statedump = StatedumpNaming(rs)
+                return h
             }
             if let i = images.firstIndex(where: { $0.inode == f.inode && $0.device == f.device && $0.inode != nil }) {
                 images[i].holders += remote

@@ -170,6 +170,13 @@ public enum SnapshotJSON {
         // The holder's host: known for gluster holders named by a statedump, else null.
         w.key("host")
         w.string(h.host)
+        // A Gluster holder checked against its host's processes (a cluster view): only then.
+        if let l = h.liveness {
+            w.key("liveness")
+            w.string(l.word)
+            w.key("liveness_reason")
+            w.string(l.reason)
+        }
         w.key("mode")
         w.string(h.modeSummary)
         w.key("open_mode")
@@ -191,6 +198,18 @@ public enum SnapshotJSON {
         w.string(h.scheme.rawValue)
         w.key("started")
         w.string(h.started.map { dates.text($0) })
+        // What a brick statedump said of a Gluster holder it named: only then.
+        if let n = h.statedump {
+            w.key("statedump")
+            w.beginObject()
+            w.key("client_pid")
+            w.int(n.clientPID)
+            w.key("granted")
+            w.string(n.granted.map { dates.text($0) })
+            w.key("locksmith_owner")
+            w.bool(n.locksmithOwner)
+            w.endObject()
+        }
         w.key("uid")
         w.int(h.uid)
         w.key("user")

@@ -111,7 +111,8 @@ extension Locksmith {
         /// named with its host and a remedy there. Returns whether a host was not seen.
         func explainCluster(_ verdict: Verdict, lockDirectories dirs: [String]) throws -> Bool {
             // Each host's `list` with this why's lock dirs and Gluster timeout.
-            let scan = try ScanOptions.parse(dirs.flatMap { ["--lock-dir", $0] } + ["--timeout", "\(gluster.timeout)"])
+            let scan = try ScanOptions.parse(dirs.flatMap { ["--lock-dir", $0] } + ["--timeout", "\(gluster.timeout)"]
+                                             + glusterScanArguments(image: image))
             let storage = StorageIdentity.of(file: image)
             let view = try clusterSnapshot(cluster, scan: scan, audit: false)
             let local = view.hosts.first { $0.name == "." && $0.reached }?.label
@@ -125,7 +126,8 @@ extension Locksmith {
                                              holders: seen.map { ClusterWhyJSON.Entry(host: $0.holder.host, pid: $0.holder.pid,
                                                                                       command: $0.holder.command, vm: $0.holder.vm,
                                                                                       scheme: $0.holder.scheme.rawValue,
-                                                                                      mode: $0.holder.modeSummary, blocks: $0.blocks) })
+                                                                                      mode: $0.holder.modeSummary, blocks: $0.blocks,
+                                                                                      liveness: $0.holder.liveness) })
                 let body = String(decoding: try JSONOutput.encoder().encode(cluster), as: UTF8.self)
                 text.removeLast()
                 print(text + ",\"cluster\":" + body + "}")
@@ -145,6 +147,10 @@ extension Locksmith {
                 let dest = ClusterText.line(ssh[h.host ?? "?"] ?? host)
                 if s.blocks {
                     say("  blocked by \(ClusterWhy.name(h)) on \(host) (\(h.scheme.rawValue), \(h.modeSummary))")
+                    if let r = ClusterWhy.staleRemedy(h, image: image, storage: storage) {
+                        say("          remedy: \(r)")
+                        continue
+                    }
                     say("          remedy: on \(host): " + (h.vm.map { "shut down VM \($0) or detach the disk" } ?? "stop \(h.command) (pid \(h.pid)) when it is done")
                           + (dest == "." ? "" : "; `ssh \(dest) locksmith why \(image)` there"))
                 } else {
@@ -248,9 +254,15 @@ struct ClusterWhyJSON: Encodable {
         var scheme: String
         var mode: String
         var blocks: Bool
+        /// A Gluster holder checked on its host (`GlusterStaleness`): only then.
+        var liveness: HolderLiveness?
 
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
+            if let l = liveness {
+                try c.encode(l.word, forKey: .liveness)
+                try c.encode(l.reason, forKey: .livenessReason)
+            }
             try c.encode(host, forKey: .host)
             try c.encode(pid, forKey: .pid)
             try c.encode(command, forKey: .command)
@@ -260,7 +272,7 @@ struct ClusterWhyJSON: Encodable {
             try c.encode(blocks, forKey: .blocks)
         }
 
-        enum CodingKeys: String, CodingKey { case host, pid, command, vm, scheme, mode, blocks }
+        enum CodingKeys: String, CodingKey { case host, pid, command, vm, scheme, mode, blocks, liveness, livenessReason = "liveness_reason" }
     }
 
     var storage: String?
