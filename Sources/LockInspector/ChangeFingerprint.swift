@@ -64,9 +64,5 @@ public final class SnapshotCache: @unchecked Sendable {
         lock.unlock()
     }
 
-    private func monotonicSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    private func monotonicSeconds() -> Double { Sys.monotonicSeconds() }
 }

@@ -64,7 +64,7 @@ public enum GlusterScan {
 
         init(_ volumes: [GlusterVolumeScan], procRoot: String) {
             results = Array(repeating: ([], []), count: volumes.count)
-            let host = SystemReads.hostName
+            let host = Sys.hostName
             for (i, v) in volumes.enumerated() {
                 group.enter()
                 let t = Thread { [self] in

@@ -224,11 +224,7 @@ public final class TUIApp {
     }
 }
 
-func monotonic() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+func monotonic() -> Double { Sys.monotonicSeconds() }
 
 /// Events from background threads, collected by the loop.
 final class Mailbox: @unchecked Sendable {

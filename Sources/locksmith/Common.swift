@@ -218,9 +218,5 @@ enum JSONOutput {
         writeStandardOutput(report + [UInt8(ascii: "\n")])
     }
 
-    static var host: String {
-        var buf = [CChar](repeating: 0, count: 256)
-        gethostname(&buf, buf.count - 1)
-        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static var host: String { Sys.hostName }
 }

@@ -54,6 +54,6 @@ extension StorageIdentity {
     public static func of(file path: String, procRoot: String = "/proc") -> String? {
         if GlusterURL.looksLikeURL(path) { return of(path: path, device: nil, mounts: []) }
         let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-        return of(path: real, device: nil, mounts: SystemReads.readProc(procRoot + "/self/mountinfo").map { mounts(mountinfo: $0) } ?? [])
+        return of(path: real, device: nil, mounts: ProcFS.read(procRoot + "/self/mountinfo").map { mounts(mountinfo: $0) } ?? [])
     }
 }

@@ -349,11 +349,11 @@ public enum HostProcesses {
         var out: [HostProcess] = []
         for pid in Set(pids).sorted() where pid > 0 {
             guard let d = ProcessDetails.read(pid: pid, procRoot: procRoot, bootTime: boot, users: &users),
-                  let stat = SystemReads.readProc("\(procRoot)/\(pid)/stat"),
+                  let stat = ProcFS.read("\(procRoot)/\(pid)/stat"),
                   let close = stat.lastIndex(of: ")") else { continue }
             let state = stat[stat.index(after: close)...].split(separator: " ").first.map(String.init) ?? "?"
             var open: [String] = []
-            if let info = SystemReads.readProc("\(procRoot)/\(pid)/mountinfo") {
+            if let info = ProcFS.read("\(procRoot)/\(pid)/mountinfo") {
                 var glusterMounts: [String: String] = [:]  // mount id -> volume
                 for line in info.split(separator: "\n") {
                     let f = line.split(separator: " ", omittingEmptySubsequences: false)
@@ -361,9 +361,9 @@ public enum HostProcesses {
                           let v = GlusterStaleness.volume(mountSource: ServerLocks.unescape(f[dash + 2])) else { continue }
                     glusterMounts[String(f[0])] = v
                 }
-                if !glusterMounts.isEmpty, case .success(let fds) = SystemReads.entries("\(procRoot)/\(pid)/fdinfo") {
+                if !glusterMounts.isEmpty, case .success(let fds) = Sys.entries("\(procRoot)/\(pid)/fdinfo") {
                     for e in fds.prefix(maxFDs) {
-                        guard let text = SystemReads.readProc("\(procRoot)/\(pid)/fdinfo/\(e.name)"),
+                        guard let text = ProcFS.read("\(procRoot)/\(pid)/fdinfo/\(e.name)"),
                               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("mnt_id:") }),
                               let v = glusterMounts[String(line.dropFirst("mnt_id:".count).trimmingCharacters(in: .whitespaces))],
                               !open.contains(v) else { continue }

@@ -148,7 +148,7 @@ extension ClusterScan {
                     let (dest, pids) = jobs[i]
                     var table = HostProcessTable(host: dest, reached: true)
                     if dest == "." {
-                        table.host = SystemReads.hostName
+                        table.host = Sys.hostName
                         for p in HostProcesses.read(pids: pids, procRoot: procRoot) { table.processes[p.pid] = p }
                     } else {
                         switch fetch(query, dest, words: ["processes", "--json"] + pids.map(String.init)) {

@@ -154,7 +154,7 @@ public enum RemoteSnapshot {
         var type: String
 
         func model(id: Int) throws -> KernelLock {
-            KernelLock(id: id, kind: type, mode: "ADVISORY", type: mode, pid: pid < 0 ? nil : pid,
+            KernelLock(id: id, kind: KernelLock.Kind(rawValue: type), mode: "ADVISORY", type: mode, pid: pid < 0 ? nil : pid,
                        device: try dev.map(deviceID), inode: inode, start: start, end: end, blockedBy: blockedBy)
         }
     }

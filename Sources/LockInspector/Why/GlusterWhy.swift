@@ -55,7 +55,7 @@ public enum GlusterWhy {
     /// (on a server node; elsewhere the note says why not).
     public static func gather(named: String, intent: OpenIntent, statedump: Bool, locker: ImageLocker, cli: GlusterCLI,
                               procRoot: String = "/proc") -> Input {
-        let host = SystemReads.hostName
+        let host = Sys.hostName
         let mode = intent.lockMode
         var input = Input(named: named, intent: intent, probe: .free, localHost: host)
         do {

@@ -17,7 +17,7 @@ final class SnapshotJSONTests: XCTestCase {
             if i % 3 == 0 {
                 image.holders = [Holder(pid: Int32(100 + i), command: "qemu-io", args: ["qemu-io", "-r", path], user: "root",
                                         uid: 0, started: t0, fd: 4, openMode: .readOnly, scheme: .lockfile, lockType: .read)]
-                image.locks = [KernelLock(id: i, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil,
+                image.locks = [KernelLock(id: i, kind: .ofd, mode: "ADVISORY", type: "READ", pid: nil,
                                           device: DeviceID(major: 254, minor: 1), inode: UInt64(i), start: 0, end: nil)]
             }
             images.append(image)
