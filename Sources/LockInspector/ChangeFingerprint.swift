@@ -32,7 +32,7 @@ public struct ChangeFingerprint: Equatable, Sendable {
 /// The last full snapshot and its fingerprint: a live view asks `reusable` first.
 public final class SnapshotCache: @unchecked Sendable {
     private let lock = NSLock()
-    private var last: (snapshot: Snapshot, fingerprint: ChangeFingerprint, taken: Double)?
+    private var last: (snapshot: AuditedSnapshot, fingerprint: ChangeFingerprint, taken: Double)?
     /// A full scan at least this often, whatever the fingerprint says.
     public let maxAge: Double
 
@@ -41,17 +41,14 @@ public final class SnapshotCache: @unchecked Sendable {
     }
 
     /// The last snapshot when nothing it depends on changed and it is young enough.
-    public func reusable(_ fingerprint: ChangeFingerprint) -> Snapshot? {
+    public func reusable(_ fingerprint: ChangeFingerprint) -> PolledSnapshot? {
         lock.lock()
         defer { lock.unlock() }
         guard let l = last, l.fingerprint == fingerprint, monotonicSeconds() - l.taken < maxAge else { return nil }
-        var s = l.snapshot
-        s.generated = Date()
-        s.isRepeat = true
-        return s
+        return PolledSnapshot(l.snapshot, isRepeat: true, refreshed: Date())
     }
 
-    public func store(_ snapshot: Snapshot, _ fingerprint: ChangeFingerprint) {
+    public func store(_ snapshot: AuditedSnapshot, _ fingerprint: ChangeFingerprint) {
         lock.lock()
         last = (snapshot, fingerprint, monotonicSeconds())
         lock.unlock()

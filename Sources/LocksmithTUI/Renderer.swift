@@ -45,7 +45,7 @@ public enum Renderer {
             if snap.waiterCount > 0 { left += "  \(snap.waiterCount) waiting" }
             if !snap.unseen.isEmpty { left += "  \(snap.unseen.count) unseen" }
             left += hostCounts(snap)
-            if !snap.findings.isEmpty { left += "  \(snap.findings.count) findings" }
+            if !s.findings.isEmpty { left += "  \(s.findings.count) findings" }
         }
         // The position in a list longer than the screen: here, never over a row of the list.
         let layout = s.layout

@@ -106,7 +106,7 @@ func checkLockDirectory(_ locker: ImageLocker, image: String, scheme: LockScheme
 
 /// `--timeout` for commands that may talk to a Gluster server.
 struct GlusterOptions: ParsableArguments {
-    static let defaultTimeout = 5.0
+    static let defaultTimeout = ScanRequest.defaultGlusterTimeout
 
     @Option(help: ArgumentHelp(
         "Seconds to wait for a Gluster server at each step (connect, open, lock, release).", valueName: "secs"))
@@ -193,20 +193,23 @@ struct ScanOptions: ParsableArguments {
         }
     }
 
-    var inspectorOptions: InspectorOptions { inspectorOptions(statedumpByDefault: false) }
+    /// These options as the library takes them.
+    var request: ScanRequest {
+        var r = ScanRequest(lockDirectories: lockDirectories, imageDirectories: imageDirectories, procRoot: procRoot)
+        r.glusterVolumes = glusterVolumes
+        r.glusterPath = glusterPath
+        r.allFiles = allFiles
+        r.timeout = timeout
+        r.force = force
+        r.noStatedump = noStatedump
+        return r
+    }
+
+    var inspectorOptions: InspectorOptions { request.inspectorOptions(statedumpByDefault: false) }
 
     /// With `statedumpByDefault` (`list`), a statedump is taken unless --no-statedump.
     func inspectorOptions(statedumpByDefault: Bool) -> InspectorOptions {
-        let statedump = force || (statedumpByDefault && !noStatedump)
-        var o = InspectorOptions(procRoot: procRoot,
-                                 lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
-                                 imageDirectories: imageDirectories)
-        let dir = "/" + (glusterPath ?? "").split(separator: "/").joined(separator: "/")
-        o.glusterVolumes = glusterVolumes.compactMap { try? GlusterURL(parsingVolume: $0) }.map { v in
-            GlusterVolumeScan(volume: v.file(dir), allFiles: allFiles, timeout: timeout, statedump: statedump)
-        }
-        o.fuseStatedump = statedumpByDefault && !noStatedump
-        return o
+        request.inspectorOptions(statedumpByDefault: statedumpByDefault)
     }
 }
 

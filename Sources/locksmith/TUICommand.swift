@@ -52,18 +52,15 @@ extension Locksmith {
                 snapshot: {
                     // A cluster view: every host's, each time (a host not seen is an unseen entry).
                     if cluster.isCluster {
-                        let view = try clusterSnapshot(cluster, scan: scan, audit: true, quiet: true, directory: directory)
-                        var s = view.snapshot
-                        for h in view.hosts where !h.reached {
-                            s.unseen.append(Unseen(what: "host \(ClusterText.line(h.name))", why: h.error ?? "not seen"))
-                        }
-                        return s
+                        let view = try cluster.view(scan: scan.request, audit: true, quiet: true, unreachedAsUnseen: true)
+                        directory.update(view.hosts)
+                        return PolledSnapshot(view.audited)
                     }
                     let fingerprint = ChangeFingerprint.read(options)
                     if let s = cache.reusable(fingerprint) { return s }
                     let s = try Auditor.snapshot(options)
                     cache.store(s, fingerprint)
-                    return s
+                    return PolledSnapshot(s)
                 },
                 why: { image, write in
                     guard let path = image.path else { return ["the image of this lock file is unknown"] }
@@ -75,7 +72,9 @@ extension Locksmith {
                 forceNextScan: { cache.invalidate() })
             let clearQuery = cluster.isCluster ? try cluster.query() : ClusterQuery(hosts: ["."])
             sources.clearLocks = { image in clearGlusterLocks(image, timeout: timeout, query: clearQuery) }
-            if cluster.isCluster { sources.terminateRemote = try remoteTerminator(cluster, scan: scan, directory: directory) }
+            if cluster.isCluster {
+                sources.terminateRemote = RemoteSignal.terminator(try cluster.query(), scan: scan.request, directory: directory)
+            }
             let color = TUIOptions.colorAllowed(flag: view.noColor, environment: ProcessInfo.processInfo.environment)
             let app = TUIApp(sources: sources,
                              options: TUIOptions(interval: view.interval, color: color, maxIterations: view.maxIterations,

@@ -68,3 +68,28 @@ public enum RemoteSignal {
         }
     }
 }
+
+extension RemoteSignal {
+    /// The TUI's K on a holder of another host: `locksmith signal` there, over the view's
+    /// ssh, with the view's lock and image dirs; the holder's host named as the view
+    /// labelled it (`directory`); this host's holders through a pidfd here. The outcome in
+    /// one line.
+    public static func terminator(_ query: ClusterQuery, scan: ScanRequest,
+                                  directory: HostDirectory) -> @Sendable (Holder, String) -> String {
+        let extra = scan.lockDirectories.flatMap { ["--lock-dir", $0] } + scan.imageDirectories.flatMap { ["--images", $0] }
+        return { holder, image in
+            let host = holder.host ?? "?"
+            guard let dest = directory.destination(host) else {
+                return "Not signalled: pid \(holder.pid): host \(ClusterText.line(host)) is not in view."
+            }
+            guard image.hasPrefix("/") || GlusterURL.looksLikeURL(image) else {
+                return "Not signalled: pid \(holder.pid) on \(ClusterText.line(host)): the image of this lock is unknown."
+            }
+            if dest == "." { return HolderSignal.send(SIGTERM, named: "SIGTERM", to: holder).line }
+            guard holder.scheme != .gluster else {
+                return "Not signalled: pid \(holder.pid) on \(ClusterText.line(host)) holds a Gluster lock named by a statedump: stop it there."
+            }
+            return RemoteSignal.ask(query, destination: dest, host: ClusterText.line(host), holder: holder, image: image, extra: extra)
+        }
+    }
+}
