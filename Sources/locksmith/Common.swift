@@ -128,6 +128,18 @@ func nameGlusterHolders(_ c: Contention, image: String, mode: LockMode, cli: Glu
     GlusterHolderNaming.name(c, image: image, type: mode == .exclusive ? .write : .read, cli: cli)
 }
 
+/// `--lock-dir` and `--images`: the dirs a scan of this host lists (`ScanOptions`, and
+/// `signal`, which scans only these).
+struct ScanDirectoryOptions: ParsableArguments {
+    @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
+        "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
+    var lockDirectories: [String] = []
+
+    @Option(name: .customLong("images"), help: ArgumentHelp(
+        "A directory of images, to name the images of lock files (repeatable).", valueName: "dir"))
+    var imageDirectories: [String] = []
+}
+
 /// Where the inspector looks: shared by `list`, `tui`, `audit` and `watch`.
 struct ScanOptions: ParsableArguments {
     /// These options in a usage line. ArgumentParser shortens a synopsis of more than 12
@@ -136,13 +148,9 @@ struct ScanOptions: ParsableArguments {
         + "[--gluster <host[:port]/volume> ...] [--gluster-path <dir>] [--all-files] [--timeout <secs>] [--force] "
         + "[--no-statedump]"
 
-    @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
-        "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
-    var lockDirectories: [String] = []
-
-    @Option(name: .customLong("images"), help: ArgumentHelp(
-        "A directory of images, to name the images of lock files (repeatable).", valueName: "dir"))
-    var imageDirectories: [String] = []
+    @OptionGroup var directories: ScanDirectoryOptions
+    var lockDirectories: [String] { directories.lockDirectories }
+    var imageDirectories: [String] { directories.imageDirectories }
 
     @Option(name: .customLong("proc"), help: ArgumentHelp(
         "Read this directory instead of /proc (a copy or a test fixture).", valueName: "dir"))

@@ -71,7 +71,7 @@ extension Locksmith {
                 testAcquire: TUISources.testAcquire(using: locker),
                 forceNextScan: { cache.invalidate() })
             let clearQuery = cluster.isCluster ? try cluster.query() : ClusterQuery(hosts: ["."])
-            sources.clearLocks = { image in clearGlusterLocks(image, timeout: timeout, query: clearQuery) }
+            sources.clearLocks = { image in ClearLocksReview.clear(image, timeout: timeout, query: clearQuery) }
             if cluster.isCluster {
                 sources.terminateRemote = RemoteSignal.terminator(try cluster.query(), scan: scan.request, directory: directory)
             }
@@ -118,18 +118,4 @@ struct TUIViewOptions: ParsableArguments {
         guard interval.isFinite, interval >= 0.1 else { throw ValidationError("--interval takes a number of seconds >= 0.1") }
         if let n = maxIterations, n < 1 { throw ValidationError("--max-iterations takes a number >= 1") }
     }
-}
-
-/// The TUI's `C`: `gluster volume clear-locks VOL PATH kind granted posix` on this node's
-/// glusterd, as `locksmith clear-locks --yes` does; the outcome in one line.
-func clearGlusterLocks(_ image: ImageLocks, timeout: Double, query: ClusterQuery = ClusterQuery(hosts: ["."])) -> String {
-    guard let path = image.path, let url = try? GlusterURL(parsing: path) else {
-        return "Not a gluster image: nothing cleared."
-    }
-    let cli = GlusterCLI(timeout: max(30, timeout))
-    guard cli.isUsable else {
-        return "clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)): nothing cleared."
-    }
-    // Only when every holder is proven stale on its host (as `clear-locks` without --force-live).
-    return ClearLocksReview.clearIfStale(url, cli: cli, query: query)
 }

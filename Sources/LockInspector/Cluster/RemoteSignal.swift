@@ -49,6 +49,14 @@ public enum RemoteSignal {
         }
     }
 
+    /// `locksmith signal`: the same on a fresh scan of this host as `scan` asks (its lock
+    /// and image dirs); throws when the scan cannot be made.
+    public static func send(_ signal: Int32, named name: String, pid: Int32, started: String, scheme: LockScheme, fd: Int32?,
+                            image: String, scanning scan: ScanRequest) throws -> HolderSignal.Outcome {
+        let snapshot = try Inspector(scan.inspectorOptions(statedumpByDefault: false)).snapshot()
+        return send(signal, named: name, pid: pid, started: started, scheme: scheme, fd: fd, image: image, in: snapshot)
+    }
+
     /// The asking side: runs `REMOTE signal ...` on `destination` (the host's name in the
     /// view) and returns its one line, prefixed with the host; a failure to ask is a
     /// "Not signalled" line too. The remote text is bounded (`ClusterText`); the printer escapes it.
