@@ -35,11 +35,11 @@ extension Scan {
         let t2b = Sys.monotonicSeconds()
         let held = rows.held
         if !scope.isHost && !held.isEmpty {
-            let named = Set(held.compactMap(\.pid)).sorted()
+            let rowPIDs = Set(held.compactMap(\.pid)).sorted()  // the pids the kernel's rows name
             if held.contains(where: { $0.pid == nil }) {
-                fds = searchOFDHolders(held: held, first: named, order: searchOrder ?? qemuFirst(), timings: &t)
+                fds = searchOFDHolders(held: held, first: rowPIDs, order: searchOrder ?? qemuFirst(), timings: &t)
             } else {
-                fds = listOpenFiles(pids: named, timings: &t)
+                fds = listOpenFiles(pids: rowPIDs, timings: &t)
             }
         }
         var locked: [UInt64: [KernelLock]] = [:]

@@ -65,7 +65,7 @@ final class ReportJSONTests: XCTestCase {
 
     func testVerdictIsSnakeCaseWithExplicitNullsWithoutAnEncoder() throws {
         let file = FileFacts(path: "/i/vm.qcow2", kind: .regular, device: dev, inode: 77, readable: true, writable: true)
-        let v = Diagnosis.verdict(WhyInput(named: "vm.qcow2", intent: .write,
+        let v = Diagnosis.verdict(WhyInput(imageAsGiven: "vm.qcow2", intent: .write,
                                            chain: [ChainLink(name: "vm.qcow2", file: file, format: "qcow2")],
                                            images: [snapshot.images[0]]))
         let bytes = VerdictJSON.render(v, host: "h", generated: now)
