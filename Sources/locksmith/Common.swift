@@ -75,6 +75,15 @@ enum SchemeChoice: String, ExpressibleByArgument, CaseIterable {
     case lockfile, qemu, gluster, off
 
     static var allValueStrings: [String] { allCases.map(\.rawValue) }
+
+    /// The scheme whose lock is taken; `off` takes none (`LockMode.off`) on the lockfile scheme.
+    var lockScheme: LockScheme {
+        switch self {
+        case .qemu: return .qemu
+        case .gluster: return .gluster
+        case .lockfile, .off: return .lockfile
+        }
+    }
 }
 
 /// The options that say where lock files live.

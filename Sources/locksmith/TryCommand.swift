@@ -56,13 +56,7 @@ extension Locksmith {
 
         enum TryScheme: String, ExpressibleByArgument, CaseIterable {
             case lockfile, qemu, gluster
-            var scheme: LockScheme {
-                switch self {
-                case .lockfile: return .lockfile
-                case .qemu: return .qemu
-                case .gluster: return .gluster
-                }
-            }
+            var scheme: LockScheme { SchemeChoice(rawValue: rawValue)!.lockScheme }
         }
 
         func run() throws {
