@@ -118,12 +118,9 @@ extension Locksmith {
             let snapshot = audited.snapshot
             var fixes: [StaleFix] = []
             if fix {
-                let policy: LockFlavorPolicy =
-                    ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
-                fixes = Auditor.fixStale(audited.findings, lockFiles: snapshot.lockFiles, policy: policy)
+                fixes = Auditor.fixStale(audited.findings, lockFiles: snapshot.lockFiles, policy: LockDirOption.flavorPolicy)
             }
-            let removed = Set(fixes.filter { $0.removed }.map(\.path))
-            let remaining = audited.findings.filter { !($0.rule == .staleLockFile && $0.files.allSatisfy(removed.contains)) }
+            let remaining = Auditor.remaining(audited.findings, after: fixes)
             if json {
                 JSONOutput.write(ReportJSON.audit(audited, failOn: failOn, fixes: fix ? fixes : nil, hosts: hosts,
                                                   host: JSONOutput.host))

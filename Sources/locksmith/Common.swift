@@ -94,10 +94,12 @@ struct LockDirOption: ParsableArguments {
 
     /// LOCKSMITH_LOCK_FLAVOR=posix forces classic POSIX locks instead of OFD locks
     /// (for testing the fallback; not a user setting).
+    static var flavorPolicy: LockFlavorPolicy {
+        ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
+    }
+
     func locker(glusterTimeout: Double = GlusterOptions.defaultTimeout) -> ImageLocker {
-        let policy: LockFlavorPolicy =
-            ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
-        return ImageLocker(lockDirectory: lockDirectory, flavorPolicy: policy, glusterTimeout: glusterTimeout)
+        ImageLocker(lockDirectory: lockDirectory, flavorPolicy: LockDirOption.flavorPolicy, glusterTimeout: glusterTimeout)
     }
 }
 
@@ -128,13 +130,6 @@ struct GlusterOptions: ParsableArguments {
     /// The gluster CLI (statedump, clear-locks): it talks to this node's glusterd
     /// ($GLUSTER_SOCK when set); each call may take max(30 s, --timeout).
     var cli: GlusterCLI { GlusterCLI(timeout: max(30, timeout)) }
-}
-
-/// Names the holders of a busy gluster lock from a brick statedump when this node can take
-/// one (a server node). Returns the contention unchanged, and why, when it cannot.
-func nameGlusterHolders(_ c: Contention, image: String, mode: LockMode, cli: GlusterCLI)
-    -> (contention: Contention, note: String?) {
-    GlusterHolderNaming.name(c, image: image, type: mode == .exclusive ? .write : .read, cli: cli)
 }
 
 /// `--lock-dir` and `--images`: the dirs a scan of this host lists (`ScanOptions`, and

@@ -66,9 +66,7 @@ extension Locksmith {
                 try locker.probe(image, scheme: scheme.scheme, mode: mode.mode)
             }
             var note: String?
-            if result.scheme == .gluster, let c = result.contention, !noStatedump {
-                (result.contention, note) = nameGlusterHolders(c, image: result.image, mode: result.mode, cli: gluster.cli)
-            }
+            if !noStatedump { (result, note) = GlusterHolderNaming.naming(result, cli: gluster.cli) }
             if json {
                 JSONOutput.write(ReportJSON.tryResult(result, note: note, host: JSONOutput.host, generated: Date()))
             } else {

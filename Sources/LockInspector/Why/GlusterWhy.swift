@@ -63,7 +63,7 @@ public enum GlusterWhy {
             let r = try locker.probe(imageAsGiven, scheme: .gluster, mode: mode)
             guard var c = r.contention else { return input }
             if statedump {
-                let naming = GlusterHolderNaming.name(c, image: r.image, type: mode == .exclusive ? .write : .read, cli: cli)
+                let naming = GlusterHolderNaming.name(c, image: r.image, mode: mode, cli: cli)
                 c = naming.contention
                 input.namingNote = naming.note
                 input.fromStatedump = c.glusterHolders.contains { $0.source == .statedump }
@@ -181,6 +181,23 @@ public enum GlusterHolderNaming {
         } catch {
             return (c, "host unknown: statedump failed: \(error)")
         }
+    }
+
+    /// The same for a lock of `mode` (an exclusive lock is refused by any holder, a shared
+    /// one by writers).
+    public static func name(_ c: Contention, image: String, mode: LockMode, cli: GlusterCLI)
+        -> (contention: Contention, note: String?) {
+        name(c, image: image, type: mode == .exclusive ? .write : .read, cli: cli)
+    }
+
+    /// `try`'s result with, for a busy gluster lock, its holders named from a statedump
+    /// (`name`), and why not when they cannot be.
+    public static func naming(_ result: ProbeResult, cli: GlusterCLI) -> (result: ProbeResult, note: String?) {
+        guard result.scheme == .gluster, let c = result.contention else { return (result, nil) }
+        var out = result
+        let note: String?
+        (out.contention, note) = name(c, image: result.image, mode: result.mode, cli: cli)
+        return (out, note)
     }
 
     /// /proc details of the holders whose host is this one (a FUSE mount's user here, or a
