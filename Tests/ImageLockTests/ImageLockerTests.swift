@@ -62,13 +62,13 @@ final class ImageLockerTests: XCTestCase {
         let dir = TempDir("probe")
         let image = dir.makeFile("disk.img")
         let locker = ImageLocker(lockDirectory: dir.path)
-        let before = ProcLocks.table()
+        let before = ProcLocks.table(of: [image])
         let r = try locker.probe(image, scheme: .lockfile, mode: .exclusive)
         XCTAssertTrue(r.acquired)
         XCTAssertFalse(r.lockFileExists)
         XCTAssertFalse(FileManager.default.fileExists(atPath: locker.lockFilePath(realPath: image)))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["disk.img"])
-        XCTAssertEqual(ProcLocks.table(), before)
+        XCTAssertEqual(ProcLocks.table(of: [image]), before)
     }
 
     func testPosixFallbackNamesHolderPid() throws {

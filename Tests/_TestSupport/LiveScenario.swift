@@ -10,7 +10,7 @@ import XCTest
 ///   process that also has the image open (the lock file is mapped by hashing open files).
 /// Everything is stopped when the value is released or `stop()` is called.
 public final class LiveScenario: @unchecked Sendable {
-    public let dir = TempDir("live")
+    public let dir: TempDir
     public let lockDir: String
     public let writable: String
     public let base: String
@@ -25,7 +25,8 @@ public final class LiveScenario: @unchecked Sendable {
 
     public var processes: [Background] { [writer, holder, python].compactMap { $0 } + readers }
 
-    public init(file: StaticString = #filePath, line: UInt = #line) throws {
+    public init(in dir: TempDir = TempDir("live"), file: StaticString = #filePath, line: UInt = #line) throws {
+        self.dir = dir
         lockDir = dir.file("locks")
         try FileManager.default.createDirectory(atPath: lockDir, withIntermediateDirectories: false)
         writable = try Qemu.createImage(dir.file("vm1.qcow2"))

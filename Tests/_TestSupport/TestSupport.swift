@@ -13,6 +13,14 @@ public final class TempDir: @unchecked Sendable {
         path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// The directory `path` itself, emptied first: for outputs that depend on the path's
+    /// bytes (lock-file names hash it, and lists are ordered by them).
+    public init(exactly path: String) throws {
+        try? FileManager.default.removeItem(atPath: path)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        self.path = path
+    }
+
     public func file(_ name: String) -> String { path + "/" + name }
 
     /// Writes `bytes` (default: 1 MiB of zeros) to `name` and returns its path.
@@ -186,10 +194,14 @@ public enum ProcLocks {
         return ProcFS.locks(procRoot: "/proc").filter { $0.inode == ino }
     }
 
-    /// The whole table with the IDs left out, sorted: equal before and after = nothing changed.
-    public static func table() -> [String] {
-        ((try? String(contentsOfFile: "/proc/locks", encoding: .utf8)) ?? "")
+    /// The table with the IDs left out, sorted: equal before and after = nothing changed.
+    /// With `paths`, only the rows of those files (other tests running at the same time
+    /// change the rest).
+    public static func table(of paths: [String]? = nil) -> [String] {
+        let inodes = paths.map { Set($0.compactMap { inode(of: $0) }.map { ":\($0) " }) }
+        return ((try? String(contentsOfFile: "/proc/locks", encoding: .utf8)) ?? "")
             .split(separator: "\n")
+            .filter { row in inodes.map { $0.contains { row.contains($0) } } ?? true }
             .map { $0.split(separator: " ").dropFirst().joined(separator: " ") }
             .sorted()
     }
