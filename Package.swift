@@ -36,7 +36,7 @@ let package = Package(
             ]
         ),
         // Discovery and analysis: /proc, lock dirs, image mapping, holders, the snapshot model.
-        .target(name: "LockInspector", dependencies: ["ImageLock", "CLinux"]),
+        .target(name: "LockInspector", dependencies: ["ImageLock"]),
         // System ncursesw (headers from libncursesw5-dev), the library loaded on first use
         // (CCurses.h).
         .target(name: "CCurses"),

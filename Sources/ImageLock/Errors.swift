@@ -78,7 +78,7 @@ public enum ImageLockError: Error, Equatable, Sendable, CustomStringConvertible 
     }
 
     static func text(_ errno: Int32) -> String {
-        String(cString: strerror(errno))
+        Errno(errno).description
     }
 }
 
@@ -92,17 +92,4 @@ public enum FileKind: String, Sendable, Codable {
     case blockDevice = "block device"
     case characterDevice = "character device"
     case unknown = "file of unknown type"
-
-    init(mode: mode_t) {
-        switch mode & S_IFMT {
-        case S_IFREG: self = .regular
-        case S_IFDIR: self = .directory
-        case S_IFLNK: self = .symlink
-        case S_IFIFO: self = .fifo
-        case S_IFSOCK: self = .socket
-        case S_IFBLK: self = .blockDevice
-        case S_IFCHR: self = .characterDevice
-        default: self = .unknown
-        }
-    }
 }

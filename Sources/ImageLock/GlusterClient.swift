@@ -125,22 +125,12 @@ final class GlusterFile: @unchecked Sendable {
         return rc == 0 ? .success(()) : .failure(Errno(errno))
     }
 
-    private static func request(_ type: Int16, _ range: ByteRange, pid: Int32) -> flock {
-        var fl = flock()
-        fl.l_type = type
-        fl.l_whence = Int16(SEEK_SET)
-        fl.l_start = off_t(range.start)
-        fl.l_len = off_t(range.length)
-        fl.l_pid = pid
-        return fl
-    }
-
     /// Tries to take the lock without waiting; false when a conflicting lock is held.
     /// `pid` goes into l_pid, which is what other clients' F_GETLK reports.
     /// The corresponding C call is `glfs_posix_lock(fd, F_SETLK, &flock)`.
     func set(type: LockType, range: ByteRange, pid: Int32) -> Result<Bool, Errno> {
         guard let fd else { return .failure(Errno(EBADF)) }
-        var fl = GlusterFile.request(type == .write ? Int16(F_WRLCK) : Int16(F_RDLCK), range, pid: pid)
+        var fl = flock(type: type == .write ? Int16(F_WRLCK) : Int16(F_RDLCK), range: range, pid: pid)
         if cgluster_posix_lock(fd, F_SETLK, &fl) == 0 { return .success(true) }
         let e = errno
         return e == EAGAIN || e == EACCES ? .success(false) : .failure(Errno(e))
@@ -152,7 +142,7 @@ final class GlusterFile: @unchecked Sendable {
     /// The corresponding C call is `glfs_posix_lock(fd, F_GETLK, &flock)`.
     func test(type: LockType, range: ByteRange) -> Result<BlockingLock?, Errno> {
         guard let fd else { return .failure(Errno(EBADF)) }
-        var fl = GlusterFile.request(type == .write ? Int16(F_WRLCK) : Int16(F_RDLCK), range, pid: getpid())
+        var fl = flock(type: type == .write ? Int16(F_WRLCK) : Int16(F_RDLCK), range: range, pid: getpid())
         guard cgluster_posix_lock(fd, F_GETLK, &fl) == 0 else { return .failure(Errno(errno)) }
         if fl.l_type == Int16(F_UNLCK) { return .success(nil) }
         return .success(BlockingLock(type: fl.l_type == Int16(F_RDLCK) ? .read : .write,
@@ -163,7 +153,7 @@ final class GlusterFile: @unchecked Sendable {
     /// Drops a lock taken through this fd.
     func unlock(range: ByteRange) {
         guard let fd else { return }
-        var fl = GlusterFile.request(Int16(F_UNLCK), range, pid: getpid())
+        var fl = flock(type: Int16(F_UNLCK), range: range, pid: getpid())
         _ = cgluster_posix_lock(fd, F_SETLK, &fl)
     }
 

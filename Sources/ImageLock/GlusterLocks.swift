@@ -18,7 +18,7 @@ public struct GlusterLockOwner: Hashable, Sendable, Codable, CustomStringConvert
     }
 
     /// This process's owner.
-    public static var current: GlusterLockOwner { locksmith(host: localHostName(), pid: getpid()) }
+    public static var current: GlusterLockOwner { locksmith(host: Sys.hostName, pid: getpid()) }
 
     /// Parses the owner as a statedump prints it: lowercase hex, with a `-` after every
     /// 8 bytes (`6d79686f73743a31-323334` = "myhost:1234").
@@ -233,7 +233,7 @@ extension ImageLocker {
         let type: LockType = mode == .exclusive ? .write : .read
         let range = ByteRange.wholeFile
         let pid = getpid()
-        let deadline = wait.map { monotonicNow() + max(0, $0) }
+        let deadline = wait.map { Sys.monotonicSeconds() + max(0, $0) }
         var pause: UInt32 = 20_000
         while true {
             let got = try step("lock", url, { file.set(type: type, range: range, pid: pid) }, abandoned: { _ in
@@ -244,7 +244,7 @@ extension ImageLocker {
                 let held = HeldGlusterLock(client: client, file: file, range: range, timeout: glusterTimeout)
                 return .acquired(HeldImageLock(image: url.description, scheme: .gluster, mode: mode, remote: held))
             case .success(false):
-                if let d = deadline, monotonicNow() < d {
+                if let d = deadline, Sys.monotonicSeconds() < d {
                     usleep(pause)
                     pause = min(pause * 2, 200_000)
                     continue
@@ -359,12 +359,4 @@ enum GlusterLocks {
         }
     }
     #endif
-}
-
-/// The host name as the kernel has it (per UTS namespace). The corresponding C function
-/// is `gethostname`.
-func localHostName() -> String {
-    var buf = [CChar](repeating: 0, count: 256)
-    gethostname(&buf, buf.count - 1)
-    return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

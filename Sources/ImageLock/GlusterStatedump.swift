@@ -283,9 +283,9 @@ public struct GlusterCLI: Sendable {
         try run(["volume", "statedump", volume])
         // The CLI answers once the bricks were told; each brick then writes its file and
         // ends it with DUMP-END-TIME.
-        let deadline = monotonicNow() + wait
+        let deadline = Sys.monotonicSeconds() + wait
         var complete: [String: String] = [:]  // file -> text
-        var lastNew = monotonicNow()
+        var lastNew = Sys.monotonicSeconds()
         while true {
             let fresh = GlusterCLI.list(dir).filter { name in
                 !before.contains(name) && name.contains(".dump.") && prefixes.contains { name.hasPrefix($0.prefix) }
@@ -293,14 +293,14 @@ public struct GlusterCLI: Sendable {
             for name in fresh where complete[name] == nil {
                 if let text = GlusterCLI.read(dir + "/" + name), text.contains("DUMP-END-TIME") {
                     complete[name] = text
-                    lastNew = monotonicNow()
+                    lastNew = Sys.monotonicSeconds()
                 }
             }
             let coveredBricks = prefixes.filter { p in complete.keys.contains { $0.hasPrefix(p.prefix) } }.count
             if coveredBricks == prefixes.count { break }
             // Some bricks may live on other nodes: stop once some arrived and no more came for a while.
-            if !complete.isEmpty && monotonicNow() - lastNew > 0.5 { break }
-            if monotonicNow() > deadline { break }
+            if !complete.isEmpty && Sys.monotonicSeconds() - lastNew > 0.5 { break }
+            if Sys.monotonicSeconds() > deadline { break }
             usleep(50_000)
         }
         if complete.isEmpty {
@@ -336,30 +336,10 @@ public struct GlusterCLI: Sendable {
         return Int(line[r.upperBound...].prefix(while: \.isNumber)) ?? 0
     }
 
-    static func list(_ dir: String) -> [String] {
-        guard let d = opendir(dir) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
+    static func list(_ dir: String) -> [String] { Sys.names(dir) ?? [] }
 
     static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var data: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = Glibc.read(fd, &buf, buf.count)
-            if n > 0 { data += buf[0..<n] } else if n < 0 && errno == EINTR { continue } else { break }
-        }
-        return String(decoding: data, as: UTF8.self)
+        Sys.readFile(path).map { String(decoding: $0, as: UTF8.self) }
     }
 }
 

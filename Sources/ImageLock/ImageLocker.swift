@@ -218,7 +218,7 @@ public struct ImageLocker: Sendable {
             return .acquired(HeldImageLock(image: real, scheme: scheme, mode: .off, flavor: nil, lockFile: nil,
                                            createdLockFile: false, fd: -1))
         }
-        let deadline = wait.map { monotonicNow() + max(0, $0) }
+        let deadline = wait.map { Sys.monotonicSeconds() + max(0, $0) }
         var pause: UInt32 = 10_000
         while true {
             let outcome: LockOutcome
@@ -228,7 +228,7 @@ public struct ImageLocker: Sendable {
             case .gluster, .virtlockd:
                 throw ImageLockError.unsupported("the \(scheme.rawValue) scheme cannot lock a local image")
             }
-            if case .busy = outcome, let d = deadline, monotonicNow() < d {
+            if case .busy = outcome, let d = deadline, Sys.monotonicSeconds() < d {
                 usleep(pause)
                 pause = min(pause * 2, 100_000)
                 continue
@@ -432,10 +432,4 @@ public struct ImageLocker: Sendable {
         var seen = Set<String>()
         return holders.filter { seen.insert("\($0.pid)/\($0.fd ?? -1)").inserted }
     }
-}
-
-func monotonicNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

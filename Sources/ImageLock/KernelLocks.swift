@@ -9,8 +9,8 @@ import Glibc
 public struct KernelLock: Hashable, Sendable, Codable {
     /// The ID column. A blocked waiter line carries its blocker's ID.
     public var id: Int
-    /// POSIX, OFDLCK, FLOCK, LEASE, DELEG, ACCESS.
-    public var kind: String
+    /// POSIX, OFDLCK, FLOCK, LEASE, DELEG, ACCESS (as printed).
+    public var kind: Kind
     /// ADVISORY, MANDATORY, or a lease state (ACTIVE, BREAKING, BREAKER).
     public var mode: String
     /// READ, WRITE, UNLCK (as printed).
@@ -25,7 +25,7 @@ public struct KernelLock: Hashable, Sendable, Codable {
     /// For a `->` line: the ID of the lock this request is blocked by.
     public var blockedBy: Int?
 
-    public init(id: Int, kind: String, mode: String, type: String, pid: Int32?, device: DeviceID?,
+    public init(id: Int, kind: Kind, mode: String, type: String, pid: Int32?, device: DeviceID?,
                 inode: UInt64?, start: Int64, end: Int64?, blockedBy: Int? = nil) {
         self.id = id
         self.kind = kind
@@ -108,7 +108,7 @@ public struct KernelLock: Hashable, Sendable, Codable {
                 modeText = (f + 1..<n - 5).map(text).joined(separator: " ")
             }
             guard !modeText.isEmpty else { return nil }
-            return KernelLock(id: id, kind: text(f), mode: modeText, type: text(n - 5), pid: pid > 0 ? pid : nil,
+            return KernelLock(id: id, kind: Kind(rawValue: text(f)), mode: modeText, type: text(n - 5), pid: pid > 0 ? pid : nil,
                               device: device, inode: inode, start: start, end: end, blockedBy: blocked ? id : nil)
         }
     }
@@ -134,10 +134,10 @@ public struct KernelLock: Hashable, Sendable, Codable {
         return (locks, malformed)
     }
 
-    public var isOFD: Bool { kind == "OFDLCK" }
+    public var isOFD: Bool { kind == .ofd }
     /// An fcntl record lock (POSIX or OFD). flock(2) locks and leases never conflict with
     /// fcntl locks, so they never stop QEMU or the lockfile scheme.
-    public var isFcntlLock: Bool { kind == "POSIX" || kind == "OFDLCK" }
+    public var isFcntlLock: Bool { kind == .posix || kind == .ofd }
     public var isWaiter: Bool { blockedBy != nil }
     public var lockType: LockType? {
         switch type {
@@ -147,13 +147,58 @@ public struct KernelLock: Hashable, Sendable, Codable {
         }
     }
 
-    /// Same lock, ignoring the ID (which is per-file in fdinfo and global in /proc/locks).
-    public func sameLock(as other: KernelLock) -> Bool {
-        kind == other.kind && type == other.type && device == other.device && inode == other.inode
-            && start == other.start && end == other.end
+    /// What makes a lock the same lock wherever the kernel lists it: everything but the ID
+    /// (per file in fdinfo, global in /proc/locks), the pid (-1 for OFD locks, and absent
+    /// from fdinfo's view of who holds it) and the mode.
+    public struct Identity: Hashable, Sendable {
+        public var kind: Kind
+        public var type: String
+        public var device: DeviceID?
+        public var inode: UInt64?
+        public var start: Int64
+        public var end: Int64?
     }
 
+    public var identity: Identity { Identity(kind: kind, type: type, device: device, inode: inode, start: start, end: end) }
+
+    /// Same lock, ignoring the ID (`Identity`): how a /proc/locks row and an fdinfo line match.
+    public func sameLock(as other: KernelLock) -> Bool { identity == other.identity }
+
+    /// QEMU's signature: a read lock within bytes 100-104 or 200-204 (QEMU
+    /// block/file-posix.c, `raw_apply_lock_bytes`: one byte per permission, shared).
+    public var isQemuByteLock: Bool {
+        guard lockType == .read, let e = end else { return false }
+        return (start >= 100 && e <= 104) || (start >= 200 && e <= 204)
+    }
+
+    /// virtlockd's lock: byte 0, length 1 (libvirt src/locking/lock_driver_lockd.c).
+    public var isByteZero: Bool { start == 0 && end == 0 }
+
     public func overlaps(_ range: ByteRange) -> Bool { range.overlaps(start: start, end: end) }
+}
+
+extension KernelLock {
+    /// The KIND column of the kernel's lock table (fs/locks.c, lock_get_status). A struct
+    /// of known values rather than an enum, as swift-system's `Errno` is: a kind a newer
+    /// kernel prints is kept as printed, not lost.
+    public struct Kind: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// A classic POSIX record lock (fcntl F_SETLK), owned by a process.
+        public static let posix = Kind(rawValue: "POSIX")
+        /// An open file description lock (F_OFD_SETLK), owned by an open file.
+        public static let ofd = Kind(rawValue: "OFDLCK")
+        /// A flock(2) lock.
+        public static let flock = Kind(rawValue: "FLOCK")
+        /// A file lease (F_SETLEASE).
+        public static let lease = Kind(rawValue: "LEASE")
+        /// An NFS delegation.
+        public static let delegation = Kind(rawValue: "DELEG")
+        /// A share-mode (ACCESS) lock.
+        public static let access = Kind(rawValue: "ACCESS")
+    }
 }
 
 /// What /proc/PID/fdinfo/FD says about one open file.
@@ -299,83 +344,6 @@ extension Substring {
     }
 }
 
-/// Small readers of /proc shared by the core and the inspector.
-public enum ProcFS {
-    /// Reads a whole (small, pseudo) file; nil when it cannot be read (gone, EACCES).
-    public static func read(_ path: String) -> String? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { Glibc.close(fd) }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return out.isEmpty ? nil : String(decoding: out, as: UTF8.self)
-            }
-            if n == 0 { break }
-            out.append(contentsOf: buf[0..<n])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// Reads a whole pseudo file as bytes; nil when it cannot be read. (A seq_file hands
-    /// out at most a page per read, whatever the buffer.)
-    public static func readBytes(_ path: String) -> [UInt8]? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { Glibc.close(fd) }
-        var out = [UInt8]()
-        out.reserveCapacity(65536)
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return out.isEmpty ? nil : out
-            }
-            if n == 0 { break }
-            out.append(contentsOf: buf[0..<n])
-        }
-        return out
-    }
-
-    /// The names in a directory (without . and ..); nil when it cannot be listed.
-    public static func list(_ path: String) -> [String]? {
-        guard let dir = opendir(path) else { return nil }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let ent = readdir(dir) {
-            let name = withUnsafePointer(to: ent.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
-
-    /// The pids under a /proc root, numerically.
-    public static func pids(procRoot: String) -> [Int32] {
-        (list(procRoot) ?? []).compactMap { Int32($0) }.sorted()
-    }
-
-    /// Every lock in `<procRoot>/locks`; malformed lines are skipped.
-    public static func locks(procRoot: String) -> [KernelLock] {
-        guard let text = readBytes(procRoot + "/locks") else { return [] }
-        return KernelLock.parseTable(text).locks
-    }
-
-    /// The command name (`comm`) of a process, as its owner set it (escapes, newlines and
-    /// bytes that are not UTF-8 included: a `PathBytes` carrier string, for `TerminalText`
-    /// to show); nil when it is gone.
-    public static func command(pid: Int32, procRoot: String) -> String? {
-        guard var c = readBytes("\(procRoot)/\(pid)/comm") else { return nil }
-        if c.last == 10 { c.removeLast() }
-        return PathBytes.string(c)
-    }
-}
-
 /// A process that holds a lock, as far as the core needs to name it.
 public struct LockHolder: Hashable, Sendable, Codable {
     public var pid: Int32
@@ -392,8 +360,9 @@ public struct LockHolder: Hashable, Sendable, Codable {
     }
 }
 
-/// Names the processes behind kernel locks: the pid column for classic POSIX locks and
-/// flock, the fdinfo `lock:` lines for OFD locks (whose pid the kernel reports as -1).
+/// Names the processes behind kernel locks for try and hold (the targeted search of
+/// `HolderSearch`): the pid column for classic POSIX locks and flock, the fdinfo `lock:`
+/// lines for OFD locks (whose pid the kernel reports as -1).
 public enum LockHolderFinder {
     /// The holders of locks on `file` that overlap `range` and conflict with a lock of
     /// `type`, leaving out `excluding` (the asking process). Blocked waiters are not holders.
@@ -418,8 +387,9 @@ public enum LockHolderFinder {
         return attribute(relevant, procRoot: procRoot).filter { $0.pid != excluding }
     }
 
-    /// Attributes each lock to its holder(s). OFD locks are looked up in fdinfo of every
-    /// process, once, however many there are.
+    /// Attributes each lock to its holder(s): the pid column for POSIX and flock rows, the
+    /// fdinfo of the fds on the locked inodes for OFD rows (`HolderSearch.ofdHolders`), one
+    /// pass over the processes however many there are.
     public static func attribute(_ locks: [KernelLock], procRoot: String = "/proc") -> [LockHolder] {
         var result: [LockHolder] = []
         var seen = Set<String>()
@@ -436,22 +406,10 @@ public enum LockHolderFinder {
             }
         }
         guard !ofd.isEmpty else { return result }
-        let inodes = Set(ofd.compactMap { $0.inode })
-        for pid in ProcFS.pids(procRoot: procRoot) {
-            let dir = "\(procRoot)/\(pid)/fdinfo"
-            guard let fds = ProcFS.list(dir) else { continue }
-            var command: String?
-            for name in fds {
-                guard let fd = Int32(name), let text = ProcFS.read("\(dir)/\(name)"),
-                      let info = FDInfo(text: Substring(text)), !info.locks.isEmpty else { continue }
-                if let ino = info.inode, !inodes.contains(ino) { continue }
-                for held in info.locks {
-                    for wanted in ofd where held.sameLock(as: wanted) {
-                        if command == nil { command = ProcFS.command(pid: pid, procRoot: procRoot) ?? "?" }
-                        add(LockHolder(pid: pid, command: command!, fd: fd, lock: wanted))
-                    }
-                }
-            }
+        var commands: [Int32: String] = [:]
+        HolderSearch.ofdHolders(of: ofd, procRoot: procRoot) { pid, fd, lock in
+            if commands[pid] == nil { commands[pid] = ProcFS.command(pid: pid, procRoot: procRoot) ?? "?" }
+            add(LockHolder(pid: pid, command: commands[pid]!, fd: fd, lock: lock))
         }
         return result
     }

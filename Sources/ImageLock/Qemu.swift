@@ -73,12 +73,6 @@ public struct QemuPermissions: Hashable, Sendable, Codable {
         }
         self.init(held: held, unshared: unshared)
     }
-
-    /// Whether a range touches QEMU's lock bytes (100-104, 200-204).
-    public static func touchesLockBytes(start: Int64, end: Int64?) -> Bool {
-        let e = end ?? Int64.max
-        return (start <= 104 && e >= 100) || (start <= 204 && e >= 200)
-    }
 }
 
 /// One failed check of QEMU's raw_check_lock_bytes, in QEMU's words.

@@ -73,27 +73,15 @@ enum RangeLocks {
     static let kernelHasOFD: Bool = {
         guard case .success(let fd) = Sys.open("/dev/null", O_RDWR | O_CLOEXEC) else { return false }
         defer { Sys.close(fd) }
-        var fl = flock()
-        fl.l_type = Int16(F_WRLCK)
-        fl.l_whence = Int16(SEEK_SET)
+        var fl = flock(type: Int16(F_WRLCK), range: .wholeFile)
         if case .success = Sys.fcntlLock(fd, clinux_F_OFD_GETLK, &fl) { return true }
         return false
     }()
 
-    private static func request(_ type: Int16, _ range: ByteRange) -> flock {
-        var fl = flock()
-        fl.l_type = type
-        fl.l_whence = Int16(SEEK_SET)
-        fl.l_start = off_t(range.start)
-        fl.l_len = off_t(range.length)
-        fl.l_pid = 0  // must be 0 for OFD requests
-        return fl
-    }
-
     /// Tries to take the lock without waiting. Returns false when someone else holds a
     /// conflicting lock (EAGAIN / EACCES): that is a result, not an error.
     static func set(fd: Int32, flavor: LockFlavor, type: LockType, range: ByteRange) -> Result<Bool, Errno> {
-        var fl = request(type.cValue, range)
+        var fl = flock(type: type.cValue, range: range)
         let cmd = flavor == .ofd ? clinux_F_OFD_SETLK : F_SETLK
         switch Sys.fcntlLock(fd, cmd, &fl) {
         case .success: return .success(true)
@@ -103,7 +91,7 @@ enum RangeLocks {
     }
 
     static func unlock(fd: Int32, flavor: LockFlavor, range: ByteRange) {
-        var fl = request(Int16(F_UNLCK), range)
+        var fl = flock(type: Int16(F_UNLCK), range: range)
         let cmd = flavor == .ofd ? clinux_F_OFD_SETLK : F_SETLK
         _ = Sys.fcntlLock(fd, cmd, &fl)
     }
@@ -112,7 +100,7 @@ enum RangeLocks {
     /// O_RDONLY fd even for a write query (only SETLK checks the open mode).
     /// The corresponding C call is `fcntl(fd, F_OFD_GETLK, &flock)`.
     static func test(fd: Int32, flavor: LockFlavor, type: LockType, range: ByteRange) -> Result<BlockingLock?, Errno> {
-        var fl = request(type.cValue, range)
+        var fl = flock(type: type.cValue, range: range)
         let cmd = flavor == .ofd ? clinux_F_OFD_GETLK : F_GETLK
         return Sys.fcntlLock(fd, cmd, &fl).map { _ in
             if fl.l_type == Int16(F_UNLCK) { return nil }

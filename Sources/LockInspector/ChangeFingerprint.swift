@@ -168,7 +168,7 @@ public struct ChangeWatch: Sendable, Equatable {
         }
         var subdirs: [String] = []
         for dir in options.imageDirectories {
-            guard let real = SystemReads.realPath(dir) else { continue }
+            guard case .success(let real) = Sys.realpath(dir) else { continue }
             var found: [ImageDirectories.ImageDirEntry] = []
             var unseen: [Unseen] = []
             ImageDirectories.walk(real, depth: 0, device: nil, into: &found, unseen: &unseen,
@@ -251,11 +251,7 @@ public final class SnapshotCache: @unchecked Sendable {
         lock.unlock()
     }
 
-    private func monotonicSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    private func monotonicSeconds() -> Double { Sys.monotonicSeconds() }
 }
 
 /// Hands freed heap pages back to the system. A scan allocates on several threads, each

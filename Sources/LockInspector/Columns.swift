@@ -28,7 +28,7 @@ public struct LockRow: Sendable, Equatable {
 /// alignment, priority (which columns go first when the screen is narrow), help, and the
 /// one function that makes every cell.
 public enum Column: String, CaseIterable, Sendable {
-    case image, scheme, mode, pid, command, vm, user, age, fd, open, held, unshared, lockfile, host, disk
+    case image, scheme, mode, pid, command, vm, user, age, fd, open, held, unshared, lockfile, host, disk, stale
 
     public var header: String {
         switch self {
@@ -54,6 +54,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .lockfile: return "lock file (lockfile scheme)"
         case .host: return "holder's host (gluster; every row in a cluster view)"
         case .disk: return "the VM's disk target (vda) on the image, from libvirt's domain XML"
+        case .stale: return "a Gluster lock's holder checked on its host (cluster view): live; proven (its host has no such process); possible (its host was not seen)"
         }
     }
 
@@ -75,6 +76,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .lockfile: return 30
         case .host: return 12
         case .disk: return 4
+        case .stale: return 8
         }
     }
 
@@ -98,6 +100,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .unshared: return 12
         case .lockfile: return 13
         case .disk: return 14
+        case .stale: return 4
         }
     }
 
@@ -106,13 +109,15 @@ public enum Column: String, CaseIterable, Sendable {
 
     /// The defaults for these rows: HOST after PID when any holder has a host (gluster) or
     /// more than one host is in view (a cluster view), DISK after VM when any has a libvirt
-    /// disk target.
+    /// disk target, STALE after HOST when a Gluster holder was checked on its host.
     public static func defaults(for rows: [LockRow], hostsInView: Int = 1) -> [Column] {
         let host = hostsInView > 1 || rows.contains { $0.holder?.host != nil }
         let disk = rows.contains { $0.holder?.diskTarget != nil }
-        guard host || disk else { return defaults }
+        let stale = rows.contains { $0.holder?.liveness != nil }
+        guard host || disk || stale else { return defaults }
         var cols = defaults
         if host { cols.insert(.host, at: cols.firstIndex(of: .pid).map { $0 + 1 } ?? cols.count) }
+        if stale { cols.insert(.stale, at: cols.firstIndex(of: .host).map { $0 + 1 } ?? cols.count) }
         if disk { cols.insert(.disk, at: cols.firstIndex(of: .vm).map { $0 + 1 } ?? cols.count) }
         return cols
     }
@@ -149,7 +154,7 @@ public enum Column: String, CaseIterable, Sendable {
         case .pid: return h.flatMap { $0.pid > 0 ? String($0.pid) : nil } ?? "-"  // 0: a gluster holder that set no l_pid
         case .command: return h?.command ?? "-"
         case .vm: return h?.vm ?? "-"
-        case .user: return h?.user ?? h?.uid.map(String.init) ?? "-"
+        case .user: return h?.process.userText ?? "-"
         case .age: return h?.started.map { Column.age(from: $0, to: now) } ?? "-"
         case .fd: return h?.fd.map(String.init) ?? "-"
         case .open:
@@ -164,6 +169,13 @@ public enum Column: String, CaseIterable, Sendable {
         case .lockfile: return row.image.lockFiles.first ?? "-"
         case .host: return h?.host ?? row.image.host ?? "-"
         case .disk: return h?.diskTarget ?? "-"
+        case .stale:
+            switch h?.liveness {
+            case .live?: return "live"
+            case .provenStale?: return "proven"
+            case .possiblyStale?: return "possible"
+            case nil: return "-"
+            }
         }
     }
 

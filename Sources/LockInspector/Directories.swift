@@ -15,7 +15,7 @@ struct LockDirectories: Sendable {
     var seconds: Double = 0
 
     static func read(lockDirectories: [String], leaseDirectories: [String]) -> LockDirectories {
-        let t0 = now()
+        let t0 = Sys.monotonicSeconds()
         var out = LockDirectories()
         for dir in lockDirectories {
             // Only the scheme's names are lock files (`ImageLocker.isLockFileName`); another
@@ -44,7 +44,7 @@ struct LockDirectories: Sendable {
             // virtlockd lease files: 64 hex digits.
             out.leaseFiles += scan(dir, label: "virtlockd lease dir", unseen: &out.unseen) { name in strlen(name) == 64 }
         }
-        out.seconds = now() - t0
+        out.seconds = Sys.monotonicSeconds() - t0
         return out
     }
 
@@ -52,21 +52,21 @@ struct LockDirectories: Sendable {
     static func scan(_ dir: String, label: String, unseen: inout [Unseen],
                      keep: (UnsafePointer<CChar>) -> Bool) -> [LockFileEntry] {
         let device: DeviceID
-        switch SystemReads.status(dir) {
-        case .success(let s) where s.kind == .directory: device = s.device
+        switch Sys.stat(dir) {
+        case .success(let s) where s.kind == .directory: device = s.deviceID
         case .success(let s):
             unseen.append(Unseen(what: "\(label) \(dir)", why: "is a \(s.kind.rawValue), not a directory"))
             return []
         case .failure(let e):
-            unseen.append(Unseen(what: "\(label) \(dir)", why: e.text))
+            unseen.append(Unseen(what: "\(label) \(dir)", why: e.description))
             return []
         }
         let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
         let entries: [DirEntry]
-        switch SystemReads.entries(dir, prefix: base + "/", where: keep) {
+        switch Sys.entries(dir, prefix: base + "/", where: keep) {
         case .success(let e): entries = e
         case .failure(let e):
-            unseen.append(Unseen(what: "\(label) \(dir)", why: e.text))
+            unseen.append(Unseen(what: "\(label) \(dir)", why: e.description))
             return []
         }
         return ByteOrder.sortedIndices(entries.map(\.name)).map { i in
@@ -74,9 +74,9 @@ struct LockDirectories: Sendable {
             var kind = e.kind
             var dev = device
             var inode = e.inode
-            if kind == nil, case .success(let s) = SystemReads.lstatus(e.name) {
+            if kind == nil, case .success(let s) = Sys.lstat(e.name) {
                 kind = s.kind
-                dev = s.device
+                dev = s.deviceID
                 inode = s.inode
             }
             return LockFileEntry(path: e.name, kind: kind ?? .unknown, device: dev, inode: inode, held: false)
@@ -120,19 +120,13 @@ extension LockDirectories {
             while abs.count > 1 && abs.hasSuffix("/") { abs.removeLast() }
             if abs.hasSuffix("/.") { abs.removeLast(2) }
             if abs.isEmpty { abs = "/" }
-            if case .success(let s) = SystemReads.status(abs) {
-                guard seen.insert(FileKey(device: s.device, inode: s.inode)).inserted else { continue }
+            if case .success(let s) = Sys.stat(abs) {
+                guard seen.insert(FileKey(device: s.deviceID, inode: s.inode)).inserted else { continue }
             }
             out.append(abs)
         }
         return out
     }
-}
-
-/// `.` or `..`.
-private func isDotOrDotDot(_ name: UnsafePointer<CChar>) -> Bool {
-    let dot = CChar(UInt8(ascii: "."))
-    return name[0] == dot && (name[1] == 0 || (name[1] == dot && name[2] == 0))
 }
 
 /// Candidate images named by directories: files under the --images dirs (a few levels deep,
@@ -147,12 +141,15 @@ struct ImageDirectories: Sendable {
     static func read(imageDirectories: [String], libvirtDirectories: [String]) -> ImageDirectories {
         var out = ImageDirectories()
         for dir in imageDirectories {
-            guard let real = SystemReads.realPath(dir) else {
-                out.unseen.append(Unseen(what: "images dir \(dir)", why: String(cString: strerror(errno))))
+            let real: String
+            switch Sys.realpath(dir) {
+            case .success(let r): real = r
+            case .failure(let e):
+                out.unseen.append(Unseen(what: "images dir \(dir)", why: e.description))
                 continue
             }
             let dev: DeviceID? = {
-                if case .success(let s) = SystemReads.status(real) { return s.device }
+                if case .success(let s) = Sys.stat(real) { return s.deviceID }
                 return nil
             }()
             // Walk first, then hash on every core (100k paths is ~50 ms of SHA-1 on one).
@@ -172,7 +169,7 @@ struct ImageDirectories: Sendable {
         for d in out.domains {
             for disk in d.disks {
                 for src in disk.sources where src.hasPrefix("/") {
-                    out.candidates.add(src, source: "libvirt", realPath: SystemReads.realPath(src) ?? src)
+                    out.candidates.add(src, source: "libvirt", realPath: (try? Sys.realpath(src).get()) ?? src)
                 }
             }
         }
@@ -194,9 +191,9 @@ struct ImageDirectories: Sendable {
         entered(dir)
         let base = dir == "/" ? "" : dir
         // Each entry as its whole path, made once; not `.`, `..` or another hidden dir.
-        switch SystemReads.entries(dir, prefix: base + "/", where: { name in name[0] != CChar(UInt8(ascii: ".")) || !isDotOrDotDot(name) }) {
+        switch Sys.entries(dir, prefix: base + "/", where: { name in name[0] != CChar(UInt8(ascii: ".")) || !Sys.isDots(name) }) {
         case .failure(let e):
-            unseen.append(Unseen(what: "images dir \(dir)", why: e.text))
+            unseen.append(Unseen(what: "images dir \(dir)", why: e.description))
         case .success(let entries):
             let nameStart = base.utf8.count + 1
             var subdirs: [String] = []
@@ -205,7 +202,7 @@ struct ImageDirectories: Sendable {
                 case .regular?, .blockDevice?:
                     found.append(ImageDirEntry(path: e.name, key: FileKey(device: device, inode: e.inode)))
                 case .symlink?:
-                    if let real = SystemReads.realPath(e.name) { found.append(ImageDirEntry(path: real, key: nil)) }
+                    if let real = (try? Sys.realpath(e.name).get()) { found.append(ImageDirEntry(path: real, key: nil)) }
                 case .directory? where depth < 3 && e.name.utf8.dropFirst(nameStart).first != UInt8(ascii: "."):
                     subdirs.append(e.name)
                 default:

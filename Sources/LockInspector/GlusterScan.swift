@@ -64,7 +64,7 @@ public enum GlusterScan {
 
         init(_ volumes: [GlusterVolumeScan], procRoot: String) {
             results = Array(repeating: ([], []), count: volumes.count)
-            let host = SystemReads.hostName
+            let host = Sys.hostName
             for (i, v) in volumes.enumerated() {
                 group.enter()
                 let t = Thread { [self] in
@@ -109,6 +109,7 @@ public enum GlusterScan {
         // F_GETLK for a write lock finds any lock; when it finds a read lock, F_GETLK for a
         // read lock tells whether a write lock sits elsewhere on the file too.
         var locked: [(url: GlusterURL, holders: [GlusterLockHolder])] = []
+        var grants: [String: Date] = [:]  // "path host pid" -> when the brick granted its first lock there
         let files = listing.files.filter { v.allFiles || isImageName($0) }
         for (i, path) in files.enumerated() {
             let url = v.volume.file(path)
@@ -128,7 +129,7 @@ public enum GlusterScan {
                     // The server stopped answering: the rest would only wait as long each.
                     unseen.append(Unseen(what: "\(files.count - i) file(s) of gluster volume \(name) from \(path) on",
                                          why: "\(e)"))
-                    return (images(locked, localHost: localHost, procRoot: procRoot), unseen)
+                    return (images(locked, localHost: localHost, procRoot: procRoot, grants: grants), unseen)
                 default:
                     unseen.append(Unseen(what: url.description, why: "\(e)"))
                 }
@@ -145,6 +146,11 @@ public enum GlusterScan {
             } else {
                 do {
                     let dump = try cli.statedump(volume: v.volume.volume)
+                    for r in dump.records where r.state == .active {
+                        guard let t = r.since.flatMap(GlusterStaleness.grantTime) else { continue }
+                        let k = grantKey(r.path, r.host, r.holderPID)
+                        grants[k] = min(grants[k] ?? t, t)
+                    }
                     for i in locked.indices {
                         let named = GlusterLockHolder.conflicting(in: dump.records, path: locked[i].url.path, type: .write)
                         if !named.isEmpty { locked[i].holders = named }
@@ -159,17 +165,25 @@ public enum GlusterScan {
                 }
             }
         }
-        return (images(locked, localHost: localHost, procRoot: procRoot), unseen)
+        return (images(locked, localHost: localHost, procRoot: procRoot, grants: grants), unseen)
+    }
+
+    static func grantKey(_ path: String, _ host: String?, _ pid: Int32?) -> String {
+        "\(path)\u{0}\(host ?? "")\u{0}\(pid ?? 0)"
     }
 
     /// The snapshot entries of the locked files. A holder on this host (its host is this
     /// host's name) is a local process: its command, user and start come from /proc.
     static func images(_ locked: [(url: GlusterURL, holders: [GlusterLockHolder])], localHost: String,
-                       procRoot: String) -> [ImageLocks] {
+                       procRoot: String, grants: [String: Date] = [:]) -> [ImageLocks] {
         let local = GlusterHolderNaming.localDetails(locked.flatMap(\.holders), localHost: localHost, procRoot: procRoot)
         return locked.map { file in
             let holders = file.holders.map { g -> Holder in
                 var h = Holder(pid: g.pid ?? 0, command: "?", scheme: .gluster, lockType: g.type, host: g.host)
+                if g.source == .statedump {
+                    h.statedump = StatedumpNaming(clientPID: g.clientPID, locksmithOwner: g.owner?.locksmithHolder != nil,
+                                                  granted: grants[grantKey(file.url.path, g.host, g.pid)])
+                }
                 if g.host == localHost, let d = g.pid.flatMap({ local[$0] }) {
                     h.command = d.command
                     h.args = d.args

@@ -50,7 +50,7 @@ public enum HolderSignal {
     static func refusal(_ holder: Holder, procRoot: String = "/proc") -> String? {
         guard holder.pid > 0 else { return "has no pid" }
         guard let ticks = holder.startTicks else { return "was seen without its start time: it cannot be told from a later process with its pid" }
-        guard let stat = SystemReads.readProc("\(procRoot)/\(holder.pid)/stat") else { return "has ended" }
+        guard let stat = ProcFS.read("\(procRoot)/\(holder.pid)/stat") else { return "has ended" }
         guard ProcessDetails.startTicks(stat: stat) == ticks else {
             return "has ended: the pid now names another process (a different start time)"
         }

@@ -57,12 +57,12 @@ enum LibvirtDomains {
         var domains: [LibvirtDomain] = []
         var unseen: [Unseen] = []
         for dir in directories {
-            guard case .success(let entries) = SystemReads.entries(dir) else { continue }
+            guard case .success(let entries) = Sys.entries(dir) else { continue }
             let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
             let names = entries.map(\.name).filter { $0.hasSuffix(".xml") }
             for i in ByteOrder.sortedIndices(names) {
                 let path = base + "/" + names[i]
-                switch SystemReads.readRegularFile(path, limit: sizeLimit + 1) {
+                switch Sys.readRegularFile(path, limit: sizeLimit + 1) {
                 case .success(let bytes) where bytes.count > sizeLimit:
                     unseen.append(Unseen(what: "libvirt domain \(path)", why: "larger than \(sizeLimit >> 20) MiB"))
                 case .success(let bytes):
@@ -71,10 +71,10 @@ enum LibvirtDomains {
                     } else {
                         unseen.append(Unseen(what: "libvirt domain \(path)", why: "not domain XML libvirt writes"))
                     }
-                case .failure(let e) where e.errno == ENOENT:
+                case .failure(let e) where e.code == ENOENT:
                     break  // removed since the dir was read (a domain stopped)
                 case .failure(let e):
-                    unseen.append(Unseen(what: "libvirt domain \(path)", why: e.text))
+                    unseen.append(Unseen(what: "libvirt domain \(path)", why: e.description))
                 }
             }
         }
@@ -197,7 +197,7 @@ enum LibvirtDomains {
         func same(_ source: String, _ image: String) -> Bool {
             if source == image { return true }
             guard source.hasPrefix("/") else { return false }
-            if real[source] == nil { real[source] = .some(SystemReads.realPath(source)) }
+            if real[source] == nil { real[source] = .some((try? Sys.realpath(source).get())) }
             return real[source]! == image
         }
         for i in images.indices {
@@ -414,7 +414,7 @@ extension Scan {
     /// virtlockd's byte-0 lock on a disk QEMU also locks is virtlockd's, not a QEMU user's.
     func virtlockdScheme(_ scheme: LockScheme, locks: [KernelLock], command: String?) -> LockScheme {
         guard scheme == .qemu, command == "virtlockd", !locks.isEmpty,
-              locks.allSatisfy({ $0.isByteZero && $0.kind == "POSIX" }) else { return scheme }
+              locks.allSatisfy({ $0.isByteZero && $0.kind == .posix }) else { return scheme }
         return .virtlockd
     }
 

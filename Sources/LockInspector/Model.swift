@@ -84,14 +84,9 @@ public struct ImageLocks: Sendable, Equatable, Identifiable {
 }
 
 /// A process holding (or waiting for) a lock on an image.
-public struct Holder: Sendable, Equatable, Hashable {
-    public var pid: Int32
-    public var command: String
-    public var args: [String]
-    public var user: String?
-    public var uid: UInt32?
-    /// When the process started (from /proc/PID/stat and the boot time).
-    public var started: Date?
+public struct Holder: Sendable, Equatable, Hashable, ProcessLike {
+    /// Its pid, command, arguments, user and start time (read through `pid`, `command`...).
+    public var process: ProcessIdentity
     /// The fd through which it holds the lock; nil for classic POSIX locks found only by pid.
     public var fd: Int32?
     public var openMode: OpenMode?
@@ -115,6 +110,11 @@ public struct Holder: Sendable, Equatable, Hashable {
     /// The file the lock is on, as the kernel lists it (device and inode).
     public var lockedDevice: DeviceID?
     public var lockedInode: UInt64?
+    /// A Gluster lock's holder checked against its host's process table in a cluster view
+    /// (`GlusterStaleness`); nil when not checked.
+    public var liveness: HolderLiveness?
+    /// What a brick statedump said of a Gluster lock's holder it named (nil otherwise).
+    public var statedump: StatedumpNaming?
 
     public init(pid: Int32, command: String, args: [String] = [], user: String? = nil, uid: UInt32? = nil,
                 started: Date? = nil, fd: Int32? = nil, openMode: OpenMode? = nil, vm: String? = nil,
@@ -124,12 +124,7 @@ public struct Holder: Sendable, Equatable, Hashable {
         self.startTicks = startTicks
         self.lockedDevice = lockedDevice
         self.lockedInode = lockedInode
-        self.pid = pid
-        self.command = command
-        self.args = args
-        self.user = user
-        self.uid = uid
-        self.started = started
+        process = ProcessIdentity(pid: pid, command: command, args: args, user: user, uid: uid, started: started)
         self.fd = fd
         self.openMode = openMode
         self.vm = vm
@@ -197,19 +192,14 @@ public struct Unseen: Sendable, Equatable, Hashable {
 }
 
 /// A process with a candidate image open for writing, through one fd.
-public struct ImageWriter: Sendable, Equatable, Hashable {
+public struct ImageWriter: Sendable, Equatable, Hashable, ProcessLike {
     /// The file as the fd names it (the kernel's path of the open file).
     public var path: String
     public var device: DeviceID?
     public var inode: UInt64?
-    public var pid: Int32
+    public var process: ProcessIdentity
     public var fd: Int32
     public var openMode: OpenMode
-    public var command: String
-    public var args: [String]
-    public var user: String?
-    public var uid: UInt32?
-    public var started: Date?
     public var vm: String?
     /// The file's identity on shared storage (as `ImageLocks.storage`).
     public var storage: String?
@@ -222,14 +212,9 @@ public struct ImageWriter: Sendable, Equatable, Hashable {
         self.path = path
         self.device = device
         self.inode = inode
-        self.pid = pid
+        process = ProcessIdentity(pid: pid, command: command, args: args, user: user, uid: uid, started: started)
         self.fd = fd
         self.openMode = openMode
-        self.command = command
-        self.args = args
-        self.user = user
-        self.uid = uid
-        self.started = started
         self.vm = vm
     }
 }
@@ -296,7 +281,7 @@ public struct Finding: Sendable, Equatable, Hashable, Identifiable {
 }
 
 /// A process named as evidence by a finding.
-public struct InvolvedProcess: Sendable, Equatable, Hashable {
+public struct InvolvedProcess: Sendable, Equatable, Hashable, ProcessLike {
     public enum Role: String, Sendable, Codable {
         /// Has the image open for writing.
         case writer
@@ -307,12 +292,7 @@ public struct InvolvedProcess: Sendable, Equatable, Hashable {
     }
 
     public var role: Role
-    public var pid: Int32
-    public var command: String
-    public var args: [String]
-    public var user: String?
-    public var uid: UInt32?
-    public var started: Date?
+    public var process: ProcessIdentity
     public var fd: Int32?
     public var openMode: OpenMode?
     public var vm: String?
@@ -328,13 +308,14 @@ public struct InvolvedProcess: Sendable, Equatable, Hashable {
     public init(role: Role, pid: Int32, command: String, args: [String] = [], user: String? = nil,
                 uid: UInt32? = nil, started: Date? = nil, fd: Int32? = nil, openMode: OpenMode? = nil,
                 vm: String? = nil, scheme: LockScheme? = nil, mode: String? = nil, waitedSeconds: Double? = nil) {
+        self.init(role: role, process: ProcessIdentity(pid: pid, command: command, args: args, user: user, uid: uid, started: started),
+                  fd: fd, openMode: openMode, vm: vm, scheme: scheme, mode: mode, waitedSeconds: waitedSeconds)
+    }
+
+    public init(role: Role, process: ProcessIdentity, fd: Int32? = nil, openMode: OpenMode? = nil,
+                vm: String? = nil, scheme: LockScheme? = nil, mode: String? = nil, waitedSeconds: Double? = nil) {
         self.role = role
-        self.pid = pid
-        self.command = command
-        self.args = args
-        self.user = user
-        self.uid = uid
-        self.started = started
+        self.process = process
         self.fd = fd
         self.openMode = openMode
         self.vm = vm
@@ -344,15 +325,13 @@ public struct InvolvedProcess: Sendable, Equatable, Hashable {
     }
 
     public init(holder h: Holder, role: Role = .holder, waitedSeconds: Double? = nil) {
-        self.init(role: role, pid: h.pid, command: h.command, args: h.args, user: h.user, uid: h.uid,
-                  started: h.started, fd: h.fd, openMode: h.openMode, vm: h.vm, scheme: h.scheme,
+        self.init(role: role, process: h.process, fd: h.fd, openMode: h.openMode, vm: h.vm, scheme: h.scheme,
                   mode: role == .waiter ? h.lockType.map { $0 == .write ? "write" : "read" } : h.modeSummary,
                   waitedSeconds: waitedSeconds)
     }
 
     public init(writer w: ImageWriter) {
-        self.init(role: .writer, pid: w.pid, command: w.command, args: w.args, user: w.user, uid: w.uid,
-                  started: w.started, fd: w.fd, openMode: w.openMode, vm: w.vm)
+        self.init(role: .writer, process: w.process, fd: w.fd, openMode: w.openMode, vm: w.vm)
     }
 
     /// `pid 123 (qemu-io, user root)`.

@@ -32,7 +32,7 @@ public struct ProcessDetails: Sendable, Equatable {
     static func read(pid: Int32, procRoot: String, bootTime: Date?, users: inout [UInt32: String?]) -> ProcessDetails? {
         let dir = "\(procRoot)/\(pid)"
         // As bytes: the name may hold anything its owner set (`PathBytes` carries it as is).
-        guard let status = SystemReads.readProcBytes(dir + "/status").map(PathBytes.string) else { return nil }
+        guard let status = ProcFS.readBytes(dir + "/status").map(PathBytes.string) else { return nil }
         var command = ""
         var uid: UInt32?
         for line in status.split(separator: "\n") {
@@ -43,16 +43,16 @@ public struct ProcessDetails: Sendable, Equatable {
                 uid = ids.count > 1 ? UInt32(ids[1]) : ids.first.flatMap { UInt32($0) }
             }
         }
-        let args = SystemReads.readProcBytes(dir + "/cmdline").map(ProcessDetails.splitCmdline) ?? []
+        let args = ProcFS.readBytes(dir + "/cmdline").map(ProcessDetails.splitCmdline) ?? []
         var started: Date?
-        let ticks = SystemReads.readProc(dir + "/stat").flatMap(ProcessDetails.startTicks(stat:))
+        let ticks = ProcFS.read(dir + "/stat").flatMap(ProcessDetails.startTicks(stat:))
         if let boot = bootTime, let ticks {
-            started = boot.addingTimeInterval(Double(ticks) / Double(SystemReads.clockTicks))
+            started = boot.addingTimeInterval(Double(ticks) / Double(Sys.clockTicks))
         }
         var user: String?
         if let u = uid {
             if let cached = users[u] { user = cached } else {
-                user = SystemReads.userName(u)
+                user = Sys.userName(u)
                 users[u] = user
             }
         }
@@ -79,7 +79,7 @@ public struct ProcessDetails: Sendable, Equatable {
 
     /// `btime` of /proc/stat: boot time in seconds since the epoch.
     static func bootTime(procRoot: String) -> Date? {
-        guard let text = SystemReads.readProc(procRoot + "/stat") else { return nil }
+        guard let text = ProcFS.read(procRoot + "/stat") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("btime ") {
             if let s = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) {
                 return Date(timeIntervalSince1970: s)

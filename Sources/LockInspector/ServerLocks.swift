@@ -79,8 +79,10 @@ public enum ServerLocks {
             for rs in byHolder(dump.filter { $0.state == .active }) {
                 let pid = rs[0].holderPID ?? 0
                 let here = rs[0].host == f.localHost
-                holders.append(holder(pid: pid, opener: here ? local[pid] : nil, host: here ? nil : rs[0].host,
-                                      ranges: rs.map { ($0.type, $0.range) }))
+                var h = holder(pid: pid, opener: here ? local[pid] : nil, host: here ? nil : rs[0].host,
+                               ranges: rs.map { ($0.type, $0.range) })
+                h.statedump = StatedumpNaming(rs)
+                holders.append(h)
             }
         } else {
             var order: [Int32] = []
@@ -93,7 +95,7 @@ public enum ServerLocks {
             for pid in order { holders.append(holder(pid: pid, opener: local[pid], host: nil, ranges: ranges[pid]!)) }
         }
         let rows = f.probed.enumerated().map { i, l in
-            KernelLock(id: -(i + 1), kind: "POSIX", mode: "ADVISORY", type: l.type.rawValue,
+            KernelLock(id: -(i + 1), kind: .posix, mode: "ADVISORY", type: l.type.rawValue,
                        pid: l.pid.flatMap { local[$0] != nil ? $0 : nil }, device: f.device, inode: f.inode,
                        start: l.range.start, end: l.range.end)
         }
@@ -135,7 +137,9 @@ public enum ServerLocks {
             let groups = byHolder(dump.filter { $0.host != f.localHost })
             guard !groups.isEmpty else { continue }
             let remote = groups.map { rs -> Holder in
-                holder(pid: rs[0].holderPID ?? 0, opener: nil, host: rs[0].host ?? "?", ranges: rs.map { ($0.type, $0.range) })
+                var h = holder(pid: rs[0].holderPID ?? 0, opener: nil, host: rs[0].host ?? "?", ranges: rs.map { ($0.type, $0.range) })
+                h.statedump = StatedumpNaming(rs)
+                return h
             }
             if let i = images.firstIndex(where: { $0.inode == f.inode && $0.device == f.device && $0.inode != nil }) {
                 images[i].holders += remote
@@ -227,7 +231,7 @@ extension ServerLocks {
     public static func gather(path: String, device: DeviceID?, inode: UInt64?, filesystem: SharedFilesystem,
                               statedump: Bool, cli: GlusterCLI, procRoot: String = "/proc") -> ServerLockFacts {
         var f = ServerLockFacts(path: path, device: device, inode: inode, filesystem: filesystem,
-                                localHost: SystemReads.hostName)
+                                localHost: Sys.hostName)
         do {
             f.probed = try ImageLocker.probeLocks(path: path)
         } catch {
@@ -265,7 +269,7 @@ extension ServerLocks {
         defer { reader.close() }
         for pid in pids where pid > 0 && seen.insert(pid).inserted {
             var fds: [OpenFD] = []
-            guard SystemReads.openFiles(procRoot: procRoot, pid: pid, into: &fds) == nil,
+            guard Sys.openFiles(procRoot: procRoot, pid: pid, into: &fds) == nil,
                   let fd = fds.first(where: { $0.inode == inode && (device == nil || $0.device == nil || $0.device == device) }),
                   let d = ProcessDetails.read(pid: pid, procRoot: procRoot, bootTime: boot, users: &users) else { continue }
             f.openers.append(Opener(fd: fd.fd, openMode: reader.openFlags(pid: pid, fd: fd.fd).map(OpenMode.init(flags:)), process: d))
@@ -289,7 +293,7 @@ extension Scan {
         for f in pass.fds where f.kind == .regular {
             guard let dev = f.device else { continue }
             if filesystems[dev] == nil && readMountinfo.insert(f.pid).inserted,
-               let text = SystemReads.readProc("\(procRoot)/\(f.pid)/mountinfo") {
+               let text = ProcFS.read("\(procRoot)/\(f.pid)/mountinfo") {
                 for (d, type) in ServerLocks.filesystemTypes(mountinfo: text) where filesystems[d] == nil {
                     filesystems[d] = .some(SharedFilesystem.of(fstype: type))
                 }
@@ -313,7 +317,7 @@ extension Scan {
             let fds = files[key]!
             guard let dev = key.device, let fs = filesystems[dev] ?? nil,
                   let path = fds.lazy.compactMap({ reader.link(pid: $0.pid, fd: $0.fd) }).first(where: { $0.hasPrefix("/") }) else { continue }
-            var f = ServerLockFacts(path: path, device: dev, inode: key.inode, filesystem: fs, localHost: SystemReads.hostName)
+            var f = ServerLockFacts(path: path, device: dev, inode: key.inode, filesystem: fs, localHost: Sys.hostName)
             do {
                 f.probed = try ImageLocker.probeLocks(path: path, expect: (dev, key.inode))
             } catch {
@@ -325,14 +329,14 @@ extension Scan {
                 guard let pid = l.pid, openers.contains(pid), !listed.contains("\(key.inode)/\(pid)") else { continue }
                 f.openers.append(contentsOf: fds.filter { $0.pid == pid && !f.openers.contains(where: { $0.pid == pid }) }
                     .prefix(1).map { Opener(fd: $0.fd, process: ProcessDetails(pid: $0.pid, command: "")) })
-                let row = KernelLock(id: -(rows.count + 1), kind: "POSIX", mode: "ADVISORY", type: l.type.rawValue, pid: pid,
+                let row = KernelLock(id: -(rows.count + 1), kind: .posix, mode: "ADVISORY", type: l.type.rawValue, pid: pid,
                                      device: dev, inode: key.inode, start: l.range.start, end: l.range.end)
                 rows.append(row)
             }
             // Locks no local process with the file open accounts for: another host's.
             // On a GlusterFS FUSE mount of a server node a statedump names them.
             if options.fuseStatedump && fs.name == "fuse" && f.probed.contains(where: { !openers.contains($0.pid ?? 0) }),
-               let info = SystemReads.readProc("\(procRoot)/\(fds[0].pid)/mountinfo"),
+               let info = ProcFS.read("\(procRoot)/\(fds[0].pid)/mountinfo"),
                let m = ServerLocks.glusterMount(mountinfo: info, path: path),
                let loc = ServerLocks.glusterLocation(path: path, mountPoint: m.mountPoint, source: m.source) {
                 (f.glusterVolume, f.glusterPath) = (loc.volume, loc.path)

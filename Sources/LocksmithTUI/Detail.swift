@@ -55,7 +55,7 @@ public enum DetailText {
         let mode = waiting ? "wait" : h.modeSummary
         first.append(Span(" " + mode, role(forMode: mode)))
         if let vm = h.vm { first.append(Span("  VM \(vm)" + (h.diskTarget.map { " disk \($0)" } ?? ""))) }
-        if let u = h.user ?? h.uid.map(String.init) { first.append(Span("  user \(u)")) }
+        if let u = h.process.userText { first.append(Span("  user \(u)")) }
         if let fd = h.fd { first.append(Span("  fd \(fd)", .dim)) }
         if let m = h.openMode { first.append(Span(" (\(m.rawValue))", .dim)) }
         if let s = h.started { first.append(Span("  up \(Column.age(from: s, to: now))", .dim)) }
@@ -113,32 +113,16 @@ public enum DetailText {
     }
 }
 
-/// Turns a test-acquire into detail-pane lines (the same facts `locksmith try` prints).
+/// Turns a test-acquire into detail-pane lines (what `locksmith try` prints).
 public enum TestAcquireText {
     /// QEMU users lock bytes inside the image; everyone else uses the lock file.
     public static func scheme(for image: ImageLocks) -> LockScheme {
         image.holders.contains { $0.scheme == .qemu || $0.qemu != nil } || image.schemes.contains(.qemu) ? .qemu : .lockfile
     }
 
+    /// `try`'s text (`TryText`) under the image the pane names already.
     public static func lines(_ r: ProbeResult) -> [String] {
-        let what = "\(r.mode == .exclusive ? "an exclusive" : "a shared") lock (\(r.scheme.rawValue) scheme)"
-        guard let c = r.contention else {
-            var s = "free: \(what) can be taken (taken and released)"
-            if let lf = r.lockFile, !r.lockFileExists { s = "free: \(what) can be taken (lock file \(lf) does not exist; not created)" }
-            return [s]
-        }
-        var out = ["held: \(what) cannot be taken"]
-        if let q = c.qemuConflicts.first {
-            out.append("QEMU would say: \(q.message)")
-            out.append(QemuConflict.hint(image: r.image))
-        }
-        if c.holders.isEmpty {
-            let pids = c.blocking.compactMap(\.pid)
-            out.append(pids.isEmpty ? "holder not visible from here" : "by pid " + pids.map(String.init).joined(separator: ", "))
-        }
-        for h in c.holders {
-            out.append("by pid \(h.pid) (\(h.command))" + (h.fd.map { " fd \($0)" } ?? "") + ": \(DetailText.lockRow(h.lock))")
-        }
-        return out
+        let p = TryText.parts(r)
+        return [p.headline] + p.details
     }
 }

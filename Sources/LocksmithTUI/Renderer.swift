@@ -230,9 +230,9 @@ public enum Renderer {
     public static func promptText(_ p: Prompt) -> String {
         switch p {
         case .kill(let h, _):
-            return "SIGTERM pid \(h.pid) (\(h.command), VM \(h.vm ?? "none"))? y sends it, any other key cancels"
+            return "SIGTERM pid \(h.pid) (\(h.command), VM \(h.vm ?? "none"))\(h.host.map { " on \($0)" } ?? "")? y sends it, any other key cancels"
         case .clearLocks(let image):
-            return "Clear every granted lock on \(image.path ?? image.id)? The holders are not told. y clears, any other key cancels"
+            return "Clear the granted locks on \(image.path ?? image.id) if every holder is proven stale? y clears, any other key cancels"
         case .testMode(let image):
             return "Test-acquire \(image.path ?? image.id) as: e exclusive, s shared (scheme \(TestAcquireText.scheme(for: image).rawValue)); Esc cancels"
         }

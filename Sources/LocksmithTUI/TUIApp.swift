@@ -21,6 +21,10 @@ public struct TUISources: Sendable {
     /// Clears the granted locks of a gluster image (`gluster volume clear-locks`); returns
     /// the one-line outcome. nil: `C` says "not available".
     public var clearLocks: (@Sendable (ImageLocks) -> String)? = nil
+    /// Sends SIGTERM to a holder on another host of a cluster view (its own locksmith checks
+    /// it: `RemoteSignal`), given the image's id; returns the one-line outcome. nil: `K`
+    /// refuses holders of other hosts.
+    public var terminateRemote: (@Sendable (Holder, String) -> String)? = nil
 
     public init(snapshot: @escaping @Sendable () throws -> Snapshot,
                 why: (@Sendable (ImageLocks, Bool) -> [String])? = nil,
@@ -133,6 +137,7 @@ public final class TUIApp {
                              whyAvailable: sources.why != nil, testAvailable: sources.testAcquire != nil,
                              filter: options.filter)
         state.clearLocksAvailable = sources.clearLocks != nil
+        state.remoteSignalAvailable = sources.terminateRemote != nil
         var nextScan = monotonic()
         var scanInFlight = false
         var rescanWanted = false
@@ -206,6 +211,9 @@ public final class TUIApp {
         case .testAcquire(let image, let mode):
             guard let test = sources.testAcquire else { return }
             worker.submit { .testResult(imageID: image.id, mode: mode, lines: test(image, mode)) }
+        case .terminateRemote(let holder, let imageID):
+            guard let remote = sources.terminateRemote else { return }
+            worker.submit { .terminateResult(remote(holder, imageID)) }
         case .terminate(let holder, _):
             let terminate = sources.terminate
             worker.submit { .terminateResult(terminate(holder)) }
@@ -216,11 +224,7 @@ public final class TUIApp {
     }
 }
 
-func monotonic() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+func monotonic() -> Double { Sys.monotonicSeconds() }
 
 /// Events from background threads, collected by the loop.
 final class Mailbox: @unchecked Sendable {

@@ -23,6 +23,8 @@ public enum Request: Equatable, Sendable {
     case why(ImageLocks, write: Bool)
     case testAcquire(ImageLocks, LockMode)
     case terminate(Holder, imageID: String)
+    /// SIGTERM to a holder of another host of a cluster view, by that host's locksmith.
+    case terminateRemote(Holder, imageID: String)
     /// `gluster volume clear-locks` on a gluster image (the `C` key, after a y).
     case clearLocks(ImageLocks)
 }
@@ -118,6 +120,8 @@ public struct TUIState: Sendable {
     public var testAvailable: Bool
     /// Whether a clear-locks source was given (gluster).
     public var clearLocksAvailable = false
+    /// `K` may signal a holder of another host of a cluster view (`TUISources.terminateRemote`).
+    public var remoteSignalAvailable = false
     /// The columns `s` cycles through (the list's columns).
     public var sortable: [Column] = Column.defaults
     private var selectedKey: RowKey?
@@ -268,6 +272,9 @@ public struct TUIState: Sendable {
         switch p {
         case .kill(let h, let id):
             if key == .char("y") || key == .char("Y") {
+                if let host = h.host, host != snapshot?.host {
+                    return Reaction(.redraw, [.terminateRemote(h, imageID: id)])
+                }
                 return Reaction(.redraw, [.terminate(h, imageID: id)])
             }
             message = "Not sent: pid \(h.pid) left alone."
@@ -347,7 +354,12 @@ public struct TUIState: Sendable {
         case .kill:
             guard let row = selectedRow, let h = row.holder else { message = "No holder on this row."; break }
             if let host = h.host, host != snapshot?.host {
-                message = "pid \(h.pid) runs on \(host), not here: cannot signal it."
+                guard remoteSignalAvailable, h.pid > 0 else {
+                    message = "pid \(h.pid) runs on \(host), not here: cannot signal it."
+                    break
+                }
+                // Its own host's locksmith checks it as K does here (over ssh).
+                prompt = .kill(h, imageID: row.image.id)
                 break
             }
             // A gluster holder's pid is its host's (F_GETLK's l_pid): never signal it blind here.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ImageLock
+import LockInspector
 
 extension Locksmith {
     struct ClearLocks: ParsableCommand {
@@ -9,21 +10,27 @@ extension Locksmith {
             abstract: "Drop the granted locks on a Gluster image, for a holder that died or is cut off.",
             discussion: """
                 Takes a brick statedump to show who holds locks on the image (host, pid, \
-                lk-owner), asks for confirmation on the terminal, then runs \
+                lk-owner), checks each holder on its host (`locksmith processes --json` \
+                over ssh for the hosts named with --host/--hosts; this host's /proc), asks \
+                for confirmation on the terminal, then runs \
                 `gluster volume clear-locks VOLUME PATH kind granted posix` and reports \
                 what it cleared. The holders are not told: a holder that is still alive \
-                goes on as if it held the lock, so clear only locks of clients that are \
-                gone or cut off from the servers.
+                goes on as if it held the lock. So it clears only when every holder is \
+                proven stale: its host answered and has no such process (or one that \
+                cannot hold the lock: ended, no file of the volume open, started after the \
+                lock was granted). A live holder, or one on a host that did not answer or \
+                is not in view (possibly stale), is named and nothing is cleared, unless \
+                --force-live.
 
                 Needs a Gluster server node: the gluster CLI talks to the glusterd of this \
                 node (set GLUSTER_SOCK to use another glusterd socket), and the statedump \
                 is read from this node's bricks.
 
-                Exit status: 0 cleared (or nothing to clear), 1 not confirmed (nothing \
-                done), 2 could not check or clear, 64 usage error, or no terminal to ask \
-                on and no --yes.
+                Exit status: 0 cleared (or nothing to clear), 1 nothing done: a holder \
+                is not proven stale (without --force-live), or not confirmed, 2 could not \
+                check or clear, 64 usage error, or no terminal to ask on and no --yes.
 
-                Example: locksmith clear-locks gluster://gl1/vmstore/vm1.qcow2
+                Example: locksmith clear-locks gluster://gl1/vmstore/vm1.qcow2 --host h1 --host h2
                 """)
 
         @Argument(help: ArgumentHelp("The image: gluster://HOST[:PORT]/VOLUME/PATH.", valueName: "image"))
@@ -32,7 +39,12 @@ extension Locksmith {
         @Flag(help: "Clear without asking.")
         var yes = false
 
+        @Flag(name: .customLong("force-live"), help: "Clear also when a holder is live or possibly stale (still asks, unless --yes).")
+        var forceLive = false
+
         @OptionGroup var gluster: GlusterOptions
+
+        @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
 
         func validate() throws {
             do {
@@ -47,31 +59,43 @@ extension Locksmith {
             let cli = gluster.cli
             guard cli.isUsable else {
                 complain("clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)); run it there")
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
-            let dump: GlusterStatedumpResult
+            let query = cluster.isCluster ? try cluster.query() : ClusterQuery(hosts: ["."])
+            let check: ClearLocksReview.Check
             do {
-                dump = try cli.statedump(volume: url.volume)
+                check = try ClearLocksReview.check(url, cli: cli, query: query)
             } catch let e as ImageLockError {
                 complain(e.description)
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
-            let granted = dump.records.filter { $0.path == url.path && $0.state == .active }
-            let waiting = dump.records.filter { $0.path == url.path && $0.state == .blocked }
+            let (granted, waiting, review) = (check.granted, check.waiting, check.review)
             if granted.isEmpty {
                 var line = "\(url): no granted locks on this node's bricks; nothing to clear"
-                if !dump.bricksNotHere.isEmpty {
-                    line += " (bricks on other nodes not checked: \(dump.bricksNotHere.joined(separator: ", ")))"
+                if !check.bricksNotHere.isEmpty {
+                    line += " (bricks on other nodes not checked: \(check.bricksNotHere.joined(separator: ", ")))"
                 }
                 say(line)
                 return
             }
-            say("\(url): \(granted.count) granted lock\(granted.count == 1 ? "" : "s") will be cleared:")
-            for r in granted { say("  \(describe(r))") }
+            // Each holder was checked on its own host: this one's /proc, the others' `processes --json`.
+            for a in check.failed { complain("host \(ClusterText.line(a.destination)): \(a.table.error ?? "not seen")") }
+            say("\(url): \(granted.count) granted lock\(granted.count == 1 ? "" : "s") of \(review.holders.count) holder\(review.holders.count == 1 ? "" : "s"):")
+            for h in review.holders {
+                say("  \(describe(h))")
+                for r in h.records { say("    \(describe(r))") }
+            }
+            let standing = review.notProvenStale
+            if !standing.isEmpty && !forceLive {
+                say("Nothing cleared: \(standing.count) holder\(standing.count == 1 ? " is" : "s are") not proven stale; "
+                    + "a live holder would go on as if it still held its lock. Stop it, or pass --force-live.")
+                throw ExitStatus.held
+            }
             if !waiting.isEmpty {
                 say("  (\(waiting.count) waiting lock request\(waiting.count == 1 ? "" : "s") will then be granted in turn)")
             }
-            say("The holders are not told: a live holder goes on as if it still held its lock.")
+            say(standing.isEmpty ? "Every holder is proven stale: clearing drops only dead locks."
+                : "--force-live: the holders are not told; a live holder goes on as if it still held its lock.")
             if !yes {
                 guard isatty(STDIN_FILENO) == 1 else {
                     complain("refusing to clear locks without confirmation: stdin is not a terminal; pass --yes")
@@ -81,7 +105,7 @@ extension Locksmith {
                 let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
                 guard answer == "y" || answer == "yes" else {
                     say("Nothing cleared.")
-                    throw Status.held
+                    throw ExitStatus.held
                 }
             }
             let result: GlusterClearLocksResult
@@ -89,7 +113,7 @@ extension Locksmith {
                 result = try cli.clearGrantedLocks(volume: url.volume, path: url.path)
             } catch let e as ImageLockError {
                 complain(e.description)
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             if result.grantedCleared == 0 {
                 say("\(url): no locks cleared (released meanwhile?); gluster said: \(result.output.replacingOccurrences(of: "\n", with: "; "))")
@@ -97,6 +121,21 @@ extension Locksmith {
                 say("\(url): cleared \(result.grantedCleared) granted lock\(result.grantedCleared == 1 ? "" : "s")")
             }
         }
+    }
+}
+
+/// "proven stale: pid 102 on host h2 (python3): host h2 has no process 102"; another
+/// host's text bounded (`ClusterText`), escaped by `say`.
+func describe(_ h: ClearLocksReview.Holder) -> String {
+    let who = (h.pid.map { "pid \($0)" } ?? "a process") + (h.host.map { " on host \(ClusterText.line($0))" } ?? "")
+        + (h.process.map { p in
+            " (" + ([ClusterText.line(p.details.command)] + (p.details.vm.map { ["VM \(ClusterText.line($0))"] } ?? [])
+                    + (p.details.user.map { ["user \(ClusterText.line($0))"] } ?? [])).joined(separator: ", ") + ")"
+        } ?? "")
+    switch h.liveness {
+    case .live: return "live: \(who)"
+    case .provenStale(let why): return "proven stale: \(who): \(ClusterText.line(why))"
+    case .possiblyStale(let why): return "possibly stale: \(who): \(ClusterText.line(why))"
     }
 }
 

@@ -4,7 +4,7 @@ import ImageLock
 import LockInspector
 
 /// Exit statuses shared by every subcommand (README.md "Exit status").
-enum Status {
+enum ExitStatus {
     static let free = ExitCode(0)
     static let held = ExitCode(1)
     static let couldNotCheck = ExitCode(2)
@@ -52,7 +52,7 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
         return try body()
     } catch let e as ImageLockError {
         complain(e.description)
-        throw Status.couldNotCheck
+        throw ExitStatus.couldNotCheck
     }
 }
 
@@ -99,7 +99,7 @@ func checkLockDirectory(_ locker: ImageLocker, image: String, scheme: LockScheme
     guard scheme == .lockfile, !GlusterURL.looksLikeURL(image), let hazard = locker.lockDirectoryHazard() else { return }
     if strict {
         complain("refusing to lock (--strict): " + hazard)
-        throw Status.couldNotCheck
+        throw ExitStatus.couldNotCheck
     }
     complain("warning: " + hazard)
 }
@@ -210,57 +210,13 @@ struct ScanOptions: ParsableArguments {
     }
 }
 
-/// Output in JSON: one object, `schema` first, then `host` and `generated`, then the
-/// payload's fields in sorted order (stable for diffs and scripts).
+/// Output in JSON: the reports are written by LockInspector (`SnapshotJSON`, `VerdictJSON`,
+/// `ReportJSON`); this is where they go, and the host name in their envelope.
 enum JSONOutput {
-    static func encoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.keyEncodingStrategy = .convertToSnakeCase
-        e.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-        return e
+    /// One report and its newline on stdout.
+    static func write(_ report: [UInt8]) {
+        writeStandardOutput(report + [UInt8(ascii: "\n")])
     }
 
-    /// The object's text: the envelope, then the payload's own fields.
-    static func render<T: Encodable>(_ payload: T, generated: Date = Date()) throws -> String {
-        let e = encoder()
-        var body = String(decoding: try e.encode(payload), as: UTF8.self)
-        // Paths not written with their `*_bytes` (`encodePath`) still go out as UTF-8 text.
-        if !PathBytes.isPlain(body) { body = PathBytes.lossy(body) }
-        let head = "{\"schema\":1,\"host\":\(String(decoding: try e.encode(host), as: UTF8.self)),\"generated\":\"\(SnapshotJSON.iso8601(generated))\""
-        precondition(body.hasPrefix("{"), "a JSON payload must be an object")
-        return body == "{}" ? head + "}" : head + "," + body.dropFirst()
-    }
-
-    static func write<T: Encodable>(_ payload: T) throws {
-        FileHandle.standardOutput.write(Data((try render(payload) + "\n").utf8))
-    }
-
-    static var host: String {
-        var buf = [CChar](repeating: 0, count: 256)
-        gethostname(&buf, buf.count - 1)
-        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}
-
-/// "pid 123 on host h1 holds a WRITE lock on bytes 0-EOF (lk-owner h1:123)".
-func describe(_ h: GlusterLockHolder) -> String {
-    var s = h.pid.map { "pid \($0)" } ?? "a process"
-    s += h.host.map { " on host \($0)" } ?? ""
-    let end = h.range.end.map(String.init) ?? "EOF"
-    s += " holds a \(h.type.rawValue) lock on bytes \(h.range.start)-\(end)"
-    var extra: [String] = []
-    if let o = h.owner { extra.append("lk-owner \(o)") }
-    if let c = h.clientPID, c != h.pid { extra.append("client pid \(c)") }
-    if !extra.isEmpty { s += " (" + extra.joined(separator: ", ") + ")" }
-    return s
-}
-
-/// "pid 123 (qemu-nbd)" and what it holds.
-func describe(_ h: LockHolder) -> String {
-    var s = "pid \(h.pid) (\(h.command))"
-    let l = h.lock
-    let end = l.end.map(String.init) ?? "EOF"
-    s += " holds a \(l.type) \(l.isOFD ? "OFD" : l.kind) lock on bytes \(l.start)-\(end)"
-    if let fd = h.fd { s += " through fd \(fd)" }
-    return s
+    static var host: String { Sys.hostName }
 }

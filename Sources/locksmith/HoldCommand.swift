@@ -1,5 +1,6 @@
 import ArgumentParser
 import ImageLock
+import LockInspector
 
 extension Locksmith {
     struct Hold: ParsableCommand {
@@ -82,21 +83,8 @@ extension Locksmith {
             }
             switch outcome {
             case .busy(let c):
-                var msg = "\(image) is locked"
-                if let q = c.qemuConflicts.first { msg += " (QEMU would say: \(q.message))" }
-                if !c.glusterHolders.isEmpty {
-                    msg += " by " + c.glusterHolders.map { h in
-                        (h.pid.map { "pid \($0)" } ?? "a process") + (h.host.map { " on \($0)" } ?? "")
-                    }.joined(separator: ", ")
-                } else if c.holders.isEmpty {
-                    let pids = c.blocking.compactMap(\.pid)
-                    msg += pids.isEmpty ? " by a process that cannot be seen from here" : " by pid " + pids.map(String.init).joined(separator: ", ")
-                } else {
-                    msg += " by " + c.holders.map { "pid \($0.pid) (\($0.command))" }.joined(separator: ", ")
-                }
-                if wait != nil { msg += " after waiting \(wait!) s" }
-                complain(msg)
-                throw Status.held
+                complain(TryText.busy(image, c, waited: wait))
+                throw ExitStatus.held
             case .acquired(let held):
                 let status: Int32
                 do {

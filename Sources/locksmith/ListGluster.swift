@@ -10,5 +10,5 @@ func failIfGlusterVolumesUnscanned(_ snapshot: Snapshot) throws {
     let failed = GlusterScan.failedVolumes(in: snapshot)
     guard !failed.isEmpty else { return }
     for f in failed { complain(f.why) }
-    throw Status.couldNotCheck
+    throw ExitStatus.couldNotCheck
 }

@@ -36,7 +36,7 @@ struct Locksmith: ParsableCommand {
             """,
         version: LocksmithVersion.current,
         subcommands: [Browse.self, List.self, Why.self, Tui.self, Audit.self, Watch.self, Try.self, Hold.self, Path.self, Metrics.self,
-                      ClearLocks.self],
+                      ClearLocks.self, Processes.self, Signal.self],
         defaultSubcommand: Browse.self
     )
 

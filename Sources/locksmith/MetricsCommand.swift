@@ -69,7 +69,7 @@ extension Locksmith {
                     audited = try Auditor.audited(scan.inspector, waitThreshold: scan.waitThreshold)
                 } catch let e as InspectorError {
                     complain(e.description)
-                    throw Status.couldNotCheck
+                    throw ExitStatus.couldNotCheck
                 }
                 snapshot = audited.snapshot
                 context = .init(scanSeconds: 0, waitedSeconds: audited.facts.processes.compactMapValues(\.waitedSeconds),
@@ -85,7 +85,7 @@ extension Locksmith {
                 writeStandardOutput(Array(text.utf8))
             }
             // As every cluster view: everything is written, then exit 2 when a host was not seen.
-            if context.unreachableHosts > 0 { throw Status.couldNotCheck }
+            if context.unreachableHosts > 0 { throw ExitStatus.couldNotCheck }
         }
     }
 }

@@ -19,8 +19,8 @@ extension Locksmith {
                 would not open read-write / read-only) and `t` (test-acquire). With \
                 --gluster (as for list) gluster images join, with a HOST column. With \
                 --host/--hosts (as for list), every host's rows, with HOST; the header counts \
-                holders per host and hosts not seen; / matches a host too; K refuses a holder \
-                on another host.
+                holders per host and hosts not seen; / matches a host too; K on a holder of \
+                another host runs `locksmith signal` there over ssh (its checks made there).
                 Keys: arrows or j/k move, Enter toggles the detail pane, / filters, s/S \
                 sort, r refreshes, K sends SIGTERM to the selected holder after a y at a \
                 prompt, C clears the granted locks of a gluster image (clear-locks, after a \
@@ -44,6 +44,7 @@ extension Locksmith {
                                      glusterTimeout: scan.timeout)
             let timeout = scan.timeout
             let cache = SnapshotCache(maxAge: 30)
+            let directory = HostDirectory()
             var sources = TUISources(
                 // With the audit's findings: the header counts them, `a` lists them, rows are marked.
                 // Idle costs little: while the lock table's rows it can show, the lock dirs and the
@@ -52,7 +53,7 @@ extension Locksmith {
                 snapshot: {
                     // A cluster view: every host's, each time (a host not seen is an unseen entry).
                     if cluster.isCluster {
-                        let view = try clusterSnapshot(cluster, scan: scan, audit: true, quiet: true)
+                        let view = try clusterSnapshot(cluster, scan: scan, audit: true, quiet: true, directory: directory)
                         var s = view.snapshot
                         for h in view.hosts where !h.reached {
                             s.unseen.append(Unseen(what: "host \(ClusterText.line(h.name))", why: h.error ?? "not seen"))
@@ -63,13 +64,15 @@ extension Locksmith {
                 },
                 why: { image, write in
                     guard let path = image.path else { return ["the image of this lock file is unknown"] }
-                    let v = Why.diagnose(path, intent: write ? .write : .readOnly,
-                                         lockDirectories: options.lockDirectories, force: false, timeout: timeout)
+                    let v = ImageWhy.diagnose(path, intent: write ? .write : .readOnly,
+                                              lockDirectories: options.lockDirectories, force: false, timeout: timeout)
                     return WhyText.lines(v)
                 },
                 testAcquire: TUISources.testAcquire(using: locker),
                 forceNextScan: { cache.invalidate() })
-            sources.clearLocks = { image in clearGlusterLocks(image, timeout: timeout) }
+            let clearQuery = cluster.isCluster ? try cluster.query() : ClusterQuery(hosts: ["."])
+            sources.clearLocks = { image in clearGlusterLocks(image, timeout: timeout, query: clearQuery) }
+            if cluster.isCluster { sources.terminateRemote = try remoteTerminator(cluster, scan: scan, directory: directory) }
             let color = TUIOptions.colorAllowed(flag: view.noColor, environment: ProcessInfo.processInfo.environment)
             let app = TUIApp(sources: sources,
                              options: TUIOptions(interval: view.interval, color: color, maxIterations: view.maxIterations,
@@ -79,7 +82,7 @@ extension Locksmith {
                 exit = try app.run(on: CursesTerminal())
             } catch {
                 complain("\(error)")
-                throw Status.couldNotCheck
+                throw ExitStatus.couldNotCheck
             }
             // The terminal is restored. A scan or an action may still be running on its thread
             // (the TUI never waits for one): leave now, without running exit handlers that
@@ -117,7 +120,7 @@ struct TUIViewOptions: ParsableArguments {
 
 /// The TUI's `C`: `gluster volume clear-locks VOL PATH kind granted posix` on this node's
 /// glusterd, as `locksmith clear-locks --yes` does; the outcome in one line.
-func clearGlusterLocks(_ image: ImageLocks, timeout: Double) -> String {
+func clearGlusterLocks(_ image: ImageLocks, timeout: Double, query: ClusterQuery = ClusterQuery(hosts: ["."])) -> String {
     guard let path = image.path, let url = try? GlusterURL(parsing: path) else {
         return "Not a gluster image: nothing cleared."
     }
@@ -125,11 +128,6 @@ func clearGlusterLocks(_ image: ImageLocks, timeout: Double) -> String {
     guard cli.isUsable else {
         return "clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)): nothing cleared."
     }
-    do {
-        let r = try cli.clearGrantedLocks(volume: url.volume, path: url.path)
-        if r.grantedCleared == 0 { return "\(url): no locks cleared (released meanwhile?)." }
-        return "\(url): cleared \(r.grantedCleared) granted lock\(r.grantedCleared == 1 ? "" : "s")."
-    } catch {
-        return "clear-locks failed: \(error)"
-    }
+    // Only when every holder is proven stale on its host (as `clear-locks` without --force-live).
+    return ClearLocksReview.clearIfStale(url, cli: cli, query: query)
 }

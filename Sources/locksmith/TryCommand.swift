@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import ImageLock
+import LockInspector
 
 extension Locksmith {
     struct Try: ParsableCommand {
@@ -74,186 +76,11 @@ extension Locksmith {
                 (result.contention, note) = nameGlusterHolders(c, image: result.image, mode: result.mode, cli: gluster.cli)
             }
             if json {
-                try JSONOutput.write(TryReport(result, note: note))
+                JSONOutput.write(ReportJSON.tryResult(result, note: note, host: JSONOutput.host, generated: Date()))
             } else {
-                printHuman(result, note: note)
+                for line in TryText.lines(result, note: note) { say(line) }
             }
-            if !result.acquired { throw Status.held }
-        }
-
-        private func printHuman(_ r: ProbeResult, note: String?) {
-            let what = "\(r.mode == .exclusive ? "an exclusive" : "a shared") lock (\(r.scheme.rawValue) scheme)"
-            guard let c = r.contention else {
-                var line = "\(r.image): free: \(what) can be taken"
-                if let lf = r.lockFile {
-                    line += r.lockFileExists ? " [lock file \(lf)]" : " [lock file \(lf) does not exist; not created]"
-                }
-                say(line)
-                return
-            }
-            say("\(r.image): held: \(what) cannot be taken")
-            if let first = c.qemuConflicts.first {
-                say("  QEMU would say: \(first.message)")
-                say("                  \(QemuConflict.hint(image: r.image))")
-            }
-            if let lf = r.lockFile { say("  lock file: \(lf)") }
-            if r.scheme == .gluster {
-                if c.glusterHolders.isEmpty { say("  holder: not known (F_GETLK did not say)") }
-                for h in c.glusterHolders { say("  holder: \(describe(h))") }
-                if let n = note { say("  (\(n))") }
-                return
-            }
-            if c.holders.isEmpty {
-                let pids = c.blocking.compactMap(\.pid)
-                if pids.isEmpty, let fs = SharedFilesystem.of(path: r.image) {
-                    say("  holder: not visible in this host's lock table (\(fs.name) keeps its locks on the server; `locksmith why` names the holder where it can)")
-                } else if pids.isEmpty {
-                    say("  holder: not visible from here (an OFD lock of a process whose fds cannot be read)")
-                } else {
-                    for p in pids { say("  holder: pid \(p)") }
-                }
-            }
-            for h in c.holders { say("  holder: \(describe(h))") }
+            if !result.acquired { throw ExitStatus.held }
         }
     }
-}
-
-/// `try --json`.
-struct TryReport: Encodable {
-    /// Carrier strings (`PathBytes`): written with `image_bytes` / `lock_file_bytes` when
-    /// they are not UTF-8 (`encodePath`).
-    var image: String
-    var scheme: String
-    var mode: String
-    var acquired: Bool
-    var lockFile: String?
-    var lockFileExists: Bool?
-    var flavor: String?
-    var qemuMessage: String?
-    var holders: [HolderJSON]
-    /// gluster scheme only: the holders on the volume, and why they could not be named further.
-    var glusterHolders: [GlusterHolderJSON]?
-    var glusterNote: String?
-
-    struct GlusterHolderJSON: Encodable {
-        var pid: Int32?
-        var host: String?
-        var type: String
-        var start: Int64
-        var end: Int64?
-        var owner: String?
-        var ownerHex: String?
-        var clientPid: Int32?
-        var source: String
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(pid, forKey: .pid)
-            try c.encode(host, forKey: .host)
-            try c.encode(type, forKey: .type)
-            try c.encode(start, forKey: .start)
-            try c.encode(end, forKey: .end)
-            try c.encode(owner, forKey: .owner)
-            try c.encode(ownerHex, forKey: .ownerHex)
-            try c.encode(clientPid, forKey: .clientPid)
-            try c.encode(source, forKey: .source)
-        }
-        enum CodingKeys: String, CodingKey { case pid, host, type, start, end, owner, ownerHex, clientPid, source }
-    }
-
-    struct HolderJSON: Encodable {
-        var pid: Int32
-        var command: String
-        var fd: Int32?
-        var lock: LockJSON
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(pid, forKey: .pid)
-            try c.encode(command, forKey: .command)
-            try c.encode(fd, forKey: .fd)
-            try c.encode(lock, forKey: .lock)
-        }
-        enum CodingKeys: String, CodingKey { case pid, command, fd, lock }
-    }
-
-    init(_ r: ProbeResult, note: String? = nil) {
-        image = r.image
-        scheme = r.scheme.rawValue
-        mode = r.mode.rawValue
-        acquired = r.acquired
-        lockFile = r.lockFile
-        lockFileExists = r.lockFile == nil ? nil : r.lockFileExists
-        flavor = r.flavor?.rawValue
-        qemuMessage = r.contention?.qemuConflicts.first?.message
-        holders = (r.contention?.holders ?? []).map {
-            HolderJSON(pid: $0.pid, command: $0.command, fd: $0.fd, lock: LockJSON($0.lock))
-        }
-        if r.scheme == .gluster {
-            glusterHolders = (r.contention?.glusterHolders ?? []).map {
-                GlusterHolderJSON(pid: $0.pid, host: $0.host, type: $0.type.rawValue, start: $0.range.start,
-                                  end: $0.range.end, owner: $0.owner?.text, ownerHex: $0.owner?.hex,
-                                  clientPid: $0.clientPID, source: $0.source.rawValue)
-            }
-            glusterNote = note
-        }
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encodePath(image, forKey: .image, bytesKey: .imageBytes)
-        try c.encode(scheme, forKey: .scheme)
-        try c.encode(mode, forKey: .mode)
-        try c.encode(acquired, forKey: .acquired)
-        try c.encodePath(lockFile, forKey: .lockFile, bytesKey: .lockFileBytes)
-        try c.encode(lockFileExists, forKey: .lockFileExists)
-        try c.encode(flavor, forKey: .flavor)
-        try c.encode(qemuMessage, forKey: .qemuMessage)
-        try c.encode(holders, forKey: .holders)
-        if let g = glusterHolders {
-            try c.encode(g, forKey: .glusterHolders)
-            try c.encode(glusterNote, forKey: .glusterNote)
-        }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case image, imageBytes, scheme, mode, acquired, lockFile, lockFileBytes, lockFileExists, flavor, qemuMessage, holders
-        case glusterHolders, glusterNote
-    }
-}
-
-/// A kernel lock row in JSON: `start`/`end` as /proc/locks prints them (end inclusive, null for EOF).
-struct LockJSON: Encodable {
-    var type: String
-    var mode: String
-    var start: Int64
-    var end: Int64?
-    var dev: String?
-    var inode: UInt64?
-    var pid: Int32?
-    var blockedBy: Int?
-
-    init(_ l: KernelLock) {
-        type = l.kind
-        mode = l.type
-        start = l.start
-        end = l.end
-        dev = l.device?.description
-        inode = l.inode
-        pid = l.pid ?? -1
-        blockedBy = l.blockedBy
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(type, forKey: .type)
-        try c.encode(mode, forKey: .mode)
-        try c.encode(start, forKey: .start)
-        try c.encode(end, forKey: .end)
-        try c.encode(dev, forKey: .dev)
-        try c.encode(inode, forKey: .inode)
-        try c.encode(pid, forKey: .pid)
-        try c.encode(blockedBy, forKey: .blockedBy)
-    }
-    enum CodingKeys: String, CodingKey { case type, mode, start, end, dev, inode, pid, blockedBy }
 }

@@ -102,7 +102,7 @@ extension Locksmith {
                 first = try snapshot()
                 snapshots += 1
             }
-            guard var previous = first else { throw Status.couldNotCheck }
+            guard var previous = first else { throw ExitStatus.couldNotCheck }
             var written = 0
             if !json {
                 complain("watching every \(interval) s: \(previous.holderCount) holder(s), \(previous.waiterCount) waiter(s) now")
@@ -113,8 +113,8 @@ extension Locksmith {
                 guard let taken = try snapshot() else { continue }  // a host not seen: no events this time
                 let next = SnapshotDiff.fillingDetails(taken, from: previous)
                 for e in SnapshotDiff.events(from: previous, to: next, minimumSeverity: minimum) {
-                    let line = json ? try JSONOutput.render(WatchEventJSON(e), generated: e.time) : WatchText.line(e)
-                    FileHandle.standardOutput.write(Data((line + "\n").utf8))  // one write(2) per line
+                    let line = json ? ReportJSON.watchEvent(e, host: JSONOutput.host) : Array(WatchText.line(e).utf8)
+                    writeStandardOutput(line + [UInt8(ascii: "\n")])  // one write(2) per line
                     written += 1
                     if let m = maxEvents, written >= m { return }
                 }
@@ -122,46 +122,4 @@ extension Locksmith {
             }
         }
     }
-}
-
-enum WatchText {
-    /// The event as one line of text, made safe for a terminal (`TerminalText`).
-    static func line(_ e: WatchEvent) -> String {
-        let time = e.time.formatted(.iso8601.time(includingFractionalSeconds: true).year().month().day()
-            .dateTimeSeparator(.standard).timeZone(separator: .omitted))
-        var s = "\(time) \(e.kind.rawValue) \(e.image ?? e.imageID ?? "-")"
-        if let h = e.holder {
-            s += " pid \(h.pid) (\(h.command))"
-            let mode = e.kind == .waiterBlocked || e.kind == .waiterUnblocked
-                ? (h.lockType == .write ? "write" : "read") : h.modeSummary
-            if let p = e.previous { s += " \(p.modeSummary) -> \(mode)" } else { s += " \(mode)" }
-            s += " \(h.scheme.rawValue)"
-            if let fd = h.fd { s += " fd \(fd)" }
-            if let vm = h.vm { s += " vm \(vm)" }
-            if let host = h.host { s += " on \(host)" }
-        }
-        if let f = e.finding {
-            s += " \(f.severity.rawValue) \(f.rule.rawValue)" + (f.host.map { " on \($0)" } ?? "") + ": \(f.evidence)"
-        }
-        return TerminalText.escaped(s)  // one event, one line: nothing in it can break it
-    }
-}
-
-struct WatchEventJSON: Encodable {
-    var event: WatchEvent
-
-    init(_ event: WatchEvent) { self.event = event }
-
-    func encode(to encoder: Encoder) throws {
-        let e = event
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(e.kind.rawValue, forKey: .event)
-        try c.encode(e.image, forKey: .image)
-        try c.encode(e.imageID, forKey: .imageId)
-        try c.encode(e.holder.map(HolderJSON.init), forKey: .holder)
-        try c.encode(e.previous.map(HolderJSON.init), forKey: .previous)
-        try c.encode(e.finding.map(FindingJSON.init), forKey: .finding)
-    }
-
-    enum CodingKeys: String, CodingKey { case event, image, imageId, holder, previous, finding }
 }

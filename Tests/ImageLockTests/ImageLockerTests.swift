@@ -81,7 +81,7 @@ final class ImageLockerTests: XCTestCase {
         let lockFile = locker.lockFilePath(realPath: image)
         child.waitForLocks(on: dir.path.isEmpty ? image : lockFile)
         let rows = ProcLocks.rows(for: lockFile)
-        XCTAssertEqual(rows.map(\.kind), ["POSIX"])
+        XCTAssertEqual(rows.map(\.kind), [.posix])
         XCTAssertEqual(rows.first?.pid, child.pid)
         let r = try locker.probe(image, scheme: .lockfile, mode: .shared)
         XCTAssertFalse(r.acquired)
@@ -212,6 +212,6 @@ final class ImageLockerTests: XCTestCase {
         }
         XCTAssertEqual(c.qemuConflicts.first?.message, "Failed to get shared \"write\" lock")
         XCTAssertEqual(Set(c.holders.map(\.pid)), [nbd.pid])
-        XCTAssertTrue(ProcLocks.rows(for: image).allSatisfy { $0.kind == "OFDLCK" }, "our locks were released")
+        XCTAssertTrue(ProcLocks.rows(for: image).allSatisfy { $0.kind == .ofd }, "our locks were released")
     }
 }

@@ -5,7 +5,7 @@ final class KernelLockParsingTests: XCTestCase {
     func testParsesOFDLine() throws {
         let l = try XCTUnwrap(KernelLock(line: "4: OFDLCK ADVISORY  READ -1 fe:00:16220323 100 101"))
         XCTAssertEqual(l.id, 4)
-        XCTAssertEqual(l.kind, "OFDLCK")
+        XCTAssertEqual(l.kind, .ofd)
         XCTAssertEqual(l.mode, "ADVISORY")
         XCTAssertEqual(l.type, "READ")
         XCTAssertNil(l.pid)
@@ -30,7 +30,7 @@ final class KernelLockParsingTests: XCTestCase {
 
     func testParsesFlockLeaseAndNoInode() throws {
         let f = try XCTUnwrap(KernelLock(line: "7: FLOCK  ADVISORY  WRITE 812 00:1b:1234 0 EOF"))
-        XCTAssertEqual(f.kind, "FLOCK")
+        XCTAssertEqual(f.kind, .flock)
         let lease = try XCTUnwrap(KernelLock(line: "9: LEASE  BREAKING  READ  1201 fd:01:99 0 EOF"))
         XCTAssertEqual(lease.mode, "BREAKING")
         let none = try XCTUnwrap(KernelLock(line: "3: POSIX  ADVISORY  READ 55 <none>:0 0 EOF"))
@@ -73,9 +73,16 @@ final class KernelLockParsingTests: XCTestCase {
         XCTAssertEqual(ro, .readOnly)
         XCTAssertEqual(QemuPermissions.readWrite.bytes, [100, 101, 103, 201, 203])
         XCTAssertEqual(QemuPermissions.readOnly.bytes, [100, 201, 203])
-        XCTAssertTrue(QemuPermissions.touchesLockBytes(start: 0, end: nil))
-        XCTAssertFalse(QemuPermissions.touchesLockBytes(start: 0, end: 0))
-        XCTAssertTrue(QemuPermissions.touchesLockBytes(start: 204, end: 204))
+        func lock(_ type: String, _ start: Int64, _ end: Int64?) -> KernelLock {
+            KernelLock(id: 1, kind: .ofd, mode: "ADVISORY", type: type, pid: nil, device: nil, inode: 1, start: start, end: end)
+        }
+        XCTAssertTrue(lock("READ", 100, 100).isQemuByteLock)
+        XCTAssertTrue(lock("READ", 204, 204).isQemuByteLock)
+        XCTAssertTrue(lock("READ", 200, 204).isQemuByteLock)
+        XCTAssertFalse(lock("READ", 0, nil).isQemuByteLock, "a whole-file lock is not QEMU's")
+        XCTAssertFalse(lock("READ", 0, 0).isQemuByteLock)
+        XCTAssertFalse(lock("READ", 99, 100).isQemuByteLock)
+        XCTAssertFalse(lock("WRITE", 100, 100).isQemuByteLock, "QEMU's byte locks are shared")
     }
 
     func testQemuCheckOrderAndMessages() {

@@ -42,7 +42,7 @@ final class AssemblyTests: XCTestCase {
     }
 
     func testNeighboursWithOneIdBecomeOneImage() {
-        let row = KernelLock(id: 3, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil, device: nil,
+        let row = KernelLock(id: 3, kind: .ofd, mode: "ADVISORY", type: "READ", pid: nil, device: nil,
                              inode: 9, start: 100, end: 100)
         var images = [
             ImageLocks(id: "/a", path: "/a", schemes: [.lockfile], lockFiles: ["/d1/.qemu-a.lock"]),

@@ -75,7 +75,7 @@ final class ClusterTests: XCTestCase {
     func testAnAnswerReadsBackAsTheSnapshotItWas() throws {
         var img = ImageLocks(id: "/shared/a", path: "/shared/a", device: fuse, inode: 9, schemes: [.qemu, .lockfile],
                              lockFiles: ["/var/tmp/.qemu-x.lock"], holders: [holder(10, "qemu-io\u{1B}[2J")],
-                             locks: [KernelLock(id: 1, kind: "OFD", mode: "ADVISORY", type: "READ", pid: nil, device: fuse, inode: 9, start: 201, end: 201)])
+                             locks: [KernelLock(id: 1, kind: KernelLock.Kind(rawValue: "OFD"), mode: "ADVISORY", type: "READ", pid: nil, device: fuse, inode: 9, start: 201, end: 201)])
         img.storage = "gluster:clvol/a"
         var s = Snapshot(host: "h1", generated: t0, images: [img],
                          lockFiles: [LockFileEntry(path: "/var/tmp/.qemu-x.lock", kind: .regular, device: disk, inode: 3, held: true,

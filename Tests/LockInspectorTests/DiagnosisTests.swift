@@ -22,7 +22,7 @@ final class DiagnosisTests: XCTestCase {
 
     /// The kernel rows a QEMU user with `perms` leaves (read locks, one per byte).
     func rows(_ perms: QemuPermissions, inode: UInt64) -> [KernelLock] {
-        perms.bytes.map { KernelLock(id: 1, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil, device: dev,
+        perms.bytes.map { KernelLock(id: 1, kind: .ofd, mode: "ADVISORY", type: "READ", pid: nil, device: dev,
                                      inode: inode, start: $0, end: $0) }
     }
 
@@ -106,7 +106,7 @@ final class DiagnosisTests: XCTestCase {
 
     func testWholeFileWriteLockFailsWhileLockingAByte() {
         // QEMU's raw_apply_lock_bytes: "Failed to lock byte N" at the first refused byte, no hint.
-        let wr = KernelLock(id: 1, kind: "POSIX", mode: "ADVISORY", type: "WRITE", pid: 5, device: dev, inode: 10, start: 0, end: nil)
+        let wr = KernelLock(id: 1, kind: .posix, mode: "ADVISORY", type: "WRITE", pid: 5, device: dev, inode: 10, start: 0, end: nil)
         let h = Holder(pid: 5, command: "python3", scheme: .qemu, lockType: .write,
                        qemu: QemuPermissions(lockedRanges: [(0, nil)]))
         let images = [entry("/i/vm.qcow2", inode: 10, holders: [h], rows: [wr])]
@@ -173,7 +173,7 @@ final class DiagnosisTests: XCTestCase {
 
     func testLockFileHolders() {
         let ex = Holder(pid: 50, command: "locksmith", scheme: .lockfile, lockType: .write)
-        let row = KernelLock(id: 1, kind: "OFDLCK", mode: "ADVISORY", type: "WRITE", pid: nil, device: dev, inode: 99, start: 0, end: nil)
+        let row = KernelLock(id: 1, kind: .ofd, mode: "ADVISORY", type: "WRITE", pid: nil, device: dev, inode: 99, start: 0, end: nil)
         let images = [ImageLocks(id: "/i/vm.qcow2", path: "/i/vm.qcow2", device: dev, inode: 10, schemes: [.lockfile],
                                  lockFiles: ["/l/.qemu-x.lock"], holders: [ex], locks: [row])]
         for intent in OpenIntent.allCases {

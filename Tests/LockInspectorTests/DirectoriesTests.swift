@@ -41,7 +41,7 @@ final class DirectoriesTests: XCTestCase {
         // The hard link's two names: the first in byte order names the file.
         var st = stat()
         XCTAssertEqual(lstat(a, &st), 0)
-        XCTAssertEqual(c.imageFile(FileKey(device: SystemReads.deviceID(UInt64(st.st_dev)), inode: UInt64(st.st_ino))), dir.file("a-name.img"))
+        XCTAssertEqual(c.imageFile(FileKey(device: DeviceID(dev: UInt64(st.st_dev)), inode: UInt64(st.st_ino))), dir.file("a-name.img"))
         // Every file by the SHA-1 of its realpath, the link as its target.
         for p in [a, dir.file("a-name.img"), deep] {
             XCTAssertEqual(c.bySHA1[Digest.sha1(p)]?.path, p)

@@ -69,7 +69,7 @@ final class InspectorLiveTests: XCTestCase {
         XCTAssertEqual(py.holders.map(\.pid), [s.python.pid])
         XCTAssertEqual(py.holders.first?.lockType, .write)
         XCTAssertEqual(py.holders.first?.openMode, .writeOnly)
-        XCTAssertEqual(py.locks.first?.kind, "POSIX")
+        XCTAssertEqual(py.locks.first?.kind, .posix)
         let pyEntry = try XCTUnwrap(snap.lockFiles.first { $0.path == s.pyLockFile })
         XCTAssertEqual(pyEntry.mappedBy, "open file")
         XCTAssertEqual(pyEntry.image, s.pyImage)

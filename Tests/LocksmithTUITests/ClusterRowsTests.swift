@@ -6,7 +6,8 @@ import LockInspector
 import XCTest
 
 /// A cluster view in the TUI: HOST on every row, holders per host and hosts not seen in
-/// the header, / matching a host, K refusing a holder on another host.
+/// the header, / matching a host, K refusing a holder on another host unless the view can
+/// signal there (`terminateRemote`), then asking first and handing it to that host.
 final class ClusterRowsTests: XCTestCase {
     func state() -> TUIState {
         let a = Holder(pid: 10, command: "qemu-io", scheme: .qemu, lockType: .read, qemu: .readOnly, host: "h1")
@@ -38,5 +39,28 @@ final class ClusterRowsTests: XCTestCase {
         s.press(.char("K"))
         XCTAssertNil(s.prompt)
         XCTAssertEqual(s.message, "pid 10 runs on h2, not here: cannot signal it.")
+    }
+
+    func testKOnAnotherHostsHolderAsksThenGoesToThatHost() {
+        var s = state()
+        s.remoteSignalAvailable = true
+        s.press(.char("/"))
+        for c in "h2" { s.press(.char(c)) }
+        s.press(.enter)
+        s.press(.char("K"))
+        guard case .kill(let h, let id)? = s.prompt else { return XCTFail("K asks first: \(String(describing: s.prompt))") }
+        XCTAssertEqual(h.host, "h2")
+        XCTAssertEqual(id, "/shared/a.qcow2")
+        XCTAssertTrue(Renderer.promptText(s.prompt!).contains("pid 10 (qemu-nbd, VM none) on h2? y sends it"))
+        XCTAssertEqual(s.handle(.key(.char("n"))).requests, [], "n sends nothing")
+        s.press(.char("K"))
+        XCTAssertEqual(s.handle(.key(.char("y"))).requests, [.terminateRemote(h, imageID: "/shared/a.qcow2")])
+        // This host's holder stays a local K.
+        s.press(.char("/"))
+        for _ in 0..<2 { s.press(.backspace) }
+        for c in "qemu-io" { s.press(.char(c)) }
+        s.press(.enter)
+        s.press(.char("K"))
+        XCTAssertEqual(s.handle(.key(.char("y"))).requests.map { if case .terminate = $0 { return true } else { return false } }, [true])
     }
 }

@@ -28,7 +28,7 @@ enum Fixtures {
         id: "/var/lib/libvirt/images/web01.qcow2", path: "/var/lib/libvirt/images/web01.qcow2",
         device: DeviceID(major: 254, minor: 0), inode: 1234, schemes: [.qemu],
         holders: [web01], waiters: [imgWaiter],
-        locks: [KernelLock(id: 6, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil,
+        locks: [KernelLock(id: 6, kind: .ofd, mode: "ADVISORY", type: "READ", pid: nil,
                            device: DeviceID(major: 254, minor: 0), inode: 1234, start: 100, end: 101)])
     static let baseImage = ImageLocks(
         id: "/var/lib/libvirt/images/base-debian12.qcow2", path: "/var/lib/libvirt/images/base-debian12.qcow2",

@@ -50,7 +50,7 @@ final class GlusterRowsTests: XCTestCase {
         var s = state()
         s.press(.char("C"))
         XCTAssertEqual(s.prompt, .clearLocks(s.selectedRow!.image))
-        XCTAssertEqual(Renderer.render(s).line(23).hasPrefix("Clear every granted lock on \(GlusterRowsTests.url)? The holders are not told."), true)
+        XCTAssertEqual(Renderer.render(s).line(23).hasPrefix("Clear the granted locks on \(GlusterRowsTests.url) if every holder is proven stale?"), true)
         XCTAssertEqual(s.press(.char("n")), [Reaction(.redraw)])
         XCTAssertEqual(s.message, "Nothing cleared.")
         s.press(.char("C"))

@@ -111,7 +111,7 @@ public enum Run {
         let r = try capture(locksmith, args, timeout: timeout, environment: environment)
         if args.contains("--json"), !r.stdout.isEmpty {
             let command = args.first.flatMap { $0.hasPrefix("-") ? nil : $0 } ?? "list"
-            if ["list", "why", "try", "audit", "watch"].contains(command) {
+            if ["list", "why", "try", "audit", "watch", "processes"].contains(command) {
                 JSONSchema.check(r.stdout, command: command, file: file, line: line)
             }
         }

@@ -135,20 +135,27 @@ final class GlusterCommandsTests: XCTestCase {
         defer { h.stop() }
         bed.waitUntil(url, held: true)
 
-        let refused = try Run.locksmith(["clear-locks", url])
+        // Its host (h1) is not in view: possibly stale, so nothing is cleared, even with --yes.
+        let standing = try Run.locksmith(["clear-locks", "--yes", url])
+        XCTAssertEqual(standing.status, 1, "\(standing)")
+        XCTAssertTrue(standing.stdout.contains("  possibly stale: pid \(h.pid) on host h1: host h1 is not in view\n"), "\(standing)")
+        XCTAssertTrue(standing.stdout.contains("Nothing cleared: 1 holder is not proven stale"), "\(standing)")
+        XCTAssertEqual(try Run.locksmith(["try", "--no-statedump", url]).status, 1, "still held")
+
+        let refused = try Run.locksmith(["clear-locks", "--force-live", url])
         XCTAssertEqual(refused.status, 64, "no terminal, no --yes: \(refused)")
         XCTAssertEqual(refused.stderr, "locksmith: refusing to clear locks without confirmation: stdin is not a terminal; pass --yes\n")
         XCTAssertTrue(refused.stdout.contains("WRITE lock on bytes 0-EOF: pid \(h.pid) on host h1 (lk-owner h1:\(h.pid)"),
                       "shows what would be cleared: \(refused)")
 
-        // On a terminal (script(1) gives it one): "n" keeps the lock.
+        // --force-live on a terminal (script(1) gives it one): "n" keeps the lock.
         let script = try Run.tool("script")
-        let no = try Run.capture("/bin/sh", ["-c", "echo n | \"$0\" -qec \"$1 clear-locks $2\" /dev/null", script, Run.locksmith, url])
+        let no = try Run.capture("/bin/sh", ["-c", "echo n | \"$0\" -qec \"$1 clear-locks --force-live $2\" /dev/null", script, Run.locksmith, url])
         XCTAssertEqual(no.status, 1, "\(no)")
         XCTAssertTrue(no.stdout.contains("Clear it? [y/N]") && no.stdout.contains("Nothing cleared."), "\(no)")
         XCTAssertEqual(try Run.locksmith(["try", "--no-statedump", url]).status, 1, "still held")
 
-        let yes = try Run.capture("/bin/sh", ["-c", "echo y | \"$0\" -qec \"$1 clear-locks $2\" /dev/null", script, Run.locksmith, url])
+        let yes = try Run.capture("/bin/sh", ["-c", "echo y | \"$0\" -qec \"$1 clear-locks --force-live $2\" /dev/null", script, Run.locksmith, url])
         XCTAssertEqual(yes.status, 0, "\(yes)")
         XCTAssertTrue(yes.stdout.contains("\(url): cleared 1 granted lock"), "\(yes)")
         XCTAssertTrue(h.process.isRunning, "the holder is alive and was not told")
@@ -162,9 +169,12 @@ final class GlusterCommandsTests: XCTestCase {
     func testClearLocksWithYesClearsEveryHolder() throws {
         let (url, a, b, _) = try sharedHoldersOnTwoHosts("cli-clear2", try GlusterTestBed.require())
         defer { a.stop(); b.stop() }
-        let cleared = try Run.locksmith(["clear-locks", "--yes", url])
+        let kept = try Run.locksmith(["clear-locks", "--yes", url])
+        XCTAssertEqual(kept.status, 1, "hosts h1 and h2 are not in view: \(kept)")
+        XCTAssertTrue(kept.stdout.contains("Nothing cleared: 2 holders are not proven stale"), "\(kept)")
+        let cleared = try Run.locksmith(["clear-locks", "--yes", "--force-live", url])
         XCTAssertEqual(cleared.status, 0, "\(cleared)")
-        XCTAssertTrue(cleared.stdout.contains("2 granted locks will be cleared"), "\(cleared)")
+        XCTAssertTrue(cleared.stdout.contains("2 granted locks of 2 holders:"), "\(cleared)")
         XCTAssertTrue(cleared.stdout.contains("cleared 2 granted locks"), "\(cleared)")
         XCTAssertEqual(try Run.locksmith(["try", url]).status, 0)
     }

@@ -39,7 +39,7 @@ final class LibvirtCommandsTests: XCTestCase {
 
     /// The kernel's POSIX byte-0 write locks on `path`, by pid (virtlockd's lock).
     func byteZeroHolders(_ path: String) -> [Int32] {
-        ProcLocks.rows(for: path).filter { $0.kind == "POSIX" && $0.start == 0 && $0.end == 0 && $0.type == "WRITE" }
+        ProcLocks.rows(for: path).filter { $0.kind == .posix && $0.start == 0 && $0.end == 0 && $0.type == "WRITE" }
             .compactMap(\.pid)
     }
 

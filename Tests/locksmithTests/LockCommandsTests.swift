@@ -125,7 +125,7 @@ final class LockCommandsTests: XCTestCase {
         let env = ["LOCKSMITH_LOCK_FLAVOR": "posix"]
         let holder = try Background(Run.locksmith, ["hold", "--lock-dir", dir.path, image, "--", "sleep", "30"], environment: env)
         holder.waitForLocks(on: lockFile)
-        XCTAssertEqual(ProcLocks.rows(for: lockFile).map(\.kind), ["POSIX"])
+        XCTAssertEqual(ProcLocks.rows(for: lockFile).map(\.kind), [.posix])
         // An OFD prober sees the POSIX holder, and a POSIX prober too.
         for e in [[:], env] {
             let r = try Run.locksmith(["try", "--json", "--lock-dir", dir.path, image], environment: e)

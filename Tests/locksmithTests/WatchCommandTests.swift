@@ -116,6 +116,37 @@ final class WatchCommandTests: XCTestCase {
         XCTAssertEqual(holder["mode"] as? String, "write")
     }
 
+    /// Findings come and go as events too, and such a line (no image of its own for a lock
+    /// file whose image is unknown) matches the schema.
+    func testFindingRaisedAndClearedAreJSONLinesOfTheSchema() throws {
+        let dir = TempDir("watch-finding")
+        let locks = dir.file("locks")
+        try FileManager.default.createDirectory(atPath: locks, withIntermediateDirectories: false)
+        let watch = try Watcher(["--json", "--interval", "0.1", "--findings", "info", "--lock-dir", locks],
+                                output: dir.file("watch.jsonl"))
+        defer { _ = watch.stop() }
+        let unknown = locks + "/.qemu-" + String(repeating: "7", count: 40) + ".lock"
+        func events(_ kind: String) -> [JSON] {
+            watch.lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? JSON }
+                .filter { $0["event"] as? String == kind && "\($0["finding"] ?? "")".contains(unknown) }
+        }
+        func waitFor(_ kind: String, line: UInt = #line) {
+            let deadline = Date().addingTimeInterval(40)
+            while events(kind).isEmpty && Date() < deadline { usleep(20_000) }
+            XCTAssertFalse(events(kind).isEmpty, "no \(kind) in \(watch.text)", line: line)
+        }
+        usleep(500_000)
+        XCTAssertTrue(FileManager.default.createFile(atPath: unknown, contents: nil))
+        waitFor("finding-raised")
+        XCTAssertEqual(unlink(unknown), 0)
+        waitFor("finding-cleared")
+        XCTAssertEqual(watch.stop(SIGTERM), 0)
+        JSONSchema.check(watch.text, command: "watch")
+        let rules = Set(events("finding-raised").compactMap { ($0["finding"] as? JSON)?["rule"] as? String })
+        XCTAssertEqual(rules, ["unmapped-lock-file", "stale-lock-file"])
+        XCTAssertTrue(events("finding-raised").allSatisfy { $0["image_id"] is NSNull }, watch.text)
+    }
+
     func testTextLinesCountAndSIGINT() throws {
         let dir = TempDir("watch-text")
         let locks = dir.file("locks")

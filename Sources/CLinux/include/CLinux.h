@@ -1,6 +1,8 @@
 #ifndef LOCKSMITH_CLINUX_H
 #define LOCKSMITH_CLINUX_H
-/* Glibc hides the open-file-description lock commands (F_OFD_GETLK 36,
+/* The C side of the system layer: its functions are called only from Sources/ImageLock/System
+ * (its constants are also used by RangeLock.swift and SharedFilesystem.swift, and no module
+ * above ImageLock depends on CLinux). Glibc hides the open-file-description lock commands (F_OFD_GETLK 36,
  * F_OFD_SETLK 37, F_OFD_SETLKW 38) unless _GNU_SOURCE is defined before
  * <fcntl.h>; Swift's Glibc module does not define it. */
 #define _GNU_SOURCE 1
@@ -10,7 +12,6 @@
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -41,9 +42,6 @@ static inline void clinux_restore_affinity(const cpu_set_t *saved) {
 /* Hands the free pages of every malloc arena back to the system (glibc's malloc_trim;
  * Swift's Glibc module leaves <malloc.h> out). */
 static inline void clinux_trim_heap(void) { (void)malloc_trim(0); }
-
-static inline unsigned int clinux_major(dev_t dev) { return major(dev); }
-static inline unsigned int clinux_minor(dev_t dev) { return minor(dev); }
 
 /* The file an fd of some process refers to, by statx(2) of /proc/PID/fd/N relative to the
  * fd dir: one syscall, no readlink, no fdinfo. AT_STATX_DONT_SYNC: take what the kernel has

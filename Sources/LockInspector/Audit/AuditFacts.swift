@@ -135,7 +135,7 @@ extension AuditFacts {
             case .success(let s):
                 f.images[p] = s
                 if s.uid != 0, f.userGroups[s.uid] == nil { f.userGroups[s.uid] = AuditReads.groups(ofUser: s.uid) }
-            case .failure(let e) where e.errno == ENOENT || e.errno == ENOTDIR:
+            case .failure(let e) where e.code == ENOENT || e.code == ENOTDIR:
                 f.missingImages.insert(p)
             case .failure:
                 break

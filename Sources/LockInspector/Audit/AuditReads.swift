@@ -1,40 +1,34 @@
-// The audit's few system reads beyond the snapshot: stat/lstat, statfs, readlink,
-// /proc/PID/status, the scheduler's per-task view, and a user's groups. Nothing is opened
-// but /proc files; no link is followed where `follow` is false.
-import CLinux
+// The audit's few facts beyond the snapshot, read through the system layer
+// (Sources/ImageLock/System): stat/lstat, statfs, readlink, /proc/PID/status, the
+// scheduler's per-task view, and a user's groups. Nothing is opened but /proc files; no
+// link is followed where `follow` is false.
 import Foundation
 import ImageLock
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// Paths are carrier strings (`PathBytes`): the kernel gets their exact bytes.
-private func c_statfs(_ path: String, _ buf: inout statfs) -> Int32 { PathBytes.withCString(path) { statfs($0, &buf) } }
-
 enum AuditReads {
     /// stat (or lstat) plus statfs of the file's filesystem.
-    /// The corresponding C functions are `stat`, `lstat`, `statfs` and `readlink`.
-    static func facts(_ path: String, follow: Bool) -> Result<AuditFileFacts, ReadFailure> {
-        var st = stat()
-        let rc = PathBytes.withCString(path) { follow ? stat($0, &st) : lstat($0, &st) }
-        guard rc == 0 else { return .failure(ReadFailure(errno: errno)) }
-        let kind = SystemReads.kind(mode: UInt32(st.st_mode))
-        var f = AuditFileFacts(kind: kind, mode: UInt32(st.st_mode) & 0o7777, uid: st.st_uid, gid: st.st_gid,
-                          links: UInt64(st.st_nlink))
-        if kind == .symlink {
-            f.linkTarget = SystemReads.readLink(path)
+    static func facts(_ path: String, follow: Bool) -> Result<AuditFileFacts, Errno> {
+        follow ? Sys.stat(path).map { facts(path, $0, follow: true) } : Sys.lstat(path).map { facts(path, $0, follow: false) }
+    }
+
+    private static func facts(_ path: String, _ st: FileStatus, follow: Bool) -> AuditFileFacts {
+        var f = AuditFileFacts(kind: st.kind, mode: st.permissions, uid: st.uid, gid: st.gid, links: st.links)
+        if st.kind == .symlink {
+            f.linkTarget = Sys.readlink(path)
         } else if follow {
             f.sharedFilesystem = sharedFilesystem(path)
         }
-        return .success(f)
+        return f
     }
 
     /// The shared filesystem `path` is on, by statfs f_type (linux/magic.h); nil when local
     /// or unknown.
     static func sharedFilesystem(_ path: String) -> String? {
-        var buf = statfs()
-        guard c_statfs(path, &buf) == 0 else { return nil }
-        return sharedFilesystem(magic: UInt32(truncatingIfNeeded: buf.f_type))
+        guard case .success(let magic) = Sys.filesystemMagic(path) else { return nil }
+        return sharedFilesystem(magic: magic)
     }
 
     static func sharedFilesystem(magic: UInt32) -> String? {
@@ -50,7 +44,7 @@ enum AuditReads {
 
     /// Effective uid and gid, supplementary groups and parent of a process; nil when gone.
     static func status(pid: Int32, procRoot: String) -> Status? {
-        guard let text = SystemReads.readProc("\(procRoot)/\(pid)/status") else { return nil }
+        guard let text = ProcFS.read("\(procRoot)/\(pid)/status") else { return nil }
         var s = Status(uid: 0, gid: 0, groups: [], ppid: 0)
         var sawUid = false
         func ids(_ line: Substring, dropping n: Int) -> [Substring] {
@@ -82,14 +76,14 @@ enum AuditReads {
     /// "now" is read on the CPU the thread last ran on (/proc/.../stat field 39).
     static func secondsBlocked(pid: Int32, procRoot: String) -> Double? {
         let taskDir = "\(procRoot)/\(pid)/task"
-        guard case .success(let tasks) = SystemReads.entries(taskDir) else { return nil }
+        guard case .success(let tasks) = Sys.entries(taskDir) else { return nil }
         var best: Double?
         for t in tasks {
-            let wchan = SystemReads.readProc("\(taskDir)/\(t.name)/wchan") ?? ""
+            let wchan = ProcFS.read("\(taskDir)/\(t.name)/wchan") ?? ""
             let waitsOnLock = wchan.contains("lock") && !wchan.contains("futex")
             guard waitsOnLock || tasks.count == 1,
-                  let start = execStart(SystemReads.readProc("\(taskDir)/\(t.name)/sched")) else { continue }
-            let cpu = SystemReads.readProc("\(taskDir)/\(t.name)/stat").flatMap(lastCPU)
+                  let start = execStart(ProcFS.read("\(taskDir)/\(t.name)/sched")) else { continue }
+            let cpu = ProcFS.read("\(taskDir)/\(t.name)/stat").flatMap(lastCPU)
             guard let mine = ownExecStart(onCPU: cpu, procRoot: procRoot) else { continue }
             let seconds = max(0, (mine - start) / 1000)
             best = max(best ?? 0, seconds)
@@ -99,10 +93,7 @@ enum AuditReads {
 
     /// The reader's own `se.exec_start`, read while running on `cpu` when it can be.
     static func ownExecStart(onCPU cpu: Int32?, procRoot: String) -> Double? {
-        var saved = cpu_set_t()
-        let pinned = cpu.map { clinux_pin_to_cpu($0, &saved) == 0 } ?? false
-        defer { if pinned { clinux_restore_affinity(&saved) } }
-        return execStart(SystemReads.readProc(procRoot + "/thread-self/sched"))
+        Sys.onCPU(cpu) { execStart(ProcFS.read(procRoot + "/thread-self/sched")) }
     }
 
     /// Field 39 (processor: the CPU it last ran on) of /proc/PID/stat.
@@ -122,19 +113,6 @@ enum AuditReads {
         return nil
     }
 
-    /// The primary and supplementary groups of a user. The corresponding C functions are
-    /// `getpwuid_r` and `getgrouplist`.
-    static func groups(ofUser uid: UInt32) -> [UInt32] {
-        var pw = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buf = [CChar](repeating: 0, count: 4096)
-        guard getpwuid_r(uid, &pw, &buf, buf.count, &result) == 0, result != nil, let name = pw.pw_name else { return [] }
-        var count: Int32 = 64
-        var groups = [gid_t](repeating: 0, count: Int(count))
-        if getgrouplist(name, pw.pw_gid, &groups, &count) < 0 {
-            groups = [gid_t](repeating: 0, count: Int(count))
-            guard getgrouplist(name, pw.pw_gid, &groups, &count) >= 0 else { return [pw.pw_gid] }
-        }
-        return Array(groups.prefix(Int(count)))
-    }
+    /// The primary and supplementary groups of a user.
+    static func groups(ofUser uid: UInt32) -> [UInt32] { Sys.groups(ofUser: uid) }
 }

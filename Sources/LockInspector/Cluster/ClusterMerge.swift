@@ -15,7 +15,11 @@ public enum ClusterMerge {
             guard let s = snap else { continue }
             let label = h.label
             for var img in s.images {
-                for i in img.holders.indices where img.holders[i].host == nil { img.holders[i].host = label }
+                // A gluster holder without a host was found by F_GETLK through libgfapi, which
+                // tells a pid but never the host (docs/ARCHITECTURE.md, "Facts"): not this host's.
+                for i in img.holders.indices where img.holders[i].host == nil && img.holders[i].scheme != .gluster {
+                    img.holders[i].host = label
+                }
                 for i in img.waiters.indices where img.waiters[i].host == nil { img.waiters[i].host = label }
                 let key = img.storage.map { "storage\u{0}" + $0 } ?? "host\u{0}\(label)\u{0}\(img.id)"
                 if let at = byKey[key] {
@@ -45,6 +49,10 @@ public enum ClusterMerge {
         }
         for i in images.indices {
             images[i].host = hostsOf[i].count == 1 ? hostsOf[i][0] : nil
+            // Where a statedump named the gluster holders' hosts, F_GETLK's host-less ones repeat them.
+            if images[i].holders.contains(where: { $0.scheme == .gluster && $0.host != nil }) {
+                images[i].holders.removeAll { $0.scheme == .gluster && $0.host == nil }
+            }
         }
         // Known paths sorted, then by host; unknown images last (as a one-host scan orders them).
         out.images = images.sorted { a, b in

@@ -52,9 +52,12 @@ public struct ClusterQuery: Sendable {
     /// The argv run for `host`: the ssh words, `-o BatchMode=yes -o ConnectTimeout=N`, `--`,
     /// the destination, and the remote command line, each word quoted for the remote
     /// shell (ssh hands the command to it as one string).
-    public func argv(for host: String) -> [String] {
+    public func argv(for host: String) -> [String] { argv(for: host, words: ["list", "--json"] + remoteArguments) }
+
+    /// The same for another subcommand: `words` after the remote command.
+    public func argv(for host: String, words more: [String]) -> [String] {
         let connect = max(1, Int(min(timeout, 30)))
-        let words = [remoteCommand, "list", "--json"] + remoteArguments
+        let words = [remoteCommand] + more
         return ssh + ["-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connect)", "--", host,
                       words.map(ShellWords.quote).joined(separator: " ")]
     }
@@ -115,10 +118,30 @@ public enum ClusterScan {
                 return (ClusterHost(name: host, reached: false, error: ClusterText.line("\(e)"), tookMs: took()), nil)
             }
         }
-        let r = Subprocess.capture(query.argv(for: host), timeout: query.timeout, maxOutput: query.maxAnswer, maxErrors: 64 << 10)
         func fail(_ why: String) -> (ClusterHost, Snapshot?) {
             (ClusterHost(name: host, reached: false, error: why, tookMs: took()), nil)
         }
+        let bytes: [UInt8], status: Int32, said: String
+        switch run(query, host, words: ["list", "--json"] + query.remoteArguments) {
+        case .failure(let why): return fail(why.description)
+        case .success(let r): (bytes, status, said) = r
+        }
+        do {
+            let (s, version) = try RemoteSnapshot.parse(bytes)
+            return (ClusterHost(name: host, hostname: s.host, reached: true, tookMs: took(), version: version), s)
+        } catch let e as RemoteSnapshot.Rejected {
+            return fail(e.description + (status == 0 ? "" : " (exit \(status)\(said.isEmpty ? "" : ": \(said)"))"))
+        } catch {
+            return fail("bad answer: \(ClusterText.line("\(error)"))")
+        }
+    }
+
+    /// Runs `REMOTE WORDS` on `host` over ssh: what it printed on stdout, its exit status and
+    /// the last line of its stderr, or why there is no answer to read (one line).
+    static func run(_ query: ClusterQuery, _ host: String, words: [String]) -> Result<([UInt8], Int32, String), ClusterFailure> {
+        let r = Subprocess.capture(query.argv(for: host, words: words), timeout: query.timeout, maxOutput: query.maxAnswer,
+                                   maxErrors: 64 << 10)
+        func fail(_ why: String) -> Result<([UInt8], Int32, String), ClusterFailure> { .failure(ClusterFailure(why)) }
         if let e = r.spawnError { return fail("cannot run \(ClusterText.line(query.ssh[0])): \(e)") }
         if r.timedOut { return fail("no answer within \(String(format: "%g", query.timeout)) s") }
         if r.overflowed {
@@ -133,14 +156,23 @@ public enum ClusterScan {
         if r.stdout.isEmpty {
             return fail("no answer (exit \(r.status))" + (said.isEmpty ? "" : ": \(said)"))
         }
-        do {
-            let (s, version) = try RemoteSnapshot.parse(r.stdout)
-            return (ClusterHost(name: host, hostname: s.host, reached: true, tookMs: took(), version: version), s)
-        } catch let e as RemoteSnapshot.Rejected {
-            return fail(e.description + (r.status == 0 ? "" : " (exit \(r.status)\(said.isEmpty ? "" : ": \(said)"))"))
-        } catch {
-            return fail("bad answer: \(ClusterText.line("\(error)"))")
+        return .success((r.stdout, r.status, said))
+    }
+
+    /// `run`, with a non-zero exit status as a failure too (for commands whose answer is
+    /// only good when they succeed).
+    static func fetch(_ query: ClusterQuery, _ host: String, words: [String]) -> Result<[UInt8], ClusterFailure> {
+        switch run(query, host, words: words) {
+        case .failure(let f): return .failure(f)
+        case .success(let (bytes, status, said)):
+            return status == 0 ? .success(bytes) : .failure(ClusterFailure("exit \(status)" + (said.isEmpty ? "" : ": \(said)")))
         }
+    }
+
+    /// Why a host gave no answer, in one line.
+    struct ClusterFailure: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
     }
 
     /// Each reached host is called by its host name when no other host reported the same
@@ -175,6 +207,15 @@ public enum ClusterScan {
             guard nextIndex < values.count else { return nil }
             nextIndex += 1
             return nextIndex - 1
+        }
+
+        private(set) var tables: [HostProcessTable?] = []
+
+        func setTable(_ i: Int, _ t: HostProcessTable) {
+            lock.lock()
+            defer { lock.unlock() }
+            if tables.count < values.count { tables = Array(repeating: nil, count: values.count) }
+            tables[i] = t
         }
 
         func set(_ i: Int, _ v: (ClusterHost, Snapshot?), progress: (@Sendable (Int, Int) -> Void)?) {

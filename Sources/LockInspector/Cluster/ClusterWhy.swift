@@ -32,9 +32,19 @@ public enum ClusterWhy {
         return intent.lockMode == .exclusive || h.lockType == .write
     }
 
-    /// "qemu-io (pid 4711, VM web01)".
+    /// The remedy for a Gluster holder proven stale: nobody to stop, the lock to clear.
+    public static func staleRemedy(_ h: Holder, image: String, storage: String?) -> String? {
+        guard h.liveness?.isProvenStale == true else { return nil }
+        let url = GlusterURL.looksLikeURL(image) ? image
+            : "gluster://SERVER/" + (storage.map { String($0.dropFirst("gluster:".count)) } ?? "VOLUME/PATH")
+        return "nobody holds it any more: `locksmith clear-locks \(url)` on a server node, with --host for the holders' hosts, drops it"
+    }
+
+    /// "qemu-io (pid 4711, VM web01)"; a Gluster holder checked on its host and not found
+    /// live: "python3 (pid 102; proven stale: host h2 has no process 102)".
     public static func name(_ h: Holder) -> String {
-        "\(h.command) (pid \(h.pid)\(h.vm.map { ", VM \($0)" } ?? ""))"
+        let stale = h.liveness.flatMap { l in l.reason.map { "; \(l.isProvenStale ? "proven" : "possibly") stale: \($0)" } } ?? ""
+        return "\(h.command) (pid \(h.pid)\(h.vm.map { ", VM \($0)" } ?? "")\(stale))"
     }
 }
 
@@ -44,6 +54,6 @@ extension StorageIdentity {
     public static func of(file path: String, procRoot: String = "/proc") -> String? {
         if GlusterURL.looksLikeURL(path) { return of(path: path, device: nil, mounts: []) }
         let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-        return of(path: real, device: nil, mounts: SystemReads.readProc(procRoot + "/self/mountinfo").map { mounts(mountinfo: $0) } ?? [])
+        return of(path: real, device: nil, mounts: ProcFS.read(procRoot + "/self/mountinfo").map { mounts(mountinfo: $0) } ?? [])
     }
 }

@@ -114,17 +114,27 @@ public enum RemoteSnapshot {
         var qemu: Perms?
         var scheme: String
         var started: String?
+        var statedump: Statedump?
         var uid: UInt32?
         var user: String?
         var vm: String?
+
+        struct Statedump: Decodable {
+            var clientPid: Int32?
+            var granted: String?
+            var locksmithOwner: Bool
+        }
 
         func model() throws -> Holder {
             let perms = try qemu.map { try QemuPermissions(held: Set($0.held.map(permission)), unshared: Set($0.unshared.map(permission))) }
             let type: LockType? = mode == "write" ? .write : mode == "read" ? .read
                 : perms.map { $0.held.contains(.write) ? .write : .read }
-            return Holder(pid: pid, command: command, args: args, user: user, uid: uid, started: started.flatMap(date),
-                          fd: fd, openMode: try openMode.map(openModeOf), vm: vm, scheme: try RemoteSnapshot.scheme(self.scheme),
-                          lockType: type, qemu: perms, host: host)
+            var h = Holder(pid: pid, command: command, args: args, user: user, uid: uid, started: started.flatMap(date),
+                           fd: fd, openMode: try openMode.map(openModeOf), vm: vm, scheme: try RemoteSnapshot.scheme(self.scheme),
+                           lockType: type, qemu: perms, host: host)
+            h.statedump = statedump.map { StatedumpNaming(clientPID: $0.clientPid, locksmithOwner: $0.locksmithOwner,
+                                                          granted: $0.granted.flatMap(date)) }
+            return h
         }
     }
 
@@ -144,7 +154,7 @@ public enum RemoteSnapshot {
         var type: String
 
         func model(id: Int) throws -> KernelLock {
-            KernelLock(id: id, kind: type, mode: "ADVISORY", type: mode, pid: pid < 0 ? nil : pid,
+            KernelLock(id: id, kind: KernelLock.Kind(rawValue: type), mode: "ADVISORY", type: mode, pid: pid < 0 ? nil : pid,
                        device: try dev.map(deviceID), inode: inode, start: start, end: end, blockedBy: blockedBy)
         }
     }

@@ -85,6 +85,6 @@ public enum StorageIdentity {
 
     /// The same, from `PROCROOT/self/mountinfo` (the mounts this process sees).
     public static func annotate(_ s: inout Snapshot, procRoot: String) {
-        annotate(&s, mountinfo: SystemReads.readProc(procRoot + "/self/mountinfo"))
+        annotate(&s, mountinfo: ProcFS.read(procRoot + "/self/mountinfo"))
     }
 }

@@ -74,7 +74,7 @@ private struct Diagnoser {
         let outcome: Verdict.Outcome =
             !blockers.isEmpty || !failures.isEmpty || reasons.contains(where: \.blocks) ? .fails
             : reasons.isEmpty ? .opens : .unknown
-        return Verdict(image: top.file.path, named: input.named, intent: intent, outcome: outcome,
+        return Verdict(image: top.file.path, imageAsGiven: input.imageAsGiven, intent: intent, outcome: outcome,
                        qemuMessage: qemuMessage, qemuHint: qemuHint, qemuFailures: failures,
                        blockers: blockers, reasons: reasons, chain: chainEntries(), waiters: waiters, facts: facts)
     }
@@ -85,12 +85,12 @@ private struct Diagnoser {
     mutating func checkImageFile() -> Bool {
         let f = top.file
         if let e = f.error {
-            reasons.append(Reason(kind: .cannotInspect, path: f.path, message: "\(input.named): \(e)",
+            reasons.append(Reason(kind: .cannotInspect, path: f.path, message: "\(input.imageAsGiven): \(e)",
                                   remedy: "run as a user that can reach the image (root)", blocks: false))
             return false
         }
         guard let kind = f.kind else {
-            reasons.append(Reason(kind: .imageMissing, path: f.path, message: "\(input.named): no such file",
+            reasons.append(Reason(kind: .imageMissing, path: f.path, message: "\(input.imageAsGiven): no such file",
                                   remedy: "check the path: the disk may have been moved, renamed or deleted", blocks: true))
             facts.append(Fact(statement: "the image does not exist", proven: false))
             return false
@@ -181,10 +181,10 @@ private struct Diagnoser {
             let range = ByteRange(start: byte, length: 1)
             let writers = rows.filter { $0.lockType == .write && $0.overlaps(range) }
             guard !writers.isEmpty else { continue }
-            let named = holders.filter { $0.lockType == .write && covers($0, byte) }
+            let seenHolders = holders.filter { $0.lockType == .write && covers($0, byte) }
             found.append(QemuFailure(step: .lockByte(byte), image: link.file.path, name: link.name, depth: depth,
-                                     holders: pids(named, unseen: named.isEmpty)))
-            addBlockers(named, link: link, depth: depth, conflict: ["byte \(byte)"], unseenLock: named.isEmpty)
+                                     holders: pids(seenHolders, unseen: seenHolders.isEmpty)))
+            addBlockers(seenHolders, link: link, depth: depth, conflict: ["byte \(byte)"], unseenLock: seenHolders.isEmpty)
             break
         }
         if found.isEmpty {
@@ -192,12 +192,12 @@ private struct Diagnoser {
             // another open file conflicts.
             for check in QemuConflict.checks(for: perms) {
                 let range = ByteRange(start: check.byte, length: 1)
-                let named = holders.filter { covers($0, check.byte) }
-                let unseen = named.isEmpty && rows.contains { $0.overlaps(range) }
-                guard !named.isEmpty || unseen else { continue }
+                let seenHolders = holders.filter { covers($0, check.byte) }
+                let unseen = seenHolders.isEmpty && rows.contains { $0.overlaps(range) }
+                guard !seenHolders.isEmpty || unseen else { continue }
                 found.append(QemuFailure(step: .check(check), image: link.file.path, name: link.name, depth: depth,
-                                         holders: pids(named, unseen: unseen)))
-                addBlockers(named, link: link, depth: depth, conflict: [check.permission.name], unseenLock: unseen)
+                                         holders: pids(seenHolders, unseen: unseen)))
+                addBlockers(seenHolders, link: link, depth: depth, conflict: [check.permission.name], unseenLock: unseen)
             }
         }
         found = applyProof(found, link: link, depth: depth, perms: perms)
@@ -278,7 +278,8 @@ private struct Diagnoser {
             blockers.append(Blocker(pid: h.pid, command: h.host == nil ? h.command : nil, args: h.args, vm: h.vm, user: h.user,
                                     started: h.started, fd: h.fd, openMode: h.openMode, scheme: h.scheme, holds: link.file.path,
                                     via: via, lock: h.modeSummary, conflict: conflict,
-                                    remedy: remedy(h, link: link, depth: depth, via: via), proven: false, host: h.host))
+                                    remedy: remedy(h, link: link, depth: depth, via: via), proven: false, host: h.host,
+                                    uid: h.uid))
         }
         if unseenLock {
             if let i = blockers.firstIndex(where: { $0.pid == nil && $0.holds == link.file.path && $0.scheme == .qemu }) {
@@ -402,29 +403,29 @@ private struct Diagnoser {
             let rows = (entry?.locks ?? []).filter {
                 !$0.isWaiter && $0.isFcntlLock && $0.inode == lf.inode && ($0.lockType.map { want.conflicts(with: $0) } ?? true)
             }
-            var named = (entry?.holders ?? []).filter {
+            var seenHolders = (entry?.holders ?? []).filter {
                 $0.scheme == .lockfile && ($0.lockType.map { want.conflicts(with: $0) } ?? true)
             }
             if input.lockDirs.count > 1 {
                 // Several lock dirs: only holders whose lock rows sit on this lock file.
-                named = named.filter { h in rows.contains { $0.pid == nil || $0.pid == h.pid } }
+                seenHolders = seenHolders.filter { h in rows.contains { $0.pid == nil || $0.pid == h.pid } }
             }
             let proof = input.proofs?.first { $0.scheme == .lockfile && $0.path == dir.lockFile && $0.error == nil }
             if let p = proof, p.acquired {
                 facts.append(Fact(statement: "the \(mode.rawValue) lock on \(dir.lockFile) can be taken (test-acquired and released)", proven: true))
                 continue
             }
-            let unseen = named.isEmpty && (!rows.isEmpty || proof != nil)
-            if named.isEmpty && !unseen {
+            let unseen = seenHolders.isEmpty && (!rows.isEmpty || proof != nil)
+            if seenHolders.isEmpty && !unseen {
                 facts.append(Fact(statement: "the \(mode.rawValue) lock on \(dir.lockFile) is free (from /proc/locks)", proven: false))
                 continue
             }
-            for h in named {
+            for h in seenHolders {
                 let held = h.lockType == .read ? "shared" : "exclusive"
                 blockers.append(Blocker(pid: h.pid, command: h.command, args: h.args, vm: h.vm, user: h.user, started: h.started,
                                         fd: h.fd, openMode: h.openMode, scheme: .lockfile, holds: dir.lockFile, via: nil,
                                         lock: h.modeSummary, conflict: [held], remedy: remedy(h, link: top, depth: 0, via: nil),
-                                        proven: proof != nil))
+                                        proven: proof != nil, uid: h.uid))
             }
             if unseen {
                 blockers.append(Blocker(pid: nil, command: nil, args: [], vm: nil, user: nil, started: nil, fd: nil, openMode: nil,
@@ -449,7 +450,7 @@ private struct Diagnoser {
                 blockers.append(Blocker(pid: h.pid, command: h.command, args: h.args, vm: h.vm, user: h.user, started: h.started,
                                         fd: h.fd, openMode: h.openMode, scheme: .virtlockd, holds: top.file.path, via: nil,
                                         lock: h.modeSummary, conflict: [h.lockType == .read ? "shared" : "exclusive"],
-                                        remedy: remedy(h, link: top, depth: 0, via: nil), proven: false))
+                                        remedy: remedy(h, link: top, depth: 0, via: nil), proven: false, uid: h.uid))
             } else {
                 facts.append(Fact(statement: "virtlockd (pid \(h.pid)) holds the image for a libvirt domain; a read-only look does not conflict", proven: false))
             }

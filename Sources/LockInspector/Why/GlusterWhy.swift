@@ -55,7 +55,7 @@ public enum GlusterWhy {
     /// (on a server node; elsewhere the note says why not).
     public static func gather(named: String, intent: OpenIntent, statedump: Bool, locker: ImageLocker, cli: GlusterCLI,
                               procRoot: String = "/proc") -> Input {
-        let host = SystemReads.hostName
+        let host = Sys.hostName
         let mode = intent.lockMode
         var input = Input(named: named, intent: intent, probe: .free, localHost: host)
         do {
@@ -129,7 +129,7 @@ public enum GlusterWhy {
                                    b.pid.map { ChainEntry.ChainHolder(pid: $0, command: b.command ?? "?", vm: b.vm, lock: b.lock, via: nil) }
                                },
                                opened: true)
-        return Verdict(image: image, named: input.named, intent: input.intent, outcome: outcome, qemuMessage: nil, qemuHint: nil,
+        return Verdict(image: image, imageAsGiven: input.named, intent: input.intent, outcome: outcome, qemuMessage: nil, qemuHint: nil,
                        qemuFailures: [], blockers: blockers, reasons: reasons, chain: [chain], waiters: [], facts: facts)
     }
 

@@ -15,7 +15,7 @@ public enum OverlayScan {
                 let dir = "\(procRoot)/\(pid)/fdinfo"
                 for name in ProcFS.list(dir) ?? [] {
                     guard let text = ProcFS.read("\(dir)/\(name)"), let info = FDInfo(text: Substring(text)),
-                          info.locks.contains(where: { QemuPermissions.touchesLockBytes(start: $0.start, end: $0.end) }),
+                          info.locks.contains(where: \.isQemuByteLock),
                           let ino = info.inode, !members.contains(ino) else { continue }
                     let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(procRoot)/\(pid)/fd/\(name)")) ?? ""
                     guard target.hasPrefix("/") else { continue }

@@ -16,7 +16,7 @@ public struct Verdict: Sendable, Equatable {
     /// The image's realpath (as named when it does not resolve).
     public var image: String
     /// The image as the caller named it.
-    public var named: String
+    public var imageAsGiven: String
     public var intent: OpenIntent
     public var outcome: Outcome
     /// QEMU's first failure for this open, as `qemu-io`/`qemu-img` print it after
@@ -114,6 +114,8 @@ public struct Blocker: Sendable, Equatable {
     public var proven: Bool
     /// The holder's host when it is not a local process (gluster): from a statedump.
     public var host: String? = nil
+    /// The holder's uid, as a holder's (a user without a name still shows which one).
+    public var uid: UInt32? = nil
 }
 
 /// A reason that is not a lock.

@@ -21,66 +21,45 @@ public enum WhyFacts {
     /// realpath and stat (following links) of a file, and access(2) with the effective ids.
     /// The corresponding C functions are `realpath`, `stat` and `faccessat(..., AT_EACCESS)`.
     public static func file(_ path: String) -> FileFacts {
-        guard let rp = PathBytes.withCString(path, { realpath($0, nil) }) else {
-            let e = errno
-            if e == ENOENT || e == ENOTDIR { return FileFacts(path: absolute(path), kind: nil, readable: false, writable: false) }
-            return FileFacts(path: absolute(path), kind: nil, readable: false, writable: false, error: String(cString: strerror(e)))
+        let real: String
+        switch Sys.realpath(path) {
+        case .success(let r): real = r
+        case .failure(let e) where e.code == ENOENT || e.code == ENOTDIR:
+            return FileFacts(path: absolute(path), kind: nil, readable: false, writable: false)
+        case .failure(let e): return FileFacts(path: absolute(path), kind: nil, readable: false, writable: false, error: e.description)
         }
-        let real = PathBytes.string(cString: rp)
-        free(rp)
-        var st = stat()
-        guard PathBytes.withCString(real, { stat($0, &st) }) == 0 else {
-            let e = errno
-            if e == ENOENT { return FileFacts(path: real, kind: nil, readable: false, writable: false) }
-            return FileFacts(path: real, kind: nil, readable: false, writable: false, error: String(cString: strerror(e)))
+        let st: FileStatus
+        switch Sys.stat(real) {
+        case .success(let s): st = s
+        case .failure(let e) where e.code == ENOENT: return FileFacts(path: real, kind: nil, readable: false, writable: false)
+        case .failure(let e): return FileFacts(path: real, kind: nil, readable: false, writable: false, error: e.description)
         }
-        return FileFacts(path: real, kind: kind(st.st_mode), device: deviceID(st.st_dev), inode: UInt64(st.st_ino),
-                         readable: PathBytes.withCString(real) { faccessat(AT_FDCWD, $0, R_OK, AT_EACCESS) } == 0,
-                         writable: PathBytes.withCString(real) { faccessat(AT_FDCWD, $0, W_OK, AT_EACCESS) } == 0,
+        return FileFacts(path: real, kind: st.kind, device: st.deviceID, inode: st.inode,
+                         readable: Sys.effectiveAccess(real, R_OK), writable: Sys.effectiveAccess(real, W_OK),
                          sharedFilesystem: SharedFilesystem.of(path: real))
     }
 
     /// lstat of a lock file: a symbolic link is reported as one, never followed.
     static func lockFile(_ path: String) -> FileFacts {
-        var st = stat()
-        guard PathBytes.withCString(path, { lstat($0, &st) }) == 0 else {
-            let e = errno
-            if e == ENOENT { return FileFacts(path: path, kind: nil, readable: false, writable: false) }
-            return FileFacts(path: path, kind: nil, readable: false, writable: false, error: String(cString: strerror(e)))
+        let st: FileStatus
+        switch Sys.lstat(path) {
+        case .success(let s): st = s
+        case .failure(let e) where e.code == ENOENT: return FileFacts(path: path, kind: nil, readable: false, writable: false)
+        case .failure(let e): return FileFacts(path: path, kind: nil, readable: false, writable: false, error: e.description)
         }
-        let k = kind(st.st_mode)
-        let regular = k == .regular
-        return FileFacts(path: path, kind: k, device: deviceID(st.st_dev), inode: UInt64(st.st_ino),
-                         readable: regular && PathBytes.withCString(path) { faccessat(AT_FDCWD, $0, R_OK, AT_EACCESS) } == 0,
-                         writable: regular && PathBytes.withCString(path) { faccessat(AT_FDCWD, $0, W_OK, AT_EACCESS) } == 0)
+        let regular = st.kind == .regular
+        return FileFacts(path: path, kind: st.kind, device: st.deviceID, inode: st.inode,
+                         readable: regular && Sys.effectiveAccess(path, R_OK),
+                         writable: regular && Sys.effectiveAccess(path, W_OK))
     }
 
     static func lockDirFacts(_ named: String, realPath: String) -> LockDirFacts {
         let dir = absolute(named)
-        var st = stat()
-        let isDir = stat(dir, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+        let isDir = (try? Sys.stat(dir).get())?.kind == .directory
         let lf = ImageLocker(lockDirectory: dir).lockFilePath(realPath: realPath)
         return LockDirFacts(directory: dir, exists: isDir,
-                            writable: isDir && faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) == 0,
+                            writable: isDir && Sys.effectiveAccess(dir, W_OK | X_OK),
                             lockFile: lf, lockFileFacts: isDir ? lockFile(lf) : FileFacts(path: lf, kind: nil))
-    }
-
-    static func kind(_ mode: mode_t) -> FileKind {
-        switch mode & S_IFMT {
-        case S_IFREG: return .regular
-        case S_IFDIR: return .directory
-        case S_IFLNK: return .symlink
-        case S_IFIFO: return .fifo
-        case S_IFSOCK: return .socket
-        case S_IFBLK: return .blockDevice
-        case S_IFCHR: return .characterDevice
-        default: return .unknown
-        }
-    }
-
-    static func deviceID(_ dev: dev_t) -> DeviceID {
-        DeviceID(major: UInt32((dev >> 8) & 0xfff) | UInt32((dev >> 32) & ~0xfff),
-                 minor: UInt32(dev & 0xff) | UInt32((dev >> 12) & ~0xff))
     }
 
     static func absolute(_ path: String) -> String {
@@ -164,18 +143,21 @@ public enum WhyFacts {
         case .failure(.refused(.blockDevice)): return .notQcow2
         case .failure(let e): return .failed(e.description)
         }
-        defer { close(fd) }
-        var head = [UInt8](repeating: 0, count: 20)
-        let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 20, 0) }
-        guard n == 20, head[0..<4] == [0x51, 0x46, 0x49, 0xfb] else { return n < 0 ? .failed(String(cString: strerror(errno))) : .notQcow2 }
+        defer { Sys.close(fd) }
+        let head: [UInt8]
+        switch Sys.read(fd, count: 20, at: 0) {
+        case .success(let h): head = h
+        case .failure(let e): return .failed(e.description)
+        }
+        guard head.count == 20, head[0..<4] == [0x51, 0x46, 0x49, 0xfb] else { return .notQcow2 }
         let offset = head[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let size = head[16..<20].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         guard offset != 0, size != 0 else { return .qcow2(nil) }
         // QEMU refuses backing names longer than 1023 bytes.
         guard size <= 1023, offset < UInt64(Int64.max) else { return .failed("backing file name of \(size) bytes") }
-        var name = [UInt8](repeating: 0, count: Int(size))
-        let r = name.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(size), off_t(offset)) }
-        guard r == Int(size) else { return .failed("short header") }
+        guard case .success(let name) = Sys.read(fd, count: Int(size), at: Int64(offset)), name.count == Int(size) else {
+            return .failed("short header")
+        }
         return .qcow2(PathBytes.string(name))  // the name's bytes, as QEMU opens them
     }
 

@@ -158,7 +158,7 @@ public struct ProbeProof: Sendable, Equatable {
 /// are looked at.
 public struct WhyInput: Sendable, Equatable {
     /// The image as the caller named it: QEMU's messages print this name.
-    public var named: String
+    public var imageAsGiven: String
     public var intent: OpenIntent
     /// The image (always present, possibly missing), then its backing files.
     public var chain: [ChainLink]
@@ -179,7 +179,7 @@ public struct WhyInput: Sendable, Equatable {
     public init(named: String, intent: OpenIntent, chain: [ChainLink], lockDirs: [LockDirFacts] = [],
                 images: [ImageLocks] = [], overlayUses: [OverlayUse] = [], proofs: [ProbeProof]? = nil,
                 inspectionError: String? = nil) {
-        self.named = named
+        imageAsGiven = named
         self.intent = intent
         self.chain = chain
         self.lockDirs = lockDirs

@@ -1,3 +1,5 @@
+// Part of phase 5 of a scan (Scan.swift), for the audit's writer rules: the processes with an
+// image file open for writing (`Snapshot.writers`, with `InspectorOptions.findWriters`).
 import Foundation
 import ImageLock
 
@@ -84,7 +86,7 @@ extension Scan {
             if let p = i.path { imagePaths.insert(p) }
             if let ino = i.inode { imageKeys.insert(FileKey(device: i.device, inode: ino)) }
         }
-        let imageDirs = options.imageDirectories.compactMap { SystemReads.realPath($0) }
+        let imageDirs = options.imageDirectories.compactMap { (try? Sys.realpath($0).get()) }
             .map { $0.hasSuffix("/") ? $0 : $0 + "/" }
         var named: Set<String>?
         var qemuArgs: [Int32: [String]] = [:]
@@ -102,21 +104,21 @@ extension Scan {
             if !candidate {
                 if qemuArgs[w.pid] == nil {
                     // One read of cmdline per writing process; only QEMU's are kept.
-                    let args = SystemReads.readProcBytes("\(procRoot)/\(w.pid)/cmdline").map(ProcessDetails.splitCmdline) ?? []
+                    let args = ProcFS.readBytes("\(procRoot)/\(w.pid)/cmdline").map(ProcessDetails.splitCmdline) ?? []
                     qemuArgs[w.pid] = QemuArgs.isQemu(args) ? args : []
                 }
                 let args = qemuArgs[w.pid]!
-                let cwd = args.isEmpty ? nil : SystemReads.readLink("\(procRoot)/\(w.pid)/cwd")
+                let cwd = args.isEmpty ? nil : Sys.readlink("\(procRoot)/\(w.pid)/cwd")
                 candidate = QemuArgs.filePaths(args).contains { p in
                     let abs = p.hasPrefix("/") ? p : (cwd ?? "") + "/" + p
-                    return abs == w.link || SystemReads.realPath(abs) == w.link
+                    return abs == w.link || (try? Sys.realpath(abs).get()) == w.link
                 }
             }
             guard candidate else { continue }
-            guard case .success(let st) = SystemReads.status("\(procRoot)/\(w.pid)/fd/\(w.fd)"),
+            guard case .success(let st) = Sys.stat("\(procRoot)/\(w.pid)/fd/\(w.fd)"),
                   st.kind == .regular || st.kind == .blockDevice else { continue }
             let d = process(w.pid)
-            out.append(ImageWriter(path: w.link, device: st.device, inode: st.inode, pid: w.pid, fd: w.fd,
+            out.append(ImageWriter(path: w.link, device: st.deviceID, inode: st.inode, pid: w.pid, fd: w.fd,
                                    openMode: OpenMode(flags: w.flags), command: d?.command ?? "?", args: d?.args ?? [],
                                    user: d?.user, uid: d?.uid, started: d?.started, vm: d?.vm))
         }

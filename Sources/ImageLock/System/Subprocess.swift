@@ -106,11 +106,11 @@ public enum Subprocess {
         var out: [UInt8] = [], err: [UInt8] = []
         var fds = [pollfd(fd: outPipe[0], events: Int16(POLLIN), revents: 0),
                    pollfd(fd: errPipe[0], events: Int16(POLLIN), revents: 0)]
-        let deadline = monotonicNow() + timeout
+        let deadline = Sys.monotonicSeconds() + timeout
         var timedOut = false, overflowed = false
         var buf = [UInt8](repeating: 0, count: 65536)
         reading: while fds.contains(where: { $0.fd >= 0 }) {
-            let left = deadline - monotonicNow()
+            let left = deadline - Sys.monotonicSeconds()
             if left <= 0 {
                 timedOut = true
                 kill(pid, SIGKILL)

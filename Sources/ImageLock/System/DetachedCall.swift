@@ -68,15 +68,7 @@ enum DetachedCall {
             Unmanaged<AnyObject>.fromOpaque(ctx).release()
             return body()  // no thread to be had: do it here, without a deadline
         }
-        var deadline = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &deadline)
-        let whole = max(0, seconds).rounded(.down)
-        deadline.tv_sec += Int(whole)
-        deadline.tv_nsec += Int((max(0, seconds) - whole) * 1e9)
-        if deadline.tv_nsec >= 1_000_000_000 {
-            deadline.tv_sec += 1
-            deadline.tv_nsec -= 1_000_000_000
-        }
+        var deadline = Sys.monotonic(after: seconds)
         pthread_mutex_lock(&box.mutex)
         while box.result == nil {
             if pthread_cond_timedwait(&box.cond, &box.mutex, &deadline) == ETIMEDOUT && box.result == nil {

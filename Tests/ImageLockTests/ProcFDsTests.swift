@@ -1,11 +1,12 @@
-@testable import LockInspector
 import _TestSupport
 import Foundation
 import ImageLock
 import XCTest
 
-/// The per-process reads relative to /proc/PID/fd and fdinfo say what the path-based reads say.
-final class FDTargetsTests: XCTestCase {
+/// The fd pass's reads (System/ProcFDs.swift): the per-process reads relative to
+/// /proc/PID/fd and fdinfo say what the path-based reads say, and statx of the fd entries
+/// gives the inode and device stat gives.
+final class ProcFDsTests: XCTestCase {
     func testRelativeReadsMatchPathReads() throws {
         let dir = TempDir("fdreader")
         let path = dir.makeFile("image.img", size: 4096)
@@ -26,13 +27,13 @@ final class FDTargetsTests: XCTestCase {
         for (fd, flags) in [(ro, UInt32(0)), (wo, 1), (rw, 2)] {
             XCTAssertEqual(reader.openFlags(pid: pid, fd: fd), flags, "fd \(fd)")
             XCTAssertEqual(reader.link(pid: pid, fd: fd), path)
-            XCTAssertEqual(reader.link(pid: pid, fd: fd), SystemReads.readLink("/proc/\(pid)/fd/\(fd)"))
+            XCTAssertEqual(reader.link(pid: pid, fd: fd), Sys.readlink("/proc/\(pid)/fd/\(fd)"))
         }
         var buffer = [UInt8](repeating: 0, count: 16384)
         let info = try XCTUnwrap(reader.info(pid: pid, fd: ro))
-        let n = try XCTUnwrap(SystemReads.readSmallProcFile("/proc/\(pid)/fdinfo/\(ro)", into: &buffer))
+        let n = try XCTUnwrap(Sys.readSmall("/proc/\(pid)/fdinfo/\(ro)", into: &buffer))
         let byPath = try XCTUnwrap(buffer.withUnsafeBufferPointer { FDInfo.parse(UnsafeBufferPointer(rebasing: $0[0..<n])) })
-        XCTAssertEqual(info.locks.map(\.shape), byPath.locks.map(\.shape))
+        XCTAssertEqual(info.locks.map(\.identity), byPath.locks.map(\.identity))
         XCTAssertEqual(info.locks.map { "\($0.kind) \($0.type) \($0.start)" }, ["OFDLCK READ 100"])
         XCTAssertEqual(info.flags & 3, 0)
 
@@ -43,5 +44,28 @@ final class FDTargetsTests: XCTestCase {
         XCTAssertNil(reader.info(pid: pid, fd: 987))
         XCTAssertNil(reader.openFlags(pid: 999_999_999, fd: 0))
         XCTAssertEqual(reader.link(pid: pid, fd: rw), path)
+    }
+
+    func testTheFDPassSeesEveryFDWithTheInodeAndDeviceStatGives() throws {
+        let dir = TempDir("fdpass")
+        let path = dir.makeFile("image.img", size: 4096)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+        let st = try Sys.stat(path).get()
+        var fds: [OpenFD] = []
+        XCTAssertNil(Sys.openFiles(procRoot: "/proc", pid: getpid(), into: &fds))
+        let mine = try XCTUnwrap(fds.first { $0.fd == fd })
+        XCTAssertEqual(mine.inode, st.inode)
+        XCTAssertEqual(mine.device, st.deviceID)
+        XCTAssertEqual(mine.kind, .regular)
+        // The same from fdinfo (how a /proc copy is read): the inode, no device.
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        var byInfo: [OpenFD] = []
+        XCTAssertNil(Sys.openFilesFromFDInfo(procRoot: "/proc", pid: getpid(), buffer: &buffer, into: &byInfo))
+        XCTAssertEqual(byInfo.first { $0.fd == fd }?.inode, st.inode)
+        // A process that is gone: the failure, nothing appended.
+        var none: [OpenFD] = []
+        XCTAssertEqual(Sys.openFiles(procRoot: "/proc", pid: 999_999_999, into: &none)?.code, ENOENT)
+        XCTAssertTrue(none.isEmpty)
     }
 }

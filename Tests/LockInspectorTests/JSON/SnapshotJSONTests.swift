@@ -17,7 +17,7 @@ final class SnapshotJSONTests: XCTestCase {
             if i % 3 == 0 {
                 image.holders = [Holder(pid: Int32(100 + i), command: "qemu-io", args: ["qemu-io", "-r", path], user: "root",
                                         uid: 0, started: t0, fd: 4, openMode: .readOnly, scheme: .lockfile, lockType: .read)]
-                image.locks = [KernelLock(id: i, kind: "OFDLCK", mode: "ADVISORY", type: "READ", pid: nil,
+                image.locks = [KernelLock(id: i, kind: .ofd, mode: "ADVISORY", type: "READ", pid: nil,
                                           device: DeviceID(major: 254, minor: 1), inode: UInt64(i), start: 0, end: nil)]
             }
             images.append(image)
@@ -100,6 +100,16 @@ final class SnapshotJSONTests: XCTestCase {
             w.string(text)
             XCTAssertEqual(String(decoding: w.bytes, as: UTF8.self), String(decoding: try encoder.encode(text), as: UTF8.self),
                            "\(Array(text.utf8))")
+        }
+    }
+
+    /// Numbers as JSONEncoder writes them (a whole number without `.0`), so a field written
+    /// by hand in one report reads the same as it did through the encoder.
+    func testDoublesAreWrittenAsJSONEncoderWritesThem() throws {
+        for d in [0, 30, 12.5, 0.1, 1234.5, -3, 1e20, 2.5e-7, 86400.1] as [Double] {
+            var w = JSONWriter(capacity: 16)
+            w.double(d)
+            XCTAssertEqual(String(decoding: w.bytes, as: UTF8.self), String(decoding: try JSONEncoder().encode(d), as: UTF8.self), "\(d)")
         }
     }
 

@@ -123,11 +123,13 @@ public struct JSONWriter {
         buffer.put(b ? "true" : "false")
     }
 
-    /// A finite number as Swift prints it (`12.5`); null otherwise.
+    /// A finite number as JSONEncoder writes it: as Swift prints it (`12.5`), a whole number
+    /// without `.0` (`30`); null otherwise.
     public mutating func double(_ d: Double) {
         guard d.isFinite else { return null() }
         beforeValue()
         var text = "\(d)"
+        if text.hasSuffix(".0") { text.removeLast(2) }
         text.withUTF8 { buffer.put(UnsafeRawBufferPointer($0)) }
     }
 
@@ -311,15 +313,5 @@ final class ByteBuffer: @unchecked Sendable {
         new.update(from: base, count: count)
         base.deallocate()
         (base, capacity) = (new, bigger)
-    }
-}
-
-extension KeyedEncodingContainer {
-    /// A path for JSONEncoder's output, as `JSONWriter.pathBytes` writes it: its text under
-    /// `key` (lossy, U+FFFD, when its bytes are not UTF-8) and then its exact bytes in hex
-    /// under `bytesKey`, only when they are not UTF-8.
-    public mutating func encodePath(_ path: String?, forKey key: Key, bytesKey: Key) throws {
-        try encode(path.map(PathBytes.lossy), forKey: key)
-        if let p = path, let hex = PathBytes.hexIfNotUTF8(p) { try encode(hex, forKey: bytesKey) }
     }
 }

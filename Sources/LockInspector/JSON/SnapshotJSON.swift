@@ -3,8 +3,8 @@ import ImageLock
 
 /// `list --json`: the images, every lock file found, and what could not be looked at.
 /// Written by hand (JSONWriter): Foundation's JSONEncoder took ~0.4 s for 10k lock files.
-/// Keys are sorted, snake_case, and every field is present (null when unknown), as the
-/// CLI's JSONEncoder writes other reports; the man page documents them.
+/// Keys are sorted, snake_case, and every field is present (null when unknown), as in every
+/// report; each concept in it has its one writer (`ModelJSON.swift`); the man page documents them.
 public enum SnapshotJSON {
     /// What the object may carry beyond the scan: the version of locksmith that made it,
     /// the audit's findings and the writers they rest on (`list --audit`, what `audit
@@ -40,29 +40,10 @@ public enum SnapshotJSON {
 
     static func write(_ s: Snapshot, host: String?, extras: Extras, to w: inout JSONWriter) {
         var dates = DateText()
-        w.beginObject()
-        w.key("schema")
-        w.int(1)
-        w.key("host")
-        w.string(host ?? s.host)
-        w.key("generated")
-        w.string(dates.text(s.generated))
-        if let v = extras.version {
-            w.key("version")
-            w.string(v)
-        }
-        if extras.findings {
-            w.key("findings")
-            w.beginArray()
-            for f in s.findings { write(finding: f, to: &w, dates: &dates) }
-            w.endArray()
-        }
-        if let hosts = extras.hosts {
-            w.key("hosts")
-            w.beginArray()
-            for h in hosts { write(host: h, to: &w) }
-            w.endArray()
-        }
+        w.beginReport(host: host ?? s.host, generated: s.generated)
+        if let v = extras.version { w.field("version", v) }
+        if extras.findings { w.field("findings", s.findings) { w, f in w.finding(f, dates: &dates) } }
+        if let hosts = extras.hosts { w.field("hosts", hosts) { w, h in w.clusterHost(h) } }
         // The two long arrays are rendered in chunks on every core, then joined in order.
         w.key("images")
         w.beginArray()
@@ -76,23 +57,8 @@ public enum SnapshotJSON {
         w.beginArray()
         elements(lockFiles.count, into: &w) { i, w, _ in lockFiles.withUnsafeBufferPointer { write(lockFile: $0.baseAddress! + i, to: &w) } }
         w.endArray()
-        w.key("unseen")
-        w.beginArray()
-        for u in s.unseen {
-            w.beginObject()
-            w.key("what")
-            w.string(u.what)
-            w.key("why")
-            w.string(u.why)
-            w.endObject()
-        }
-        w.endArray()
-        if extras.findings {
-            w.key("writers")
-            w.beginArray()
-            for x in s.writers { write(writer: x, to: &w, dates: &dates) }
-            w.endArray()
-        }
+        w.field("unseen", s.unseen) { w, u in w.unseen(u) }
+        if extras.findings { w.field("writers", s.writers) { w, x in w.writer(x, dates: &dates) } }
         w.endObject()
     }
 
@@ -127,7 +93,7 @@ public enum SnapshotJSON {
         w.device(p.pointee.device)
         w.key("holders")
         w.beginArray()
-        for i in p.pointee.holders.indices { write(p.pointee.holders[i], to: &w, dates: &dates) }
+        for i in p.pointee.holders.indices { w.holder(p.pointee.holders[i], dates: &dates) }
         w.endArray()
         w.key("host")
         w.string(p.pointee.host)
@@ -138,7 +104,7 @@ public enum SnapshotJSON {
         w.pathsBytes("lock_files_bytes", p.pointee.lockFiles)
         w.key("locks")
         w.beginArray()
-        for i in p.pointee.locks.indices { write(p.pointee.locks[i], to: &w) }
+        for i in p.pointee.locks.indices { w.kernelLock(p.pointee.locks[i]) }
         w.endArray()
         w.key("path")
         w.string(p.pointee.path)
@@ -151,76 +117,8 @@ public enum SnapshotJSON {
         w.string(p.pointee.storage)
         w.key("waiters")
         w.beginArray()
-        for i in p.pointee.waiters.indices { write(p.pointee.waiters[i], to: &w, dates: &dates) }
+        for i in p.pointee.waiters.indices { w.holder(p.pointee.waiters[i], dates: &dates) }
         w.endArray()
-        w.endObject()
-    }
-
-    static func write(_ h: borrowing Holder, to w: inout JSONWriter, dates: inout DateText) {
-        w.beginObject()
-        w.key("args")
-        w.strings(h.args)
-        w.key("command")
-        w.string(h.command)
-        // The VM's disk target (`vda`) from libvirt's domain XML, else null.
-        w.key("disk_target")
-        w.string(h.diskTarget)
-        w.key("fd")
-        w.int(h.fd)
-        // The holder's host: known for gluster holders named by a statedump, else null.
-        w.key("host")
-        w.string(h.host)
-        w.key("mode")
-        w.string(h.modeSummary)
-        w.key("open_mode")
-        w.string(h.openMode?.rawValue)
-        w.key("pid")
-        w.int(h.pid)
-        w.key("qemu")
-        if let q = h.qemu {
-            w.beginObject()
-            w.key("held")
-            w.strings(q.held.sorted().map(\.name))
-            w.key("unshared")
-            w.strings(q.unshared.sorted().map(\.name))
-            w.endObject()
-        } else {
-            w.null()
-        }
-        w.key("scheme")
-        w.string(h.scheme.rawValue)
-        w.key("started")
-        w.string(h.started.map { dates.text($0) })
-        w.key("uid")
-        w.int(h.uid)
-        w.key("user")
-        w.string(h.user ?? h.uid.map(String.init))
-        w.key("vm")
-        w.string(h.vm)
-        w.key("vm_uuid")
-        w.string(h.vmUUID)
-        w.endObject()
-    }
-
-    /// A kernel lock row: `start`/`end` as /proc/locks prints them (end inclusive, null for EOF).
-    static func write(_ l: borrowing KernelLock, to w: inout JSONWriter) {
-        w.beginObject()
-        w.key("blocked_by")
-        w.int(l.blockedBy)
-        w.key("dev")
-        w.device(l.device)
-        w.key("end")
-        w.int(l.end)
-        w.key("inode")
-        w.int(l.inode)
-        w.key("mode")
-        w.string(l.type)
-        w.key("pid")
-        w.int(l.pid ?? -1)
-        w.key("start")
-        w.int(l.start)
-        w.key("type")
-        w.string(l.kind)
         w.endObject()
     }
 
@@ -245,125 +143,6 @@ public enum SnapshotJSON {
         w.string(p.pointee.path)
         w.pathBytes("path_bytes", p.pointee.path)
         w.endObject()
-    }
-
-    /// A host of a cluster view.
-    static func write(host h: ClusterHost, to w: inout JSONWriter) {
-        w.beginObject()
-        w.key("error")
-        w.string(h.error)
-        w.key("hostname")
-        w.string(h.hostname)
-        w.key("name")
-        w.string(h.name)
-        w.key("reached")
-        w.bool(h.reached)
-        w.key("took_ms")
-        w.int(h.tookMs)
-        w.key("version")
-        w.string(h.version)
-        w.endObject()
-    }
-
-    /// A finding, as `audit --json` writes it, with its host.
-    static func write(finding f: Finding, to w: inout JSONWriter, dates: inout DateText) {
-        w.beginObject()
-        w.key("evidence")
-        w.string(f.evidence)
-        w.key("files")
-        w.strings(f.files)
-        w.key("holders")
-        w.beginArray()
-        for p in f.holders {
-            w.beginObject()
-            w.key("args")
-            w.strings(p.args)
-            w.key("command")
-            w.string(p.command)
-            w.key("fd")
-            w.int(p.fd)
-            w.key("host")
-            w.string(p.host)
-            w.key("mode")
-            w.string(p.mode)
-            w.key("open_mode")
-            w.string(p.openMode?.rawValue)
-            w.key("pid")
-            w.int(p.pid)
-            w.key("role")
-            w.string(p.role.rawValue)
-            w.key("scheme")
-            w.string(p.scheme?.rawValue)
-            w.key("started")
-            w.string(p.started.map { dates.text($0) })
-            w.key("uid")
-            w.int(p.uid)
-            w.key("user")
-            w.string(p.user ?? p.uid.map(String.init))
-            w.key("vm")
-            w.string(p.vm)
-            w.key("waited_seconds")
-            if let s = p.waitedSeconds { w.double((s * 10).rounded() / 10) } else { w.null() }
-            w.endObject()
-        }
-        w.endArray()
-        w.key("host")
-        w.string(f.host)
-        w.key("image")
-        w.string(f.image)
-        w.key("remedy")
-        w.string(f.remedy)
-        w.key("rule")
-        w.string(f.rule.rawValue)
-        w.key("severity")
-        w.string(f.severity.rawValue)
-        w.endObject()
-    }
-
-    /// A process with a candidate image open for writing (the facts of the writer rules).
-    static func write(writer x: ImageWriter, to w: inout JSONWriter, dates: inout DateText) {
-        w.beginObject()
-        w.key("args")
-        w.strings(x.args)
-        w.key("command")
-        w.string(x.command)
-        w.key("dev")
-        w.device(x.device)
-        w.key("fd")
-        w.int(x.fd)
-        w.key("host")
-        w.string(x.host)
-        w.key("inode")
-        w.int(x.inode)
-        w.key("open_mode")
-        w.string(x.openMode.rawValue)
-        w.key("path")
-        w.string(x.path)
-        w.key("pid")
-        w.int(x.pid)
-        w.key("started")
-        w.string(x.started.map { dates.text($0) })
-        w.key("storage")
-        w.string(x.storage)
-        w.key("uid")
-        w.int(x.uid)
-        w.key("user")
-        w.string(x.user ?? x.uid.map(String.init))
-        w.key("vm")
-        w.string(x.vm)
-        w.endObject()
-    }
-
-    /// ISO 8601 text of a date, as JSONOutput writes it, made once per distinct date
-    /// (thousands of holders share a few start times).
-    struct DateText {
-        var cache: [Date: String] = [:]
-        mutating func text(_ d: Date) -> String {
-            if let t = cache[d] { return t }
-            let t = SnapshotJSON.iso8601(d)
-            cache[d] = t
-            return t
-        }
     }
 
     /// `d.formatted(.iso8601)`'s text (`2026-12-01T09:30:27Z`: UTC, whole seconds, cut not

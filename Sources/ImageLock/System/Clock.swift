@@ -1,0 +1,72 @@
+// Clocks, CPUs and the user database: the monotonic clock every timing and deadline uses,
+// the kernel's clock tick, CPU pinning, and user and group names (getpwuid_r, getgrouplist).
+import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Sys {
+    /// Seconds on CLOCK_MONOTONIC (never set back; for durations and deadlines).
+    package static func monotonicSeconds() -> Double {
+        let ts = monotonic(after: 0)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// The CLOCK_MONOTONIC time `seconds` from now, as pthread_cond_timedwait takes it
+    /// (on a condition variable set to that clock).
+    package static func monotonic(after seconds: Double) -> timespec {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        guard seconds > 0 else { return ts }
+        let whole = seconds.rounded(.down)
+        ts.tv_sec += Int(whole)
+        ts.tv_nsec += Int((seconds - whole) * 1e9)
+        if ts.tv_nsec >= 1_000_000_000 {
+            ts.tv_sec += 1
+            ts.tv_nsec -= 1_000_000_000
+        }
+        return ts
+    }
+
+    /// `body` run while the calling thread is pinned to `cpu` when it can be (else where it
+    /// is): the scheduler's per-CPU task clocks drift apart, so times from two CPUs'
+    /// /proc/.../sched compare only when read on the same CPU. The corresponding C
+    /// functions are `sched_getaffinity` and `sched_setaffinity`.
+    package static func onCPU<T>(_ cpu: Int32?, _ body: () -> T) -> T {
+        var saved = cpu_set_t()
+        let pinned = cpu.map { clinux_pin_to_cpu($0, &saved) == 0 } ?? false
+        defer { if pinned { clinux_restore_affinity(&saved) } }
+        return body()
+    }
+
+    /// The kernel's clock ticks per second (the unit of /proc/PID/stat's times).
+    package static var clockTicks: Int { max(1, sysconf(Int32(_SC_CLK_TCK))) }
+
+    /// The user name of a uid on this host, or nil. The corresponding C function is `getpwuid_r`.
+    package static func userName(_ uid: UInt32) -> String? {
+        withPasswd(uid) { pw in pw.pw_name.map { String(cString: $0) } }
+    }
+
+    /// The primary and supplementary groups of a user. The corresponding C functions are
+    /// `getpwuid_r` and `getgrouplist`.
+    package static func groups(ofUser uid: UInt32) -> [UInt32] {
+        withPasswd(uid) { pw -> [UInt32]? in
+            guard let name = pw.pw_name else { return nil }
+            var count: Int32 = 64
+            var groups = [gid_t](repeating: 0, count: Int(count))
+            if getgrouplist(name, pw.pw_gid, &groups, &count) < 0 {
+                groups = [gid_t](repeating: 0, count: Int(count))
+                guard getgrouplist(name, pw.pw_gid, &groups, &count) >= 0 else { return [pw.pw_gid] }
+            }
+            return Array(groups.prefix(Int(count)))
+        } ?? []
+    }
+
+    private static func withPasswd<T>(_ uid: UInt32, _ body: (passwd) -> T?) -> T? {
+        var pw = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &pw, &buf, buf.count, &result) == 0, result != nil else { return nil }
+        return body(pw)
+    }
+}

@@ -1,0 +1,277 @@
+// Phase 3 of a scan (Scan.swift): the fd pass. Every process's fds and the inode each
+// refers to (statx, `HolderSearch.openFiles`), then the holders among the fds on a locked
+// inode, named exactly by their fdinfo `lock:` lines (`KernelLock.Identity`). For focused
+// images, the targeted search of `HolderSearch.ofdSearch` instead of every process.
+import Foundation
+import ImageLock
+
+extension Scan {
+    /// Step one, started while the kernel's table is read: on the host, every process's fds;
+    /// focused, the order of the search to come (QEMU's processes first when a probe finds a
+    /// lock on a focused file).
+    mutating func startFDPass(_ started: StartedDirectories, timings t: inout SnapshotTimings) -> FDPass {
+        let t2 = Sys.monotonicSeconds()
+        bootTime = ProcessDetails.bootTime(procRoot: procRoot)
+        var fds = FDPass()
+        switch scope {
+        case .focused(let focus):
+            let files = focus.map(\.image) + (started.focused?.lockFiles.map(\.path) ?? [])
+                + (started.focused?.leaseFiles.map(\.path) ?? [])
+            if files.contains(where: { Sys.hasFcntlLock($0) }) { searchOrder = qemuFirst() }
+        case .host:
+            fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), timings: &t)
+        }
+        t.processes = Sys.monotonicSeconds() - t2
+        return fds
+    }
+
+    /// Step two, once the kernel's rows are known: focused, the processes searched first
+    /// (a classic POSIX or flock row names its process; an OFD row does not, and then the
+    /// processes are searched, by inode: hard links and bind mounts too, until every OFD row
+    /// has its open file description); then the holders among the fds on locked inodes. The
+    /// held lock files and lease files are marked.
+    mutating func findHolders(_ rows: Rows, fds: inout FDPass, files: inout LockFiles,
+                              timings t: inout SnapshotTimings) -> ProcessScan {
+        let t2b = Sys.monotonicSeconds()
+        let held = rows.held
+        if !scope.isHost && !held.isEmpty {
+            let named = Set(held.compactMap(\.pid)).sorted()
+            if held.contains(where: { $0.pid == nil }) {
+                fds = searchOFDHolders(held: held, first: named, order: searchOrder ?? qemuFirst(), timings: &t)
+            } else {
+                fds = listOpenFiles(pids: named, timings: &t)
+            }
+        }
+        var locked: [UInt64: [KernelLock]] = [:]
+        for r in held { if let i = r.inode { locked[i, default: []].append(r) } }
+        let paths = needPaths(files), writers = options.findWriters && scope.isHost
+        var procs = readHolders(fds, locked: locked, lockFiles: (files.lockFiles, files.keys), paths: paths,
+                                writers: writers, timings: &t)
+        // An OFD lock that no fd on its inode lists (a /proc copy whose fd links mislead,
+        // a filesystem whose st_ino differs from the kernel's lock inode): read every
+        // fdinfo after all, as the kernel's own lists are the ground truth.
+        if fds.live && procs.hidden.isEmpty && held.contains(where: { $0.pid == nil && procs.shapes[$0.identity] == nil }) {
+            procs = readHolders(fds, locked: nil, lockFiles: (files.lockFiles, files.keys), paths: paths,
+                                writers: writers, timings: &t)
+        }
+        t.processes += Sys.monotonicSeconds() - t2b
+        markHeld(&files, rows: rows)
+        return procs
+    }
+
+
+    struct ProcessScan {
+        var pids: [Int32] = []
+        /// fds whose fdinfo lists locks, by the locked file.
+        var byFile: [FileKey: [OpenFileLocks]] = [:]
+        /// The fdinfo lock shapes seen, with how many fds list each.
+        var shapes: [KernelLock.Identity: Int] = [:]
+        /// Every fd link that names a path (candidate images), with a pid that has it open.
+        var openPaths: [String: Int32] = [:]
+        /// The file key of a locked fd's link where it differs from what statx said of the fd
+        /// (to join lock files by path as well: btrfs, overlayfs; every one from a /proc copy).
+        var keyByLink: [String: FileKey] = [:]
+        /// Processes whose fds could not be read.
+        var hidden: Set<Int32> = []
+        /// fds open for writing on paths that may be images (filtered in `imageWriters`).
+        var writeOpens: [WriteOpen] = []
+    }
+
+    /// Every fd of the processes looked at, with the inode it refers to.
+    struct FDPass {
+        var pids: [Int32] = []
+        var fds: [OpenFD] = []
+        /// Whether the inodes come from statx of the live /proc (else from fdinfo, already parsed).
+        var live = true
+        /// Processes whose fds could not be listed.
+        var hidden: Set<Int32> = []
+    }
+
+    /// Step one over the processes: list each fd dir and statx every entry relative to it
+    /// (the target's inode and type, from the kernel's cache: no readlink, no fdinfo, no
+    /// wait on a hung NFS server). Not the live /proc (a copy, a fixture): fdinfo's `ino:`.
+    mutating func listOpenFiles(pids: [Int32], timings t: inout SnapshotTimings) -> FDPass {
+        var out = FDPass()
+        out.pids = pids
+        let live = Sys.isLiveProc(procRoot)
+        out.live = live
+        let root = procRoot
+        // Per chunk of pids: their fds, and the pids whose fd dir could not be listed.
+        let parts = Parallel.chunks(pids.count, chunk: 32) { range -> [(fds: [OpenFD], failed: [(Int32, Errno)])] in
+            var fds: [OpenFD] = []
+            var failed: [(Int32, Errno)] = []
+            var buffer = [UInt8](repeating: 0, count: 16384)
+            for pid in pids[range] {
+                let failure = HolderSearch.openFiles(procRoot: root, pid: pid, live: live, buffer: &buffer, into: &fds)
+                if let e = failure { failed.append((pid, e)) }
+            }
+            return [(fds, failed)]
+        }
+        out.fds.reserveCapacity(parts.reduce(0) { $0 + $1.fds.count })
+        for part in parts {
+            out.fds += part.fds
+            for (pid, e) in part.failed {
+                if e.code == ENOENT || e.code == ESRCH { continue }  // gone since /proc was listed
+                let d = process(pid)
+                // Kernel threads (empty cmdline) open no files: nothing is missed there.
+                if let d, d.args.isEmpty { continue }
+                out.hidden.insert(pid)
+                let command = d.map { " (\($0.command))" } ?? ""
+                unseen.append(Unseen(what: "open files of pid \(pid)\(command)", why: "\(procRoot)/\(pid)/fd: \(e.description)"))
+            }
+        }
+        if !out.live { t.fdinfoReads += out.fds.count }
+        t.fds += out.fds.count
+        return out
+    }
+
+    /// Every pid, QEMU's processes first (their comm starts with `qemu`): an OFD lock on an
+    /// image is most likely theirs.
+    func qemuFirst() -> [Int32] {
+        var qemu: [Int32] = []
+        var rest: [Int32] = []
+        for pid in ProcFS.pids(procRoot: procRoot) {
+            if ProcFS.command(pid: pid, procRoot: procRoot)?.hasPrefix("qemu") ?? false { qemu.append(pid) } else { rest.append(pid) }
+        }
+        return qemu + rest
+    }
+
+    /// The focused search (`why`): the fds of the processes in `first`, then of the others
+    /// in `order`, until every held OFD row on the focused files is accounted for by a
+    /// distinct open file description whose fdinfo lists it (two readers holding the same
+    /// bytes are two rows and need two descriptions; fds that share one, by dup or fork,
+    /// are told apart by kcmp). A process sharing a found description that comes later in
+    /// the order is not looked at: `list` shows every fd. When kcmp cannot tell, or the
+    /// rows are never all accounted for, every process is looked at, as `list` does.
+    mutating func searchOFDHolders(held: [KernelLock], first: [Int32], order: [Int32], timings t: inout SnapshotTimings) -> FDPass {
+        var need: [KernelLock.Identity: Int] = [:]
+        for r in held where r.pid == nil { need[r.identity, default: 0] += 1 }
+        var pass = FDPass()
+        pass.live = Sys.isLiveProc(procRoot)
+        pass.pids = HolderSearch.ofdSearch(need: need, inodes: Set(held.compactMap(\.inode)), first: first, order: order,
+                                           live: pass.live, procRoot: procRoot) { pid in
+            let part = listOpenFiles(pids: [pid], timings: &t)
+            pass.fds += part.fds
+            pass.hidden.formUnion(part.hidden)
+            return part.fds
+        }
+        return pass
+    }
+
+    /// What step two learnt about one fd.
+    struct FDFinding {
+        var fd: OpenFD
+        /// Its path, when it was read (a holder, or a candidate image).
+        var link: String?
+        /// The link names a file that could be an image (not a lock file).
+        var candidate = false
+        var flags: UInt32 = 0
+        /// The locks held through it (empty: not a holder).
+        var locks: [KernelLock] = []
+        var fdinfoRead = false
+        /// Open for writing on a path that may be an image.
+        var writeOpen: WriteOpen?
+    }
+
+    /// Step two: the holders among the fds on a locked inode (`locked`: the kernel's held
+    /// rows by inode; nil = every fd is a suspect). The fdinfo `lock:` lines name each
+    /// holder exactly, per process and fd, also for OFD locks. An inode with only classic
+    /// POSIX rows needs no fdinfo: those locks belong to the process the row names (fdinfo
+    /// lists them under each of its fds on the file, and under no other), so its fds on the
+    /// file are the holders, with their open mode from the fd link's mode bits (lstat).
+    /// With `paths`, also the path of every open file that could be an image (candidates
+    /// for naming lock files). A held lock file's path is known from its dir.
+    /// The per-fd work (`examine`) runs on all cores; the results are merged in fd order.
+    mutating func readHolders(_ pass: FDPass, locked: [UInt64: [KernelLock]]?,
+                              lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
+                              paths: Bool, writers: Bool, timings t: inout SnapshotTimings) -> ProcessScan {
+        var out = ProcessScan()
+        out.pids = pass.pids
+        out.hidden = pass.hidden
+        let root = procRoot
+        var byInode: [UInt64: [KernelLock]] = [:]
+        for r in serverLockRows where r.inode != nil { byInode[r.inode!, default: []].append(r) }
+        let serverRows = byInode
+        let parts = Parallel.chunks(pass.fds.count, chunk: 256) { range -> [[FDFinding]] in
+            var reader = ProcessFDReader(procRoot: root)
+            defer { reader.close() }
+            var found: [FDFinding] = []
+            for i in range {
+                if let f = Scan.examine(pass.fds[i], locked: locked, lockFiles: lockFiles,
+                                        paths: paths, writers: writers, serverRows: serverRows, reader: &reader) { found.append(f) }
+            }
+            return [found]
+        }
+        let count = parts.reduce(0) { $0 + $1.count }
+        out.byFile.reserveCapacity(count)
+        out.shapes.reserveCapacity(count)
+        for part in parts { for i in part.indices { merge(part[i], into: &out, timings: &t) } }
+        return out
+    }
+
+    /// One fd's finding into the process scan (in fd order).
+    private func merge(_ f: borrowing FDFinding, into out: inout ProcessScan, timings t: inout SnapshotTimings) {
+        if f.fdinfoRead { t.fdinfoReads += 1 }
+        if let w = f.writeOpen { out.writeOpens.append(w) }
+        if f.candidate, let l = f.link, out.openPaths[l] == nil { out.openPaths[l] = f.fd.pid }
+        guard let key = f.locks.first?.fileKey, let link = f.link else { return }
+        out.byFile[key, default: []].append(OpenFileLocks(pid: f.fd.pid, fd: f.fd.fd, link: link, flags: f.flags, locks: f.locks))
+        for l in f.locks { out.shapes[l.identity, default: 0] += 1 }
+        if f.fd.device == nil || FileKey(device: f.fd.device, inode: f.fd.inode) != key { out.keyByLink[link] = key }
+    }
+
+    /// Step two for one fd; nil when it is neither a holder nor a candidate image.
+    static func examine(_ f: OpenFD, locked: [UInt64: [KernelLock]]?,
+                        lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
+                        paths: Bool, writers: Bool, serverRows: [UInt64: [KernelLock]] = [:],
+                        reader: inout ProcessFDReader) -> FDFinding? {
+        var out = FDFinding(fd: f)
+        let lockFile = f.device.flatMap { lockFiles.byKey[FileKey(device: $0, inode: f.inode)] }.map { lockFiles.entries[$0].path }
+        if paths && lockFile == nil && (f.kind == nil || f.kind == .regular || f.kind == .blockDevice) {
+            out.link = reader.link(pid: f.pid, fd: f.fd)
+            out.candidate = out.link?.hasPrefix("/") ?? false
+        }
+        if let i = f.info {
+            (out.flags, out.locks) = (i.flags, i.locks)
+        } else if let rows = locked?[f.inode], let dev = f.device, rows.allSatisfy({ $0.kind == .posix && $0.device == dev }) {
+            let own = rows.filter { $0.pid == f.pid }
+            if !own.isEmpty, let mode = reader.openFlags(pid: f.pid, fd: f.fd) {
+                (out.flags, out.locks) = (mode, own)
+            }
+        } else if locked == nil || locked?[f.inode] != nil {
+            out.fdinfoRead = true
+            if let i = reader.info(pid: f.pid, fd: f.fd) {
+                (out.flags, out.locks) = (i.flags, i.locks)
+            }
+        }
+        // Locks that only the filesystem knows (FUSE...): fdinfo never lists them.
+        if let extra = serverRows[f.inode], let dev = f.device {
+            let own = extra.filter { $0.pid == f.pid && $0.device == dev && !out.locks.contains($0) }
+            if !own.isEmpty, let mode = out.locks.isEmpty ? reader.openFlags(pid: f.pid, fd: f.fd) : out.flags {
+                out.flags = mode
+                out.locks += own
+            }
+        }
+        if out.locks.first?.fileKey != nil && out.link == nil {
+            out.link = lockFile ?? reader.link(pid: f.pid, fd: f.fd)
+        }
+        if !(out.link?.hasPrefix("/") ?? false) { out.locks = [] }
+        // Open for writing on something that may be an image: for the audit's writer rules.
+        if writers, lockFile == nil, f.kind == nil || f.kind == .regular || f.kind == .blockDevice,
+           let flags = f.info?.flags ?? reader.openFlags(pid: f.pid, fd: f.fd), flags & 3 != 0 {
+            if out.link == nil { out.link = reader.link(pid: f.pid, fd: f.fd) }
+            if let link = out.link, link.hasPrefix("/"), WriteOpen.mayBeImage(link) {
+                out.writeOpen = WriteOpen(pid: f.pid, fd: f.fd, link: link, flags: flags, inode: f.inode)
+            }
+        }
+        return out.candidate || !out.locks.isEmpty || out.fdinfoRead || out.writeOpen != nil ? out : nil
+    }
+
+    mutating func process(_ pid: Int32) -> ProcessDetails? {
+        if let d = details[pid] { return d }
+        let d = ProcessDetails.read(pid: pid, procRoot: procRoot, bootTime: bootTime, users: &users)
+        details[pid] = d
+        return d
+    }
+
+}

@@ -1,0 +1,43 @@
+// Phase 1 of a scan (Scan.swift): the kernel's lock table, /proc/locks, read and parsed
+// on a thread of its own while the other phases run.
+import Foundation
+import ImageLock
+
+
+/// The kernel's lock table being read ahead of a snapshot (`Inspector.prefetchKernelTable`).
+public final class KernelTablePrefetch: Sendable {
+    let procRoot: String
+    let reader: KernelTableReader
+
+    init(procRoot: String) {
+        self.procRoot = procRoot
+        reader = KernelTableReader(path: procRoot + "/locks")
+    }
+}
+
+/// Reads /proc/locks on its own thread.
+final class KernelTableReader: Sendable {
+    typealias Table = (locks: [KernelLock], malformed: [String])
+    private let work: ThreadWork<Read>
+
+    struct Read: @unchecked Sendable {
+        var table: Table?
+        var errno: Int32
+        var seconds: Double
+    }
+
+    /// Reads and parses `path` on its own thread.
+    init(path: String) {
+        work = ThreadWork {
+            let t0 = Sys.monotonicSeconds()
+            guard let bytes = ProcFS.readBytes(path) else { return Read(table: nil, errno: errno, seconds: Sys.monotonicSeconds() - t0) }
+            return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: Sys.monotonicSeconds() - t0)
+        }
+    }
+
+    /// The parsed table (nil when unreadable), the errno of the failure, and the seconds spent.
+    func wait() -> (Table?, Int32, Double) {
+        let r = work.wait()
+        return (r.table, r.errno, r.seconds)
+    }
+}

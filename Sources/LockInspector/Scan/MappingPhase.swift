@@ -1,0 +1,223 @@
+// Phase 4 of a scan (Scan.swift): candidate images (open files, --images dirs, libvirt
+// domain XML, QEMU's `file=` arguments) and the mapping of lock files to them, by the SHA-1
+// of a candidate's realpath (the lockfile scheme's name) or by the file's content.
+import Foundation
+import ImageLock
+
+extension Scan {
+    /// What phases 4 and 5 made.
+    struct Assembled {
+        var images: [ImageLocks]
+        var candidates: Candidates
+    }
+
+    /// Phases 4 and 5: candidate images, lock files and lease files mapped to them, the
+    /// images assembled (with their libvirt domains and other hosts' holders), and the
+    /// processes writing image files.
+    mutating func mapAndAssemble(_ rows: Rows, files: inout LockFiles, procs: ProcessScan,
+                                 imageDirs: ThreadWork<ImageDirectories>?, timings t: inout SnapshotTimings) -> (Assembled, [ImageWriter]) {
+        var candidates = Candidates()
+        for f in rows.focusedImages { candidates.addImageFile(f.key, path: f.path) }
+        var named = imageDirs?.wait()
+        let domains = named?.domains  // libvirt hook
+        let paths = needPaths(files)
+        if paths {
+            candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids, named: &named)
+        }
+        // A held lock file whose key the kernel did not list under the dir's device
+        // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
+        let lockFileByPath = procs.keyByLink.isEmpty ? [:]
+            : Dictionary(files.lockFiles.indices.map { (files.lockFiles[$0].path, $0) }, uniquingKeysWith: { a, _ in a })
+        for (link, k) in procs.keyByLink {
+            guard let i = lockFileByPath[link] else { continue }
+            if !files.lockFiles[i].held {
+                files.lockFiles[i].held = true
+                files.lockFiles[i].device = k.device
+            }
+            files.keys[k] = i
+        }
+        mapLockFiles(&files.lockFiles, candidates: candidates, rowsByFile: rows.byFile, timings: &t)
+        let bySHA256 = files.leaseFiles.isEmpty ? [:] : candidates.bySHA256()
+        for i in files.leaseFiles.indices {
+            let name = String(files.leaseFiles[i].path.split(separator: "/").last ?? "")
+            if let c = bySHA256[name] {
+                files.leaseFiles[i].image = c.path
+                files.leaseFiles[i].mappedBy = c.source
+            }
+        }
+        var images = assemble(rows: rows.all, rowsByFile: rows.byFile, lockFiles: files.lockFiles, lockFileKeys: files.keys,
+                              leaseFiles: files.leaseFiles, procs: procs, candidates: candidates)
+        nameDomains(&images, domains: domains)  // libvirt hook
+        // After the domains are named: a remote holder's pid numbers a process of its own host.
+        if !serverLocks.isEmpty { ServerLocks.addRemoteHolders(serverLocks, to: &images) }
+        let allLockFiles = files.leaseFiles.isEmpty ? files.lockFiles : files.lockFiles + files.leaseFiles
+        let writers = imageWriters(procs.writeOpens, images: images, lockFiles: allLockFiles,
+                                   candidates: paths ? candidates : nil, named: named)
+        return (Assembled(images: images, candidates: candidates), writers)
+    }
+
+
+    struct Candidate {
+        var path: String
+        var source: String
+        /// Named as an image by an --images dir, libvirt XML or QEMU's args (not merely open).
+        var named = true
+    }
+
+    struct Candidates {
+        /// By the SHA-1 of the realpath (the lockfile scheme's name), the most trusted source
+        /// kept.
+        var bySHA1: [SHA1Digest: Candidate] = [:]
+        /// Candidates as written where that is not their realpath: virtlockd names lease
+        /// files by the SHA-256 of the path as the domain XML writes it, without
+        /// canonicalising. Hashed only when there are lease files (`bySHA256()`).
+        var aliases: [Candidate] = []
+        /// Files under --images, by key (for locks on them that fit no other scheme).
+        /// (Listed as walked, indexed by key on the first lookup: most scans never look one
+        /// up, and 100k insertions would cost ~20 ms.)
+        private var imageFileList: [(key: FileKey, path: String)] = []
+        private var imageFileIndex = LazyIndex()
+
+        /// A candidate less trusted than those already added.
+        mutating func add(_ path: String, source: String, realPath: String? = nil, sha1: SHA1Digest? = nil) {
+            let real = realPath ?? path
+            let h1 = sha1 ?? Digest.sha1(real)
+            if let i = bySHA1.index(forKey: h1) {
+                bySHA1.values[i].named = true
+            } else {
+                bySHA1[h1] = Candidate(path: real, source: source)
+            }
+            if path != real { aliases.append(Candidate(path: path, source: source)) }
+        }
+
+        /// Open files: more trusted than what the directories named.
+        mutating func putFirst(openFiles paths: [String]) {
+            for path in paths {
+                let h = Digest.sha1(path)
+                bySHA1[h] = Candidate(path: path, source: "open file", named: bySHA1[h]?.named ?? false)
+            }
+        }
+
+        /// Realpaths named as images by --images dirs, libvirt XML or QEMU args.
+        var named: Set<String> { Set(bySHA1.values.lazy.filter(\.named).map(\.path)) }
+
+        /// A file under an --images dir; of several names for one key (hard links), the
+        /// first in byte order, whatever order the directory lists them in.
+        mutating func addImageFile(_ key: FileKey, path: String) {
+            imageFileList.append((key, path))
+            imageFileIndex = LazyIndex()
+        }
+
+        /// The file under an --images dir with this key, if any.
+        func imageFile(_ key: FileKey) -> String? {
+            imageFileIndex.lookup(key) {
+                var index: [FileKey: String] = [:]
+                index.reserveCapacity(imageFileList.count)
+                for (k, path) in imageFileList {
+                    if let old = index[k], !ByteOrder.precedes(path, old) { continue }
+                    index[k] = path
+                }
+                return index
+            }
+        }
+
+        /// The index of the image files, made on first use (from any thread).
+        final class LazyIndex: @unchecked Sendable {
+            private let lock = NSLock()
+            private var index: [FileKey: String]?
+
+            func lookup(_ key: FileKey, build: () -> [FileKey: String]) -> String? {
+                lock.lock()
+                defer { lock.unlock() }
+                if index == nil { index = build() }
+                return index![key]
+            }
+        }
+
+        mutating func reserve(_ n: Int) {
+            bySHA1.reserveCapacity(bySHA1.count + n)
+            imageFileList.reserveCapacity(imageFileList.count + n)
+        }
+
+        func bySHA256() -> [String: Candidate] {
+            var out: [String: Candidate] = [:]
+            for c in bySHA1.values { out[Digest.sha256Hex(c.path)] = c }
+            for c in aliases {
+                let h = Digest.sha256Hex(c.path)
+                if out[h] == nil { out[h] = c }
+            }
+            return out
+        }
+    }
+
+    /// Candidate images, in the order of trust: open files, --images dirs, libvirt XML, QEMU
+    /// args. `named`: the directories' candidates, when already read (else read here);
+    /// taken over (left nil), to be extended in place.
+    mutating func buildCandidates(openPaths: [String: Int32], pids: [Int32], named: inout ImageDirectories?) -> Candidates {
+        let dirs = named.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
+                                                         libvirtDirectories: options.libvirtDirectories)
+        unseen += dirs.unseen
+        var c = dirs.candidates
+        let deleted = " (deleted)"
+        // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
+        c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })
+        for pid in pids {
+            guard let bytes = ProcFS.readBytes("\(procRoot)/\(pid)/cmdline") else { continue }
+            let args = ProcessDetails.splitCmdline(bytes)
+            guard QemuArgs.isQemu(args) else { continue }
+            let cwd = Sys.readlink("\(procRoot)/\(pid)/cwd")
+            for p in QemuArgs.filePaths(args) {
+                let abs = p.hasPrefix("/") ? p : cwd.map { $0 + "/" + p }
+                if let a = abs { c.add(a, source: "qemu args", realPath: (try? Sys.realpath(a).get()) ?? a) }
+            }
+        }
+        return c
+    }
+
+
+    /// Names each lock file's image: a candidate whose SHA-1 is in the name (no file opened);
+    /// else the realpath written inside, trusted only when its SHA-1 matches the name.
+    mutating func mapLockFiles(_ files: inout [LockFileEntry], candidates: Candidates,
+                               rowsByFile: [FileKey: [KernelLock]], timings t: inout SnapshotTimings) {
+        for i in files.indices {
+            // `.qemu-` + 40 hex digits + `.lock`, at the end of the path.
+            func digest(_ p: UnsafeBufferPointer<UInt8>) -> SHA1Digest? {
+                // The name is exactly 51 bytes (`.qemu-` + 40 + `.lock`).
+                guard p.count == 51 || (p.count > 51 && p[p.count - 52] == UInt8(ascii: "/")) else { return nil }
+                return SHA1Digest(hex: UnsafeBufferPointer(rebasing: p[(p.count - 45)..<(p.count - 5)]))
+            }
+            let parsed = files[i].path.utf8.withContiguousStorageIfAvailable(digest) ?? {
+                var path = files[i].path
+                return path.withUTF8(digest)
+            }()
+            guard let digest = parsed else { continue }
+            if let c = candidates.bySHA1[digest] {
+                files[i].image = c.path
+                files[i].mappedBy = c.source
+                continue
+            }
+            guard files[i].kind == .regular else { continue }
+            // Opening a file with a lease would start breaking the lease: leave it alone.
+            if let rows = rowsByFile[FileKey(device: files[i].device, inode: files[i].inode)],
+               rows.contains(where: { $0.kind == .lease || $0.kind == .delegation }) { continue }
+            // An empty one (the scheme creates them empty) names nothing: one lstat, no read.
+            if case .success(let s) = Sys.lstat(files[i].path), s.kind == .regular, s.size == 0 { continue }
+            t.contentReads += 1
+            switch Sys.readRegularFile(files[i].path, limit: 4097) {
+            case .success(let bytes):
+                guard !bytes.isEmpty, bytes.count <= 4096 else { continue }
+                var line = bytes[...]
+                if let nl = line.firstIndex(of: 10) { line = line[..<nl] }
+                if Digest.sha1Hex(Array(line)) == digest.hex {
+                    files[i].image = PathBytes.string(line)
+                    files[i].mappedBy = "content"
+                }
+            case .failure(let e) where e.code == ENOENT:
+                break  // removed since the dir was read
+            case .failure(let e):
+                unseen.append(Unseen(what: "content of lock file \(files[i].path)", why: e.description))
+            }
+        }
+    }
+
+}
