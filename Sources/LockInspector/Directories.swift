@@ -185,8 +185,10 @@ struct ImageDirectories: Sendable {
 
     /// Files in readdir order (a key's name does not depend on it: `addImageFile`); subdirs
     /// in byte order, so what cannot be read is reported in a stable order.
+    /// `entered` is told each dir walked (the first is `dir`).
     static func walk(_ dir: String, depth: Int, device: DeviceID?, into found: inout [ImageDirEntry],
-                     unseen: inout [Unseen]) {
+                     unseen: inout [Unseen], entered: (String) -> Void = { _ in }) {
+        entered(dir)
         let base = dir == "/" ? "" : dir
         // Each entry as its whole path, made once; not `.`, `..` or another hidden dir.
         switch Sys.entries(dir, prefix: base + "/", where: { name in name[0] != CChar(UInt8(ascii: ".")) || !Sys.isDots(name) }) {
@@ -208,7 +210,7 @@ struct ImageDirectories: Sendable {
                 }
             }
             for i in ByteOrder.sortedIndices(subdirs) {
-                walk(subdirs[i], depth: depth + 1, device: device, into: &found, unseen: &unseen)
+                walk(subdirs[i], depth: depth + 1, device: device, into: &found, unseen: &unseen, entered: entered)
             }
         }
     }

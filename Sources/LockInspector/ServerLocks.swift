@@ -350,7 +350,21 @@ extension Scan {
                     }
                 }
                 switch statedumps[loc.volume]! {
-                case .success(let records): f.statedump = records.filter { $0.path == loc.path && $0.state == .active }
+                case .success(let records):
+                    f.statedump = records.filter { $0.path == loc.path && $0.state == .active }
+                    // F_GETLK reports one conflicting lock per byte: of several readers only
+                    // one. The statedump lists every lock; this host's own (HOST: this host,
+                    // a pid with the file open here) become rows too.
+                    for r in f.statedump! where r.host == f.localHost {
+                        guard let pid = r.holderPID, openers.contains(pid), !listed.contains("\(key.inode)/\(pid)"),
+                              !rows.contains(where: { $0.inode == key.inode && $0.pid == pid && $0.start == r.range.start
+                                                      && $0.end == r.range.end }) else { continue }
+                        if !f.openers.contains(where: { $0.pid == pid }), let fd = fds.first(where: { $0.pid == pid }) {
+                            f.openers.append(Opener(fd: fd.fd, process: ProcessDetails(pid: pid, command: "")))
+                        }
+                        rows.append(KernelLock(id: -(rows.count + 1), kind: .posix, mode: "ADVISORY", type: r.type.rawValue,
+                                               pid: pid, device: dev, inode: key.inode, start: r.range.start, end: r.range.end))
+                    }
                 case .failure(.notServer): f.statedumpNote = "hosts not named: not a server node of volume \(loc.volume)"
                 case .failure(.failed(let why)):
                     f.statedumpNote = "hosts not named: statedump failed: \(why)"

@@ -38,15 +38,8 @@ public enum Renderer {
     static func header(_ buf: inout ScreenBuffer, _ s: TUIState) {
         let st = Style(.title)
         buf.fill(y: 0, style: st)
-        var left = "locksmith"
+        let left = "locksmith" + s.headline
         var right = ""
-        if let snap = s.snapshot {
-            left += " \(snap.host)  \(snap.images.count) images  \(snap.holderCount) holders"
-            if snap.waiterCount > 0 { left += "  \(snap.waiterCount) waiting" }
-            if !snap.unseen.isEmpty { left += "  \(snap.unseen.count) unseen" }
-            left += hostCounts(snap)
-            if !s.findings.isEmpty { left += "  \(s.findings.count) findings" }
-        }
         // The position in a list longer than the screen: here, never over a row of the list.
         let layout = s.layout
         if s.overlay == nil && s.rows.count > layout.listHeight && layout.listHeight > 0 {
@@ -68,11 +61,30 @@ public enum Renderer {
         }
     }
 
+    /// The header's counts of a snapshot (` host  N images  N holders...`): made by
+    /// `TUIState` once per snapshot, not at every redraw (they pass over every image).
+    static func headline(_ snap: Snapshot, findings: [Finding]) -> String {
+        var holders = 0, waiters = 0
+        for n in snap.images.indices {
+            holders += snap.images[n].holders.count
+            waiters += snap.images[n].waiters.count
+        }
+        var left = " \(snap.host)  \(snap.images.count) images  \(holders) holders"
+        if waiters > 0 { left += "  \(waiters) waiting" }
+        if !snap.unseen.isEmpty { left += "  \(snap.unseen.count) unseen" }
+        left += hostCounts(snap)
+        if !findings.isEmpty { left += "  \(findings.count) findings" }
+        return left
+    }
+
     /// A cluster view's holders per host (`  h1:3 h2:1`), and its hosts not seen; empty
     /// when the holders are of one host only.
     static func hostCounts(_ snap: Snapshot) -> String {
         var counts: [String: Int] = [:]
-        for i in snap.images { for h in i.holders { if let host = h.host ?? i.host { counts[host, default: 0] += 1 } } }
+        for n in snap.images.indices {
+            let host = snap.images[n].host
+            for h in snap.images[n].holders { if let host = h.host ?? host { counts[host, default: 0] += 1 } }
+        }
         let down = snap.unseen.filter { $0.what.hasPrefix("host ") }.count
         guard counts.count > 1 || down > 0 else { return "" }
         return "  " + counts.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: " ")

@@ -90,6 +90,8 @@ public struct TUIState: Sendable {
     public private(set) var snapshot: Snapshot?
     /// The audit's findings on `snapshot` (the `a` view, the header's count).
     public private(set) var findings: [Finding] = []
+    /// The header's counts of `snapshot` (`Renderer.headline`), made when it arrives.
+    public private(set) var headline = ""
     /// The image paths and files that findings name (rows marked `!`).
     private var flagged: Set<String> = []
     /// The rows shown: filtered and sorted.
@@ -158,7 +160,8 @@ public struct TUIState: Sendable {
 
     public var selectedRow: LockRow? { rows.indices.contains(selected) ? rows[selected] : nil }
     /// The list's columns before narrowing: HOST joins when a holder has one (gluster).
-    public var columns: [Column] { Column.defaults(for: rows) }
+    /// Made with the rows, not at every redraw (it passes over every row).
+    public private(set) var columns: [Column] = Column.defaults
     public var layout: Layout { Layout(width: width, height: height, showDetail: showDetail, rows: rows.count) }
 
     // MARK: - Events
@@ -187,6 +190,7 @@ public struct TUIState: Sendable {
             // The same scan again (nothing changed on the host): the rows stand as they are.
             if !reused {
                 flagged = Set(findings.flatMap { f in (f.image.map { [$0] } ?? []) + f.files })
+                headline = Renderer.headline(polled.audited.snapshot, findings: findings)
                 rebuildRows()
             }
             return Reaction(.redraw)
@@ -439,6 +443,7 @@ public struct TUIState: Sendable {
             }
         }
         rows = visible.map(\.element)
+        columns = Column.defaults(for: rows)
         if let key = selectedKey {
             if let i = rows.firstIndex(where: { RowKey($0) == key }) {
                 selected = i

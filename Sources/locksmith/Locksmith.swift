@@ -5,7 +5,19 @@ import ImageLock
 
 @main
 struct Locksmith: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    /// The root's configuration: with `browse` as the default subcommand, except when the
+    /// first argument names a subcommand (`explicitSubcommand`). ArgumentParser reflects the
+    /// default subcommand's every option at each parse, named subcommand or not (~6M of the
+    /// ~23M instructions of `locksmith path IMAGE`); a named one never falls back to it.
+    static var configuration: CommandConfiguration { explicitSubcommand ? direct : browsing }
+    nonisolated(unsafe) static var explicitSubcommand = false
+    static let direct: CommandConfiguration = {
+        var c = browsing
+        c.defaultSubcommand = nil
+        return c
+    }()
+
+    static let browsing = CommandConfiguration(
         commandName: "locksmith",
         abstract: "Find who holds a disk image lock, and why an image won't open.",
         discussion: """
@@ -44,6 +56,9 @@ struct Locksmith: ParsableCommand {
             return
         }
         if arguments.first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
+        if let first = arguments.first {
+            explicitSubcommand = browsing.subcommands.contains { ObjectIdentifier($0) != ObjectIdentifier(Browse.self) && $0._commandName == first }
+        }
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

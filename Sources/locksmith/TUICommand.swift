@@ -47,8 +47,9 @@ extension Locksmith {
             let directory = HostDirectory()
             var sources = TUISources(
                 // With the audit's findings: the header counts them, `a` lists them, rows are marked.
-                // Idle costs little: while the lock table and lock dirs are unchanged, the last
-                // snapshot is reused (a full scan still runs at least every 30 s, and on `r`).
+                // Idle costs little: while the lock table's rows it can show, the lock dirs and the
+                // images dirs are unchanged, the last snapshot is reused (a full scan still runs at
+                // least every 30 s, and on `r`).
                 snapshot: {
                     // A cluster view: every host's, each time (a host not seen is an unseen entry).
                     if cluster.isCluster {
@@ -56,11 +57,7 @@ extension Locksmith {
                         directory.update(view.hosts)
                         return PolledSnapshot(view.audited)
                     }
-                    let fingerprint = ChangeFingerprint.read(options)
-                    if let s = cache.reusable(fingerprint) { return s }
-                    let s = try Auditor.snapshot(options)
-                    cache.store(s, fingerprint)
-                    return PolledSnapshot(s)
+                    return try cache.snapshot(options) { try Auditor.snapshot(options) }
                 },
                 why: { image, write in
                     guard let path = image.path else { return ["the image of this lock file is unknown"] }

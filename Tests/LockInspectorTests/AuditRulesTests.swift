@@ -244,4 +244,32 @@ final class AuditRulesTests: XCTestCase {
         XCTAssertFalse(f.permits(uid: 11, gid: 11, groups: [], access: 4))
         XCTAssertTrue(f.permits(uid: 0, gid: 0, groups: [], access: 2))
     }
+
+    /// Only the lockfile scheme's names are lock files to the lock-file rules: a virtlockd
+    /// lease file (64 hex digits), uppercase hex, a digit short, and a non-UTF-8 byte in the
+    /// name are not (`ImageLocker.isLockFileName` decides, read as bytes).
+    func testLockFileRulesJudgeOnlyTheSchemesNames() {
+        let sha = String(ImageLocker.lockFileName(realPath: "/img/a").dropFirst(6).prefix(40))
+        let names = [".qemu-\(sha).lock", String(repeating: "ab", count: 32), ".qemu-\(sha.uppercased()).lock",
+                     ".qemu-\(sha.dropLast()).lock", ".qemu-\(sha.dropLast())\u{F780}.lock", "x.qemu-\(sha).lock"]
+        let s = snapshot(lockFiles: names.map { lockFile(nil, name: $0) })
+        let stale = AuditRules.staleLockFile(s, AuditFacts()).flatMap(\.files)
+        XCTAssertEqual(stale, ["\(lockDir)/\(names[0])"])
+        for n in names { XCTAssertEqual(stale.contains("\(lockDir)/\(n)"), ImageLocker.isLockFileName(n), n) }
+    }
+
+    /// Most severe first, then rule order, then image, then files; equal keys keep their order.
+    func testSortedOrdersBySeverityRuleImageAndFilesKeepingTies() {
+        func f(_ rule: AuditRule, _ sev: Severity, _ image: String?, _ files: [String], _ tag: String) -> Finding {
+            Finding(rule: rule, severity: sev, image: image, files: files, evidence: tag, remedy: "")
+        }
+        let found = [
+            f(.staleLockFile, .info, nil, ["/l/b"], "1"), f(.unsafeLockFile, .warning, "/i/b", ["/l/x"], "2"),
+            f(.staleLockFile, .info, nil, ["/l/a"], "3"), f(.unsafeLockFile, .critical, nil, ["/l/d"], "4"),
+            f(.unsafeLockFile, .warning, "/i/a", ["/l/z", "/l/y"], "5"), f(.staleLockFile, .info, nil, ["/l/a"], "6"),
+            f(.unsafeLockFile, .warning, "/i/a", ["/l/z"], "7"), f(.unlockedWriter, .critical, "/i/z", [], "8"),
+            f(.unmappedLockFile, .info, nil, ["/l/a"], "9"),
+        ]
+        XCTAssertEqual(AuditRules.sorted(found).map(\.evidence), ["8", "4", "7", "5", "2", "3", "6", "1", "9"])
+    }
 }

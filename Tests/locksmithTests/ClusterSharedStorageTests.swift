@@ -129,6 +129,45 @@ final class ClusterSharedStorageTests: XCTestCase {
         }
     }
 
+    /// Readers on h1 and h2 of one image: F_GETLK answers with one of them only (one
+    /// conflicting lock per byte), so h2's own reader used to go unlisted on h2 whenever the
+    /// answer was h1's. Where a statedump can be taken it lists every lock: both are named,
+    /// each with its host.
+    func testTwoReadersOnTwoHostsAreBothListedOnAServerNode() throws {
+        let bed = try ClusterTestBed.require(hosts: 2)
+        let image = bed.imagePath("cl-readers")
+        XCTAssertEqual(try bed.run(on: "h1", ["qemu-img", "create", "-q", "-f", "qcow2", image, "16M"]).status, 0)
+        defer { _ = try? bed.run(on: "h1", ["rm", "-f", image]) }
+        let reader = ["qemu-io", "-r", "-c", "sleep 600000", image]
+        let p1 = try bed.spawn(on: "h1", reader)
+        defer { try? bed.stop(p1, on: "h1") }
+        var rounds = 0
+        while try !locked(bed, "h2", image) && rounds < 400 {
+            rounds += 1
+            usleep(25_000)
+        }
+        let p2 = try bed.spawn(on: "h2", reader)
+        defer { try? bed.stop(p2, on: "h2") }
+        // h2's reader takes its locks some time after it starts: asked again until then
+        // (bounded by rounds); then once more, for an answer that stays.
+        func holders() throws -> Set<String> {
+            let list = try bed.run(on: "h2", [Run.locksmith, "list", "--json"], serverNode: true)
+            XCTAssertEqual(list.status, 0, "\(list)")
+            let json = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
+            let entry = (json?["images"] as? [[String: Any]] ?? []).first { $0["path"] as? String == image }
+            return Set((entry?["holders"] as? [[String: Any]] ?? []).map {
+                "\($0["pid"] as? Int ?? 0)@\($0["host"] as? String ?? "here") \($0["mode"] as? String ?? "?")"
+            })
+        }
+        let want: Set = ["\(p1)@h1 ro", "\(p2)@here ro"]
+        rounds = 0
+        while try holders() != want && rounds < 40 {
+            rounds += 1
+            usleep(100_000)
+        }
+        XCTAssertEqual(try holders(), want)
+    }
+
     func inode(_ bed: ClusterTestBed, _ image: String) throws -> String {
         try bed.run(on: "h2", ["stat", "-c", "%i", image]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }

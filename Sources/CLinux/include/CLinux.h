@@ -8,6 +8,7 @@
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -37,6 +38,10 @@ static inline int clinux_pin_to_cpu(int cpu, cpu_set_t *saved) {
 static inline void clinux_restore_affinity(const cpu_set_t *saved) {
     (void)sched_setaffinity(0, sizeof *saved, saved);
 }
+
+/* Hands the free pages of every malloc arena back to the system (glibc's malloc_trim;
+ * Swift's Glibc module leaves <malloc.h> out). */
+static inline void clinux_trim_heap(void) { (void)malloc_trim(0); }
 
 /* The file an fd of some process refers to, by statx(2) of /proc/PID/fd/N relative to the
  * fd dir: one syscall, no readlink, no fdinfo. AT_STATX_DONT_SYNC: take what the kernel has

@@ -75,16 +75,16 @@ public enum SnapshotDiff {
         func event(_ kind: WatchEvent.Kind, _ e: Entry, previous: Holder? = nil) -> WatchEvent {
             WatchEvent(kind: kind, time: time, image: e.image.path, imageID: e.image.id, holder: e.holder, previous: previous)
         }
-        for (k, e) in oldHolders.sorted(by: order) where newHolders[k] == nil { out.append(event(.lockReleased, e)) }
-        for (k, e) in oldWaiters.sorted(by: order) where newWaiters[k] == nil { out.append(event(.waiterUnblocked, e)) }
-        for (k, e) in newHolders.sorted(by: order) where oldHolders[k] == nil { out.append(event(.lockAcquired, e)) }
-        for (k, e) in newHolders.sorted(by: order) {
-            guard let before = oldHolders[k]?.holder else { continue }
-            if before.lockType != e.holder.lockType || before.qemu != e.holder.qemu {
-                out.append(event(.holderChanged, e, previous: before))
-            }
+        // Only the entries that changed are put in order (most scans change a few of 10k).
+        for (_, e) in ordered(oldHolders.filter { newHolders[$0.key] == nil }) { out.append(event(.lockReleased, e)) }
+        for (_, e) in ordered(oldWaiters.filter { newWaiters[$0.key] == nil }) { out.append(event(.waiterUnblocked, e)) }
+        for (_, e) in ordered(newHolders.filter { oldHolders[$0.key] == nil }) { out.append(event(.lockAcquired, e)) }
+        let changed = newHolders.filter { k, e in
+            guard let before = oldHolders[k]?.holder else { return false }
+            return before.lockType != e.holder.lockType || before.qemu != e.holder.qemu
         }
-        for (k, e) in newWaiters.sorted(by: order) where oldWaiters[k] == nil { out.append(event(.waiterBlocked, e)) }
+        for (k, e) in ordered(changed) { out.append(event(.holderChanged, e, previous: oldHolders[k]!.holder)) }
+        for (_, e) in ordered(newWaiters.filter { oldWaiters[$0.key] == nil }) { out.append(event(.waiterBlocked, e)) }
         return out
     }
 
@@ -125,12 +125,9 @@ public enum SnapshotDiff {
     /// the strongest lock type, the union of QEMU permissions, the first fd.
     static func index(_ s: Snapshot, _ list: KeyPath<ImageLocks, [Holder]>, waiter: Bool) -> [String: Entry] {
         var out: [String: Entry] = [:]
-        for i in s.images {
+        for i in s.images where !i[keyPath: list].isEmpty {
             for h in i[keyPath: list] {
-                // A cluster view's hosts apart: one local path on two hosts, one pid on two
-                // hosts; a shared image by its storage (its `host` changes as hosts join it).
-                let place = i.storage.map { "storage\u{0}" + $0 } ?? "\(i.host ?? "")\u{0}\(i.id)"
-                let key = "\(place)\u{0}\(h.host ?? "")\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
+                let key = entryKey(i, h)
                 guard var e = out[key] else {
                     out[key] = Entry(image: i, holder: h)
                     continue
@@ -150,9 +147,20 @@ public enum SnapshotDiff {
         return out
     }
 
-    static func order(_ a: (key: String, value: Entry), _ b: (key: String, value: Entry)) -> Bool {
-        let x = a.value, y = b.value
-        return (x.image.path ?? "\u{10FFFF}" + x.image.id, x.holder.pid, x.holder.fd ?? -1, x.holder.scheme.rawValue)
-            < (y.image.path ?? "\u{10FFFF}" + y.image.id, y.holder.pid, y.holder.fd ?? -1, y.holder.scheme.rawValue)
+    /// A cluster view's hosts apart: one local path on two hosts, one pid on two hosts; a
+    /// shared image by its storage (its `host` changes as hosts join it).
+    static func entryKey(_ i: ImageLocks, _ h: Holder) -> String {
+        let place = i.storage.map { "storage\u{0}" + $0 } ?? "\(i.host ?? "")\u{0}\(i.id)"
+        return "\(place)\u{0}\(h.host ?? "")\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
+    }
+
+    /// The entries by image (known paths first, in order, then unknown ones by id), pid, fd
+    /// and scheme; each entry's sort key made once.
+    static func ordered(_ entries: [String: Entry]) -> [(key: String, value: Entry)] {
+        let list = Array(entries)
+        let keys = list.map { k, e in
+            (e.image.path ?? "\u{10FFFF}" + e.image.id, e.holder.pid, e.holder.fd ?? -1, e.holder.scheme.rawValue)
+        }
+        return keys.indices.sorted { keys[$0] < keys[$1] }.map { list[$0] }
     }
 }
