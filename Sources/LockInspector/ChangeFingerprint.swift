@@ -1,4 +1,3 @@
-import CLinux
 import Foundation
 import ImageLock
 
@@ -38,9 +37,10 @@ public struct ChangeFingerprint: Equatable, Sendable {
 
         /// A dir's identity and times: an entry added, removed or renamed changes its mtime and ctime.
         static func status(_ dir: String) -> String {
-            var st = stat()
-            guard PathBytes.withCString(dir, { stat($0, &st) }) == 0 else { return "\(dir) errno \(errno)" }
-            return "\(dir) \(st.st_ino) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
+            switch Sys.changeStamp(dir) {
+            case .success(let stamp): return "\(dir) \(stamp)"
+            case .failure(let e): return "\(dir) errno \(e.code)"
+            }
         }
 
         /// nil when `watch` stats subdirs this reading did not (they were found meanwhile):
@@ -251,11 +251,9 @@ public final class SnapshotCache: @unchecked Sendable {
     private func monotonicSeconds() -> Double { Sys.monotonicSeconds() }
 }
 
-/// Hands freed heap pages back to the system. A scan allocates on several threads, each
-/// with its own malloc arena; what it frees stays in those arenas (counted in the RSS)
-/// until trimmed. The corresponding C function is `malloc_trim`.
+/// Hands freed heap pages back to the system (`Sys.trimHeap`).
 enum FreedMemory {
     static func giveBack() {
-        clinux_trim_heap()
+        Sys.trimHeap()
     }
 }

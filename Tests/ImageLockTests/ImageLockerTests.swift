@@ -97,7 +97,7 @@ final class ImageLockerTests: XCTestCase {
         let dir = TempDir("wait")
         let image = dir.makeFile("disk.img")
         let locker = ImageLocker(lockDirectory: dir.path)
-        let child = try Background(Run.locksmith, ["hold", "--lock-dir", dir.path, image, "--", "sleep", "0.6"])
+        let child = try Background(Run.locksmith, ["hold", "--lock-dir", dir.path, image, "--", "sleep", "3"])
         child.waitForLocks(on: locker.lockFilePath(realPath: image))
         guard case .busy = try locker.acquire(image, scheme: .lockfile, mode: .exclusive) else {
             return XCTFail("the lock should be busy")

@@ -7,6 +7,13 @@ import Glibc
 
 extension Sys {
     /// Seconds on CLOCK_MONOTONIC (never set back; for durations and deadlines).
+    /// Hands freed heap pages back to the system. A scan allocates on several threads, each
+    /// with its own malloc arena; what it frees stays in those arenas (counted in the RSS)
+    /// until trimmed (glibc's malloc_trim).
+    package static func trimHeap() {
+        clinux_trim_heap()
+    }
+
     package static func monotonicSeconds() -> Double {
         let ts = monotonic(after: 0)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

@@ -81,6 +81,15 @@ package enum Sys {
         return retrying { c_lstat(path, &st) }.map { _ in FileStatus(st) }
     }
 
+    /// stat(2) of a directory, as a change stamp: its inode, mtime and ctime (an entry
+    /// added, removed or renamed changes both times). Follows links, as `stat` does.
+    package static func changeStamp(_ path: String) -> Result<String, Errno> {
+        var st = Glibc.stat()
+        return retrying { c_stat(path, &st) }.map { _ in
+            "\(st.st_ino) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
+        }
+    }
+
     package static func fstat(_ fd: Int32) -> Result<FileStatus, Errno> {
         var st = Glibc.stat()
         return retrying { c_fstat(fd, &st) }.map { _ in FileStatus(st) }
