@@ -78,7 +78,7 @@ extension Scan {
     }
 
     /// Every fd of the processes looked at, with the inode it refers to.
-    struct FDPass {
+    struct FDPass: Sendable {
         var pids: [Int32] = []
         var fds: [OpenFD] = []
         /// Whether the inodes come from statx of the live /proc (else from fdinfo, already parsed).
@@ -202,7 +202,9 @@ extension Scan {
             }
             return [found]
         }
-        let count = parts.reduce(0) { $0 + $1.count }
+        // Sized by the holders, not by every finding (candidate images too: their tables'
+        // pages would all be touched for nothing).
+        let count = parts.reduce(0) { n, part in n + part.lazy.filter { !$0.locks.isEmpty }.count }
         out.byFile.reserveCapacity(count)
         out.shapes.reserveCapacity(count)
         for part in parts { for i in part.indices { merge(part[i], into: &out, timings: &t) } }

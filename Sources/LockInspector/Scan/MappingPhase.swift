@@ -45,6 +45,10 @@ extension Scan {
                 files.leaseFiles[i].mappedBy = c.source
             }
         }
+        // The SHA-1 table (a candidate per file under --images: 17 MB at 100k) has named the
+        // lock and lease files; only the writers' check reads it again. Freed before the
+        // images are built, when the scan's memory peaks.
+        if procs.writeOpens.isEmpty { candidates.dropNames() }
         var images = assemble(rows: rows.all, rowsByFile: rows.byFile, lockFiles: files.lockFiles, lockFileKeys: files.keys,
                               leaseFiles: files.leaseFiles, procs: procs, candidates: candidates)
         nameDomains(&images, domains: domains)  // libvirt hook
@@ -134,6 +138,12 @@ extension Scan {
             }
         }
 
+        /// Forgets the candidates by name (`bySHA1`, `aliases`); the files under --images stay.
+        mutating func dropNames() {
+            bySHA1 = [:]
+            aliases = []
+        }
+
         mutating func reserve(_ n: Int) {
             bySHA1.reserveCapacity(bySHA1.count + n)
             imageFileList.reserveCapacity(imageFileList.count + n)
@@ -154,10 +164,13 @@ extension Scan {
     /// args. `named`: the directories' candidates, when already read (else read here);
     /// taken over (left nil), to be extended in place.
     mutating func buildCandidates(openPaths: [String: Int32], pids: [Int32], named: inout ImageDirectories?) -> Candidates {
-        let dirs = named.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
+        var dirs = named.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
                                                          libvirtDirectories: options.libvirtDirectories)
         unseen += dirs.unseen
-        var c = dirs.candidates
+        // Taken out of `dirs`, not copied: a second reference would make the first insertion
+        // copy the whole table (100k candidates, ~17 MB).
+        var c = Candidates()
+        swap(&c, &dirs.candidates)
         let deleted = " (deleted)"
         // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
         c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })

@@ -38,7 +38,6 @@ enum ScanScope {
 struct ScanTables: @unchecked Sendable {
     var rowsByFile: [FileKey: [KernelLock]]
     var rows: [KernelLock]
-    var fds: Scan.FDPass
     var procs: Scan.ProcessScan
     var candidates: Scan.Candidates
     var lockFileKeys: [FileKey: Int]
@@ -130,14 +129,17 @@ struct Scan {
         // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
         var fds = startFDPass(started, timings: &t)
         var files = finishLockDirectories(started, timings: &t)
-        let rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
+        var rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
         let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
+        // What only the holder search needed is freed now, not after assembly (the peak).
+        rows.held = []
+        Parallel.release(fds)
         // 4 and 5. Classify the locked files, map lock files to images, assemble.
         let t3 = Sys.monotonicSeconds()
         let (images, writers) = mapAndAssemble(rows, files: &files, procs: procs, imageDirs: started.imageDirs, timings: &t)
         t.mapping = Sys.monotonicSeconds() - t3
         // The scan's own tables (100k entries each on a big host) are freed off the caller's path.
-        Parallel.release(ScanTables(rowsByFile: rows.byFile, rows: rows.all, fds: fds, procs: procs,
+        Parallel.release(ScanTables(rowsByFile: rows.byFile, rows: rows.all, procs: procs,
                                     candidates: images.candidates, lockFileKeys: files.keys))
         t.total = Sys.monotonicSeconds() - t0
         t.processCount = procs.pids.count
@@ -168,7 +170,8 @@ struct Scan {
             // Files on FUSE, NFS...: their locks are asked of the filesystem (F_GETLK) and
             // those of local processes with the file open join the kernel's rows.
             let (server, facts) = serverLockRows(fds, kernel: out.all)
-            out.all += server
+            // (Only when there are any: appending, even nothing, copies the parsed table's rows.)
+            if !server.isEmpty { out.all += server }
             (serverLocks, serverLockRows) = (facts, server)
         }
         for line in parsed.malformed {
