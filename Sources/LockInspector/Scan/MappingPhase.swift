@@ -49,7 +49,9 @@ extension Scan {
         // lock and lease files; only the writers' check reads it again. Freed before the
         // images are built, when the scan's memory peaks.
         if procs.writeOpens.isEmpty { candidates.dropNames() }
-        var images = assemble(rows: rows.all, rowsByFile: rows.byFile, lockFiles: files.lockFiles, lockFileKeys: files.keys,
+        // The files under --images are looked up only by a locked file's key.
+        candidates.keepImageFiles { rows.byFile[$0] != nil }
+        var images = assemble(rowsByFile: rows.byFile, lockFiles: files.lockFiles, lockFileKeys: files.keys,
                               leaseFiles: files.leaseFiles, procs: procs, candidates: candidates)
         nameDomains(&images, domains: domains)  // libvirt hook
         // After the domains are named: a remote holder's pid numbers a process of its own host.
@@ -136,6 +138,13 @@ extension Scan {
                 if index == nil { index = build() }
                 return index![key]
             }
+        }
+
+        /// Keeps only the files under --images whose key passes `keep` (the index of 100k
+        /// keys would be made for the few locked ones).
+        mutating func keepImageFiles(_ keep: (FileKey) -> Bool) {
+            imageFileList.removeAll { !keep($0.key) }
+            imageFileIndex = LazyIndex()
         }
 
         /// Forgets the candidates by name (`bySHA1`, `aliases`); the files under --images stay.
