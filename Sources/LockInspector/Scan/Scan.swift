@@ -99,11 +99,9 @@ struct Scan {
     }
 
     /// The kernel's rows of phase 1 (with the rows of files only their filesystem knows the
-    /// locks of), by file (only the focused files' when focused), and the held ones (not
-    /// waiters) among those.
+    /// locks of), by file (only the focused files' when focused).
     struct Rows {
         var byFile: [FileKey: [KernelLock]] = [:]
-        var held: [KernelLock] = []
         /// Focused: the focused images by key.
         var focusedImages: [(key: FileKey, path: String)] = []
     }
@@ -127,10 +125,9 @@ struct Scan {
         // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
         var fds = startFDPass(started, timings: &t)
         var files = finishLockDirectories(started, timings: &t)
-        var rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
+        let rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
         let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
-        // What only the holder search needed is freed now, not after assembly (the peak).
-        rows.held = []
+        // The fd list is freed now, not after assembly (the peak).
         Parallel.release(consume fds)
         // 4 and 5. Classify the locked files, map lock files to images, assemble.
         let t3 = Sys.monotonicSeconds()
@@ -193,8 +190,6 @@ struct Scan {
             }
             out.byFile = keep.filter { !$0.value.isEmpty }
         }
-        out.held.reserveCapacity(all.count)
-        for fileRows in out.byFile.values { for r in fileRows where !r.isWaiter { out.held.append(r) } }
         return out
     }
 }
