@@ -143,7 +143,7 @@ extension Scan {
         /// Keeps only the files under --images whose key passes `keep` (the index of 100k
         /// keys would be made for the few locked ones).
         mutating func keepImageFiles(_ keep: (FileKey) -> Bool) {
-            imageFileList.removeAll { !keep($0.key) }
+            imageFileList = imageFileList.filter { keep($0.key) }  // (a new array: removeAll keeps the capacity)
             imageFileIndex = LazyIndex()
         }
 
