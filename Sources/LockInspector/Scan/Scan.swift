@@ -173,22 +173,21 @@ struct Scan {
         for line in parsed.malformed {
             unseen.append(Unseen(what: "\(procRoot)/locks line \"\(line)\"", why: "not in the kernel's format"))
         }
-        out.byFile.reserveCapacity(all.count)
-        for r in all { if let k = r.fileKey { out.byFile[k, default: []].append(r) } }
         if case .focused(let focus) = scope {
-            // Only the focused files matter; they are images by definition.
-            var keep: [FileKey: [KernelLock]] = [:]
+            // Only the focused files matter (the images are images by definition): only
+            // their rows are put by file, not the host's thousands.
+            var keys = Set<FileKey>()
             for f in focus {
                 guard case .success(let st) = Sys.stat(f.image) else { continue }
                 let k = FileKey(device: st.deviceID, inode: st.inode)
                 out.focusedImages.append((k, f.image))
-                keep[k] = out.byFile[k]
+                keys.insert(k)
             }
-            for lf in files.lockFiles + files.leaseFiles {
-                let k = FileKey(device: lf.device, inode: lf.inode)
-                keep[k] = out.byFile[k]
-            }
-            out.byFile = keep.filter { !$0.value.isEmpty }
+            for lf in files.lockFiles + files.leaseFiles { keys.insert(FileKey(device: lf.device, inode: lf.inode)) }
+            for r in all { if let k = r.fileKey, keys.contains(k) { out.byFile[k, default: []].append(r) } }
+        } else {
+            out.byFile.reserveCapacity(all.count)
+            for r in all { if let k = r.fileKey { out.byFile[k, default: []].append(r) } }
         }
         return out
     }
