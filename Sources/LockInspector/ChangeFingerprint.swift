@@ -183,7 +183,7 @@ public struct ChangeWatch: Sendable, Equatable {
 /// `snapshot(_:scan:)` do both.
 public final class SnapshotCache: @unchecked Sendable {
     private let lock = NSLock()
-    private var last: (snapshot: Snapshot, fingerprint: ChangeFingerprint?, taken: Double)?
+    private var last: (snapshot: AuditedSnapshot, fingerprint: ChangeFingerprint?, taken: Double)?
     private var watch = ChangeWatch.everything
     /// Whether the memory a scan freed is still to be handed back to the system.
     private var trimDue = false
@@ -197,7 +197,7 @@ public final class SnapshotCache: @unchecked Sendable {
     /// The last snapshot while none of the lock table's rows it can show, no lock file and no
     /// image changed and it is young enough; else `scan()`'s, kept with a fingerprint of the
     /// host as it was before that scan began (a change during the scan shows at the next look).
-    public func snapshot(_ options: InspectorOptions, scan: () throws -> Snapshot) rethrows -> Snapshot {
+    public func snapshot(_ options: InspectorOptions, scan: () throws -> AuditedSnapshot) rethrows -> PolledSnapshot {
         let (watch, young) = lock.withLock { (self.watch, last.map { monotonicSeconds() - $0.taken < maxAge } ?? false) }
         var before = ChangeFingerprint.Reading(options, watch: watch)
         var reused = reusable(before.fingerprint(watch))
@@ -218,27 +218,24 @@ public final class SnapshotCache: @unchecked Sendable {
             return s
         }
         let s = try scan()
-        let next = ChangeWatch.of(s, options: options)
+        let next = ChangeWatch.of(s.snapshot, options: options)
         lock.withLock {
             self.watch = next
             last = (s, before.settled(next), monotonicSeconds())
             trimDue = true
         }
-        return s
+        return PolledSnapshot(s)
     }
 
     /// The last snapshot when nothing it depends on changed and it is young enough.
-    public func reusable(_ fingerprint: ChangeFingerprint) -> Snapshot? {
+    public func reusable(_ fingerprint: ChangeFingerprint) -> PolledSnapshot? {
         lock.lock()
         defer { lock.unlock() }
         guard let l = last, l.fingerprint == fingerprint, monotonicSeconds() - l.taken < maxAge else { return nil }
-        var s = l.snapshot
-        s.generated = Date()
-        s.isRepeat = true
-        return s
+        return PolledSnapshot(l.snapshot, isRepeat: true, refreshed: Date())
     }
 
-    public func store(_ snapshot: Snapshot, _ fingerprint: ChangeFingerprint) {
+    public func store(_ snapshot: AuditedSnapshot, _ fingerprint: ChangeFingerprint) {
         lock.lock()
         last = (snapshot, fingerprint, monotonicSeconds())
         lock.unlock()

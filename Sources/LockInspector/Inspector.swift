@@ -25,6 +25,9 @@ public struct InspectorOptions: Sendable, Equatable {
     /// take a brick statedump of their volume (on a server node) to list the other hosts'
     /// holders (`ServerLocks`).
     public var fuseStatedump = false
+    /// Name each image's and writer's storage identity from this host's mountinfo
+    /// (`StorageIdentity`): `list --json`'s `storage`, by which a cluster view merges images.
+    public var namesStorage = false
 
     public static let defaultLockDirectories = ["/var/tmp"]
     public static let defaultLibvirtDirectories = ["/etc/libvirt/qemu", "/run/libvirt/qemu"]
@@ -106,6 +109,7 @@ public struct Inspector: Sendable {
         var scan = Scan(options: options)
         var snapshot = try scan.run(timings: &timings, table: nil)
         gluster?.finish(into: &snapshot)  // gluster hook
+        if options.namesStorage { StorageIdentity.annotate(&snapshot, procRoot: options.procRoot) }
         return snapshot
     }
 

@@ -50,8 +50,9 @@ public enum Metrics {
     /// together, no label set twice. Families with no samples are left out, except the
     /// counts (findings per rule and severity, lock files per state, unreachable hosts, scan
     /// duration), which are always there so that alerts can compare them with 0.
-    public static func render(_ snapshot: Snapshot, _ context: Context) -> String {
+    public static func render(_ audited: AuditedSnapshot, _ context: Context) -> String {
         var out = ""
+        let snapshot = audited.snapshot
         let host = snapshot.host
 
         // One series per holder identity; a process holding one image through two fds is one.
@@ -97,12 +98,12 @@ public enum Metrics {
         // finding has none: it counts under the view's own host).
         var hostsInView = context.hosts.isEmpty ? [host] : context.hosts
         var known = Set(hostsInView)
-        for h in snapshot.findings.compactMap(\.host) + snapshot.lockFiles.compactMap(\.host) where known.insert(h).inserted {
+        for h in audited.findings.compactMap(\.host) + snapshot.lockFiles.compactMap(\.host) where known.insert(h).inserted {
             hostsInView.append(h)
         }
         struct FindingKey: Hashable { var host, rule, severity: String }
         var findings: [FindingKey: Int] = [:]
-        for f in snapshot.findings {
+        for f in audited.findings {
             findings[FindingKey(host: f.host ?? host, rule: f.rule.rawValue, severity: f.severity.rawValue), default: 0] += 1
         }
         var findingSamples: [(String, Double)] = []
@@ -120,7 +121,7 @@ public enum Metrics {
 
         struct StateKey: Hashable { var host: String; var state: LockFileState }
         var states: [StateKey: Int] = [:]
-        let unsafe = Set(snapshot.findings.filter { $0.rule == .unsafeLockFile }.flatMap { f in f.files.map { "\(f.host ?? host) \($0)" } })
+        let unsafe = Set(audited.findings.filter { $0.rule == .unsafeLockFile }.flatMap { f in f.files.map { "\(f.host ?? host) \($0)" } })
         for e in snapshot.lockFiles {
             let h = e.host ?? host
             states[StateKey(host: h, state: state(of: e, unsafe: unsafe.contains("\(h) \(e.path)"))), default: 0] += 1

@@ -2,13 +2,13 @@ import Foundation
 import ImageLock
 
 /// One pass over the system: every image lock found, who holds it, and what could not be
-/// seen. The CLI table, `--json` and the TUI all render this one value.
+/// seen. The CLI table, `--json` and the TUI all render this one value. It is built once,
+/// by the scan (`Scan.run`) or by a cluster view (`ClusterView`), and read afterwards: the
+/// audit's findings ride beside it (`AuditedSnapshot`), a live view's repeat flag with the
+/// cache's answer (`PolledSnapshot`).
 public struct Snapshot: Sendable, Equatable {
     public var host: String
     public var generated: Date
-    /// True when this repeats the previous snapshot because nothing it depends on changed
-    /// (SnapshotCache): a live view can keep its rows as they are.
-    public var isRepeat = false
     /// Images with locks (or lock files), in a stable order: known paths sorted, then unknown.
     public var images: [ImageLocks]
     /// Every lock file (`.qemu-<40 lowercase hex>.lock`) found in the lock dirs, held or not;
@@ -20,27 +20,51 @@ public struct Snapshot: Sendable, Equatable {
     /// image, locked or not: the facts behind the `unlocked-writer` and
     /// `concurrent-writers` audit rules.
     public var writers: [ImageWriter]
-    /// Audit findings, most severe first. The scan leaves this empty; `Auditor.annotate`
-    /// fills it.
-    public var findings: [Finding]
     /// Open files on filesystems whose locks the lock table does not show in full (FUSE,
     /// NFS...): what F_GETLK said of each. Their locks held by local processes with the
     /// file open are in `images` like any other; the rest only here.
     public var serverLocks: [ServerLockFacts] = []
 
     public init(host: String, generated: Date, images: [ImageLocks], lockFiles: [LockFileEntry], unseen: [Unseen],
-                writers: [ImageWriter] = [], findings: [Finding] = []) {
+                writers: [ImageWriter] = []) {
         self.host = host
         self.generated = generated
         self.images = images
         self.lockFiles = lockFiles
         self.unseen = unseen
         self.writers = writers
-        self.findings = findings
     }
 
     public var holderCount: Int { images.reduce(0) { $0 + $1.holders.count } }
     public var waiterCount: Int { images.reduce(0) { $0 + $1.waiters.count } }
+}
+
+/// A snapshot and the audit's findings on it, most severe first (`Auditor`), carried beside
+/// it: what `audit`, `list --audit`, `watch`, `metrics` and the TUI render. Findings are
+/// empty when nothing was audited (a cluster view's `list` without `--audit`).
+public struct AuditedSnapshot: Sendable, Equatable {
+    public let snapshot: Snapshot
+    public let findings: [Finding]
+
+    public init(_ snapshot: Snapshot, findings: [Finding] = []) {
+        self.snapshot = snapshot
+        self.findings = findings
+    }
+}
+
+/// What a live view's poll returns (`SnapshotCache`, the TUI): the audited snapshot, whether
+/// it repeats the last one because nothing it depends on changed (the view keeps its rows as
+/// they are), and when it was taken or found unchanged.
+public struct PolledSnapshot: Sendable, Equatable {
+    public let audited: AuditedSnapshot
+    public let isRepeat: Bool
+    public let refreshed: Date
+
+    public init(_ audited: AuditedSnapshot, isRepeat: Bool = false, refreshed: Date? = nil) {
+        self.audited = audited
+        self.isRepeat = isRepeat
+        self.refreshed = refreshed ?? audited.snapshot.generated
+    }
 }
 
 /// An image and everything that locks it, in every scheme.

@@ -63,7 +63,7 @@ public enum Renderer {
 
     /// The header's counts of a snapshot (` host  N images  N holders...`): made by
     /// `TUIState` once per snapshot, not at every redraw (they pass over every image).
-    static func headline(_ snap: Snapshot) -> String {
+    static func headline(_ snap: Snapshot, findings: [Finding]) -> String {
         var holders = 0, waiters = 0
         for n in snap.images.indices {
             holders += snap.images[n].holders.count
@@ -73,7 +73,7 @@ public enum Renderer {
         if waiters > 0 { left += "  \(waiters) waiting" }
         if !snap.unseen.isEmpty { left += "  \(snap.unseen.count) unseen" }
         left += hostCounts(snap)
-        if !snap.findings.isEmpty { left += "  \(snap.findings.count) findings" }
+        if !findings.isEmpty { left += "  \(findings.count) findings" }
         return left
     }
 

@@ -3,11 +3,12 @@ import ImageLock
 import LockInspector
 
 /// Where the TUI's data and actions come from. Only `snapshot` is required; wiring the
-/// inspector is `TUISources(snapshot: { try Inspector(...).snapshot() })`.
+/// inspector is `TUISources(snapshot: { PolledSnapshot(try Auditor.snapshot(...)) })`.
 /// Every closure runs on a background thread, never on the UI loop.
 public struct TUISources: Sendable {
-    /// One full scan. A thrown error is shown in the header; the last snapshot stays.
-    public var snapshot: @Sendable () throws -> Snapshot
+    /// One scan and its findings, or the last one repeated (`SnapshotCache`). A thrown error
+    /// is shown in the header; the last snapshot stays.
+    public var snapshot: @Sendable () throws -> PolledSnapshot
     /// `why` for an image: the verdict as lines (first line `free...`/`blocked...`), for
     /// opening it read-write (`write` true) or read-only. nil: `w`/`o` say "not available".
     public var why: (@Sendable (ImageLocks, _ write: Bool) -> [String])?
@@ -26,7 +27,7 @@ public struct TUISources: Sendable {
     /// refuses holders of other hosts.
     public var terminateRemote: (@Sendable (Holder, String) -> String)? = nil
 
-    public init(snapshot: @escaping @Sendable () throws -> Snapshot,
+    public init(snapshot: @escaping @Sendable () throws -> PolledSnapshot,
                 why: (@Sendable (ImageLocks, Bool) -> [String])? = nil,
                 testAcquire: (@Sendable (ImageLocks, LockMode) -> [String])? = nil,
                 terminate: @escaping @Sendable (Holder) -> String = TUISources.sigterm,

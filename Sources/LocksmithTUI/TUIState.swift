@@ -60,7 +60,8 @@ public enum TUIEvent: Sendable {
     case key(Key)
     case resize(width: Int, height: Int)
     case scanStarted
-    case snapshot(Snapshot)
+    /// A scan's answer: the snapshot, the audit's findings, whether it repeats the last.
+    case snapshot(PolledSnapshot)
     case scanFailed(String)
     case whyResult(imageID: String, write: Bool, lines: [String])
     case testResult(imageID: String, mode: LockMode, lines: [String])
@@ -87,6 +88,8 @@ public enum Overlay: Equatable, Sendable {
 /// `handle` is the only way it changes.
 public struct TUIState: Sendable {
     public private(set) var snapshot: Snapshot?
+    /// The audit's findings on `snapshot` (the `a` view, the header's count).
+    public private(set) var findings: [Finding] = []
     /// The header's counts of `snapshot` (`Renderer.headline`), made when it arrives.
     public private(set) var headline = ""
     /// The image paths and files that findings name (rows marked `!`).
@@ -176,17 +179,18 @@ public struct TUIState: Sendable {
         case .scanStarted:
             scanning = true
             return Reaction(.redraw)
-        case .snapshot(let s):
+        case .snapshot(let polled):
             scanning = false
             scanError = nil
-            let reused = s.isRepeat && snapshot != nil
-            snapshot = s
-            lastRefresh = s.generated
+            let reused = polled.isRepeat && snapshot != nil
+            snapshot = polled.audited.snapshot
+            findings = polled.audited.findings
+            lastRefresh = polled.refreshed
             refreshes += 1
             // The same scan again (nothing changed on the host): the rows stand as they are.
             if !reused {
-                flagged = Set(s.findings.flatMap { f in (f.image.map { [$0] } ?? []) + f.files })
-                headline = Renderer.headline(s)
+                flagged = Set(findings.flatMap { f in (f.image.map { [$0] } ?? []) + f.files })
+                headline = Renderer.headline(polled.audited.snapshot, findings: findings)
                 rebuildRows()
             }
             return Reaction(.redraw)
@@ -369,7 +373,7 @@ public struct TUIState: Sendable {
             }
             prompt = .kill(h, imageID: row.image.id)
         case .audit:
-            overlay = .text(title: "Audit", lines: TUIState.auditLines(snapshot?.findings ?? []))
+            overlay = .text(title: "Audit", lines: TUIState.auditLines(findings))
         case .clearLocks:
             guard let row = selectedRow else { message = "No image selected."; break }
             guard row.image.schemes.contains(.gluster) else { message = "C clears the locks of gluster images only."; break }

@@ -20,7 +20,7 @@ struct AuditScanOptions: ParsableArguments {
     var inspector: InspectorOptions { scan.inspectorOptions }
 
     /// A snapshot with its findings; exit 2 when /proc cannot be read.
-    func snapshot() throws -> Snapshot {
+    func snapshot() throws -> AuditedSnapshot {
         do {
             return try Auditor.snapshot(inspector, waitThreshold: waitThreshold)
         } catch let e as InspectorError {
@@ -108,26 +108,24 @@ extension Locksmith {
 
         func run() throws {
             var hosts: [ClusterHost]?
-            let snapshot: Snapshot
+            let audited: AuditedSnapshot
             if cluster.isCluster {
-                let view = try clusterSnapshot(cluster, scan: scan.scan, audit: true, waitThreshold: scan.waitThreshold)
-                (snapshot, hosts) = (view.snapshot, view.hosts)
+                let view = try cluster.view(scan: scan.scan.request, audit: true, waitThreshold: scan.waitThreshold)
+                (audited, hosts) = (view.audited, view.hosts)
             } else {
-                snapshot = try scan.snapshot()
+                audited = try scan.snapshot()
             }
+            let snapshot = audited.snapshot
             var fixes: [StaleFix] = []
             if fix {
-                let policy: LockFlavorPolicy =
-                    ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
-                fixes = Auditor.fixStale(snapshot.findings, lockFiles: snapshot.lockFiles, policy: policy)
+                fixes = Auditor.fixStale(audited.findings, lockFiles: snapshot.lockFiles, policy: LockDirOption.flavorPolicy)
             }
-            let removed = Set(fixes.filter { $0.removed }.map(\.path))
-            let remaining = snapshot.findings.filter { !($0.rule == .staleLockFile && $0.files.allSatisfy(removed.contains)) }
+            let remaining = Auditor.remaining(audited.findings, after: fixes)
             if json {
-                JSONOutput.write(ReportJSON.audit(snapshot, failOn: failOn, fixes: fix ? fixes : nil, hosts: hosts,
+                JSONOutput.write(ReportJSON.audit(audited, failOn: failOn, fixes: fix ? fixes : nil, hosts: hosts,
                                                   host: JSONOutput.host))
             } else {
-                print(AuditText.render(snapshot.findings, fixes: fixes), terminator: "")
+                print(AuditText.render(audited.findings, fixes: fixes), terminator: "")
                 if !snapshot.unseen.isEmpty {
                     complain("note: \(snapshot.unseen.count) thing(s) could not be looked at"
                              + (geteuid() == 0 ? "" : " (run as root to see every process)")

@@ -69,33 +69,20 @@ extension Locksmith {
                 complain(e.description)
                 throw ExitStatus.couldNotCheck
             }
-            let (granted, waiting, review) = (check.granted, check.waiting, check.review)
+            let granted = check.granted
             if granted.isEmpty {
-                var line = "\(url): no granted locks on this node's bricks; nothing to clear"
-                if !check.bricksNotHere.isEmpty {
-                    line += " (bricks on other nodes not checked: \(check.bricksNotHere.joined(separator: ", ")))"
-                }
-                say(line)
+                say(ClearLocksText.nothingGranted(url, bricksNotHere: check.bricksNotHere))
                 return
             }
             // Each holder was checked on its own host: this one's /proc, the others' `processes --json`.
             for a in check.failed { complain("host \(ClusterText.line(a.destination)): \(a.table.error ?? "not seen")") }
-            say("\(url): \(granted.count) granted lock\(granted.count == 1 ? "" : "s") of \(review.holders.count) holder\(review.holders.count == 1 ? "" : "s"):")
-            for h in review.holders {
-                say("  \(describe(h))")
-                for r in h.records { say("    \(describe(r))") }
-            }
-            let standing = review.notProvenStale
+            ClearLocksText.review(url, granted: granted.count, review: check.review).forEach(say)
+            let standing = check.review.notProvenStale
             if !standing.isEmpty && !forceLive {
-                say("Nothing cleared: \(standing.count) holder\(standing.count == 1 ? " is" : "s are") not proven stale; "
-                    + "a live holder would go on as if it still held its lock. Stop it, or pass --force-live.")
+                say(ClearLocksText.refusal(standing: standing.count))
                 throw ExitStatus.held
             }
-            if !waiting.isEmpty {
-                say("  (\(waiting.count) waiting lock request\(waiting.count == 1 ? "" : "s") will then be granted in turn)")
-            }
-            say(standing.isEmpty ? "Every holder is proven stale: clearing drops only dead locks."
-                : "--force-live: the holders are not told; a live holder goes on as if it still held its lock.")
+            ClearLocksText.beforeClearing(waiting: check.waiting.count, forced: !standing.isEmpty).forEach(say)
             if !yes {
                 guard isatty(STDIN_FILENO) == 1 else {
                     complain("refusing to clear locks without confirmation: stdin is not a terminal; pass --yes")
@@ -115,40 +102,7 @@ extension Locksmith {
                 complain(e.description)
                 throw ExitStatus.couldNotCheck
             }
-            if result.grantedCleared == 0 {
-                say("\(url): no locks cleared (released meanwhile?); gluster said: \(result.output.replacingOccurrences(of: "\n", with: "; "))")
-            } else {
-                say("\(url): cleared \(result.grantedCleared) granted lock\(result.grantedCleared == 1 ? "" : "s")")
-            }
+            say(ClearLocksText.result(url, result))
         }
     }
-}
-
-/// "proven stale: pid 102 on host h2 (python3): host h2 has no process 102"; another
-/// host's text bounded (`ClusterText`), escaped by `say`.
-func describe(_ h: ClearLocksReview.Holder) -> String {
-    let who = (h.pid.map { "pid \($0)" } ?? "a process") + (h.host.map { " on host \(ClusterText.line($0))" } ?? "")
-        + (h.process.map { p in
-            " (" + ([ClusterText.line(p.details.command)] + (p.details.vm.map { ["VM \(ClusterText.line($0))"] } ?? [])
-                    + (p.details.user.map { ["user \(ClusterText.line($0))"] } ?? [])).joined(separator: ", ") + ")"
-        } ?? "")
-    switch h.liveness {
-    case .live: return "live: \(who)"
-    case .provenStale(let why): return "proven stale: \(who): \(ClusterText.line(why))"
-    case .possiblyStale(let why): return "possibly stale: \(who): \(ClusterText.line(why))"
-    }
-}
-
-/// "WRITE lock on bytes 0-EOF: pid 123 on host h1 (lk-owner h1:123, client pid 123, granted at …)".
-func describe(_ r: GlusterLockRecord) -> String {
-    let end = r.range.end.map(String.init) ?? "EOF"
-    var s = "\(r.type.rawValue) lock on bytes \(r.range.start)-\(end): "
-    s += r.holderPID.map { "pid \($0)" } ?? "a process"
-    if let h = r.host { s += " on host \(h)" }
-    var extra: [String] = []
-    if let o = r.owner { extra.append("lk-owner \(o)") }
-    if let c = r.clientPID, c != r.holderPID { extra.append("client pid \(c)") }
-    if let t = r.since { extra.append("\(r.state == .active ? "granted" : "waiting since") \(t)") }
-    if !extra.isEmpty { s += " (" + extra.joined(separator: ", ") + ")" }
-    return s
 }

@@ -91,35 +91,20 @@ struct ClusterOptions: ParsableArguments {
         return q
     }
 
-    /// The process tables of the hosts the Gluster locks in `snapshot` (holders named by a
-    /// brick statedump) name, asked as the view was (`processes --json`), and the snapshot's
-    /// Gluster holders marked live, proven stale or possibly stale (`GlusterStaleness`).
-    func checkGlusterHolders(_ snapshot: inout Snapshot, hosts: [ClusterHost]) throws {
-        var locks: [GlusterLockFact] = []
-        for img in snapshot.images {
-            guard let v = GlusterStaleness.volume(of: img) else { continue }
-            locks += img.holders.map { GlusterLockFact(volume: v, host: $0.host, pid: $0.pid > 0 ? $0.pid : nil) }  // the pids to ask
-        }
-        guard !locks.isEmpty else { return }
-        let tables = ClusterScan.processTables(try query(), view: hosts, pids: GlusterStaleness.pidsToAsk(locks))
-        GlusterStaleness.annotate(&snapshot, tables: tables)
-    }
-
-    /// Asks every host with `list --json ARGS` (this host, `.`, through `local`), with a
-    /// progress line on a terminal; each host that failed is one line on stderr.
-    /// `quiet` (the TUI, which owns the terminal): no progress line and no stderr lines.
-    func ask(arguments: [String], quiet: Bool = false, local: @escaping @Sendable () -> Result<Snapshot, Error>) throws -> ClusterAnswers {
-        var q = try query()
-        q.remoteArguments = arguments
+    /// The cluster view of `scan`: every host asked (`ClusterView.take`), with a progress
+    /// line on a terminal; each host that failed is one line on stderr. `quiet` (the TUI,
+    /// which owns the terminal; `metrics`, which names them itself): neither.
+    func view(scan: ScanRequest, audit: Bool, waitThreshold: Double = 30, quiet: Bool = false,
+              unreachedAsUnseen: Bool = false) throws -> ClusterView.Outcome {
+        let view = ClusterView(query: try query(), scan: scan, version: LocksmithVersion.current)
         let tty = !quiet && isatty(2) == 1
-        var progress: (@Sendable (Int, Int) -> Void)?
-        if tty { progress = showProgress }
-        let answers = ClusterScan.ask(q, local: local, progress: progress)
+        let outcome = view.take(audit: audit, waitThreshold: waitThreshold, unreachedAsUnseen: unreachedAsUnseen,
+                                progress: tty ? showProgress : nil)
         if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-        for h in answers.failed where !quiet {
+        for h in outcome.hosts where !h.reached && !quiet {
             complain("host \(ClusterText.line(h.name)): \(h.error ?? "not seen")")
         }
-        return answers
+        return outcome
     }
 }
 
@@ -127,95 +112,4 @@ struct ClusterOptions: ParsableArguments {
 @Sendable func showProgress(_ done: Int, _ total: Int) {
     let line = "\rlocksmith: \(done)/\(total) hosts answered\u{1B}[K"
     FileHandle.standardError.write(Data(line.utf8))
-}
-
-/// For `why IMAGE --host` on a `gluster://` image: each host's `list` also scans the
-/// image's directory on its volume (`--gluster`), so that a server node in view names the
-/// holders from a brick statedump, and those are checked on their hosts.
-func glusterScanArguments(image: String) -> [String] {
-    guard GlusterURL.looksLikeURL(image), let u = try? GlusterURL(parsing: image) else { return [] }
-    let dir = u.path.split(separator: "/").dropLast().joined(separator: "/")
-    return ["--gluster", u.volumeName, "--gluster-path", "/" + dir, "--all-files"]
-}
-
-extension ScanOptions {
-    /// These options as arguments for another host's `list`.
-    var forwarded: [String] {
-        var a: [String] = []
-        for d in lockDirectories { a += ["--lock-dir", d] }
-        for d in imageDirectories { a += ["--images", d] }
-        if procRoot != "/proc" { a += ["--proc", procRoot] }
-        for v in glusterVolumes { a += ["--gluster", v] }
-        if let p = glusterPath { a += ["--gluster-path", p] }
-        if allFiles { a.append("--all-files") }
-        if timeout != GlusterOptions.defaultTimeout { a += ["--timeout", "\(timeout)"] }
-        if force { a.append("--force") }
-        if noStatedump { a.append("--no-statedump") }
-        return a
-    }
-}
-
-/// The cluster view of a scan: the hosts' snapshots merged, with the cross-host findings
-/// when `audit`; exit status 2 is the caller's when a host failed.
-func clusterSnapshot(_ cluster: ClusterOptions, scan: ScanOptions, audit: Bool, waitThreshold: Double = 30,
-                     quiet: Bool = false, directory: HostDirectory? = nil) throws -> (snapshot: Snapshot, hosts: [ClusterHost]) {
-    let options = scan.inspectorOptions(statedumpByDefault: !audit)
-    var args = scan.forwarded
-    if audit { args += ["--audit", "--wait-threshold", "\(waitThreshold)"] }
-    let asked = try cluster.ask(arguments: args, quiet: quiet) {
-        Result {
-            var s = audit ? try Auditor.snapshot(options, waitThreshold: waitThreshold) : try Inspector(options).snapshot()
-            StorageIdentity.annotate(&s, procRoot: options.procRoot)
-            return s
-        }
-    }
-    var answers = asked
-    for i in answers.hosts.indices where answers.hosts[i].name == "." && answers.hosts[i].reached {
-        answers.hosts[i].version = LocksmithVersion.current  // this very binary
-    }
-    var merged = ClusterMerge.merge(answers, host: JSONOutput.host)
-    if audit { merged.findings = AuditRules.sorted(merged.findings + ClusterRules.all(merged)) }
-    try cluster.checkGlusterHolders(&merged, hosts: answers.hosts)
-    directory?.update(answers.hosts)
-    return (merged, answers.hosts)
-}
-
-/// The destinations of the hosts a cluster view last labelled (`ClusterHost.label` → `name`),
-/// for acting on a row's host afterwards (the TUI's K).
-final class HostDirectory: @unchecked Sendable {
-    private let lock = NSLock()
-    private var byLabel: [String: String] = [:]
-
-    func update(_ hosts: [ClusterHost]) {
-        lock.lock()
-        defer { lock.unlock() }
-        for h in hosts where h.reached { byLabel[h.label] = h.name }
-    }
-
-    func destination(_ label: String) -> String? {
-        lock.lock()
-        defer { lock.unlock() }
-        return byLabel[label]
-    }
-}
-
-/// The TUI's K on a holder of another host: `locksmith signal` there, over the view's ssh,
-/// with the view's scan options; the holder's host named as the view labelled it.
-func remoteTerminator(_ cluster: ClusterOptions, scan: ScanOptions, directory: HostDirectory) throws -> @Sendable (Holder, String) -> String {
-    let query = try cluster.query()
-    let extra = scan.lockDirectories.flatMap { ["--lock-dir", $0] } + scan.imageDirectories.flatMap { ["--images", $0] }
-    return { holder, image in
-        let host = holder.host ?? "?"
-        guard let dest = directory.destination(host) else {
-            return "Not signalled: pid \(holder.pid): host \(ClusterText.line(host)) is not in view."
-        }
-        guard image.hasPrefix("/") || GlusterURL.looksLikeURL(image) else {
-            return "Not signalled: pid \(holder.pid) on \(ClusterText.line(host)): the image of this lock is unknown."
-        }
-        if dest == "." { return HolderSignal.send(SIGTERM, named: "SIGTERM", to: holder).line }
-        guard holder.scheme != .gluster else {
-            return "Not signalled: pid \(holder.pid) on \(ClusterText.line(host)) holds a Gluster lock named by a statedump: stop it there."
-        }
-        return RemoteSignal.ask(query, destination: dest, host: ClusterText.line(host), holder: holder, image: image, extra: extra)
-    }
 }

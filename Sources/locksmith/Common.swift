@@ -75,6 +75,15 @@ enum SchemeChoice: String, ExpressibleByArgument, CaseIterable {
     case lockfile, qemu, gluster, off
 
     static var allValueStrings: [String] { allCases.map(\.rawValue) }
+
+    /// The scheme whose lock is taken; `off` takes none (`LockMode.off`) on the lockfile scheme.
+    var lockScheme: LockScheme {
+        switch self {
+        case .qemu: return .qemu
+        case .gluster: return .gluster
+        case .lockfile, .off: return .lockfile
+        }
+    }
 }
 
 /// The options that say where lock files live.
@@ -85,10 +94,12 @@ struct LockDirOption: ParsableArguments {
 
     /// LOCKSMITH_LOCK_FLAVOR=posix forces classic POSIX locks instead of OFD locks
     /// (for testing the fallback; not a user setting).
+    static var flavorPolicy: LockFlavorPolicy {
+        ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
+    }
+
     func locker(glusterTimeout: Double = GlusterOptions.defaultTimeout) -> ImageLocker {
-        let policy: LockFlavorPolicy =
-            ProcessInfo.processInfo.environment["LOCKSMITH_LOCK_FLAVOR"] == "posix" ? .posixOnly : .automatic
-        return ImageLocker(lockDirectory: lockDirectory, flavorPolicy: policy, glusterTimeout: glusterTimeout)
+        ImageLocker(lockDirectory: lockDirectory, flavorPolicy: LockDirOption.flavorPolicy, glusterTimeout: glusterTimeout)
     }
 }
 
@@ -106,7 +117,7 @@ func checkLockDirectory(_ locker: ImageLocker, image: String, scheme: LockScheme
 
 /// `--timeout` for commands that may talk to a Gluster server.
 struct GlusterOptions: ParsableArguments {
-    static let defaultTimeout = 5.0
+    static let defaultTimeout = ScanRequest.defaultGlusterTimeout
 
     @Option(help: ArgumentHelp(
         "Seconds to wait for a Gluster server at each step (connect, open, lock, release).", valueName: "secs"))
@@ -121,11 +132,16 @@ struct GlusterOptions: ParsableArguments {
     var cli: GlusterCLI { GlusterCLI(timeout: max(30, timeout)) }
 }
 
-/// Names the holders of a busy gluster lock from a brick statedump when this node can take
-/// one (a server node). Returns the contention unchanged, and why, when it cannot.
-func nameGlusterHolders(_ c: Contention, image: String, mode: LockMode, cli: GlusterCLI)
-    -> (contention: Contention, note: String?) {
-    GlusterHolderNaming.name(c, image: image, type: mode == .exclusive ? .write : .read, cli: cli)
+/// `--lock-dir` and `--images`: the dirs a scan of this host lists (`ScanOptions`, and
+/// `signal`, which scans only these).
+struct ScanDirectoryOptions: ParsableArguments {
+    @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
+        "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
+    var lockDirectories: [String] = []
+
+    @Option(name: .customLong("images"), help: ArgumentHelp(
+        "A directory of images, to name the images of lock files (repeatable).", valueName: "dir"))
+    var imageDirectories: [String] = []
 }
 
 /// Where the inspector looks: shared by `list`, `tui`, `audit` and `watch`.
@@ -136,13 +152,9 @@ struct ScanOptions: ParsableArguments {
         + "[--gluster <host[:port]/volume> ...] [--gluster-path <dir>] [--all-files] [--timeout <secs>] [--force] "
         + "[--no-statedump]"
 
-    @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
-        "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
-    var lockDirectories: [String] = []
-
-    @Option(name: .customLong("images"), help: ArgumentHelp(
-        "A directory of images, to name the images of lock files (repeatable).", valueName: "dir"))
-    var imageDirectories: [String] = []
+    @OptionGroup var directories: ScanDirectoryOptions
+    var lockDirectories: [String] { directories.lockDirectories }
+    var imageDirectories: [String] { directories.imageDirectories }
 
     @Option(name: .customLong("proc"), help: ArgumentHelp(
         "Read this directory instead of /proc (a copy or a test fixture).", valueName: "dir"))
@@ -193,20 +205,23 @@ struct ScanOptions: ParsableArguments {
         }
     }
 
-    var inspectorOptions: InspectorOptions { inspectorOptions(statedumpByDefault: false) }
+    /// These options as the library takes them.
+    var request: ScanRequest {
+        var r = ScanRequest(lockDirectories: lockDirectories, imageDirectories: imageDirectories, procRoot: procRoot)
+        r.glusterVolumes = glusterVolumes
+        r.glusterPath = glusterPath
+        r.allFiles = allFiles
+        r.timeout = timeout
+        r.force = force
+        r.noStatedump = noStatedump
+        return r
+    }
+
+    var inspectorOptions: InspectorOptions { request.inspectorOptions(statedumpByDefault: false) }
 
     /// With `statedumpByDefault` (`list`), a statedump is taken unless --no-statedump.
     func inspectorOptions(statedumpByDefault: Bool) -> InspectorOptions {
-        let statedump = force || (statedumpByDefault && !noStatedump)
-        var o = InspectorOptions(procRoot: procRoot,
-                                 lockDirectories: lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories,
-                                 imageDirectories: imageDirectories)
-        let dir = "/" + (glusterPath ?? "").split(separator: "/").joined(separator: "/")
-        o.glusterVolumes = glusterVolumes.compactMap { try? GlusterURL(parsingVolume: $0) }.map { v in
-            GlusterVolumeScan(volume: v.file(dir), allFiles: allFiles, timeout: timeout, statedump: statedump)
-        }
-        o.fuseStatedump = statedumpByDefault && !noStatedump
-        return o
+        request.inspectorOptions(statedumpByDefault: statedumpByDefault)
     }
 }
 

@@ -69,12 +69,7 @@ extension Locksmith {
         }
 
         func run() throws {
-            let lockScheme: LockScheme
-            switch scheme {
-            case .qemu: lockScheme = .qemu
-            case .gluster: lockScheme = .gluster
-            case .lockfile, .off: lockScheme = .lockfile
-            }
+            let lockScheme = scheme.lockScheme
             let lockMode: LockMode = scheme == .off ? .off : mode.mode
             let locker = lockDir.locker(glusterTimeout: gluster.timeout)
             if lockMode != .off { try checkLockDirectory(locker, image: image, scheme: lockScheme, strict: strict) }

@@ -91,11 +91,14 @@ extension Locksmith {
                 return
             }
             if cluster.isCluster { return try runCluster() }
-            var snapshot: Snapshot
+            let audited: AuditedSnapshot
             var scanCounts = SnapshotTimings()
             do {
                 var t = SnapshotTimings()
-                snapshot = audit ? try Auditor.snapshot(options, waitThreshold: waitThreshold) : try Inspector(options).snapshot(timings: &t)
+                var o = options
+                o.namesStorage = out.json
+                audited = audit ? try Auditor.snapshot(o, waitThreshold: waitThreshold)
+                    : AuditedSnapshot(try Inspector(o).snapshot(timings: &t))
                 scanCounts = t
                 if timing {
                     func ms(_ s: Double) -> String { String(format: "%.1f ms", s * 1000) }
@@ -107,11 +110,12 @@ extension Locksmith {
                 complain(e.description)
                 throw ExitStatus.couldNotCheck
             }
-            if out.json { StorageIdentity.annotate(&snapshot, procRoot: options.procRoot) }
-            keptUntilExit = snapshot
+            let snapshot = audited.snapshot
+            keptUntilExit = audited
             if out.json {
                 SnapshotJSON.render(snapshot, host: JSONOutput.host,
-                                    extras: .init(version: LocksmithVersion.current, findings: audit), sink: writeStandardOutput)
+                                    extras: .init(version: LocksmithVersion.current, findings: audit ? audited.findings : nil),
+                                    sink: writeStandardOutput)
                 writeStandardOutput([UInt8(ascii: "\n")])
                 try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
                 return
@@ -138,8 +142,9 @@ extension Locksmith {
         /// `--host`/`--hosts`: every host's `list --json`, merged; exit 2 after printing
         /// everything when a host was not seen.
         func runCluster() throws {
-            let (snapshot, hosts) = try clusterSnapshot(cluster, scan: scan, audit: false)
-            keptUntilExit = snapshot
+            let view = try cluster.view(scan: scan.request, audit: false)
+            let (snapshot, hosts) = (view.snapshot, view.hosts)
+            keptUntilExit = view.audited
             if out.json {
                 SnapshotJSON.render(snapshot, host: JSONOutput.host,
                                     extras: .init(version: LocksmithVersion.current, hosts: hosts), sink: writeStandardOutput)
@@ -150,7 +155,7 @@ extension Locksmith {
                     ?? Column.defaults(for: rows, hostsInView: hosts.count)
                 FileHandle.standardOutput.write(Data(Table.render(rows, columns: columns, headings: !out.noHeadings).utf8))
             }
-            if hosts.contains(where: { !$0.reached }) { throw ExitStatus.couldNotCheck }
+            if view.hostFailed { throw ExitStatus.couldNotCheck }
         }
     }
 }

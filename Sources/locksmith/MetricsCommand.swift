@@ -52,33 +52,32 @@ extension Locksmith {
         func run() throws {
             let clock = ContinuousClock()
             let start = clock.now
-            var snapshot: Snapshot
+            let audited: AuditedSnapshot
             var context: LockInspector.Metrics.Context
             if cluster.isCluster {
                 // Every host's snapshot and findings; a host that did not answer is counted
                 // (locksmith_hosts_unreachable) and does not stop the rest being written.
-                let view = try clusterSnapshot(cluster, scan: scan.scan, audit: true, waitThreshold: scan.waitThreshold,
-                                               quiet: true)
-                snapshot = view.snapshot
+                let view = try cluster.view(scan: scan.scan.request, audit: true, waitThreshold: scan.waitThreshold, quiet: true)
+                audited = view.audited
                 context = .init(scanSeconds: 0, unreachableHosts: view.hosts.filter { !$0.reached }.count,
-                                now: snapshot.generated, hosts: view.hosts.filter(\.reached).map(\.label))
+                                now: view.snapshot.generated, hosts: view.hosts.filter(\.reached).map(\.label))
                 for h in view.hosts where !h.reached { complain("host \(ClusterText.line(h.name)): \(h.error ?? "not seen")") }
             } else {
-                let audited: (snapshot: Snapshot, facts: AuditFacts)
+                let taken: (audited: AuditedSnapshot, facts: AuditFacts)
                 do {
-                    audited = try Auditor.audited(scan.inspector, waitThreshold: scan.waitThreshold)
+                    taken = try Auditor.audited(scan.inspector, waitThreshold: scan.waitThreshold)
                 } catch let e as InspectorError {
                     complain(e.description)
                     throw ExitStatus.couldNotCheck
                 }
-                snapshot = audited.snapshot
-                context = .init(scanSeconds: 0, waitedSeconds: audited.facts.processes.compactMapValues(\.waitedSeconds),
-                                now: snapshot.generated)
+                audited = taken.audited
+                context = .init(scanSeconds: 0, waitedSeconds: taken.facts.processes.compactMapValues(\.waitedSeconds),
+                                now: audited.snapshot.generated)
             }
             let took = clock.now - start
             context.scanSeconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
-            let text = LockInspector.Metrics.render(snapshot, context)
-            keptUntilExit = snapshot
+            let text = LockInspector.Metrics.render(audited, context)
+            keptUntilExit = audited
             if let output {
                 try reportingErrors { try FileReplacement.replace(output, with: Array(text.utf8)) }
             } else {

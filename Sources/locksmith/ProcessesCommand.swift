@@ -40,14 +40,7 @@ extension Locksmith {
                                                                           processes: found)))
                 return
             }
-            for p in found {
-                let d = p.details
-                var line = "\(d.pid) \(p.state) \(d.command) user \(d.user ?? d.uid.map(String.init) ?? "?")"
-                if let vm = d.vm { line += " VM \(vm)" }
-                let volumes = Array(Set(p.volumesOpen + p.volumesNamed)).sorted()
-                if !volumes.isEmpty { line += " gluster \(volumes.joined(separator: ","))" }
-                say(line)
-            }
+            for p in found { say(ClearLocksText.line(p)) }
         }
     }
 }

@@ -41,13 +41,7 @@ extension Locksmith {
         @Option(help: ArgumentHelp("TERM (default), INT, HUP or KILL.", valueName: "name"))
         var signal = "TERM"
 
-        @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
-            "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
-        var lockDirectories: [String] = []
-
-        @Option(name: .customLong("images"), help: ArgumentHelp(
-            "A directory of images, to name the images of lock files (repeatable).", valueName: "dir"))
-        var imageDirectories: [String] = []
+        @OptionGroup var directories: ScanDirectoryOptions
 
         @Argument(help: ArgumentHelp("The image it holds, as list names it.", valueName: "image"))
         var image: String
@@ -63,16 +57,15 @@ extension Locksmith {
         }
 
         func run() throws {
-            let snapshot: Snapshot
+            let outcome: HolderSignal.Outcome
             do {
-                let dirs = lockDirectories.isEmpty ? InspectorOptions.defaultLockDirectories : lockDirectories
-                snapshot = try Inspector(InspectorOptions(lockDirectories: dirs, imageDirectories: imageDirectories)).snapshot()
+                let scan = ScanRequest(lockDirectories: directories.lockDirectories, imageDirectories: directories.imageDirectories)
+                outcome = try RemoteSignal.send(RemoteSignal.signals[signal]!, named: "SIG" + signal, pid: pid, started: started,
+                                                scheme: LockScheme(rawValue: scheme)!, fd: fd, image: image, scanning: scan)
             } catch {
                 complain("\(error)")
                 throw ExitStatus.couldNotCheck
             }
-            let outcome = RemoteSignal.send(RemoteSignal.signals[signal]!, named: "SIG" + signal, pid: pid, started: started,
-                                            scheme: LockScheme(rawValue: scheme)!, fd: fd, image: image, in: snapshot)
             say(outcome.line)
             if case .refused = outcome { throw ExitStatus.held }
         }

@@ -53,12 +53,9 @@ extension Locksmith {
                 snapshot: {
                     // A cluster view: every host's, each time (a host not seen is an unseen entry).
                     if cluster.isCluster {
-                        let view = try clusterSnapshot(cluster, scan: scan, audit: true, quiet: true, directory: directory)
-                        var s = view.snapshot
-                        for h in view.hosts where !h.reached {
-                            s.unseen.append(Unseen(what: "host \(ClusterText.line(h.name))", why: h.error ?? "not seen"))
-                        }
-                        return s
+                        let view = try cluster.view(scan: scan.request, audit: true, quiet: true, unreachedAsUnseen: true)
+                        directory.update(view.hosts)
+                        return PolledSnapshot(view.audited)
                     }
                     return try cache.snapshot(options) { try Auditor.snapshot(options) }
                 },
@@ -71,8 +68,10 @@ extension Locksmith {
                 testAcquire: TUISources.testAcquire(using: locker),
                 forceNextScan: { cache.invalidate() })
             let clearQuery = cluster.isCluster ? try cluster.query() : ClusterQuery(hosts: ["."])
-            sources.clearLocks = { image in clearGlusterLocks(image, timeout: timeout, query: clearQuery) }
-            if cluster.isCluster { sources.terminateRemote = try remoteTerminator(cluster, scan: scan, directory: directory) }
+            sources.clearLocks = { image in ClearLocksReview.clear(image, timeout: timeout, query: clearQuery) }
+            if cluster.isCluster {
+                sources.terminateRemote = RemoteSignal.terminator(try cluster.query(), scan: scan.request, directory: directory)
+            }
             let color = TUIOptions.colorAllowed(flag: view.noColor, environment: ProcessInfo.processInfo.environment)
             let app = TUIApp(sources: sources,
                              options: TUIOptions(interval: view.interval, color: color, maxIterations: view.maxIterations,
@@ -116,18 +115,4 @@ struct TUIViewOptions: ParsableArguments {
         guard interval.isFinite, interval >= 0.1 else { throw ValidationError("--interval takes a number of seconds >= 0.1") }
         if let n = maxIterations, n < 1 { throw ValidationError("--max-iterations takes a number >= 1") }
     }
-}
-
-/// The TUI's `C`: `gluster volume clear-locks VOL PATH kind granted posix` on this node's
-/// glusterd, as `locksmith clear-locks --yes` does; the outcome in one line.
-func clearGlusterLocks(_ image: ImageLocks, timeout: Double, query: ClusterQuery = ClusterQuery(hosts: ["."])) -> String {
-    guard let path = image.path, let url = try? GlusterURL(parsing: path) else {
-        return "Not a gluster image: nothing cleared."
-    }
-    let cli = GlusterCLI(timeout: max(30, timeout))
-    guard cli.isUsable else {
-        return "clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)): nothing cleared."
-    }
-    // Only when every holder is proven stale on its host (as `clear-locks` without --force-live).
-    return ClearLocksReview.clearIfStale(url, cli: cli, query: query)
 }

@@ -56,13 +56,7 @@ extension Locksmith {
 
         enum TryScheme: String, ExpressibleByArgument, CaseIterable {
             case lockfile, qemu, gluster
-            var scheme: LockScheme {
-                switch self {
-                case .lockfile: return .lockfile
-                case .qemu: return .qemu
-                case .gluster: return .gluster
-                }
-            }
+            var scheme: LockScheme { SchemeChoice(rawValue: rawValue)!.lockScheme }
         }
 
         func run() throws {
@@ -72,9 +66,7 @@ extension Locksmith {
                 try locker.probe(image, scheme: scheme.scheme, mode: mode.mode)
             }
             var note: String?
-            if result.scheme == .gluster, let c = result.contention, !noStatedump {
-                (result.contention, note) = nameGlusterHolders(c, image: result.image, mode: result.mode, cli: gluster.cli)
-            }
+            if !noStatedump { (result, note) = GlusterHolderNaming.naming(result, cli: gluster.cli) }
             if json {
                 JSONOutput.write(ReportJSON.tryResult(result, note: note, host: JSONOutput.host, generated: Date()))
             } else {

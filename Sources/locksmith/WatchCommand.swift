@@ -61,10 +61,10 @@ extension Locksmith {
 
         /// One snapshot of this host, or with --host of every host in view (with findings);
         /// nil when a host was not seen (its holders would seem to go, and come back).
-        func snapshot() throws -> Snapshot? {
+        func snapshot() throws -> AuditedSnapshot? {
             guard cluster.isCluster else { return try scan.snapshot() }
-            let view = try clusterSnapshot(cluster, scan: scan.scan, audit: true, waitThreshold: scan.waitThreshold)
-            return view.hosts.allSatisfy(\.reached) ? view.snapshot : nil
+            let view = try cluster.view(scan: scan.scan.request, audit: true, waitThreshold: scan.waitThreshold)
+            return view.hostFailed ? nil : view.audited
         }
 
         /// Waits --interval seconds for an ending signal; true when one came.
@@ -105,13 +105,14 @@ extension Locksmith {
             guard var previous = first else { throw ExitStatus.couldNotCheck }
             var written = 0
             if !json {
-                complain("watching every \(interval) s: \(previous.holderCount) holder(s), \(previous.waiterCount) waiter(s) now")
+                complain("watching every \(interval) s: \(previous.snapshot.holderCount) holder(s), \(previous.snapshot.waiterCount) waiter(s) now")
             }
             while count.map({ snapshots < $0 }) ?? true {
                 if sleepOrEnd(&set) { break }  // SIGINT, SIGTERM or SIGHUP: end cleanly
                 snapshots += 1
                 guard let taken = try snapshot() else { continue }  // a host not seen: no events this time
-                let next = SnapshotDiff.fillingDetails(taken, from: previous)
+                let next = AuditedSnapshot(SnapshotDiff.fillingDetails(taken.snapshot, from: previous.snapshot),
+                                           findings: taken.findings)
                 for e in SnapshotDiff.events(from: previous, to: next, minimumSeverity: minimum) {
                     let line = json ? ReportJSON.watchEvent(e, host: JSONOutput.host) : Array(WatchText.line(e).utf8)
                     writeStandardOutput(line + [UInt8(ascii: "\n")])  // one write(2) per line

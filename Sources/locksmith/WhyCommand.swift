@@ -115,10 +115,8 @@ extension Locksmith {
         /// named with its host and a remedy there. Returns whether a host was not seen.
         func explainCluster(_ verdict: Verdict, lockDirectories dirs: [String]) throws -> Bool {
             // Each host's `list` with this why's lock dirs and Gluster timeout.
-            let scan = try ScanOptions.parse(dirs.flatMap { ["--lock-dir", $0] } + ["--timeout", "\(gluster.timeout)"]
-                                             + glusterScanArguments(image: image))
             let storage = StorageIdentity.of(file: image)
-            let view = try clusterSnapshot(cluster, scan: scan, audit: false)
+            let view = try cluster.view(scan: .why(image: image, lockDirectories: dirs, timeout: gluster.timeout), audit: false)
             let local = view.hosts.first { $0.name == "." && $0.reached }?.label
             let path = URL(fileURLWithPath: image).resolvingSymlinksInPath().path
             let seen = ClusterWhy.holders(in: view.snapshot, storage: storage, path: path, localHost: local, intent: intent.intent)

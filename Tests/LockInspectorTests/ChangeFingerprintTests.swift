@@ -31,15 +31,15 @@ final class ChangeFingerprintTests: XCTestCase {
         let options = InspectorOptions(procRoot: dir.path, lockDirectories: [dir.path])
         // A /proc of our own making: its `locks` file is all the fingerprint reads.
         XCTAssertTrue(FileManager.default.createFile(atPath: dir.file("locks"), contents: Data()))
-        let snap = Snapshot(host: "h", generated: Date(timeIntervalSince1970: 0), images: [], lockFiles: [], unseen: [])
+        let snap = AuditedSnapshot(Snapshot(host: "h", generated: Date(timeIntervalSince1970: 0), images: [], lockFiles: [], unseen: []))
         let cache = SnapshotCache(maxAge: 30)
         let fp = ChangeFingerprint.read(options)
         XCTAssertNil(cache.reusable(fp))
         cache.store(snap, fp)
-        XCTAssertEqual(cache.reusable(ChangeFingerprint.read(options))?.host, "h")
-        XCTAssertNotEqual(cache.reusable(fp)?.generated, snap.generated, "a reused snapshot is dated now")
+        XCTAssertEqual(cache.reusable(ChangeFingerprint.read(options))?.audited, snap, "the snapshot stored, unchanged")
+        XCTAssertNotEqual(cache.reusable(fp)?.refreshed, snap.snapshot.generated, "a reused snapshot is refreshed now")
         XCTAssertEqual(cache.reusable(fp)?.isRepeat, true)
-        XCTAssertFalse(snap.isRepeat)
+        XCTAssertFalse(PolledSnapshot(snap).isRepeat)
         try "1: POSIX  ADVISORY  WRITE 1 fe:00:1 0 EOF\n".write(toFile: dir.file("locks"), atomically: false, encoding: .utf8)
         XCTAssertNil(cache.reusable(ChangeFingerprint.read(options)), "the lock table changed")
         cache.invalidate()
@@ -110,11 +110,12 @@ final class ChangeFingerprintTests: XCTestCase {
         let held = "POSIX  ADVISORY  WRITE 10 fe:00:\(inode) 0 EOF"
         try writeTable([held], in: dir)
         var scans = 0
-        let snap = Snapshot(host: "h", generated: Date(timeIntervalSince1970: 0), images: [],
-                            lockFiles: [LockFileEntry(path: locks + "/" + name, kind: .regular, device: nil, inode: inode, held: true)],
-                            unseen: [])
+        let snap = AuditedSnapshot(Snapshot(host: "h", generated: Date(timeIntervalSince1970: 0), images: [],
+                                            lockFiles: [LockFileEntry(path: locks + "/" + name, kind: .regular, device: nil,
+                                                                      inode: inode, held: true)],
+                                            unseen: []))
         let cache = SnapshotCache(maxAge: 3600)
-        func look() -> Snapshot { cache.snapshot(options) { scans += 1; return snap } }
+        func look() -> PolledSnapshot { cache.snapshot(options) { scans += 1; return snap } }
 
         XCTAssertFalse(look().isRepeat)
         XCTAssertEqual(scans, 1)

@@ -48,7 +48,7 @@ final class DirectoriesTests: XCTestCase {
             XCTAssertEqual(c.bySHA1[Digest.sha1(p)]?.source, "images dir")
         }
         XCTAssertNil(c.bySHA1[Digest.sha1(dir.file("link.img"))])
-        XCTAssertEqual(c.named, [a, dir.file("a-name.img"), deep])
+        XCTAssertEqual(c.namedAsImages, [a, dir.file("a-name.img"), deep])
         XCTAssertTrue(found.unseen.isEmpty)
     }
 
@@ -59,7 +59,7 @@ final class DirectoriesTests: XCTestCase {
         c.putFirst(openFiles: ["/img/a", "/img/open-only"])
         XCTAssertEqual(c.bySHA1[Digest.sha1("/img/a")]?.source, "open file")
         XCTAssertEqual(c.bySHA1[Digest.sha1("/img/b")]?.source, "libvirt")
-        XCTAssertEqual(c.named, ["/img/a", "/img/b"])
+        XCTAssertEqual(c.namedAsImages, ["/img/a", "/img/b"])
         // Lease files are named by the SHA-256 of the path as written, and of the realpath.
         let bySHA256 = c.bySHA256()
         XCTAssertEqual(bySHA256[Digest.sha256Hex("/link/b")]?.path, "/link/b")

@@ -9,7 +9,7 @@ import XCTest
 final class MetricsTests: XCTestCase {
     let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 
-    func snapshot() -> Snapshot {
+    func snapshot() -> AuditedSnapshot {
         let odd = "/vm/we\"ird\\name\nline2.qcow2"
         let holder = Holder(pid: 42, command: "qemu-system-x86", user: "libvirt-qemu", started: t0, fd: 5,
                             openMode: .readWrite, vm: "web01", scheme: .qemu,
@@ -32,11 +32,11 @@ final class MetricsTests: XCTestCase {
             Finding(rule: .unsafeLockFile, severity: .critical, image: nil, files: ["/var/tmp/d"], evidence: "", remedy: ""),
             Finding(rule: .staleLockFile, severity: .info, image: odd, files: ["/var/tmp/b"], evidence: "", remedy: ""),
         ]
-        return Snapshot(host: "h1", generated: t0, images: images, lockFiles: files,
-                        unseen: [Unseen(what: "open files of pid 7", why: "EACCES"),
-                                 Unseen(what: "open files of pid 8 (x)", why: "EACCES"),
-                                 Unseen(what: "lock dir /nope", why: "ENOENT")],
-                        findings: findings)
+        return AuditedSnapshot(Snapshot(host: "h1", generated: t0, images: images, lockFiles: files,
+                                        unseen: [Unseen(what: "open files of pid 7", why: "EACCES"),
+                                                 Unseen(what: "open files of pid 8 (x)", why: "EACCES"),
+                                                 Unseen(what: "lock dir /nope", why: "ENOENT")]),
+                               findings: findings)
     }
 
     /// name{labels} → value, for every sample line.
@@ -84,7 +84,7 @@ final class MetricsTests: XCTestCase {
     func testPromtoolAcceptsIt() throws {
         let text = Metrics.render(snapshot(), .init(scanSeconds: 0.25, waitedSeconds: [43: 12.5], now: t0))
         try Promtool.check(text)
-        let empty = Metrics.render(Snapshot(host: "h", generated: t0, images: [], lockFiles: [], unseen: []),
+        let empty = Metrics.render(AuditedSnapshot(Snapshot(host: "h", generated: t0, images: [], lockFiles: [], unseen: [])),
                                    .init(scanSeconds: 0.001))
         try Promtool.check(empty)
     }

@@ -20,7 +20,7 @@ final class ServerLocksTests: XCTestCase {
     }
 
     func input(_ facts: ServerLockFacts, intent: OpenIntent = .write, proofs: [ProbeProof]? = nil) -> WhyInput {
-        var i = WhyInput(named: path, intent: intent, chain: [ChainLink(name: path, file: file(shared: fuse), format: "qcow2")],
+        var i = WhyInput(imageAsGiven: path, intent: intent, chain: [ChainLink(name: path, file: file(shared: fuse), format: "qcow2")],
                          images: [ServerLocks.merged(nil, facts)], proofs: proofs)
         i.serverLocks = [facts]
         return i
@@ -159,7 +159,7 @@ final class ServerLocksTests: XCTestCase {
 
     /// qemu scheme: the probe's byte lock itself is refused (a write lock over QEMU's bytes).
     func testForceQemuRefusedByteFails() {
-        var i = WhyInput(named: path, intent: .write, chain: [ChainLink(name: path, file: file(shared: nil))],
+        var i = WhyInput(imageAsGiven: path, intent: .write, chain: [ChainLink(name: path, file: file(shared: nil))],
                          proofs: [ProbeProof(scheme: .qemu, path: path, mode: .exclusive, acquired: false)])
         i.images = []
         let v = Diagnosis.verdict(i)
@@ -172,7 +172,7 @@ final class ServerLocksTests: XCTestCase {
         let lf = "/var/tmp/.qemu-x.lock"
         let dir = LockDirFacts(directory: "/var/tmp", exists: true, writable: true, lockFile: lf,
                                lockFileFacts: FileFacts(path: lf, kind: .regular, device: dev, inode: 5))
-        let i = WhyInput(named: path, intent: .write, chain: [ChainLink(name: path, file: file(shared: nil))], lockDirs: [dir],
+        let i = WhyInput(imageAsGiven: path, intent: .write, chain: [ChainLink(name: path, file: file(shared: nil))], lockDirs: [dir],
                          proofs: [ProbeProof(scheme: .qemu, path: path, mode: .exclusive, acquired: true),
                                   ProbeProof(scheme: .lockfile, path: lf, mode: .exclusive, acquired: false)])
         let v = Diagnosis.verdict(i)
@@ -192,7 +192,7 @@ final class ServerLocksTests: XCTestCase {
         for q in qemuRefusals {
             for lfOK in [true, false] {
                 for shared in [nil, fuse] {
-                    let i = WhyInput(named: path, intent: .write, chain: [ChainLink(name: path, file: file(shared: shared))],
+                    let i = WhyInput(imageAsGiven: path, intent: .write, chain: [ChainLink(name: path, file: file(shared: shared))],
                                      lockDirs: [dir], proofs: [q, ProbeProof(scheme: .lockfile, path: lf, mode: .exclusive, acquired: lfOK)])
                     let v = Diagnosis.verdict(i)
                     XCTAssertEqual(v.outcome == .opens, q.acquired && lfOK, "qemu \(q) lockfile \(lfOK): \(v.outcome) \(v.facts)")

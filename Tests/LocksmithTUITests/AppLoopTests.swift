@@ -44,7 +44,7 @@ final class AppLoopTests: XCTestCase {
     private func app(_ snapshot: @escaping @Sendable () throws -> Snapshot, interval: Double = 0.05,
                      max: Int? = nil, why: (@Sendable (ImageLocks, Bool) -> [String])? = nil,
                      terminate: @escaping @Sendable (Holder) -> String = { _ in "sent" }) -> TUIApp {
-        let a = TUIApp(sources: TUISources(snapshot: snapshot, why: why, testAcquire: { _, _ in ["free"] }, terminate: terminate),
+        let a = TUIApp(sources: TUISources(snapshot: { .fresh(try snapshot()) }, why: why, testAcquire: { _, _ in ["free"] }, terminate: terminate),
                        options: TUIOptions(interval: interval, color: false, maxIterations: max))
         a.pollMilliseconds = 20
         return a

@@ -18,7 +18,7 @@ final class ClusterRowsTests: XCTestCase {
         snap.host = "h1"
         snap.unseen.append(Unseen(what: "host h3", why: "ssh failed: No route to host"))
         var s = TUIState(width: 120, height: 24, now: Fixtures.now, whyAvailable: true)
-        s.handle(.snapshot(snap))
+        s.handle(.snapshot(.fresh(snap)))
         return s
     }
 

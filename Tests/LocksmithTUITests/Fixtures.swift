@@ -51,8 +51,15 @@ enum Fixtures {
     /// A state of the given size with the fixture snapshot loaded.
     static func state(width: Int = 80, height: Int = 24, images: [ImageLocks]? = nil, why: Bool = true) -> TUIState {
         var s = TUIState(width: width, height: height, now: now, whyAvailable: why)
-        s.handle(.snapshot(snapshot(images)))
+        s.handle(.snapshot(.fresh(snapshot(images))))
         return s
+    }
+}
+
+extension PolledSnapshot {
+    /// A fresh scan of `s` (not a repeat) with the audit's `findings`.
+    static func fresh(_ s: Snapshot, findings: [Finding] = []) -> PolledSnapshot {
+        PolledSnapshot(AuditedSnapshot(s, findings: findings))
     }
 }
 

@@ -17,7 +17,7 @@ final class GlusterRowsTests: XCTestCase {
         img.holders = holders
         var s = TUIState(width: width, height: 24, now: Fixtures.now, whyAvailable: true)
         s.clearLocksAvailable = clear
-        s.handle(.snapshot(Fixtures.snapshot([img] + [Fixtures.backupImage])))
+        s.handle(.snapshot(.fresh(Fixtures.snapshot([img] + [Fixtures.backupImage]))))
         return s
     }
 

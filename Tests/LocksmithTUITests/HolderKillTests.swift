@@ -49,7 +49,7 @@ final class HolderKillTests: XCTestCase {
     func pressKillAndYes(on snapshot: Snapshot, filter: String) throws -> [ScreenBuffer] {
         let t = FakeTerminal([(0.15, .char("K")), (0.05, .char("y")), (0.5, .char("q"))])
         t.width = 200
-        let app = TUIApp(sources: TUISources(snapshot: { snapshot }),
+        let app = TUIApp(sources: TUISources(snapshot: { .fresh(snapshot) }),
                          options: TUIOptions(interval: 10, color: false, filter: filter))
         app.pollMilliseconds = 20
         XCTAssertEqual(try app.run(on: t), .quit)

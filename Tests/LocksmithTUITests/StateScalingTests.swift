@@ -8,7 +8,7 @@ import XCTest
 /// one screen) stays linear in planted lock files: 10k vs 20k, time ratio at most 2.5.
 final class StateScalingTests: XCTestCase {
     /// `n` unknown images of planted lock files, each flagged by a finding.
-    func snapshot(_ n: Int) -> Snapshot {
+    func snapshot(_ n: Int) -> PolledSnapshot {
         var images: [ImageLocks] = [], findings: [Finding] = []
         for i in 0..<n {
             let path = "/var/tmp/" + ImageLocker.lockFileName(realPath: "/planted/\(i)")
@@ -16,7 +16,7 @@ final class StateScalingTests: XCTestCase {
             images.append(ImageLocks(id: path, path: nil, schemes: [.lockfile], lockFiles: [path], holders: holders))
             findings.append(Finding(rule: .unmappedLockFile, severity: .info, image: nil, files: [path], evidence: "e", remedy: "r"))
         }
-        return Snapshot(host: "h", generated: Fixtures.now, images: images, lockFiles: [], unseen: [], findings: findings)
+        return .fresh(Snapshot(host: "h", generated: Fixtures.now, images: images, lockFiles: [], unseen: []), findings: findings)
     }
 
     func testSnapshotHandlingAndRenderingAreLinear() {

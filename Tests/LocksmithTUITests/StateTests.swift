@@ -78,8 +78,8 @@ final class KeyHandlingTests: XCTestCase {
     }
 
     func testAuditKeyListsFindingsMostSevereFirstAndRowsAreFlagged() {
-        var snap = Fixtures.snapshot()
-        snap.findings = [
+        let snap = Fixtures.snapshot()
+        let findings = [
             Finding(rule: .staleLockFile, severity: .info, image: nil,
                     files: ["/var/tmp/.qemu-deadbeefdeadbeefdeadbeefdeadbeefdeadbeef.lock"],
                     evidence: "held by nobody", remedy: "locksmith audit --fix"),
@@ -87,7 +87,7 @@ final class KeyHandlingTests: XCTestCase {
                     evidence: "pid 777 writes it without a lock", remedy: "stop it"),
         ]
         var s = TUIState(width: 100, height: 30, now: Fixtures.now, whyAvailable: true)
-        s.handle(.snapshot(snap))
+        s.handle(.snapshot(.fresh(snap, findings: findings)))
         let flagged = s.rows.filter { s.isFlagged($0) }.map { $0.image.id }
         XCTAssertEqual(Set(flagged), ["/srv/images/backup.raw", "/var/tmp/.qemu-deadbeefdeadbeefdeadbeefdeadbeefdeadbeef.lock"])
         XCTAssertFalse(s.isFlagged(s.rows.first { $0.image.id == Fixtures.webImage.id }!))
@@ -107,14 +107,12 @@ final class KeyHandlingTests: XCTestCase {
     func testARepeatedSnapshotKeepsTheRowsAndUpdatesTheRefreshTime() {
         var s = Fixtures.state()
         let rows = s.rows
-        var again = Fixtures.snapshot([Fixtures.webImage])
-        again.isRepeat = true
-        again.generated = Fixtures.now.addingTimeInterval(2)
-        s.handle(.snapshot(again))
+        let again = AuditedSnapshot(Fixtures.snapshot([Fixtures.webImage]))
+        let later = Fixtures.now.addingTimeInterval(2)
+        s.handle(.snapshot(PolledSnapshot(again, isRepeat: true, refreshed: later)))
         XCTAssertEqual(s.rows, rows, "a repeat is the same scan: rows are not redone")
-        XCTAssertEqual(s.lastRefresh, again.generated)
-        again.isRepeat = false
-        s.handle(.snapshot(again))
+        XCTAssertEqual(s.lastRefresh, later)
+        s.handle(.snapshot(PolledSnapshot(again)))
         XCTAssertEqual(s.rows.count, Fixtures.webImage.holders.count + Fixtures.webImage.waiters.count)
     }
 
@@ -242,7 +240,7 @@ final class SelectionStabilityTests: XCTestCase {
         // A new image appears first and the order changes.
         let newcomer = ImageLocks(id: "/a/new.qcow2", path: "/a/new.qcow2", schemes: [.qemu],
                                   holders: [Holder(pid: 1, command: "qemu-nbd", scheme: .qemu, qemu: .readWrite)])
-        s.handle(.snapshot(Fixtures.snapshot([newcomer, Fixtures.oddImage, Fixtures.baseImage, Fixtures.webImage])))
+        s.handle(.snapshot(.fresh(Fixtures.snapshot([newcomer, Fixtures.oddImage, Fixtures.baseImage, Fixtures.webImage]))))
         XCTAssertEqual(s.selectedDescription, "/var/lib/libvirt/images/base-debian12.qcow2 pid 4300")
         XCTAssertEqual(s.selected, 3)
     }
@@ -252,21 +250,21 @@ final class SelectionStabilityTests: XCTestCase {
         s.press(.down, .down, .down)  // base-debian12, pid 4300
         var base = Fixtures.baseImage
         base.holders = [Fixtures.web01Base]
-        s.handle(.snapshot(Fixtures.snapshot([Fixtures.webImage, base, Fixtures.backupImage])))
+        s.handle(.snapshot(.fresh(Fixtures.snapshot([Fixtures.webImage, base, Fixtures.backupImage]))))
         XCTAssertEqual(s.selectedDescription, "/var/lib/libvirt/images/base-debian12.qcow2 pid 4242")
         // And back on the original holder if it shows up again.
-        s.handle(.snapshot(Fixtures.snapshot()))
+        s.handle(.snapshot(.fresh(Fixtures.snapshot())))
         XCTAssertEqual(s.selectedDescription, "/var/lib/libvirt/images/base-debian12.qcow2 pid 4300")
     }
 
     func testSelectionStaysAtItsPlaceWhenTheImageGoes() {
         var s = Fixtures.state()
         s.press(.end)
-        s.handle(.snapshot(Fixtures.snapshot([Fixtures.webImage, Fixtures.baseImage])))
+        s.handle(.snapshot(.fresh(Fixtures.snapshot([Fixtures.webImage, Fixtures.baseImage]))))
         XCTAssertEqual(s.selected, 3, "clamped to the last row")
-        s.handle(.snapshot(Fixtures.snapshot([])))
+        s.handle(.snapshot(.fresh(Fixtures.snapshot([]))))
         XCTAssertNil(s.selectedRow)
-        s.handle(.snapshot(Fixtures.snapshot()))
+        s.handle(.snapshot(.fresh(Fixtures.snapshot())))
         XCTAssertNotNil(s.selectedRow)
     }
 
@@ -280,7 +278,7 @@ final class SelectionStabilityTests: XCTestCase {
         XCTAssertEqual(s.rows.count, 7)
         XCTAssertEqual(s.selected, 1)
         XCTAssertEqual(s.refreshes, 2)
-        s.handle(.snapshot(Fixtures.snapshot()))
+        s.handle(.snapshot(.fresh(Fixtures.snapshot())))
         XCTAssertNil(s.scanError)
     }
 }

@@ -109,7 +109,9 @@ final class LockCommandsTests: XCTestCase {
         let dir = TempDir("cli-wait")
         let image = dir.makeFile("disk.img")
         let lockFile = dir.path + "/" + ImageLocker.lockFileName(realPath: image)
-        let holder = try Background(Run.locksmith, ["hold", "--lock-dir", dir.path, image, "--", "sleep", "1"])
+        // Held long enough to be named on a busy host (a /proc/locks of 50k rows is read in
+        // a good part of a second there), short enough for --wait.
+        let holder = try Background(Run.locksmith, ["hold", "--lock-dir", dir.path, image, "--", "sleep", "4"])
         holder.waitForLocks(on: lockFile)
         let blocked = try Run.locksmith(["hold", "--lock-dir", dir.path, image, "--", "true"])
         XCTAssertEqual(blocked.status, 1)

@@ -35,7 +35,8 @@ enum AuditReads {
         SharedFilesystem.of(magic: magic)?.name
     }
 
-    struct Status {
+    /// The fields of /proc/PID/status the audit reads.
+    struct ProcStatus {
         var uid: UInt32
         var gid: UInt32
         var groups: [UInt32]
@@ -43,9 +44,9 @@ enum AuditReads {
     }
 
     /// Effective uid and gid, supplementary groups and parent of a process; nil when gone.
-    static func status(pid: Int32, procRoot: String) -> Status? {
+    static func status(pid: Int32, procRoot: String) -> ProcStatus? {
         guard let text = ProcFS.read("\(procRoot)/\(pid)/status") else { return nil }
-        var s = Status(uid: 0, gid: 0, groups: [], ppid: 0)
+        var s = ProcStatus(uid: 0, gid: 0, groups: [], ppid: 0)
         var sawUid = false
         func ids(_ line: Substring, dropping n: Int) -> [Substring] {
             line.dropFirst(n).split(whereSeparator: { $0 == " " || $0 == "\t" })

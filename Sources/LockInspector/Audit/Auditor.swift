@@ -28,27 +28,21 @@ public struct Auditor: Sendable {
     }
 
     /// A snapshot taken as the audit needs it (with the writers of image files, which its
-    /// rules judge) and its findings set: what `audit`, `watch` and the TUI show.
-    public static func snapshot(_ options: InspectorOptions, waitThreshold: Double = 30) throws -> Snapshot {
-        try audited(options, waitThreshold: waitThreshold).snapshot
+    /// rules judge) and its findings beside it: what `audit`, `watch` and the TUI show.
+    public static func snapshot(_ options: InspectorOptions, waitThreshold: Double = 30) throws -> AuditedSnapshot {
+        try audited(options, waitThreshold: waitThreshold).audited
     }
 
     /// The same, with the facts the rules judged (how long each waiter has waited, file
     /// modes): what `metrics` reports beyond the findings.
     public static func audited(_ options: InspectorOptions, waitThreshold: Double = 30) throws
-        -> (snapshot: Snapshot, facts: AuditFacts) {
+        -> (audited: AuditedSnapshot, facts: AuditFacts) {
         var o = options
         o.findWriters = true
-        var s = try Inspector(o).snapshot()
+        let s = try Inspector(o).snapshot()
         let auditor = Auditor(o, waitThreshold: waitThreshold)
         let facts = AuditFacts.gather(for: s, lockDirectories: auditor.lockDirectories, waitThreshold: waitThreshold,
                                       procRoot: auditor.procRoot, now: Date())
-        s.findings = AuditRules.all(s, facts)
-        return (s, facts)
-    }
-
-    /// Sets `snapshot.findings`.
-    public func annotate(_ snapshot: inout Snapshot) {
-        snapshot.findings = findings(snapshot)
+        return (AuditedSnapshot(s, findings: AuditRules.all(s, facts)), facts)
     }
 }

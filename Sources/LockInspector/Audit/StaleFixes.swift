@@ -13,6 +13,13 @@ public struct StaleFix: Sendable, Equatable {
 }
 
 extension Auditor {
+    /// The findings `fixes` did not settle: all but the stale lock files every one of whose
+    /// files was removed (what `audit --fail-on` judges after `--fix`).
+    public static func remaining(_ findings: [Finding], after fixes: [StaleFix]) -> [Finding] {
+        let removed = Set(fixes.filter(\.removed).map(\.path))
+        return findings.filter { !($0.rule == .staleLockFile && $0.files.allSatisfy(removed.contains)) }
+    }
+
     /// Removes each stale lock file through the core. Each lock dir is opened once
     /// (`OpenedDirectory`: a walk that follows no link another user could plant) and
     /// every check, lock and unlink happens relative to it, on the file the scan saw

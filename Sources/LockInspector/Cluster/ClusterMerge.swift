@@ -6,13 +6,14 @@ import ImageLock
 /// one image with the holders of each, while images on local filesystems stay one per host
 /// even when their paths are equal.
 public enum ClusterMerge {
-    public static func merge(_ answers: ClusterAnswers, host: String, generated: Date = Date()) -> Snapshot {
+    public static func merge(_ answers: ClusterAnswers, host: String, generated: Date = Date()) -> AuditedSnapshot {
         var images: [ImageLocks] = []
         var byKey: [String: Int] = [:]
         var hostsOf: [[String]] = []
         var out = Snapshot(host: host, generated: generated, images: [], lockFiles: [], unseen: [])
-        for (h, snap) in zip(answers.hosts, answers.snapshots) {
-            guard let s = snap else { continue }
+        var findings: [Finding] = []
+        for (h, answer) in zip(answers.hosts, answers.snapshots) {
+            guard let s = answer?.snapshot, let found = answer?.findings else { continue }
             let label = h.label
             for var img in s.images {
                 // A gluster holder without a host was found by F_GETLK through libgfapi, which
@@ -39,7 +40,7 @@ public enum ClusterMerge {
             out.lockFiles += s.lockFiles.map { var f = $0; f.host = label; return f }
             out.unseen += s.unseen.map { Unseen(what: "\(label): \($0.what)", why: $0.why) }
             out.writers += s.writers.map { var w = $0; w.host = label; return w }
-            out.findings += s.findings.map { f in
+            findings += found.map { f in
                 var f = f
                 f.host = label
                 for i in f.holders.indices { f.holders[i].host = label }
@@ -63,8 +64,7 @@ public enum ClusterMerge {
             case (nil, nil): return a.id < b.id
             }
         }
-        out.findings = AuditRules.sorted(out.findings)
-        return out
+        return AuditedSnapshot(out, findings: AuditRules.sorted(findings))
     }
 
     /// Folds another host's view of the same shared image into `img`: its holders and

@@ -63,12 +63,12 @@ public struct ClusterQuery: Sendable {
     }
 }
 
-/// What a cluster view saw: each host's own snapshot (nil when it failed) and how it went.
+/// What a cluster view saw: each host's own snapshot and findings (nil when it failed) and how it went.
 public struct ClusterAnswers: Sendable {
     public var hosts: [ClusterHost]
-    public var snapshots: [Snapshot?]
+    public var snapshots: [AuditedSnapshot?]
 
-    public init(hosts: [ClusterHost], snapshots: [Snapshot?]) {
+    public init(hosts: [ClusterHost], snapshots: [AuditedSnapshot?]) {
         self.hosts = hosts
         self.snapshots = snapshots
     }
@@ -81,7 +81,7 @@ public enum ClusterScan {
     /// Asks every host of `query` (`local` answers for `.`), `progress(done, total)` after
     /// each (from the threads that ask, one at a time), and labels the hosts. Never throws:
     /// a host that fails is a `ClusterHost` with its error.
-    public static func ask(_ query: ClusterQuery, local: @escaping @Sendable () -> Result<Snapshot, Error>,
+    public static func ask(_ query: ClusterQuery, local: @escaping @Sendable () -> Result<AuditedSnapshot, Error>,
                            progress: (@Sendable (Int, Int) -> Void)? = nil) -> ClusterAnswers {
         let n = query.hosts.count
         let results = Results(count: n)
@@ -107,18 +107,18 @@ public enum ClusterScan {
 
     /// One host: its snapshot, or why not.
     static func askOne(_ query: ClusterQuery, _ host: String,
-                       local: @Sendable () -> Result<Snapshot, Error>) -> (ClusterHost, Snapshot?) {
+                       local: @Sendable () -> Result<AuditedSnapshot, Error>) -> (ClusterHost, AuditedSnapshot?) {
         let start = Date()
         func took() -> Int { Int(Date().timeIntervalSince(start) * 1000) }
         if host == "." {
             switch local() {
             case .success(let s):
-                return (ClusterHost(name: host, hostname: s.host, reached: true, tookMs: took(), version: nil), s)
+                return (ClusterHost(name: host, hostname: s.snapshot.host, reached: true, tookMs: took(), version: nil), s)
             case .failure(let e):
                 return (ClusterHost(name: host, reached: false, error: ClusterText.line("\(e)"), tookMs: took()), nil)
             }
         }
-        func fail(_ why: String) -> (ClusterHost, Snapshot?) {
+        func fail(_ why: String) -> (ClusterHost, AuditedSnapshot?) {
             (ClusterHost(name: host, reached: false, error: why, tookMs: took()), nil)
         }
         let bytes: [UInt8], status: Int32, said: String
@@ -128,7 +128,7 @@ public enum ClusterScan {
         }
         do {
             let (s, version) = try RemoteSnapshot.parse(bytes)
-            return (ClusterHost(name: host, hostname: s.host, reached: true, tookMs: took(), version: version), s)
+            return (ClusterHost(name: host, hostname: s.snapshot.host, reached: true, tookMs: took(), version: version), s)
         } catch let e as RemoteSnapshot.Rejected {
             return fail(e.description + (status == 0 ? "" : " (exit \(status)\(said.isEmpty ? "" : ": \(said)"))"))
         } catch {
@@ -195,7 +195,7 @@ public enum ClusterScan {
         private let lock = NSLock()
         private var nextIndex = 0
         private var done = 0
-        private(set) var values: [(ClusterHost, Snapshot?)]
+        private(set) var values: [(ClusterHost, AuditedSnapshot?)]
 
         init(count: Int) {
             values = Array(repeating: (ClusterHost(name: "", reached: false), nil), count: count)
@@ -218,7 +218,7 @@ public enum ClusterScan {
             tables[i] = t
         }
 
-        func set(_ i: Int, _ v: (ClusterHost, Snapshot?), progress: (@Sendable (Int, Int) -> Void)?) {
+        func set(_ i: Int, _ v: (ClusterHost, AuditedSnapshot?), progress: (@Sendable (Int, Int) -> Void)?) {
             lock.lock()
             defer { lock.unlock() }
             values[i] = v

@@ -303,7 +303,21 @@ public struct ClearLocksReview: Sendable {
                      failed: answers.filter { !$0.table.reached })
     }
 
-    /// The TUI's `C`: clears only when every holder is proven stale; one line either way.
+    /// The TUI's `C` on a row: `gluster volume clear-locks VOL PATH kind granted posix` on
+    /// this node's glusterd, as `locksmith clear-locks --yes` does, only when every holder
+    /// is proven stale (`clearIfStale`); the outcome in one line.
+    public static func clear(_ image: ImageLocks, timeout: Double, query: ClusterQuery = ClusterQuery(hosts: ["."])) -> String {
+        guard let path = image.path, let url = try? GlusterURL(parsing: path) else {
+            return "Not a gluster image: nothing cleared."
+        }
+        let cli = GlusterCLI(timeout: max(30, timeout))
+        guard cli.isUsable else {
+            return "clear-locks needs the gluster CLI and a glusterd on this node (a server of volume \(url.volume)): nothing cleared."
+        }
+        return clearIfStale(url, cli: cli, query: query)
+    }
+
+    /// Clears only when every holder is proven stale; one line either way.
     public static func clearIfStale(_ url: GlusterURL, cli: GlusterCLI, query: ClusterQuery) -> String {
         do {
             let c = try check(url, cli: cli, query: query)

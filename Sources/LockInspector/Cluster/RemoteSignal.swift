@@ -49,6 +49,14 @@ public enum RemoteSignal {
         }
     }
 
+    /// `locksmith signal`: the same on a fresh scan of this host as `scan` asks (its lock
+    /// and image dirs); throws when the scan cannot be made.
+    public static func send(_ signal: Int32, named name: String, pid: Int32, started: String, scheme: LockScheme, fd: Int32?,
+                            image: String, scanning scan: ScanRequest) throws -> HolderSignal.Outcome {
+        let snapshot = try Inspector(scan.inspectorOptions(statedumpByDefault: false)).snapshot()
+        return send(signal, named: name, pid: pid, started: started, scheme: scheme, fd: fd, image: image, in: snapshot)
+    }
+
     /// The asking side: runs `REMOTE signal ...` on `destination` (the host's name in the
     /// view) and returns its one line, prefixed with the host; a failure to ask is a
     /// "Not signalled" line too. The remote text is bounded (`ClusterText`); the printer escapes it.
@@ -65,6 +73,31 @@ public enum RemoteSignal {
             let line = ClusterText.lastLine(bytes)
             if status == 0 || status == 1, !line.isEmpty { return "\(host): \(line)" }
             return "Not signalled: pid \(holder.pid) on \(host): locksmith signal failed (exit \(status))" + (said.isEmpty ? "." : ": \(said)")
+        }
+    }
+}
+
+extension RemoteSignal {
+    /// The TUI's K on a holder of another host: `locksmith signal` there, over the view's
+    /// ssh, with the view's lock and image dirs; the holder's host named as the view
+    /// labelled it (`directory`); this host's holders through a pidfd here. The outcome in
+    /// one line.
+    public static func terminator(_ query: ClusterQuery, scan: ScanRequest,
+                                  directory: HostDirectory) -> @Sendable (Holder, String) -> String {
+        let extra = scan.lockDirectories.flatMap { ["--lock-dir", $0] } + scan.imageDirectories.flatMap { ["--images", $0] }
+        return { holder, image in
+            let host = holder.host ?? "?"
+            guard let dest = directory.destination(host) else {
+                return "Not signalled: pid \(holder.pid): host \(ClusterText.line(host)) is not in view."
+            }
+            guard image.hasPrefix("/") || GlusterURL.looksLikeURL(image) else {
+                return "Not signalled: pid \(holder.pid) on \(ClusterText.line(host)): the image of this lock is unknown."
+            }
+            if dest == "." { return HolderSignal.send(SIGTERM, named: "SIGTERM", to: holder).line }
+            guard holder.scheme != .gluster else {
+                return "Not signalled: pid \(holder.pid) on \(ClusterText.line(host)) holds a Gluster lock named by a statedump: stop it there."
+            }
+            return RemoteSignal.ask(query, destination: dest, host: ClusterText.line(host), holder: holder, image: image, extra: extra)
         }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import ImageLock
 
-/// Reads another host's `list --json` back into a `Snapshot`. The text is hostile: it is
+/// Reads another host's `list --json` back into a `Snapshot` and its findings (`list --audit`). The text is hostile: it is
 /// decoded strictly (schema 1; each field of the type the schema says, numbers in range,
 /// known schemes, rules and permissions; unknown keys ignored, as the schema's additive
 /// policy allows), and its strings are kept as data: whatever prints them escapes them.
@@ -12,8 +12,9 @@ public enum RemoteSnapshot {
         public var description: String
     }
 
-    /// The snapshot and the locksmith version the answer names (nil when it names none).
-    public static func parse(_ bytes: [UInt8]) throws -> (Snapshot, String?) {
+    /// The snapshot with its findings (none unless the host was asked with `--audit`) and the
+    /// locksmith version the answer names (nil when it names none).
+    public static func parse(_ bytes: [UInt8]) throws -> (AuditedSnapshot, String?) {
         let data = Data(bytes)
         let d = JSONDecoder()
         d.keyDecodingStrategy = .convertFromSnakeCase
@@ -70,14 +71,12 @@ public enum RemoteSnapshot {
         var findings: [WireFinding]?
         var writers: [Writer]?
 
-        func snapshot() throws -> Snapshot {
-            var s = Snapshot(host: host, generated: generated.flatMap(date) ?? Date(),
+        func snapshot() throws -> AuditedSnapshot {
+            let s = Snapshot(host: host, generated: generated.flatMap(date) ?? Date(),
                              images: try images.map { try $0.model() }, lockFiles: try lockFiles.map { try $0.model() },
                              unseen: unseen.map { Unseen(what: $0.what, why: $0.why) },
-                             writers: try (writers ?? []).map { try $0.model() },
-                             findings: try (findings ?? []).map { try $0.model() })
-            s.isRepeat = false
-            return s
+                             writers: try (writers ?? []).map { try $0.model() })
+            return AuditedSnapshot(s, findings: try (findings ?? []).map { try $0.model() })
         }
     }
 

@@ -8,11 +8,13 @@ public enum ReportJSON {
     /// `audit --json`: the findings, their counts per severity, `fail_on`, what `--fix` did
     /// (null without it), what could not be looked at, and the hosts of a cluster view
     /// (left out otherwise). Dated by the snapshot.
-    public static func audit(_ s: Snapshot, failOn: Severity, fixes: [StaleFix]?, hosts: [ClusterHost]?, host: String) -> [UInt8] {
-        var w = JSONWriter(capacity: 4096 + s.findings.count * 512)
+    public static func audit(_ audited: AuditedSnapshot, failOn: Severity, fixes: [StaleFix]?, hosts: [ClusterHost]?,
+                             host: String) -> [UInt8] {
+        let s = audited.snapshot, findings = audited.findings
+        var w = JSONWriter(capacity: 4096 + findings.count * 512)
         var dates = DateText()
         var counts: [Severity: Int] = [:]
-        for f in s.findings { counts[f.severity, default: 0] += 1 }
+        for f in findings { counts[f.severity, default: 0] += 1 }
         w.beginReport(host: host, generated: s.generated)
         w.key("counts")
         w.beginObject()
@@ -22,7 +24,7 @@ public enum ReportJSON {
         }
         w.endObject()
         w.field("fail_on", failOn.rawValue)
-        w.field("findings", s.findings) { w, f in w.finding(f, dates: &dates) }
+        w.field("findings", findings) { w, f in w.finding(f, dates: &dates) }
         w.key("fixes")
         if let fixes {
             w.beginArray()

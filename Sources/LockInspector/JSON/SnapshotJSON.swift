@@ -11,9 +11,10 @@ public enum SnapshotJSON {
     /// --host` asks each host for), and the hosts of a cluster view.
     public struct Extras: Sendable {
         public var version: String?
-        public var findings = false
+        /// The audit's findings (then the snapshot's writers too); nil: neither is written.
+        public var findings: [Finding]?
         public var hosts: [ClusterHost]?
-        public init(version: String? = nil, findings: Bool = false, hosts: [ClusterHost]? = nil) {
+        public init(version: String? = nil, findings: [Finding]? = nil, hosts: [ClusterHost]? = nil) {
             self.version = version
             self.findings = findings
             self.hosts = hosts
@@ -42,7 +43,7 @@ public enum SnapshotJSON {
         var dates = DateText()
         w.beginReport(host: host ?? s.host, generated: s.generated)
         if let v = extras.version { w.field("version", v) }
-        if extras.findings { w.field("findings", s.findings) { w, f in w.finding(f, dates: &dates) } }
+        if let findings = extras.findings { w.field("findings", findings) { w, f in w.finding(f, dates: &dates) } }
         if let hosts = extras.hosts { w.field("hosts", hosts) { w, h in w.clusterHost(h) } }
         // The two long arrays are rendered in chunks on every core, then joined in order.
         w.key("images")
@@ -58,7 +59,7 @@ public enum SnapshotJSON {
         elements(lockFiles.count, into: &w) { i, w, _ in lockFiles.withUnsafeBufferPointer { write(lockFile: $0.baseAddress! + i, to: &w) } }
         w.endArray()
         w.field("unseen", s.unseen) { w, u in w.unseen(u) }
-        if extras.findings { w.field("writers", s.writers) { w, x in w.writer(x, dates: &dates) } }
+        if extras.findings != nil { w.field("writers", s.writers) { w, x in w.writer(x, dates: &dates) } }
         w.endObject()
     }
 

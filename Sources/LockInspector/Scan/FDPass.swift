@@ -36,11 +36,11 @@ extension Scan {
         let locked = LockedRows(rows.byFile)
         let held = scope.isHost ? [] : locked.held
         if !held.isEmpty {
-            let named = Set(held.compactMap(\.pid)).sorted()
+            let rowPIDs = Set(held.compactMap(\.pid)).sorted()  // the pids the kernel's rows name
             if held.contains(where: { $0.pid == nil }) {
-                fds = searchOFDHolders(held: held, first: named, order: searchOrder ?? qemuFirst(), timings: &t)
+                fds = searchOFDHolders(held: held, first: rowPIDs, order: searchOrder ?? qemuFirst(), timings: &t)
             } else {
-                fds = listOpenFiles(pids: named, timings: &t)
+                fds = listOpenFiles(pids: rowPIDs, timings: &t)
             }
         }
         let paths = needPaths(files), writers = options.findWriters && scope.isHost

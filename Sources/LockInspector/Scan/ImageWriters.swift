@@ -73,11 +73,11 @@ extension Scan {
     /// lists (it has QEMU, virtlockd or lock-file locks), a file under an --images dir, a
     /// disk source in libvirt XML, a `file=` of the writer's own QEMU arguments, or a file
     /// named like an image. Lock and lease files are not images. Regular files and block
-    /// devices only (one stat through the fd link each, no open). `named`: the directories'
-    /// candidates when already read.
+    /// devices only (one stat through the fd link each, no open). `directories`: the
+    /// directories' candidates when already read.
     mutating func imageWriters(_ opens: [WriteOpen], images: [ImageLocks], lockFiles: [LockFileEntry],
-                               candidates: Candidates?, named: ImageDirectories?) -> [ImageWriter] {
-        var dirs = named
+                               candidates: Candidates?, directories: ImageDirectories?) -> [ImageWriter] {
+        var dirs = directories
         guard !opens.isEmpty else { return [] }
         let lockFilePaths = Set(lockFiles.map(\.path))
         var imagePaths = Set<String>()
@@ -88,7 +88,7 @@ extension Scan {
         }
         let imageDirs = options.imageDirectories.compactMap { (try? Sys.realpath($0).get()) }
             .map { $0.hasSuffix("/") ? $0 : $0 + "/" }
-        var named: Set<String>?
+        var namedAsImages: Set<String>?
         var qemuArgs: [Int32: [String]] = [:]
         var out: [ImageWriter] = []
         for w in opens {
@@ -98,8 +98,10 @@ extension Scan {
                 || imageDirs.contains { w.link.hasPrefix($0) }
                 || (w.inode.map { ino in imageKeys.contains { $0.inode == ino } } ?? false)
             if !candidate {
-                if named == nil { named = (candidates ?? buildCandidates(openPaths: [:], pids: [], named: &dirs)).named }
-                candidate = named!.contains(w.link)
+                if namedAsImages == nil {
+                    namedAsImages = (candidates ?? buildCandidates(openPaths: [:], pids: [], directories: &dirs)).namedAsImages
+                }
+                candidate = namedAsImages!.contains(w.link)
             }
             if !candidate {
                 if qemuArgs[w.pid] == nil {

@@ -18,11 +18,11 @@ extension Scan {
                                  imageDirs: ThreadWork<ImageDirectories>?, timings t: inout SnapshotTimings) -> (Assembled, [ImageWriter]) {
         var candidates = Candidates()
         for f in rows.focusedImages { candidates.addImageFile(f.key, path: f.path) }
-        var named = imageDirs?.wait()
-        let domains = named?.domains  // libvirt hook
+        var directories = imageDirs?.wait()
+        let domains = directories?.domains  // libvirt hook
         let paths = needPaths(files)
         if paths {
-            candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids, named: &named)
+            candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids, directories: &directories)
         }
         // A held lock file whose key the kernel did not list under the dir's device
         // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
@@ -58,7 +58,7 @@ extension Scan {
         if !serverLocks.isEmpty { ServerLocks.addRemoteHolders(serverLocks, to: &images) }
         let allLockFiles = files.leaseFiles.isEmpty ? files.lockFiles : files.lockFiles + files.leaseFiles
         let writers = imageWriters(procs.writeOpens, images: images, lockFiles: allLockFiles,
-                                   candidates: paths ? candidates : nil, named: named)
+                                   candidates: paths ? candidates : nil, directories: directories)
         return (Assembled(images: images, candidates: candidates), writers)
     }
 
@@ -67,7 +67,7 @@ extension Scan {
         var path: String
         var source: String
         /// Named as an image by an --images dir, libvirt XML or QEMU's args (not merely open).
-        var named = true
+        var namedAsImage = true
     }
 
     struct Candidates {
@@ -89,7 +89,7 @@ extension Scan {
             let real = realPath ?? path
             let h1 = sha1 ?? Digest.sha1(real)
             if let i = bySHA1.index(forKey: h1) {
-                bySHA1.values[i].named = true
+                bySHA1.values[i].namedAsImage = true
             } else {
                 bySHA1[h1] = Candidate(path: real, source: source)
             }
@@ -100,12 +100,12 @@ extension Scan {
         mutating func putFirst(openFiles paths: [String]) {
             for path in paths {
                 let h = Digest.sha1(path)
-                bySHA1[h] = Candidate(path: path, source: "open file", named: bySHA1[h]?.named ?? false)
+                bySHA1[h] = Candidate(path: path, source: "open file", namedAsImage: bySHA1[h]?.namedAsImage ?? false)
             }
         }
 
         /// Realpaths named as images by --images dirs, libvirt XML or QEMU args.
-        var named: Set<String> { Set(bySHA1.values.lazy.filter(\.named).map(\.path)) }
+        var namedAsImages: Set<String> { Set(bySHA1.values.lazy.filter(\.namedAsImage).map(\.path)) }
 
         /// A file under an --images dir; of several names for one key (hard links), the
         /// first in byte order, whatever order the directory lists them in.
@@ -170,10 +170,10 @@ extension Scan {
     }
 
     /// Candidate images, in the order of trust: open files, --images dirs, libvirt XML, QEMU
-    /// args. `named`: the directories' candidates, when already read (else read here);
+    /// args. `directories`: the directories' candidates, when already read (else read here);
     /// taken over (left nil), to be extended in place.
-    mutating func buildCandidates(openPaths: [String: Int32], pids: [Int32], named: inout ImageDirectories?) -> Candidates {
-        var dirs = named.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
+    mutating func buildCandidates(openPaths: [String: Int32], pids: [Int32], directories: inout ImageDirectories?) -> Candidates {
+        var dirs = directories.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
                                                          libvirtDirectories: options.libvirtDirectories)
         unseen += dirs.unseen
         // Taken out of `dirs`, not copied: a second reference would make the first insertion

@@ -46,7 +46,24 @@ public enum SnapshotDiff {
     /// kind by image, then pid. A holder or a waiter is identified by image, pid and scheme
     /// (see `index`); a finding by `Finding.id`. Findings below
     /// `minimumSeverity` are ignored (nil: no finding events at all).
-    public static func events(from old: Snapshot, to new: Snapshot, minimumSeverity: Severity? = .warning) -> [WatchEvent] {
+    public static func events(from old: AuditedSnapshot, to new: AuditedSnapshot,
+                              minimumSeverity: Severity? = .warning) -> [WatchEvent] {
+        var out = events(from: old.snapshot, to: new.snapshot)
+        guard let min = minimumSeverity else { return out }
+        let time = new.snapshot.generated
+        let before = Dictionary(old.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let after = Dictionary(new.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for f in old.findings where f.severity >= min && after[f.id] == nil {
+            out.append(WatchEvent(kind: .findingCleared, time: time, image: f.image, imageID: nil, finding: f))
+        }
+        for f in new.findings where f.severity >= min && before[f.id] == nil {
+            out.append(WatchEvent(kind: .findingRaised, time: time, image: f.image, imageID: nil, finding: f))
+        }
+        return out
+    }
+
+    /// The holders' and waiters' changes alone, in the order above.
+    public static func events(from old: Snapshot, to new: Snapshot) -> [WatchEvent] {
         let time = new.generated
         var out: [WatchEvent] = []
 
@@ -68,17 +85,6 @@ public enum SnapshotDiff {
         }
         for (k, e) in ordered(changed) { out.append(event(.holderChanged, e, previous: oldHolders[k]!.holder)) }
         for (_, e) in ordered(newWaiters.filter { oldWaiters[$0.key] == nil }) { out.append(event(.waiterBlocked, e)) }
-
-        if let min = minimumSeverity {
-            let before = Dictionary(old.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-            let after = Dictionary(new.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-            for f in old.findings where f.severity >= min && after[f.id] == nil {
-                out.append(WatchEvent(kind: .findingCleared, time: time, image: f.image, imageID: nil, finding: f))
-            }
-            for f in new.findings where f.severity >= min && before[f.id] == nil {
-                out.append(WatchEvent(kind: .findingRaised, time: time, image: f.image, imageID: nil, finding: f))
-            }
-        }
         return out
     }
 

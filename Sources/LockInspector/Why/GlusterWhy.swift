@@ -23,7 +23,8 @@ public enum GlusterWhy {
             case failed(ImageLockError)
         }
 
-        public var named: String
+        /// The image as the caller named it (`why`'s argument).
+        public var imageAsGiven: String
         public var intent: OpenIntent
         public var probe: Probe
         /// Whether the holders come from a statedump (hosts known).
@@ -35,9 +36,9 @@ public enum GlusterWhy {
         /// /proc details of holders on this host, by pid.
         public var local: [Int32: ProcessDetails]
 
-        public init(named: String, intent: OpenIntent, probe: Probe, fromStatedump: Bool = false, namingNote: String? = nil,
+        public init(imageAsGiven: String, intent: OpenIntent, probe: Probe, fromStatedump: Bool = false, namingNote: String? = nil,
                     localHost: String, local: [Int32: ProcessDetails] = [:]) {
-            self.named = named
+            self.imageAsGiven = imageAsGiven
             self.intent = intent
             self.probe = probe
             self.fromStatedump = fromStatedump
@@ -47,24 +48,24 @@ public enum GlusterWhy {
         }
 
         /// The URL's canonical spelling, or the name as given when it does not parse.
-        var image: String { (try? GlusterURL(parsing: named))?.description ?? named }
+        var image: String { (try? GlusterURL(parsing: imageAsGiven))?.description ?? imageAsGiven }
     }
 
     /// Probes the image (F_GETLK through `locker`, bounded by its gluster timeout) and, with
     /// `statedump` and a lock in the way, names the holders from a brick statedump via `cli`
     /// (on a server node; elsewhere the note says why not).
-    public static func gather(named: String, intent: OpenIntent, statedump: Bool, locker: ImageLocker, cli: GlusterCLI,
+    public static func gather(imageAsGiven: String, intent: OpenIntent, statedump: Bool, locker: ImageLocker, cli: GlusterCLI,
                               procRoot: String = "/proc") -> Input {
         let host = Sys.hostName
         let mode = intent.lockMode
-        var input = Input(named: named, intent: intent, probe: .free, localHost: host)
+        var input = Input(imageAsGiven: imageAsGiven, intent: intent, probe: .free, localHost: host)
         do {
-            let r = try locker.probe(named, scheme: .gluster, mode: mode)
+            let r = try locker.probe(imageAsGiven, scheme: .gluster, mode: mode)
             guard var c = r.contention else { return input }
             if statedump {
-                let named = GlusterHolderNaming.name(c, image: r.image, type: mode == .exclusive ? .write : .read, cli: cli)
-                c = named.contention
-                input.namingNote = named.note
+                let naming = GlusterHolderNaming.name(c, image: r.image, mode: mode, cli: cli)
+                c = naming.contention
+                input.namingNote = naming.note
                 input.fromStatedump = c.glusterHolders.contains { $0.source == .statedump }
             }
             input.probe = .held(c.glusterHolders)
@@ -124,12 +125,12 @@ public enum GlusterWhy {
         }
         let outcome: Verdict.Outcome =
             !blockers.isEmpty || reasons.contains(where: \.blocks) ? .fails : reasons.isEmpty ? .opens : .unknown
-        let chain = ChainEntry(path: image, name: input.named, backingName: nil, format: "unknown", exists: exists, problem: nil,
+        let chain = ChainEntry(path: image, name: input.imageAsGiven, backingName: nil, format: "unknown", exists: exists, problem: nil,
                                holders: blockers.compactMap { b in
                                    b.pid.map { ChainEntry.ChainHolder(pid: $0, command: b.command ?? "?", vm: b.vm, lock: b.lock, via: nil) }
                                },
                                opened: true)
-        return Verdict(image: image, imageAsGiven: input.named, intent: input.intent, outcome: outcome, qemuMessage: nil, qemuHint: nil,
+        return Verdict(image: image, imageAsGiven: input.imageAsGiven, intent: input.intent, outcome: outcome, qemuMessage: nil, qemuHint: nil,
                        qemuFailures: [], blockers: blockers, reasons: reasons, chain: [chain], waiters: [], facts: facts)
     }
 
@@ -169,17 +170,34 @@ public enum GlusterHolderNaming {
         }
         do {
             let dump = try cli.statedump(volume: url.volume)
-            let named = GlusterLockHolder.conflicting(in: dump.records, path: url.path, type: type)
-            guard !named.isEmpty else {
+            let conflicting = GlusterLockHolder.conflicting(in: dump.records, path: url.path, type: type)
+            guard !conflicting.isEmpty else {
                 let missing = dump.bricksNotHere.isEmpty ? "" : " (bricks on other nodes: \(dump.bricksNotHere.joined(separator: ", ")))"
                 return (c, "the statedump shows no holder on this node's bricks\(missing)")
             }
             var out = c
-            out.glusterHolders = named
+            out.glusterHolders = conflicting
             return (out, nil)
         } catch {
             return (c, "host unknown: statedump failed: \(error)")
         }
+    }
+
+    /// The same for a lock of `mode` (an exclusive lock is refused by any holder, a shared
+    /// one by writers).
+    public static func name(_ c: Contention, image: String, mode: LockMode, cli: GlusterCLI)
+        -> (contention: Contention, note: String?) {
+        name(c, image: image, type: mode == .exclusive ? .write : .read, cli: cli)
+    }
+
+    /// `try`'s result with, for a busy gluster lock, its holders named from a statedump
+    /// (`name`), and why not when they cannot be.
+    public static func naming(_ result: ProbeResult, cli: GlusterCLI) -> (result: ProbeResult, note: String?) {
+        guard result.scheme == .gluster, let c = result.contention else { return (result, nil) }
+        var out = result
+        let note: String?
+        (out.contention, note) = name(c, image: result.image, mode: result.mode, cli: cli)
+        return (out, note)
     }
 
     /// /proc details of the holders whose host is this one (a FUSE mount's user here, or a

@@ -15,11 +15,11 @@ public enum ImageWhy {
         let cli = GlusterCLI(timeout: max(30, timeout))
         if GlusterURL.looksLikeURL(image) {
             let locker = ImageLocker(glusterTimeout: timeout)
-            return GlusterWhy.verdict(GlusterWhy.gather(named: image, intent: intent, statedump: statedump, locker: locker, cli: cli))
+            return GlusterWhy.verdict(GlusterWhy.gather(imageAsGiven: image, intent: intent, statedump: statedump, locker: locker, cli: cli))
         }
         // The kernel's lock table is read while the image's own facts are gathered.
         let table = prefetched ?? Inspector.prefetchKernelTable()
-        var input = WhyFacts.gather(named: image, intent: intent, lockDirectories: dirs)
+        var input = WhyFacts.gather(imageAsGiven: image, intent: intent, lockDirectories: dirs)
         // Only what concerns this image: its chain members and its lock files.
         let members = input.chain.map(\.file).filter { $0.exists && $0.isDisk }
         if !members.isEmpty {

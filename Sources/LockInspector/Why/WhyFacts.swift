@@ -9,11 +9,11 @@ import Glibc
 public enum WhyFacts {
     /// The facts `why` needs about an image, its backing chain and its lock files. The
     /// locks themselves come from a snapshot (`WhyInput.images`).
-    public static func gather(named: String, intent: OpenIntent, lockDirectories: [String]) -> WhyInput {
-        let chain = backingChain(named: named)
+    public static func gather(imageAsGiven: String, intent: OpenIntent, lockDirectories: [String]) -> WhyInput {
+        let chain = backingChain(of: imageAsGiven)
         let real = chain[0].file.path
         let dirs = chain[0].file.exists ? lockDirectories.map { lockDirFacts($0, realPath: real) } : []
-        return WhyInput(named: named, intent: intent, chain: chain, lockDirs: dirs)
+        return WhyInput(imageAsGiven: imageAsGiven, intent: intent, chain: chain, lockDirs: dirs)
     }
 
     // MARK: - Files
@@ -53,8 +53,8 @@ public enum WhyFacts {
                          writable: regular && Sys.effectiveAccess(path, W_OK))
     }
 
-    static func lockDirFacts(_ named: String, realPath: String) -> LockDirFacts {
-        let dir = absolute(named)
+    static func lockDirFacts(_ directory: String, realPath: String) -> LockDirFacts {
+        let dir = absolute(directory)
         let isDir = (try? Sys.stat(dir).get())?.kind == .directory
         let lf = ImageLocker(lockDirectory: dir).lockFilePath(realPath: realPath)
         return LockDirFacts(directory: dir, exists: isDir,
@@ -75,9 +75,9 @@ public enum WhyFacts {
     /// are combined with the overlay's name as QEMU does (block.c, path_combine), so the
     /// names match QEMU's messages. Stops at a loop, at depth 16, at a file that is not a
     /// regular file, at a protocol name (`nbd:`, `json:`) and at an unreadable header.
-    public static func backingChain(named: String) -> [ChainLink] {
+    public static func backingChain(of imageAsGiven: String) -> [ChainLink] {
         var chain: [ChainLink] = []
-        var name = named
+        var name = imageAsGiven
         var backingName: String?
         var seen = Set<String>()
         while true {

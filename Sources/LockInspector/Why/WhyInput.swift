@@ -176,10 +176,10 @@ public struct WhyInput: Sendable, Equatable {
     /// from these (`ServerLocks.merged`).
     public var serverLocks: [ServerLockFacts] = []
 
-    public init(named: String, intent: OpenIntent, chain: [ChainLink], lockDirs: [LockDirFacts] = [],
+    public init(imageAsGiven: String, intent: OpenIntent, chain: [ChainLink], lockDirs: [LockDirFacts] = [],
                 images: [ImageLocks] = [], overlayUses: [OverlayUse] = [], proofs: [ProbeProof]? = nil,
                 inspectionError: String? = nil) {
-        imageAsGiven = named
+        self.imageAsGiven = imageAsGiven
         self.intent = intent
         self.chain = chain
         self.lockDirs = lockDirs
@@ -189,9 +189,9 @@ public struct WhyInput: Sendable, Equatable {
         self.inspectionError = inspectionError
     }
 
-    public init(named: String, intent: OpenIntent, chain: [ChainLink], lockDirs: [LockDirFacts] = [],
+    public init(imageAsGiven: String, intent: OpenIntent, chain: [ChainLink], lockDirs: [LockDirFacts] = [],
                 snapshot: Snapshot, overlayUses: [OverlayUse] = [], proofs: [ProbeProof]? = nil) {
-        self.init(named: named, intent: intent, chain: chain, lockDirs: lockDirs, images: snapshot.images,
+        self.init(imageAsGiven: imageAsGiven, intent: intent, chain: chain, lockDirs: lockDirs, images: snapshot.images,
                   overlayUses: overlayUses, proofs: proofs)
     }
 

@@ -26,7 +26,7 @@ final class ReportJSONTests: XCTestCase {
     var snapshot: Snapshot {
         Snapshot(host: "h", generated: now, images: [
             ImageLocks(id: "/i/vm.qcow2", path: "/i/vm.qcow2", device: dev, inode: 77, schemes: [.qemu], holders: [holder], locks: [row]),
-        ], lockFiles: [], unseen: [Unseen(what: "pid 1", why: "gone")], findings: [finding])
+        ], lockFiles: [], unseen: [Unseen(what: "pid 1", why: "gone")])
     }
 
     func object(_ bytes: [UInt8]) throws -> [String: Any] {
@@ -34,8 +34,8 @@ final class ReportJSONTests: XCTestCase {
     }
 
     func testAHolderAFindingAndAKernelRowAreOneObjectInEveryReport() throws {
-        let listBytes = SnapshotJSON.render(snapshot, host: "h", extras: .init(findings: true))
-        let auditBytes = ReportJSON.audit(snapshot, failOn: .critical, fixes: nil, hosts: nil, host: "h")
+        let listBytes = SnapshotJSON.render(snapshot, host: "h", extras: .init(findings: [finding]))
+        let auditBytes = ReportJSON.audit(AuditedSnapshot(snapshot, findings: [finding]), failOn: .critical, fixes: nil, hosts: nil, host: "h")
         let watchBytes = ReportJSON.watchEvent(WatchEvent(kind: .findingRaised, time: now, image: "/i/vm.qcow2", imageID: "/i/vm.qcow2",
                                                           holder: holder, finding: finding), host: "h")
         let result = ProbeResult(image: "/i/vm.qcow2", scheme: .qemu, mode: .exclusive, lockFile: nil, lockFileExists: false,
@@ -65,7 +65,7 @@ final class ReportJSONTests: XCTestCase {
 
     func testVerdictIsSnakeCaseWithExplicitNullsWithoutAnEncoder() throws {
         let file = FileFacts(path: "/i/vm.qcow2", kind: .regular, device: dev, inode: 77, readable: true, writable: true)
-        let v = Diagnosis.verdict(WhyInput(named: "vm.qcow2", intent: .write,
+        let v = Diagnosis.verdict(WhyInput(imageAsGiven: "vm.qcow2", intent: .write,
                                            chain: [ChainLink(name: "vm.qcow2", file: file, format: "qcow2")],
                                            images: [snapshot.images[0]]))
         let bytes = VerdictJSON.render(v, host: "h", generated: now)

@@ -13,7 +13,7 @@ final class WhyTextTests: XCTestCase {
             p.bytes.map { kernelRow("1: OFDLCK ADVISORY  READ -1 fe:00:10 \($0) \($0)") }
         }
         let image = ImageLocks(id: "/i/vm.qcow2", path: "/i/vm.qcow2", device: dev, inode: 10, schemes: [.qemu], holders: holders, locks: rows)
-        return Diagnosis.verdict(WhyInput(named: "vm.qcow2", intent: intent,
+        return Diagnosis.verdict(WhyInput(imageAsGiven: "vm.qcow2", intent: intent,
                                           chain: [ChainLink(name: "vm.qcow2", file: file, format: "qcow2")], images: [image]))
     }
 

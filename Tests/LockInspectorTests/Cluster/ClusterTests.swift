@@ -63,7 +63,7 @@ final class ClusterTests: XCTestCase {
     // MARK: remote JSON
 
     /// A host's answer as `list --json` writes it.
-    func answer(_ s: Snapshot, findings: Bool = false) -> [UInt8] {
+    func answer(_ s: Snapshot, findings: [Finding]? = nil) -> [UInt8] {
         SnapshotJSON.render(s, extras: .init(version: "9.9", findings: findings))
     }
 
@@ -81,11 +81,12 @@ final class ClusterTests: XCTestCase {
                          lockFiles: [LockFileEntry(path: "/var/tmp/.qemu-x.lock", kind: .regular, device: disk, inode: 3, held: true,
                                                    image: "/shared/a", mappedBy: "content")],
                          unseen: [Unseen(what: "pid 4", why: "EACCES")],
-                         writers: [ImageWriter(path: "/shared/a", device: fuse, inode: 9, pid: 10, fd: 5, command: "qemu-io")],
-                         findings: [Finding(rule: .unlockedWriter, severity: .critical, image: "/shared/a",
-                                            holders: [InvolvedProcess(holder: holder(10, "qemu-io"))], evidence: "e", remedy: "r")])
+                         writers: [ImageWriter(path: "/shared/a", device: fuse, inode: 9, pid: 10, fd: 5, command: "qemu-io")])
+        let findings = [Finding(rule: .unlockedWriter, severity: .critical, image: "/shared/a",
+                                holders: [InvolvedProcess(holder: holder(10, "qemu-io"))], evidence: "e", remedy: "r")]
         s.writers[0].storage = "gluster:clvol/a"
-        let (back, version) = try RemoteSnapshot.parse(answer(s, findings: true))
+        let (audited, version) = try RemoteSnapshot.parse(answer(s, findings: findings))
+        let back = audited.snapshot
         XCTAssertEqual(version, "9.9")
         XCTAssertEqual(back.host, "h1")
         XCTAssertEqual(back.images.first?.holders, img.holders, "the escape sequence is kept as data")
@@ -95,8 +96,9 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(back.lockFiles, s.lockFiles)
         XCTAssertEqual(back.unseen, s.unseen)
         XCTAssertEqual(back.writers, s.writers)
-        XCTAssertEqual(back.findings.map(\.rule), [.unlockedWriter])
-        XCTAssertEqual(back.findings.first?.holders.first?.pid, 10)
+        XCTAssertEqual(audited.findings.map(\.rule), [.unlockedWriter])
+        XCTAssertEqual(audited.findings.first?.holders.first?.pid, 10)
+        XCTAssertEqual(try RemoteSnapshot.parse(answer(s)).0.findings, [], "not audited: no findings")
     }
 
     func testHostileAnswersAreRefusedInOneLine() throws {
@@ -134,7 +136,7 @@ final class ClusterTests: XCTestCase {
 
     func answers(_ snaps: [(String, Snapshot?)]) -> ClusterAnswers {
         ClusterAnswers(hosts: snaps.map { ClusterHost(name: $0.0, hostname: $0.1?.host, reached: $0.1 != nil, label: $0.0) },
-                       snapshots: snaps.map(\.1))
+                       snapshots: snaps.map { $0.1.map { AuditedSnapshot($0) } })
     }
 
     func shared(_ path: String, _ holders: [Holder], storage: String? = "gluster:clvol/a", lockFiles: [String] = []) -> ImageLocks {
@@ -153,7 +155,7 @@ final class ClusterTests: XCTestCase {
             shared("/mnt/a", [holder(10, "qemu-io", qemu: .readOnly)]),
             shared("/var/lib/b", [holder(12, "qemu-nbd")], storage: nil),
         ], lockFiles: [], unseen: [])
-        let m = ClusterMerge.merge(answers([("h1", h1), ("h2", h2), ("h3", nil)]), host: "me", generated: t0)
+        let m = ClusterMerge.merge(answers([("h1", h1), ("h2", h2), ("h3", nil)]), host: "me", generated: t0).snapshot
         XCTAssertEqual(m.images.count, 3, "\(m.images.map(\.id))")
         let a = m.images.first { $0.storage == "gluster:clvol/a" }
         XCTAssertEqual(a?.holders.map { "\($0.host!)/\($0.pid)" }, ["h1/10", "h2/10"], "same pid on two hosts: two holders")
@@ -177,13 +179,13 @@ final class ClusterTests: XCTestCase {
         let h1 = Snapshot(host: "h1", generated: t0, images: [shared("/shared/a", [own])], lockFiles: [], unseen: [])
         let h2 = Snapshot(host: "h2", generated: t0, images: [shared("/shared/a", [named, holder(7, "qemu-nbd")])], lockFiles: [], unseen: [])
         for order in [[("h1", h1), ("h2", h2)], [("h2", h2), ("h1", h1)]] {
-            let m = ClusterMerge.merge(answers(order.map { ($0.0, Optional($0.1)) }), host: "me")
+            let m = ClusterMerge.merge(answers(order.map { ($0.0, Optional($0.1)) }), host: "me").snapshot
             XCTAssertEqual(m.images.count, 1)
             XCTAssertEqual(m.images.first?.holders.map { "\($0.host!)/\($0.pid)/\($0.command)" }.sorted(),
                            ["h1/91/qemu-io", "h2/7/qemu-nbd"], "\(order.map(\.0))")
         }
         // Without h1 in view, h2's statedump is all there is: kept.
-        let alone = ClusterMerge.merge(answers([("h2", h2)]), host: "me")
+        let alone = ClusterMerge.merge(answers([("h2", h2)]), host: "me").snapshot
         XCTAssertEqual(alone.images.first?.holders.map { "\($0.host!)/\($0.pid)" }.sorted(), ["h1/91", "h2/7"])
     }
 
@@ -194,7 +196,7 @@ final class ClusterTests: XCTestCase {
                                                                 storage: storage, lockFiles: [lf])],
                      lockFiles: [LockFileEntry(path: lf, kind: .regular, device: disk, inode: 3, held: true, image: "/shared/a")], unseen: [])
         }
-        let split = ClusterMerge.merge(answers([("h1", snap("h1", 10, type: .write)), ("h2", snap("h2", 20, type: .write))]), host: "me")
+        let split = ClusterMerge.merge(answers([("h1", snap("h1", 10, type: .write)), ("h2", snap("h2", 20, type: .write))]), host: "me").snapshot
         let f = ClusterRules.splitLock(split)
         XCTAssertEqual(f.map(\.rule), [.splitLock])
         XCTAssertEqual(f.first?.severity, .critical)
@@ -203,10 +205,10 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(f.first?.evidence.contains("on h1 pid 10 (locksmith, user root) holds \(lf) exclusively") ?? false, f.first?.evidence ?? "")
         XCTAssertTrue(f.first?.remedy.contains("lock dir") ?? false || f.first?.remedy.contains("lock-dir") ?? false)
         // Shared locks, one host, or two local images: no split.
-        XCTAssertEqual(ClusterRules.splitLock(ClusterMerge.merge(answers([("h1", snap("h1", 10, type: .read)), ("h2", snap("h2", 20, type: .read))]), host: "me")), [])
-        XCTAssertEqual(ClusterRules.splitLock(ClusterMerge.merge(answers([("h1", snap("h1", 10, type: .write))]), host: "me")), [])
+        XCTAssertEqual(ClusterRules.splitLock(ClusterMerge.merge(answers([("h1", snap("h1", 10, type: .read)), ("h2", snap("h2", 20, type: .read))]), host: "me").snapshot), [])
+        XCTAssertEqual(ClusterRules.splitLock(ClusterMerge.merge(answers([("h1", snap("h1", 10, type: .write))]), host: "me").snapshot), [])
         XCTAssertEqual(ClusterRules.splitLock(ClusterMerge.merge(answers([("h1", snap("h1", 10, type: .write, storage: nil)),
-                                                                          ("h2", snap("h2", 20, type: .write, storage: nil))]), host: "me")), [])
+                                                                          ("h2", snap("h2", 20, type: .write, storage: nil))]), host: "me").snapshot), [])
     }
 
     func testCrossHostWritersUnlessEveryWriterSharesWrite() {
@@ -217,19 +219,19 @@ final class ClusterTests: XCTestCase {
             let imgs = qemu.map { [shared("/shared/a", [holder(pid, "qemu-io", qemu: $0)], storage: storage)] } ?? []
             return Snapshot(host: host, generated: t0, images: imgs, lockFiles: [], unseen: [], writers: [w])
         }
-        let bare = ClusterMerge.merge(answers([("h1", snap("h1", 10, qemu: nil)), ("h2", snap("h2", 20, qemu: nil))]), host: "me")
+        let bare = ClusterMerge.merge(answers([("h1", snap("h1", 10, qemu: nil)), ("h2", snap("h2", 20, qemu: nil))]), host: "me").snapshot
         let f = ClusterRules.crossHostWriters(bare)
         XCTAssertEqual(f.map(\.rule), [.crossHostWriters])
         XCTAssertEqual(f.first?.holders.map { "\($0.host!)/\($0.pid)/\($0.role)" }, ["h1/10/writer", "h2/20/writer"])
         XCTAssertTrue(f.first?.evidence.contains("on h2 pid 20 (qemu-io)") ?? false, f.first?.evidence ?? "")
         // Every writer with share-rw=on: a shared disk meant to be.
-        let meant = ClusterMerge.merge(answers([("h1", snap("h1", 10, qemu: shareRW)), ("h2", snap("h2", 20, qemu: shareRW))]), host: "me")
+        let meant = ClusterMerge.merge(answers([("h1", snap("h1", 10, qemu: shareRW)), ("h2", snap("h2", 20, qemu: shareRW))]), host: "me").snapshot
         XCTAssertEqual(ClusterRules.crossHostWriters(meant), [])
         // One of them without: still a hazard.
-        let half = ClusterMerge.merge(answers([("h1", snap("h1", 10, qemu: shareRW)), ("h2", snap("h2", 20, qemu: .readWrite))]), host: "me")
+        let half = ClusterMerge.merge(answers([("h1", snap("h1", 10, qemu: shareRW)), ("h2", snap("h2", 20, qemu: .readWrite))]), host: "me").snapshot
         XCTAssertEqual(ClusterRules.crossHostWriters(half).count, 1)
         // Two writers on one host are concurrent-writers' business, not this rule's.
-        XCTAssertEqual(ClusterRules.crossHostWriters(ClusterMerge.merge(answers([("h1", snap("h1", 10, qemu: nil))]), host: "me")), [])
+        XCTAssertEqual(ClusterRules.crossHostWriters(ClusterMerge.merge(answers([("h1", snap("h1", 10, qemu: nil))]), host: "me").snapshot), [])
     }
 
     // MARK: bounds, with real processes in place of ssh
@@ -301,9 +303,9 @@ final class ClusterTests: XCTestCase {
         let h2idle = Snapshot(host: "h2", generated: t0, images: [], lockFiles: [], unseen: [])
         let h2 = Snapshot(host: "h2", generated: t0, images: [shared("/shared/a", [one]), shared("/var/tmp/x", [one], storage: nil)],
                           lockFiles: [], unseen: [])
-        let before = ClusterMerge.merge(answers([("h1", h1), ("h2", h2idle)]), host: "me", generated: t0)
-        let after = ClusterMerge.merge(answers([("h1", h1), ("h2", h2)]), host: "me", generated: t0.addingTimeInterval(2))
-        let events = SnapshotDiff.events(from: before, to: after, minimumSeverity: nil)
+        let before = ClusterMerge.merge(answers([("h1", h1), ("h2", h2idle)]), host: "me", generated: t0).snapshot
+        let after = ClusterMerge.merge(answers([("h1", h1), ("h2", h2)]), host: "me", generated: t0.addingTimeInterval(2)).snapshot
+        let events = SnapshotDiff.events(from: before, to: after)
         XCTAssertEqual(events.map { "\($0.kind.rawValue) \($0.image ?? "-") \($0.holder?.host ?? "-")" }.sorted(),
                        ["lock-acquired /shared/a h2", "lock-acquired /var/tmp/x h2"])
     }

@@ -8,7 +8,7 @@ final class GlusterWhyTests: XCTestCase {
 
     func input(_ probe: GlusterWhy.Input.Probe, intent: OpenIntent = .write, statedump: Bool = false,
                note: String? = nil) -> GlusterWhy.Input {
-        GlusterWhy.Input(named: url, intent: intent, probe: probe, fromStatedump: statedump, namingNote: note, localHost: "here")
+        GlusterWhy.Input(imageAsGiven: url, intent: intent, probe: probe, fromStatedump: statedump, namingNote: note, localHost: "here")
     }
 
     func testFreeIsProven() {

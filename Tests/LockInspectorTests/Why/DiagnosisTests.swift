@@ -33,7 +33,7 @@ final class DiagnosisTests: XCTestCase {
 
     func verdict(_ intent: OpenIntent, chain: [ChainLink]? = nil, images: [ImageLocks], lockDirs: [LockDirFacts] = [],
                  proofs: [ProbeProof]? = nil, overlayUses: [OverlayUse] = []) -> Verdict {
-        Diagnosis.verdict(WhyInput(named: "vm.qcow2", intent: intent, chain: chain ?? [link("/i/vm.qcow2", inode: 10, name: "vm.qcow2")],
+        Diagnosis.verdict(WhyInput(imageAsGiven: "vm.qcow2", intent: intent, chain: chain ?? [link("/i/vm.qcow2", inode: 10, name: "vm.qcow2")],
                                    lockDirs: lockDirs, images: images, overlayUses: overlayUses, proofs: proofs))
     }
 
@@ -203,7 +203,7 @@ final class DiagnosisTests: XCTestCase {
     // MARK: - Reasons that are not locks
 
     func reasons(_ intent: OpenIntent, image: FileFacts, lockDirs: [LockDirFacts] = []) -> Verdict {
-        Diagnosis.verdict(WhyInput(named: "x", intent: intent, chain: [ChainLink(name: "x", file: image)], lockDirs: lockDirs))
+        Diagnosis.verdict(WhyInput(imageAsGiven: "x", intent: intent, chain: [ChainLink(name: "x", file: image)], lockDirs: lockDirs))
     }
 
     func testEveryNonLockReason() {

@@ -53,15 +53,16 @@ final class AuditScalingTests: XCTestCase {
             XCTAssertEqual(found.filter { $0.rule == .unsafeLockFile }.count, n)
             XCTAssertEqual(found.filter { $0.rule == .unsafeLockFile && !$0.holders.isEmpty }.count, n / 10)
             XCTAssertEqual(found.filter { $0.rule == .unlockedWriter }.count, n / 100)
-            var old = s, new = s
-            old.findings = found
+            var new = s
             new.generated = t.addingTimeInterval(2)
-            new.findings = Array(found.dropFirst(n / 2))
             // Half the holders went away, half the findings cleared.
             for i in new.images.indices where i % 20 == 0 { new.images[i].holders = [] }
+            let old = AuditedSnapshot(s, findings: found)
+            let newFindings = Array(found.dropFirst(n / 2))
             var events: [WatchEvent] = []
             times["diff", default: []].append(seconds {
-                events = SnapshotDiff.events(from: old, to: SnapshotDiff.fillingDetails(new, from: old), minimumSeverity: .info)
+                let next = AuditedSnapshot(SnapshotDiff.fillingDetails(new, from: s), findings: newFindings)
+                events = SnapshotDiff.events(from: old, to: next, minimumSeverity: .info)
             })
             XCTAssertEqual(events.filter { $0.kind == .lockReleased }.count, n / 20)
             XCTAssertEqual(events.filter { $0.kind == .findingCleared }.count, n / 2)

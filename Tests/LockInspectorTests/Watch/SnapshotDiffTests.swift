@@ -8,8 +8,12 @@ final class SnapshotDiffTests: XCTestCase {
     let t1 = Date(timeIntervalSince1970: 1_800_000_000)
     let t2 = Date(timeIntervalSince1970: 1_800_000_002)
 
-    func snap(_ at: Date, _ images: [ImageLocks], findings: [Finding] = []) -> Snapshot {
-        Snapshot(host: "h", generated: at, images: images, lockFiles: [], unseen: [], findings: findings)
+    func snap(_ at: Date, _ images: [ImageLocks]) -> Snapshot {
+        Snapshot(host: "h", generated: at, images: images, lockFiles: [], unseen: [])
+    }
+
+    func audited(_ at: Date, findings: [Finding]) -> AuditedSnapshot {
+        AuditedSnapshot(snap(at, []), findings: findings)
     }
 
     func image(_ path: String, holders: [Holder] = [], waiters: [Holder] = []) -> ImageLocks {
@@ -72,8 +76,8 @@ final class SnapshotDiffTests: XCTestCase {
     func testFindingsRaisedAndClearedAtOrAboveTheMinimum() {
         let crit = Finding(rule: .unlockedWriter, severity: .critical, image: "/a", evidence: "e", remedy: "r")
         let info = Finding(rule: .staleLockFile, severity: .info, image: "/b", files: ["/l"], evidence: "e", remedy: "r")
-        let a = snap(t1, [], findings: [info])
-        let b = snap(t2, [], findings: [crit])
+        let a = audited(t1, findings: [info])
+        let b = audited(t2, findings: [crit])
         XCTAssertEqual(kinds(SnapshotDiff.events(from: a, to: b)), ["finding-raised /a unlocked-writer"])
         XCTAssertEqual(kinds(SnapshotDiff.events(from: a, to: b, minimumSeverity: .info)),
                        ["finding-cleared /b stale-lock-file", "finding-raised /a unlocked-writer"])
@@ -81,7 +85,7 @@ final class SnapshotDiffTests: XCTestCase {
         // The same hazard with other processes involved is the same finding.
         var moved = crit
         moved.holders = [InvolvedProcess(role: .writer, pid: 9, command: "dd")]
-        XCTAssertEqual(SnapshotDiff.events(from: b, to: snap(t2, [], findings: [moved])), [])
+        XCTAssertEqual(SnapshotDiff.events(from: b, to: audited(t2, findings: [moved])), [])
     }
 
     func testDetailsOfAProcessThatEndedMidScanComeFromThePreviousSnapshot() {
