@@ -55,6 +55,8 @@ struct Locksmith: ParsableCommand {
             print(LocksmithVersion.current)
             return
         }
+        // Before any thread starts: the scans' threads share one heap (peak RSS, not speed).
+        Sys.useOneHeapArena()
         if arguments.first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
         if let first = arguments.first {
             explicitSubcommand = browsing.subcommands.contains { ObjectIdentifier($0) != ObjectIdentifier(Browse.self) && $0._commandName == first }

@@ -43,6 +43,10 @@ static inline void clinux_restore_affinity(const cpu_set_t *saved) {
  * Swift's Glibc module leaves <malloc.h> out). */
 static inline void clinux_trim_heap(void) { (void)malloc_trim(0); }
 
+/* At most `n` malloc arenas (glibc's mallopt M_ARENA_MAX); effective for threads that have
+ * not allocated yet. */
+static inline void clinux_limit_heap_arenas(int n) { (void)mallopt(M_ARENA_MAX, n); }
+
 /* The file an fd of some process refers to, by statx(2) of /proc/PID/fd/N relative to the
  * fd dir: one syscall, no readlink, no fdinfo. AT_STATX_DONT_SYNC: take what the kernel has
  * cached, so that a hung NFS or FUSE server cannot make the scan wait. */

@@ -26,7 +26,7 @@ extension Scan {
 
     /// `lockFileKeys`: the lock files by key, also the keys only their holders' fd links
     /// gave (device mismatch); only regular files count.
-    mutating func assemble(rows: [KernelLock], rowsByFile: [FileKey: [KernelLock]], lockFiles: [LockFileEntry],
+    mutating func assemble(rowsByFile: [FileKey: [KernelLock]], lockFiles: [LockFileEntry],
                            lockFileKeys allKeys: [FileKey: Int], leaseFiles: [LockFileEntry], procs: ProcessScan,
                            candidates: Candidates) -> [ImageLocks] {
         let lockFileKeys = !lockFiles.indices.contains { lockFiles[$0].kind != .regular } ? allKeys
@@ -37,7 +37,9 @@ extension Scan {
         }
 
         // Names of POSIX byte-0 holders are needed to recognise virtlockd.
-        for r in rows where r.isByteZero && r.kind == .posix { if let p = r.pid { _ = process(p) } }
+        for fileRows in rowsByFile.values {
+            for r in fileRows where r.isByteZero && r.kind == .posix { if let p = r.pid { _ = process(p) } }
+        }
 
         // One entry per lock file and per locked file, in order of sight; entries with the
         // same id (an image with lock files in two dirs, or also locked by QEMU) are merged

@@ -33,8 +33,9 @@ extension Scan {
     mutating func findHolders(_ rows: Rows, fds: inout FDPass, files: inout LockFiles,
                               timings t: inout SnapshotTimings) -> ProcessScan {
         let t2b = Sys.monotonicSeconds()
-        let held = rows.held
-        if !scope.isHost && !held.isEmpty {
+        let locked = LockedRows(rows.byFile)
+        let held = scope.isHost ? [] : locked.held
+        if !held.isEmpty {
             let rowPIDs = Set(held.compactMap(\.pid)).sorted()  // the pids the kernel's rows name
             if held.contains(where: { $0.pid == nil }) {
                 fds = searchOFDHolders(held: held, first: rowPIDs, order: searchOrder ?? qemuFirst(), timings: &t)
@@ -42,15 +43,13 @@ extension Scan {
                 fds = listOpenFiles(pids: rowPIDs, timings: &t)
             }
         }
-        var locked: [UInt64: [KernelLock]] = [:]
-        for r in held { if let i = r.inode { locked[i, default: []].append(r) } }
         let paths = needPaths(files), writers = options.findWriters && scope.isHost
         var procs = readHolders(fds, locked: locked, lockFiles: (files.lockFiles, files.keys), paths: paths,
                                 writers: writers, timings: &t)
         // An OFD lock that no fd on its inode lists (a /proc copy whose fd links mislead,
         // a filesystem whose st_ino differs from the kernel's lock inode): read every
         // fdinfo after all, as the kernel's own lists are the ground truth.
-        if fds.live && procs.hidden.isEmpty && held.contains(where: { $0.pid == nil && procs.shapes[$0.identity] == nil }) {
+        if fds.live && procs.hidden.isEmpty && locked.containsHeld(where: { $0.pid == nil && procs.shapes[$0.identity] == nil }) {
             procs = readHolders(fds, locked: nil, lockFiles: (files.lockFiles, files.keys), paths: paths,
                                 writers: writers, timings: &t)
         }
@@ -64,7 +63,8 @@ extension Scan {
         var pids: [Int32] = []
         /// fds whose fdinfo lists locks, by the locked file.
         var byFile: [FileKey: [OpenFileLocks]] = [:]
-        /// The fdinfo lock shapes seen, with how many fds list each.
+        /// The fdinfo lock shapes seen, with how many fds list each; not classic POSIX ones
+        /// (their rows name their process, and are matched by pid).
         var shapes: [KernelLock.Identity: Int] = [:]
         /// Every fd link that names a path (candidate images), with a pid that has it open.
         var openPaths: [String: Int32] = [:]
@@ -78,7 +78,7 @@ extension Scan {
     }
 
     /// Every fd of the processes looked at, with the inode it refers to.
-    struct FDPass {
+    struct FDPass: Sendable {
         var pids: [Int32] = []
         var fds: [OpenFD] = []
         /// Whether the inodes come from statx of the live /proc (else from fdinfo, already parsed).
@@ -182,7 +182,7 @@ extension Scan {
     /// With `paths`, also the path of every open file that could be an image (candidates
     /// for naming lock files). A held lock file's path is known from its dir.
     /// The per-fd work (`examine`) runs on all cores; the results are merged in fd order.
-    mutating func readHolders(_ pass: FDPass, locked: [UInt64: [KernelLock]]?,
+    mutating func readHolders(_ pass: FDPass, locked: LockedRows?,
                               lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
                               paths: Bool, writers: Bool, timings t: inout SnapshotTimings) -> ProcessScan {
         var out = ProcessScan()
@@ -202,9 +202,12 @@ extension Scan {
             }
             return [found]
         }
-        let count = parts.reduce(0) { $0 + $1.count }
+        // Sized by the holders, not by every finding (candidate images too: their tables'
+        // pages would all be touched for nothing).
+        let count = parts.reduce(0) { n, part in n + part.lazy.filter { !$0.locks.isEmpty }.count }
+        let shapes = parts.reduce(0) { n, part in n + part.lazy.filter { $0.locks.contains { $0.kind != .posix } }.count }
         out.byFile.reserveCapacity(count)
-        out.shapes.reserveCapacity(count)
+        out.shapes.reserveCapacity(shapes)
         for part in parts { for i in part.indices { merge(part[i], into: &out, timings: &t) } }
         return out
     }
@@ -216,12 +219,12 @@ extension Scan {
         if f.candidate, let l = f.link, out.openPaths[l] == nil { out.openPaths[l] = f.fd.pid }
         guard let key = f.locks.first?.fileKey, let link = f.link else { return }
         out.byFile[key, default: []].append(OpenFileLocks(pid: f.fd.pid, fd: f.fd.fd, link: link, flags: f.flags, locks: f.locks))
-        for l in f.locks { out.shapes[l.identity, default: 0] += 1 }
+        for l in f.locks where l.kind != .posix { out.shapes[l.identity, default: 0] += 1 }
         if f.fd.device == nil || FileKey(device: f.fd.device, inode: f.fd.inode) != key { out.keyByLink[link] = key }
     }
 
     /// Step two for one fd; nil when it is neither a holder nor a candidate image.
-    static func examine(_ f: OpenFD, locked: [UInt64: [KernelLock]]?,
+    static func examine(_ f: OpenFD, locked: LockedRows?,
                         lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
                         paths: Bool, writers: Bool, serverRows: [UInt64: [KernelLock]] = [:],
                         reader: inout ProcessFDReader) -> FDFinding? {
@@ -233,12 +236,12 @@ extension Scan {
         }
         if let i = f.info {
             (out.flags, out.locks) = (i.flags, i.locks)
-        } else if let rows = locked?[f.inode], let dev = f.device, rows.allSatisfy({ $0.kind == .posix && $0.device == dev }) {
+        } else if let rows = locked?[inode: f.inode], let dev = f.device, rows.allSatisfy({ $0.kind == .posix && $0.device == dev }) {
             let own = rows.filter { $0.pid == f.pid }
             if !own.isEmpty, let mode = reader.openFlags(pid: f.pid, fd: f.fd) {
                 (out.flags, out.locks) = (mode, own)
             }
-        } else if locked == nil || locked?[f.inode] != nil {
+        } else if locked == nil || locked!.isLocked(inode: f.inode) {
             out.fdinfoRead = true
             if let i = reader.info(pid: f.pid, fd: f.fd) {
                 (out.flags, out.locks) = (i.flags, i.locks)
@@ -274,4 +277,44 @@ extension Scan {
         return d
     }
 
+}
+
+/// The kernel's held rows (not waiters) by inode, read from the rows by file without copying
+/// them (at 100k lock files they were kept three times: by file, in a list, by inode).
+/// By inode, not by device too: an fd's device can differ from the one the kernel names in
+/// its lock rows (btrfs subvolumes, overlayfs).
+struct LockedRows: Sendable {
+    let byFile: [FileKey: [KernelLock]]
+    /// The first file key with held rows on each inode, and any others (same inode, other device).
+    private var first: [UInt64: FileKey] = [:]
+    private var others: [UInt64: [FileKey]] = [:]
+
+    init(_ byFile: [FileKey: [KernelLock]]) {
+        self.byFile = byFile
+        first.reserveCapacity(byFile.count)
+        for (k, rows) in byFile where rows.contains(where: { !$0.isWaiter }) {
+            if first[k.inode] == nil { first[k.inode] = k } else { others[k.inode, default: []].append(k) }
+        }
+    }
+
+    func isLocked(inode: UInt64) -> Bool { first[inode] != nil }
+
+    /// The held rows on `inode`, of every device; nil when none.
+    subscript(inode inode: UInt64) -> [KernelLock]? {
+        guard let k = first[inode], var rows = byFile[k] else { return nil }
+        for m in others[inode] ?? [] { rows += byFile[m] ?? [] }
+        if rows.contains(where: \.isWaiter) { rows.removeAll(where: \.isWaiter) }
+        return rows
+    }
+
+    /// Every held row.
+    var held: [KernelLock] {
+        var out: [KernelLock] = []
+        for rows in byFile.values { for r in rows where !r.isWaiter { out.append(r) } }
+        return out
+    }
+
+    func containsHeld(where test: (KernelLock) -> Bool) -> Bool {
+        byFile.values.contains { $0.contains { !$0.isWaiter && test($0) } }
+    }
 }

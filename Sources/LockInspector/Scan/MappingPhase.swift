@@ -45,7 +45,13 @@ extension Scan {
                 files.leaseFiles[i].mappedBy = c.source
             }
         }
-        var images = assemble(rows: rows.all, rowsByFile: rows.byFile, lockFiles: files.lockFiles, lockFileKeys: files.keys,
+        // The SHA-1 table (a candidate per file under --images: 17 MB at 100k) has named the
+        // lock and lease files; only the writers' check reads it again. Freed before the
+        // images are built, when the scan's memory peaks.
+        if procs.writeOpens.isEmpty { candidates.dropNames() }
+        // The files under --images are looked up only by a locked file's key.
+        candidates.keepImageFiles { rows.byFile[$0] != nil }
+        var images = assemble(rowsByFile: rows.byFile, lockFiles: files.lockFiles, lockFileKeys: files.keys,
                               leaseFiles: files.leaseFiles, procs: procs, candidates: candidates)
         nameDomains(&images, domains: domains)  // libvirt hook
         // After the domains are named: a remote holder's pid numbers a process of its own host.
@@ -134,6 +140,19 @@ extension Scan {
             }
         }
 
+        /// Keeps only the files under --images whose key passes `keep` (the index of 100k
+        /// keys would be made for the few locked ones).
+        mutating func keepImageFiles(_ keep: (FileKey) -> Bool) {
+            imageFileList = imageFileList.filter { keep($0.key) }  // (a new array: removeAll keeps the capacity)
+            imageFileIndex = LazyIndex()
+        }
+
+        /// Forgets the candidates by name (`bySHA1`, `aliases`); the files under --images stay.
+        mutating func dropNames() {
+            bySHA1 = [:]
+            aliases = []
+        }
+
         mutating func reserve(_ n: Int) {
             bySHA1.reserveCapacity(bySHA1.count + n)
             imageFileList.reserveCapacity(imageFileList.count + n)
@@ -154,10 +173,13 @@ extension Scan {
     /// args. `directories`: the directories' candidates, when already read (else read here);
     /// taken over (left nil), to be extended in place.
     mutating func buildCandidates(openPaths: [String: Int32], pids: [Int32], directories: inout ImageDirectories?) -> Candidates {
-        let dirs = directories.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
+        var dirs = directories.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
                                                          libvirtDirectories: options.libvirtDirectories)
         unseen += dirs.unseen
-        var c = dirs.candidates
+        // Taken out of `dirs`, not copied: a second reference would make the first insertion
+        // copy the whole table (100k candidates, ~17 MB).
+        var c = Candidates()
+        swap(&c, &dirs.candidates)
         let deleted = " (deleted)"
         // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
         c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })

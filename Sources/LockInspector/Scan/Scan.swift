@@ -37,8 +37,6 @@ enum ScanScope {
 /// What a scan builds for itself, handed to `Parallel.release` when done.
 struct ScanTables: @unchecked Sendable {
     var rowsByFile: [FileKey: [KernelLock]]
-    var rows: [KernelLock]
-    var fds: Scan.FDPass
     var procs: Scan.ProcessScan
     var candidates: Scan.Candidates
     var lockFileKeys: [FileKey: Int]
@@ -100,13 +98,10 @@ struct Scan {
         var keys: [FileKey: Int] = [:]
     }
 
-    /// The kernel's rows of phase 1: all of them (with the rows of files only their
-    /// filesystem knows the locks of), by file (only the focused files' when focused), and
-    /// the held ones (not waiters) among those.
+    /// The kernel's rows of phase 1 (with the rows of files only their filesystem knows the
+    /// locks of), by file (only the focused files' when focused).
     struct Rows {
-        var all: [KernelLock] = []
         var byFile: [FileKey: [KernelLock]] = [:]
-        var held: [KernelLock] = []
         /// Focused: the focused images by key.
         var focusedImages: [(key: FileKey, path: String)] = []
     }
@@ -132,12 +127,14 @@ struct Scan {
         var files = finishLockDirectories(started, timings: &t)
         let rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
         let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
+        // The fd list is freed now, not after assembly (the peak).
+        Parallel.release(consume fds)
         // 4 and 5. Classify the locked files, map lock files to images, assemble.
         let t3 = Sys.monotonicSeconds()
         let (images, writers) = mapAndAssemble(rows, files: &files, procs: procs, imageDirs: started.imageDirs, timings: &t)
         t.mapping = Sys.monotonicSeconds() - t3
         // The scan's own tables (100k entries each on a big host) are freed off the caller's path.
-        Parallel.release(ScanTables(rowsByFile: rows.byFile, rows: rows.all, fds: fds, procs: procs,
+        Parallel.release(ScanTables(rowsByFile: rows.byFile, procs: procs,
                                     candidates: images.candidates, lockFileKeys: files.keys))
         t.total = Sys.monotonicSeconds() - t0
         t.processCount = procs.pids.count
@@ -163,36 +160,35 @@ struct Scan {
             throw InspectorError.procUnreadable(path: procRoot + "/locks", errno: readErrno == 0 ? ENOENT : readErrno)
         }
         var out = Rows()
-        out.all = parsed.locks
+        // Every row, only until they are put by file (then freed: 8 MB at 100k).
+        var all = parsed.locks
         if scope.isHost && fds.live {
             // Files on FUSE, NFS...: their locks are asked of the filesystem (F_GETLK) and
             // those of local processes with the file open join the kernel's rows.
-            let (server, facts) = serverLockRows(fds, kernel: out.all)
-            out.all += server
+            let (server, facts) = serverLockRows(fds, kernel: all)
+            // (Only when there are any: appending, even nothing, copies the parsed table's rows.)
+            if !server.isEmpty { all += server }
             (serverLocks, serverLockRows) = (facts, server)
         }
         for line in parsed.malformed {
             unseen.append(Unseen(what: "\(procRoot)/locks line \"\(line)\"", why: "not in the kernel's format"))
         }
-        out.byFile.reserveCapacity(out.all.count)
-        for r in out.all { if let k = r.fileKey { out.byFile[k, default: []].append(r) } }
         if case .focused(let focus) = scope {
-            // Only the focused files matter; they are images by definition.
-            var keep: [FileKey: [KernelLock]] = [:]
+            // Only the focused files matter (the images are images by definition): only
+            // their rows are put by file, not the host's thousands.
+            var keys = Set<FileKey>()
             for f in focus {
                 guard case .success(let st) = Sys.stat(f.image) else { continue }
                 let k = FileKey(device: st.deviceID, inode: st.inode)
                 out.focusedImages.append((k, f.image))
-                keep[k] = out.byFile[k]
+                keys.insert(k)
             }
-            for lf in files.lockFiles + files.leaseFiles {
-                let k = FileKey(device: lf.device, inode: lf.inode)
-                keep[k] = out.byFile[k]
-            }
-            out.byFile = keep.filter { !$0.value.isEmpty }
+            for lf in files.lockFiles + files.leaseFiles { keys.insert(FileKey(device: lf.device, inode: lf.inode)) }
+            for r in all { if let k = r.fileKey, keys.contains(k) { out.byFile[k, default: []].append(r) } }
+        } else {
+            out.byFile.reserveCapacity(all.count)
+            for r in all { if let k = r.fileKey { out.byFile[k, default: []].append(r) } }
         }
-        out.held.reserveCapacity(out.all.count)
-        for fileRows in out.byFile.values { for r in fileRows where !r.isWaiter { out.held.append(r) } }
         return out
     }
 }
