@@ -157,7 +157,7 @@ public final class TUIApp {
         }
 
         while true {
-            if let sig = signals.pending() { return .signal(sig) }
+            if let sig = signals.next() { return .signal(sig) }
             if !scanInFlight && (rescanWanted || monotonic() >= nextScan) {
                 let forced = rescanWanted
                 rescanWanted = false
@@ -288,33 +288,5 @@ final class Worker: @unchecked Sendable {
             cond.unlock()
             mailbox.post(job())
         }
-    }
-}
-
-/// Blocks signals in the calling thread (and so in every thread it starts afterwards)
-/// and collects them without a handler: nothing runs in signal context.
-/// The corresponding C functions are `pthread_sigmask` and `sigtimedwait`.
-final class SignalGate {
-    private var set = sigset_t()
-    private var old = sigset_t()
-    private var restored = false
-
-    init(signals: [Int32]) {
-        sigemptyset(&set)
-        for s in signals { sigaddset(&set, s) }
-        pthread_sigmask(SIG_BLOCK, &set, &old)
-    }
-
-    /// A signal that arrived (it is consumed), or nil.
-    func pending() -> Int32? {
-        var zero = timespec(tv_sec: 0, tv_nsec: 0)
-        let s = sigtimedwait(&set, nil, &zero)
-        return s > 0 ? s : nil
-    }
-
-    func restore() {
-        guard !restored else { return }
-        restored = true
-        pthread_sigmask(SIG_SETMASK, &old, nil)
     }
 }

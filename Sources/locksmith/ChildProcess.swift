@@ -19,14 +19,10 @@ enum ChildProcess {
     static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP]
 
     /// Returns the child's exit status, or 128+N if signal N ended it.
-    /// The corresponding C functions are `posix_spawnp`, `sigtimedwait` and `waitpid`.
+    /// The corresponding C functions are `posix_spawnp` and `waitpid` (signals: `SignalGate`).
     static func runForwardingSignals(_ argv: [String]) throws -> Int32 {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in forwarded + [SIGCHLD] { sigaddset(&set, s) }
-        var old = sigset_t()
-        pthread_sigmask(SIG_BLOCK, &set, &old)
-        defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+        let signals = SignalGate(signals: forwarded + [SIGCHLD])
+        defer { signals.restore() }
         // Started with SIGCHLD ignored (a parent's SIG_IGN is inherited across exec), the
         // kernel would reap the child itself and waitpid would fail with ECHILD, losing its
         // status: take the default disposition back (blocked, it is still only waited for).
@@ -42,7 +38,6 @@ enum ChildProcess {
         // has no pidfd (before 5.3) the unreaped pid is as safe to signal.
         let child = try? ProcessHandle.open(pid: pid).get()
 
-        var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
         while true {
             var status: Int32 = 0
             let w = waitpid(pid, &status, WNOHANG)
@@ -51,9 +46,7 @@ enum ChildProcess {
                 return 128 + (status & 0x7f)  // WTERMSIG
             }
             if w < 0 && errno != EINTR { return 127 }
-            var info = siginfo_t()
-            let sig = sigtimedwait(&set, &info, &timeout)
-            if sig > 0 && forwarded.contains(sig) {
+            if let sig = signals.next(waiting: 0.2), forwarded.contains(sig) {
                 if let child { _ = child.signal(sig) } else { kill(pid, sig) }
             }
         }

@@ -68,10 +68,8 @@ extension Locksmith {
         }
 
         /// Waits --interval seconds for an ending signal; true when one came.
-        func sleepOrEnd(_ set: inout sigset_t) -> Bool {
-            var timeout = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - interval.rounded(.down)) * 1e9))
-            var info = siginfo_t()
-            return sigtimedwait(&set, &info, &timeout) > 0
+        func sleepOrEnd(_ signals: SignalGate) -> Bool {
+            signals.next(waiting: interval) != nil
         }
 
         func validate() throws {
@@ -86,19 +84,15 @@ extension Locksmith {
         func run() throws {
             // Block the ending signals before any thread starts (a snapshot reads /proc/locks
             // on a second thread, which inherits the mask); sigtimedwait is the interval timer.
-            var set = sigset_t()
-            sigemptyset(&set)
-            for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
-            var old = sigset_t()
-            pthread_sigmask(SIG_BLOCK, &set, &old)
-            defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+            let signals = SignalGate(signals: [SIGINT, SIGTERM, SIGHUP])
+            defer { signals.restore() }
 
             let minimum = Severity(rawValue: findings)
             var first = try snapshot()
             // A cluster view starts once every host has answered (bounded by --count).
             var snapshots = 1
             while first == nil && count.map({ snapshots < $0 }) ?? true {
-                if sleepOrEnd(&set) { return }
+                if sleepOrEnd(signals) { return }
                 first = try snapshot()
                 snapshots += 1
             }
@@ -108,7 +102,7 @@ extension Locksmith {
                 complain("watching every \(interval) s: \(previous.snapshot.holderCount) holder(s), \(previous.snapshot.waiterCount) waiter(s) now")
             }
             while count.map({ snapshots < $0 }) ?? true {
-                if sleepOrEnd(&set) { break }  // SIGINT, SIGTERM or SIGHUP: end cleanly
+                if sleepOrEnd(signals) { break }  // SIGINT, SIGTERM or SIGHUP: end cleanly
                 snapshots += 1
                 guard let taken = try snapshot() else { continue }  // a host not seen: no events this time
                 let next = AuditedSnapshot(SnapshotDiff.fillingDetails(taken.snapshot, from: previous.snapshot),

@@ -85,4 +85,17 @@ final class SystemTests: XCTestCase {
         XCTAssertEqual(Sys.userName(0), "root")
         XCTAssertTrue(Sys.groups(ofUser: 0).contains(0))
     }
+
+    /// A blocked signal waits for `next`, is taken once, and the mask comes back on restore.
+    func testSignalGateCollectsABlockedSignalOnce() {
+        let gate = SignalGate(signals: [SIGUSR2])
+        XCTAssertNil(gate.next(), "nothing pending yet")
+        XCTAssertEqual(pthread_kill(pthread_self(), SIGUSR2), 0)
+        XCTAssertEqual(gate.next(waiting: 5), SIGUSR2)
+        XCTAssertNil(gate.next(waiting: 0.05), "taken once")
+        gate.restore()
+        var now = sigset_t()
+        pthread_sigmask(SIG_SETMASK, nil, &now)
+        XCTAssertEqual(sigismember(&now, SIGUSR2), 0, "unblocked again")
+    }
 }
