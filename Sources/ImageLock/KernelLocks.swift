@@ -46,12 +46,12 @@ public struct KernelLock: Hashable, Sendable, Codable {
         self = l
     }
 
-    /// Parses one line given as bytes (without its newline); nil for anything malformed.
-    /// Works on the bytes: /proc/locks has a line per lock (tens of thousands on a busy host).
-    public static func parse(_ line: UnsafeBufferPointer<UInt8>) -> KernelLock? {
-        // Token boundaries, split on runs of spaces and tabs; a line has 8 or 9 tokens.
+    /// Calls `body` with the line's token boundaries (split on runs of spaces and tabs; a
+    /// line has 8 or 9 tokens) and their count; nil when there are more than 24.
+    private static func tokens<T>(_ line: UnsafeBufferPointer<UInt8>,
+                                  _ body: (UnsafeMutableBufferPointer<Range<Int>>, Int) -> T?) -> T? {
         let capacity = 24
-        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: capacity) { tok -> KernelLock? in
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: capacity) { tok -> T? in
             var n = 0
             var i = 0
             let count = line.count
@@ -64,6 +64,33 @@ public struct KernelLock: Hashable, Sendable, Codable {
                 tok.initializeElement(at: n, to: s..<i)
                 n += 1
             }
+            return body(tok, n)
+        }
+    }
+
+    /// Where a line's lock sits, without making the rest of it: its inode (nil for
+    /// `<none>`) and byte range (end nil for EOF). nil when the line is not in the kernel's
+    /// format. For a reader that only asks which rows matter (`ChangeFingerprint`, at every tick).
+    package static func position(_ line: UnsafeBufferPointer<UInt8>) -> (inode: UInt64?, start: Int64, end: Int64?)? {
+        tokens(line) { tok, n in
+            guard n >= 7 else { return nil }
+            func bytes(_ k: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: line[tok[k]]) }
+            guard let start = decimal(bytes(n - 2), as: Int64.self) else { return nil }
+            let last = bytes(n - 1)
+            let end = last.elementsEqual("EOF".utf8) ? nil : decimal(last, as: Int64.self)
+            if end == nil && !last.elementsEqual("EOF".utf8) { return nil }
+            let devIno = bytes(n - 3)
+            if devIno.starts(with: "<none>".utf8) { return (nil, start, end) }
+            guard let colon = devIno.lastIndex(of: UInt8(ascii: ":")),
+                  let inode = decimal(UnsafeBufferPointer(rebasing: devIno[(colon + 1)...]), as: UInt64.self) else { return nil }
+            return (inode, start, end)
+        }
+    }
+
+    /// Parses one line given as bytes (without its newline); nil for anything malformed.
+    /// Works on the bytes: /proc/locks has a line per lock (tens of thousands on a busy host).
+    public static func parse(_ line: UnsafeBufferPointer<UInt8>) -> KernelLock? {
+        tokens(line) { tok, n -> KernelLock? in
             func bytes(_ k: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: line[tok[k]]) }
             func text(_ k: Int) -> String { String(decoding: bytes(k), as: UTF8.self) }
             func equals(_ k: Int, _ s: StaticString) -> Bool {

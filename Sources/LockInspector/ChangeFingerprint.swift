@@ -74,7 +74,7 @@ public struct ChangeFingerprint: Equatable, Sendable {
             let line = UnsafeBufferPointer(rebasing: text[start..<end])
             start = end + 1
             let body = withoutID(line)
-            if let inodes = watch.inodes, let row = shape(body), !row.mayShow(inodes) { continue }
+            if let inodes = watch.inodes, let row = KernelLock.position(line), !Self.mayShow(row, inodes) { continue }
             h.combine(bytes: UnsafeRawBufferPointer(body))
             h.combine(0x0A as UInt8)
             rows += 1
@@ -92,54 +92,15 @@ public struct ChangeFingerprint: Equatable, Sendable {
         return UnsafeBufferPointer(rebasing: line[i...])
     }
 
-    /// What relevance needs of a row: the inode and the byte range.
-    struct RowShape {
-        var inode: UInt64
-        var start: UInt64
-        /// nil for EOF.
-        var end: UInt64?
-
-        /// Whether a snapshot can show this row: a row on a watched file; else one that makes
-        /// a file an image by its shape alone, whatever file it is on (a byte in QEMU's
-        /// ranges, 100-204 taken as a whole; virtlockd's byte 0).
-        func mayShow(_ inodes: Set<UInt64>) -> Bool {
-            if start >= 100 && start <= 204 { return true }
-            if start == 0 && end == 0 { return true }
-            return inodes.contains(inode)
-        }
-    }
-
-    /// The inode (of `MAJ:MIN:INODE`) and the range (the two fields after it) of a row;
-    /// nil when the row is not in that format (then it counts, whatever it is).
-    static func shape(_ body: UnsafeBufferPointer<UInt8>) -> RowShape? {
-        var i = 0
-        func field() -> Slice<UnsafeBufferPointer<UInt8>>? {
-            while i < body.count && body[i] == UInt8(ascii: " ") { i += 1 }
-            let s = i
-            while i < body.count && body[i] != UInt8(ascii: " ") { i += 1 }
-            return i > s ? body[s..<i] : nil
-        }
-        // The file field is the first with two colons; the range follows it.
-        for _ in 0..<8 {
-            guard let f = field() else { return nil }
-            guard f.lazy.filter({ $0 == UInt8(ascii: ":") }).count == 2 else { continue }
-            guard let colon = f.lastIndex(of: UInt8(ascii: ":")), let inode = number(f[(colon + 1)...]),
-                  let startField = field(), let start = number(startField), let endField = field() else { return nil }
-            if endField.elementsEqual("EOF".utf8) { return RowShape(inode: inode, start: start, end: nil) }
-            guard let end = number(endField) else { return nil }
-            return RowShape(inode: inode, start: start, end: end)
-        }
-        return nil
-    }
-
-    static func number(_ digits: Slice<UnsafeBufferPointer<UInt8>>) -> UInt64? {
-        guard !digits.isEmpty, digits.count <= 19 else { return nil }
-        var n: UInt64 = 0
-        for c in digits {
-            guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
-            n = n * 10 + UInt64(c - UInt8(ascii: "0"))
-        }
-        return n
+    /// Whether a snapshot can show a row (`KernelLock.position`'s): a row on a watched file;
+    /// else one that makes a file an image by its shape alone, whatever file it is on (a
+    /// byte in QEMU's ranges, 100-204 taken as a whole; virtlockd's byte 0). A row with no
+    /// inode (`<none>`) always counts.
+    static func mayShow(_ row: (inode: UInt64?, start: Int64, end: Int64?), _ inodes: Set<UInt64>) -> Bool {
+        if row.start >= 100 && row.start <= 204 { return true }
+        if row.start == 0 && row.end == 0 { return true }
+        guard let inode = row.inode else { return true }
+        return inodes.contains(inode)
     }
 }
 

@@ -96,4 +96,26 @@ final class KernelLockParsingTests: XCTestCase {
         XCTAssertEqual(Digest.sha1Hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d")
         XCTAssertEqual(Digest.sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
+
+    /// `position` (what the TUI's change check reads at every tick) agrees with `parse` on
+    /// the inode and range of every line, and refuses what `parse` refuses.
+    func testPositionAgreesWithParse() {
+        let lines = [
+            "1: OFDLCK ADVISORY  READ -1 fe:00:5000 100 101",
+            "2: POSIX  ADVISORY  WRITE 300 fd:01:42 0 EOF",
+            "2: -> POSIX  ADVISORY  WRITE 500 fd:01:42 0 EOF",
+            "3: FLOCK  ADVISORY  WRITE 600 <none>:0 0 EOF",
+            "4: LEASE  ACTIVE    READ 601 00:05:1234 0 EOF",
+            "5: POSIX  ADVISORY  WRITE 300 fd:01:42 0 notanumber",
+            "this is not a lock",
+        ]
+        for line in lines {
+            var text = line
+            let (parsed, position) = text.withUTF8 { (KernelLock.parse($0), KernelLock.position($0)) }
+            XCTAssertEqual(position?.inode, parsed?.inode, line)
+            XCTAssertEqual(position?.start, parsed?.start, line)
+            XCTAssertEqual(position?.end, parsed?.end, line)
+            XCTAssertEqual(position == nil, parsed == nil, line)
+        }
+    }
 }
