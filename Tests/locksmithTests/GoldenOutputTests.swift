@@ -23,7 +23,7 @@ final class GoldenOutputTests: XCTestCase {
     func testOutputsOnALiveStateMatchTheGoldenFiles() throws {
         // One fixed directory (lock-file names, and so the order of lock files, hash its
         // path), taken by one test process at a time.
-        let guardFD = open("/tmp/locksmith-golden.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let guardFD = open("/tmp/locksmith-golden.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         XCTAssertGreaterThanOrEqual(guardFD, 0)
         defer { close(guardFD) }
         XCTAssertEqual(flock(guardFD, LOCK_EX), 0)
