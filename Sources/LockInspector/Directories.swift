@@ -7,14 +7,16 @@ import ImageLock
 // files each is a readdir of 10k entries, plus 10k SHA-1s for the images).
 
 /// The lock files and virtlockd lease files, by readdir only: the dir's device plus d_ino is
-/// each file's key; nothing is opened or stat'ed per entry unless the filesystem gives no d_type.
+/// each file's key; nothing is opened or stat'ed per entry unless the filesystem gives no d_type
+/// or `status` asks for each entry's owner and mode (the audit's facts: an fstatat relative
+/// to the open dir, never followed).
 struct LockDirectories: Sendable {
     var lockFiles: [LockFileEntry] = []
     var leaseFiles: [LockFileEntry] = []
     var unseen: [Unseen] = []
     var seconds: Double = 0
 
-    static func read(lockDirectories: [String], leaseDirectories: [String]) -> LockDirectories {
+    static func read(lockDirectories: [String], leaseDirectories: [String], status: Bool = false) -> LockDirectories {
         let t0 = Sys.monotonicSeconds()
         var out = LockDirectories()
         for dir in lockDirectories {
@@ -22,7 +24,7 @@ struct LockDirectories: Sendable {
             // `.qemu-*.lock` (uppercase, not hex, another length, an escape or a newline in
             // it) is not one: it is listed under unseen with the reason, and left alone.
             var misnamed: [String] = []
-            let files = scan(dir, label: "lock dir", unseen: &out.unseen) { name in
+            let files = scan(dir, label: "lock dir", status: status, unseen: &out.unseen) { name in
                 switch lockFileName(name) {
                 case .scheme: return true
                 case .misnamed:
@@ -42,14 +44,15 @@ struct LockDirectories: Sendable {
             var isDir = ObjCBool(false)
             guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else { continue }
             // virtlockd lease files: 64 hex digits.
-            out.leaseFiles += scan(dir, label: "virtlockd lease dir", unseen: &out.unseen) { name in strlen(name) == 64 }
+            out.leaseFiles += scan(dir, label: "virtlockd lease dir", status: status, unseen: &out.unseen) { name in strlen(name) == 64 }
         }
         out.seconds = Sys.monotonicSeconds() - t0
         return out
     }
 
-    /// The entries of one dir that `keep` accepts, sorted by path (byte order).
-    static func scan(_ dir: String, label: String, unseen: inout [Unseen],
+    /// The entries of one dir that `keep` accepts, sorted by path (byte order); with
+    /// `status`, each with what lstat says of it (`LockFileEntry.mode`...).
+    static func scan(_ dir: String, label: String, status: Bool = false, unseen: inout [Unseen],
                      keep: (UnsafePointer<CChar>) -> Bool) -> [LockFileEntry] {
         let device: DeviceID
         switch Sys.stat(dir) {
@@ -62,24 +65,30 @@ struct LockDirectories: Sendable {
             return []
         }
         let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
-        let entries: [DirEntry]
-        switch Sys.entries(dir, prefix: base + "/", where: keep) {
+        let entries: [(entry: DirEntry, status: FileStatus?)]
+        let listed = status ? Sys.entriesWithStatus(dir, prefix: base + "/", where: keep)
+            : Sys.entries(dir, prefix: base + "/", where: keep).map { $0.map { ($0, nil) } }
+        switch listed {
         case .success(let e): entries = e
         case .failure(let e):
             unseen.append(Unseen(what: "\(label) \(dir)", why: e.description))
             return []
         }
-        return ByteOrder.sortedIndices(entries.map(\.name)).map { i in
-            let e = entries[i]
+        return ByteOrder.sortedIndices(entries.map(\.entry.name)).map { i in
+            let (e, st) = entries[i]
             var kind = e.kind
             var dev = device
             var inode = e.inode
-            if kind == nil, case .success(let s) = Sys.lstat(e.name) {
+            if kind == nil, let s = st ?? (try? Sys.lstat(e.name).get()) {
                 kind = s.kind
                 dev = s.deviceID
                 inode = s.inode
             }
-            return LockFileEntry(path: e.name, kind: kind ?? .unknown, device: dev, inode: inode, held: false)
+            var entry = LockFileEntry(path: e.name, kind: kind ?? .unknown, device: dev, inode: inode, held: false)
+            if let st {
+                (entry.uid, entry.gid, entry.mode, entry.links) = (st.uid, st.gid, st.mode, st.links)
+            }
+            return entry
         }
     }
 }

@@ -19,6 +19,10 @@ public struct InspectorOptions: Sendable, Equatable {
     /// Also note which processes have image files open for writing (`Snapshot.writers`,
     /// for the audit's writer rules): one lstat of each regular file's fd link.
     public var findWriters = false
+    /// Also lstat each lock-dir and lease-dir entry as it is listed (relative to the open
+    /// dir, on the lock-dir thread) and keep its owner, mode and link count in the entry
+    /// (`LockFileEntry.mode`...): the audit's lock-file facts, without a second lstat by path.
+    public var lockFileStatus = false
     /// Gluster volumes to scan through libgfapi (`--gluster`; see GlusterScan.swift).
     public var glusterVolumes: [GlusterVolumeScan] = []
     /// For open files on GlusterFS FUSE mounts with locks no local process accounts for:

@@ -178,7 +178,11 @@ public struct LockFileEntry: Sendable, Equatable {
     public var kind: FileKind
     public var device: DeviceID?
     public var inode: UInt64
+    /// What lstat said of the entry when the scan was asked for it
+    /// (`InspectorOptions.lockFileStatus`: the audit's lock-file facts): owner, group, the
+    /// whole `st_mode` (type and permission bits) and the link count; nil otherwise.
     public var uid: UInt32?
+    public var gid: UInt32?
     public var mode: UInt32?
     public var links: UInt64?
     /// Whether any kernel lock sits on it now.
@@ -191,12 +195,13 @@ public struct LockFileEntry: Sendable, Equatable {
     public var host: String?
 
     public init(path: String, kind: FileKind, device: DeviceID?, inode: UInt64, uid: UInt32? = nil, mode: UInt32? = nil,
-                links: UInt64? = nil, held: Bool, image: String? = nil, mappedBy: String? = nil) {
+                links: UInt64? = nil, held: Bool, image: String? = nil, mappedBy: String? = nil, gid: UInt32? = nil) {
         self.path = path
         self.kind = kind
         self.device = device
         self.inode = inode
         self.uid = uid
+        self.gid = gid
         self.mode = mode
         self.links = links
         self.held = held

@@ -116,6 +116,7 @@ extension Locksmith {
                 audited = try scan.snapshot()
             }
             let snapshot = audited.snapshot
+            keptUntilExit = audited  // not freed at exit (10k images and findings)
             var fixes: [StaleFix] = []
             if fix {
                 fixes = Auditor.fixStale(audited.findings, lockFiles: snapshot.lockFiles, policy: LockDirOption.flavorPolicy)

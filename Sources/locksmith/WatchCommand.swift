@@ -96,24 +96,22 @@ extension Locksmith {
                 first = try snapshot()
                 snapshots += 1
             }
-            guard var previous = first else { throw ExitStatus.couldNotCheck }
+            guard let first else { throw ExitStatus.couldNotCheck }
+            var watch = SnapshotWatch(first, minimumSeverity: minimum)
             var written = 0
             if !json {
-                complain("watching every \(interval) s: \(previous.snapshot.holderCount) holder(s), \(previous.snapshot.waiterCount) waiter(s) now")
+                complain("watching every \(interval) s: \(first.snapshot.holderCount) holder(s), \(first.snapshot.waiterCount) waiter(s) now")
             }
             while count.map({ snapshots < $0 }) ?? true {
                 if sleepOrEnd(signals) { break }  // SIGINT, SIGTERM or SIGHUP: end cleanly
                 snapshots += 1
                 guard let taken = try snapshot() else { continue }  // a host not seen: no events this time
-                let next = AuditedSnapshot(SnapshotDiff.fillingDetails(taken.snapshot, from: previous.snapshot),
-                                           findings: taken.findings)
-                for e in SnapshotDiff.events(from: previous, to: next, minimumSeverity: minimum) {
+                for e in watch.advance(to: taken) {
                     let line = json ? ReportJSON.watchEvent(e, host: JSONOutput.host) : Array(WatchText.line(e).utf8)
                     writeStandardOutput(line + [UInt8(ascii: "\n")])  // one write(2) per line
                     written += 1
                     if let m = maxEvents, written >= m { return }
                 }
-                previous = next
             }
         }
     }

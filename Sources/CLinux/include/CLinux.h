@@ -68,6 +68,32 @@ static inline int clinux_fd_target(int dirfd, const char *name, struct clinux_fd
     return 0;
 }
 
+/* stat(2) of a path (links followed, attributes as stat syncs them) by statx(2), with the
+ * mount the path ends on: statfs answers per filesystem, so one statfs per mount id answers
+ * for every file on it. has_mount is 0 when the kernel does not say (before Linux 5.8). */
+struct clinux_path_status {
+    unsigned long long inode, dev, links, size, mount;
+    unsigned int mode, uid, gid;
+    int has_mount;
+};
+
+static inline int clinux_stat_with_mount(const char *path, struct clinux_path_status *out) {
+    struct statx sx;
+    int r = statx(AT_FDCWD, path, AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_MNT_ID, &sx);
+    if (r != 0) return r;
+    out->inode = sx.stx_ino;
+    unsigned long long major = sx.stx_dev_major, minor = sx.stx_dev_minor;  /* glibc's makedev */
+    out->dev = ((major & 0xfffULL) << 8) | ((major & ~0xfffULL) << 32) | (minor & 0xffULL) | ((minor & ~0xffULL) << 12);
+    out->links = sx.stx_nlink;
+    out->size = sx.stx_size;
+    out->mode = sx.stx_mode;
+    out->uid = sx.stx_uid;
+    out->gid = sx.stx_gid;
+    out->has_mount = (sx.stx_mask & STATX_MNT_ID) != 0;
+    out->mount = out->has_mount ? sx.stx_mnt_id : 0;
+    return 0;
+}
+
 /* kcmp(2) KCMP_FILE: 0 when fd1 of pid1 and fd2 of pid2 are the same open file description
  * (shared by dup or fork), 1 or 2 when not, -1 on error (no ptrace access, gone). */
 static inline long clinux_kcmp_file(int pid1, int pid2, int fd1, int fd2) {

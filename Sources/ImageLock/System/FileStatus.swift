@@ -26,6 +26,18 @@ public struct FileStatus: Sendable, Equatable {
         size = Int64(st.st_size)
     }
 
+    package init(kind: FileKind, device: UInt64, inode: UInt64, mode: UInt32, uid: UInt32, gid: UInt32, links: UInt64,
+                 size: Int64) {
+        self.kind = kind
+        self.device = device
+        self.inode = inode
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.links = links
+        self.size = size
+    }
+
     /// The device as /proc/locks prints it: `MAJOR:MINOR` in hex, at least two digits each.
     public var deviceID: DeviceID { DeviceID(dev: device) }
 

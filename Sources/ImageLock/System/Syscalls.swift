@@ -101,6 +101,18 @@ package enum Sys {
         return retrying { fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) }.map { _ in FileStatus(st) }
     }
 
+    /// stat(2) (follows links, as `stat`), by statx(2), with the id of the mount the path
+    /// ends on (nil before Linux 5.8): files on one mount are on one filesystem, so one
+    /// statfs answers for all of them.
+    package static func statWithMount(_ path: String) -> Result<(status: FileStatus, mount: UInt64?), Errno> {
+        var out = clinux_path_status()
+        return PathBytes.withCString(path) { p in retrying { clinux_stat_with_mount(p, &out) } }.map { _ in
+            let st = FileStatus(kind: FileKind(mode: mode_t(out.mode)), device: out.dev, inode: out.inode, mode: out.mode,
+                                uid: out.uid, gid: out.gid, links: out.links, size: Int64(bitPattern: out.size))
+            return (st, out.has_mount != 0 ? out.mount : nil)
+        }
+    }
+
     /// statfs(2)'s f_type: the filesystem's magic number (linux/magic.h).
     package static func filesystemMagic(_ path: String) -> Result<UInt32, Errno> {
         var buf = statfs()

@@ -102,9 +102,11 @@ public struct AuditProcessFacts: Sendable, Equatable {
 
 extension AuditFacts {
     /// Reads what the rules need about `snapshot` from the system: a stat or lstat per lock
-    /// dir, lock file and image, statfs per image and lock dir, /proc/PID/status of each
-    /// process the snapshot names (and of writers' ancestors), the scheduler's view of each
-    /// waiter. No directory walk, no second pass over /proc; nothing is opened but /proc files.
+    /// dir, lock file and image, statfs per lock dir and per mount the images are on,
+    /// /proc/PID/status of each process the snapshot names (and of writers' ancestors), the
+    /// scheduler's view of each waiter. No directory walk, no second pass over /proc; nothing
+    /// is opened but /proc files. A lock file the scan already lstat'ed (relative to its dir,
+    /// `InspectorOptions.lockFileStatus`, as the audit's scan does) is not lstat'ed again.
     public static func gather(for snapshot: Snapshot, lockDirectories: [String], waitThreshold: Double = 30,
                               procRoot: String = "/proc", now: Date = Date()) -> AuditFacts {
         var f = AuditFacts(now: now, waitThreshold: waitThreshold)
@@ -112,25 +114,30 @@ extension AuditFacts {
             let key = AuditFacts.trimmed(dir)
             if case .success(let s) = AuditReads.facts(key, follow: true) { f.lockDirectories[key] = s }
         }
-        // A stat per lock file and per image (10k each on a big host), on every core; the
-        // results are kept in the snapshot's order.
-        let lockFilePaths = snapshot.lockFiles.map(\.path)
-        let lockFileFacts = Parallel.chunks(lockFilePaths.count, chunk: 2048) { range in
-            range.map { AuditReads.facts(lockFilePaths[$0], follow: false) }
+        // The lock files: what the scan's lstat said, else an lstat here (a snapshot taken
+        // without, or an entry gone before the scan could stat it), on every core.
+        let lockFiles = snapshot.lockFiles
+        f.lockFiles.reserveCapacity(lockFiles.count)
+        var unstated: [Int] = []
+        for n in lockFiles.indices {
+            if let facts = AuditReads.facts(of: lockFiles[n]) { f.lockFiles[lockFiles[n].path] = facts } else { unstated.append(n) }
         }
-        f.lockFiles.reserveCapacity(lockFilePaths.count)
-        for (path, r) in zip(lockFilePaths, lockFileFacts) {
-            if case .success(let s) = r { f.lockFiles[path] = s }
+        let toStat = unstated
+        let lockFileFacts = Parallel.chunks(toStat.count, chunk: 2048) { range in
+            range.map { AuditReads.facts(lockFiles[toStat[$0]].path, follow: false) }
         }
-        var imagePaths = Set(snapshot.images.compactMap(\.path))
-        imagePaths.formUnion(snapshot.lockFiles.compactMap(\.image))
-        imagePaths.formUnion(snapshot.writers.map(\.path))
-        let paths = Array(imagePaths)
-        let imageFacts = Parallel.chunks(paths.count, chunk: 2048) { range in
-            range.map { AuditReads.facts(paths[$0], follow: true) }
+        for (n, r) in zip(toStat, lockFileFacts) {
+            if case .success(let s) = r { f.lockFiles[lockFiles[n].path] = s }
         }
+        // The images: a stat each (10k on a big host, on every core) and a statfs per mount.
+        var seen = Set<String>()
+        var paths: [String] = []
+        func add(_ p: String) { if seen.insert(p).inserted { paths.append(p) } }
+        for i in snapshot.images { if let p = i.path { add(p) } }
+        for e in lockFiles { if let p = e.image { add(p) } }
+        for w in snapshot.writers { add(w.path) }
         f.images.reserveCapacity(paths.count)
-        for (p, r) in zip(paths, imageFacts) {
+        for (p, r) in zip(paths, AuditReads.imageFacts(paths)) {
             switch r {
             case .success(let s):
                 f.images[p] = s

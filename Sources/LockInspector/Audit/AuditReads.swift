@@ -24,6 +24,42 @@ enum AuditReads {
         return f
     }
 
+    /// A lock-dir entry's facts from what the scan's lstat said of it (`LockFileEntry.mode`...,
+    /// with `InspectorOptions.lockFileStatus`); nil when the scan did not stat it.
+    static func facts(of e: LockFileEntry) -> AuditFileFacts? {
+        guard let mode = e.mode, let uid = e.uid, let gid = e.gid, let links = e.links else { return nil }
+        let kind = FileKind(mode: mode_t(mode))
+        var f = AuditFileFacts(kind: kind, mode: mode & 0o7777, uid: uid, gid: gid, links: links)
+        if kind == .symlink { f.linkTarget = Sys.readlink(e.path) }
+        return f
+    }
+
+    /// `facts(path, follow: true)` of each image, in order: the stats on every core, and one
+    /// statfs per mount (the mount a path ends on is one filesystem, whose f_type statfs
+    /// tells; its first image's path is asked), not one per image. Without the kernel's
+    /// mount id (before Linux 5.8), a statfs per image.
+    static func imageFacts(_ paths: [String]) -> [Result<AuditFileFacts, Errno>] {
+        let stats = Parallel.chunks(paths.count, chunk: 2048) { range in range.map { Sys.statWithMount(paths[$0]) } }
+        var magicByMount: [UInt64: UInt32] = [:]
+        func magic(_ path: String, mount: UInt64?) -> UInt32? {
+            if let m = mount, let known = magicByMount[m] { return known }
+            guard case .success(let magic) = Sys.filesystemMagic(path) else { return nil }
+            if let m = mount { magicByMount[m] = magic }
+            return magic
+        }
+        return zip(paths, stats).map { path, r in
+            r.map { st, mount in
+                var f = AuditFileFacts(kind: st.kind, mode: st.permissions, uid: st.uid, gid: st.gid, links: st.links)
+                if st.kind == .symlink {
+                    f.linkTarget = Sys.readlink(path)
+                } else {
+                    f.sharedFilesystem = magic(path, mount: mount).flatMap(sharedFilesystem(magic:))
+                }
+                return f
+            }
+        }
+    }
+
     /// The shared filesystem `path` is on, by statfs f_type (linux/magic.h); nil when local
     /// or unknown.
     static func sharedFilesystem(_ path: String) -> String? {

@@ -5,7 +5,7 @@ import ImageLock
 /// Each returns its findings; `all` runs every rule and orders the result.
 public enum AuditRules {
     public static func all(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
-        let c = LockFileContext(s)
+        let c = LockFileContext(s, f)
         var found = unlockedWriter(s, f)
         found += concurrentWriters(s, f)
         found += unsafeLockFile(s, f, c)
@@ -18,29 +18,35 @@ public enum AuditRules {
         return sorted(found)
     }
 
-    /// Most severe first, then in rule order, then by image and files. (Each finding's key
-    /// is made once, not at every comparison: 15k findings are ~200k comparisons.)
+    /// Most severe first, then in rule order, then by image and files; ties keep their order
+    /// (a stable sort). The findings are put in groups of one severity and rule first (a
+    /// number each), and only a group not already in order is sorted, by its findings' image
+    /// and files, each made once (15k findings are ~200k comparisons).
     public static func sorted(_ findings: [Finding]) -> [Finding] {
-        struct Key {
-            var severity: Severity
-            var rank: Int
-            var image: String
-            var files: String
-        }
+        let rules = AuditRule.allCases, severities = Severity.allCases
         var rank: [AuditRule: Int] = [:]
-        for (n, r) in AuditRule.allCases.enumerated() { rank[r] = n }
-        let keys = findings.map {
-            Key(severity: $0.severity, rank: rank[$0.rule]!, image: $0.image ?? "",
-                files: $0.files.count == 1 ? $0.files[0] : $0.files.joined(separator: " "))
+        for (n, r) in rules.enumerated() { rank[r] = n }
+        var groups = [[Int]](repeating: [], count: rules.count * severities.count)
+        for (n, f) in findings.enumerated() {
+            let severity = severities.firstIndex(of: f.severity)!
+            groups[(severities.count - 1 - severity) * rules.count + rank[f.rule]!].append(n)
         }
-        // Ties keep their order (the index breaks them, as a stable sort of the findings would).
-        let order = keys.indices.sorted { a, b in
-            let x = keys[a], y = keys[b]
-            if x.severity != y.severity { return x.severity > y.severity }
-            if x.rank != y.rank { return x.rank < y.rank }
-            if x.image != y.image { return x.image < y.image }
-            if x.files != y.files { return x.files < y.files }
-            return a < b
+        let images = findings.map { $0.image ?? "" }
+        let files = findings.map { $0.files.count == 1 ? $0.files[0] : $0.files.joined(separator: " ") }
+        var order: [Int] = []
+        order.reserveCapacity(findings.count)
+        images.withUnsafeBufferPointer { images in
+            files.withUnsafeBufferPointer { files in
+                func before(_ a: Int, _ b: Int) -> Bool {
+                    if images[a] != images[b] { return images[a] < images[b] }
+                    if files[a] != files[b] { return files[a] < files[b] }
+                    return a < b
+                }
+                for var group in groups where !group.isEmpty {
+                    if !zip(group, group.dropFirst()).allSatisfy({ before($0, $1) }) { group.sort(by: before) }
+                    order += group
+                }
+            }
         }
         return order.map { findings[$0] }
     }
@@ -218,12 +224,11 @@ public enum AuditRules {
     /// the image's owner (warning); a lock dir that is world-writable without the sticky
     /// bit (critical).
     public static func unsafeLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
-        unsafeLockFile(s, f, LockFileContext(s))
+        unsafeLockFile(s, f, LockFileContext(s, f))
     }
 
     static func unsafeLockFile(_ s: Snapshot, _ f: AuditFacts, _ c: LockFileContext) -> [Finding] {
         var out: [Finding] = []
-        let holders = c.holders
         for (dir, d) in f.lockDirectories.sorted(by: { $0.key < $1.key }) where d.kind == .directory {
             if ImageLocker.isUnprotected(directoryMode: d.mode) {
                 out.append(Finding(
@@ -234,9 +239,15 @@ public enum AuditRules {
                     remedy: "chmod +t \(dir) (or chmod o-w \(dir))"))
             }
         }
-        for n in c.lockFileEntries {
+        for (k, n) in c.lockFileEntries.enumerated() {
+            guard let ff = c.lockFacts[k] else { continue }
+            // Nothing to say of a root-owned (or image owner's) single-link regular file
+            // that is not world-writable: the common case, decided without a copy of the entry.
+            if ff.kind == .regular && ff.links <= 1 && ff.mode & 0o002 == 0
+                && (ff.uid == 0 || (c.imageFacts[k]?.uid).map { $0 == ff.uid } ?? true) {
+                continue
+            }
             let e = s.lockFiles[n]
-            guard let ff = f.lockFiles[e.path] else { continue }
             var problems: [String] = []
             var remedies: [String] = []
             var severity = Severity.warning
@@ -256,7 +267,7 @@ public enum AuditRules {
                     problems.append("is world-writable (mode \(ff.modeText)): any user can take the exclusive lock or rewrite the image path inside")
                     remedies.append("chmod o-w \(e.path)")
                 }
-                let owner = e.image.flatMap { f.images[$0] }?.uid
+                let owner = c.imageFacts[k]?.uid
                 // Unknown image: its owner is unknown, so the owner is not judged.
                 if ff.uid != 0, let owner, ff.uid != owner {
                     problems.append("is owned by uid \(ff.uid), neither root nor the image's owner (uid \(owner)): that user can chmod it and lock others out")
@@ -269,7 +280,7 @@ public enum AuditRules {
             }
             guard !problems.isEmpty else { continue }
             out.append(Finding(
-                rule: .unsafeLockFile, severity: severity, image: e.image, holders: holders[e.path] ?? [],
+                rule: .unsafeLockFile, severity: severity, image: e.image, holders: c.holders(e.path),
                 files: [e.path], evidence: "lock file \(e.path) " + problems.joined(separator: "; it ") + ".",
                 remedy: remedies.joined(separator: "; ")))
         }
@@ -279,20 +290,19 @@ public enum AuditRules {
     /// `unwritable-lock-file` (warning): the image's owner could not open the lock file
     /// for writing, so it cannot take an exclusive lock on its own image.
     public static func unwritableLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
-        unwritableLockFile(s, f, LockFileContext(s))
+        unwritableLockFile(s, f, LockFileContext(s, f))
     }
 
     static func unwritableLockFile(_ s: Snapshot, _ f: AuditFacts, _ c: LockFileContext) -> [Finding] {
         var out: [Finding] = []
-        let holders = c.holders
-        for n in c.lockFileEntries where s.lockFiles[n].kind == .regular && s.lockFiles[n].image != nil {
+        for (k, n) in c.lockFileEntries.enumerated() where s.lockFiles[n].kind == .regular && s.lockFiles[n].image != nil {
+            guard let img = c.imageFacts[k], img.uid != 0, let lf = c.lockFacts[k], lf.kind == .regular else { continue }
             let e = s.lockFiles[n]
-            guard let image = e.image, let img = f.images[image], img.uid != 0, let lf = f.lockFiles[e.path],
-                  lf.kind == .regular else { continue }
+            guard let image = e.image else { continue }
             let groups = f.userGroups[img.uid] ?? []
             guard !lf.permits(uid: img.uid, gid: groups.first ?? img.gid, groups: groups, access: 2) else { continue }
             out.append(Finding(
-                rule: .unwritableLockFile, severity: .warning, image: image, holders: holders[e.path] ?? [],
+                rule: .unwritableLockFile, severity: .warning, image: image, holders: c.holders(e.path),
                 files: [e.path],
                 evidence: "the image's owner (uid \(img.uid)) cannot open lock file \(e.path) for writing (owner uid "
                     + "\(lf.uid), mode \(lf.modeText)): it cannot take an exclusive lock on its own image.",
@@ -305,8 +315,9 @@ public enum AuditRules {
     /// blocks the image's users without being able to use the image itself.
     public static func foreignHolder(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
         var out: [Finding] = []
-        for i in s.images {
-            guard let path = i.path, let img = f.images[path] else { continue }
+        for n in s.images.indices where !s.images[n].holders.isEmpty {
+            guard let path = s.images[n].path, let img = f.images[path] else { continue }
+            let i = s.images[n]
             var seen = Set<Int32>()
             let foreign = i.holders.filter { h in
                 guard let p = f.processes[h.pid] ?? h.uid.map({ AuditProcessFacts(uid: $0, gid: $0) }) else { return false }
@@ -329,19 +340,19 @@ public enum AuditRules {
     /// filesystem for an image on a shared one (NFS, FUSE/Gluster, Ceph, SMB, GFS2, OCFS2):
     /// other hosts never see the lock.
     public static func localLockOnSharedStorage(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
-        localLockOnSharedStorage(s, f, LockFileContext(s))
+        localLockOnSharedStorage(s, f, LockFileContext(s, f))
     }
 
     static func localLockOnSharedStorage(_ s: Snapshot, _ f: AuditFacts, _ c: LockFileContext) -> [Finding] {
         var out: [Finding] = []
-        let holders = c.holders
-        for n in c.lockFileEntries where s.lockFiles[n].kind == .regular && s.lockFiles[n].image != nil {
+        for (k, n) in c.lockFileEntries.enumerated() where s.lockFiles[n].kind == .regular && s.lockFiles[n].image != nil {
+            guard let fs = c.imageFacts[k]?.sharedFilesystem else { continue }
             let e = s.lockFiles[n]
-            guard let image = e.image, let fs = f.images[image]?.sharedFilesystem else { continue }
+            guard let image = e.image else { continue }
             let dir = directory(of: e.path)
             guard let d = f.lockDirectories[dir], d.sharedFilesystem == nil else { continue }
             out.append(Finding(
-                rule: .localLockOnSharedStorage, severity: .warning, image: image, holders: holders[e.path] ?? [],
+                rule: .localLockOnSharedStorage, severity: .warning, image: image, holders: c.holders(e.path),
                 files: [e.path],
                 evidence: "the image is on a shared filesystem (\(fs)) but its lock file \(e.path) is in \(dir) on a local "
                     + "one: \(e.held ? "the lock held here" : "a lock taken here") is invisible to other hosts, which can open "
@@ -356,7 +367,8 @@ public enum AuditRules {
     /// waiting for a lock on an image.
     public static func blockedWaiter(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
         var out: [Finding] = []
-        for i in s.images {
+        for n in s.images.indices where !s.images[n].waiters.isEmpty {
+            let i = s.images[n]
             var seen = Set<Int32>()
             let long = i.waiters.filter { w in
                 (f.processes[w.pid]?.waitedSeconds ?? -1) >= f.waitThreshold && seen.insert(w.pid).inserted
@@ -381,7 +393,7 @@ public enum AuditRules {
 
     /// `stale-lock-file` (info): a lock file nobody holds.
     public static func staleLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
-        staleLockFile(s, f, LockFileContext(s))
+        staleLockFile(s, f, LockFileContext(s, f))
     }
 
     static func staleLockFile(_ s: Snapshot, _ f: AuditFacts, _ c: LockFileContext) -> [Finding] {
@@ -395,13 +407,13 @@ public enum AuditRules {
 
     /// `unmapped-lock-file` (info): a lock file whose image cannot be found.
     public static func unmappedLockFile(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
-        unmappedLockFile(s, f, LockFileContext(s))
+        unmappedLockFile(s, f, LockFileContext(s, f))
     }
 
     static func unmappedLockFile(_ s: Snapshot, _ f: AuditFacts, _ c: LockFileContext) -> [Finding] {
-        let holders = c.holders
-        return c.lockFileEntries.compactMap { n -> Finding? in
+        c.lockFileEntries.compactMap { n -> Finding? in
             guard s.lockFiles[n].kind == .regular else { return nil }
+            if s.lockFiles[n].image != nil && f.missingImages.isEmpty { return nil }
             let e = s.lockFiles[n]
             let evidence: String
             if let image = e.image {
@@ -411,7 +423,7 @@ public enum AuditRules {
                 evidence = "no image found for lock file \(e.path): none of the open files, --images dirs, libvirt "
                     + "disks or QEMU arguments has its SHA-1, and it holds no matching path."
             }
-            return Finding(rule: .unmappedLockFile, severity: .info, image: nil, holders: holders[e.path] ?? [],
+            return Finding(rule: .unmappedLockFile, severity: .info, image: nil, holders: c.holders(e.path),
                            files: [e.path], evidence: evidence,
                            remedy: e.held ? "pass the image's directory with --images to name it"
                                : "pass the image's directory with --images to name it; if the image is gone, `locksmith audit --fix` removes the lock file")
@@ -423,24 +435,59 @@ public enum AuditRules {
     /// A lock-dir entry (`.qemu-<sha1>.lock`), not a virtlockd lease file: its last path
     /// component is one (`ImageLocker.isLockFileName`), read as bytes.
     static func isLockFileEntry(_ e: LockFileEntry) -> Bool {
-        var u = e.path.utf8[...]
-        while u.last == UInt8(ascii: "/") { u.removeLast() }
-        let name = u.lastIndex(of: UInt8(ascii: "/")).map { u[u.index(after: $0)...] } ?? u
-        guard name.count == 51, name.prefix(6).elementsEqual(".qemu-".utf8), name.suffix(5).elementsEqual(".lock".utf8)
-        else { return false }
-        return name.dropFirst(6).prefix(40).allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+        e.path.utf8.withContiguousStorageIfAvailable(isLockFilePath)
+            ?? Array(e.path.utf8).withUnsafeBufferPointer(isLockFilePath)
+    }
+
+    private static func isLockFilePath(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
+        var end = u.count
+        while end > 0 && u[end - 1] == UInt8(ascii: "/") { end -= 1 }
+        var start = end
+        while start > 0 && u[start - 1] != UInt8(ascii: "/") { start -= 1 }
+        guard end - start == 51 else { return false }
+        let name = UnsafeBufferPointer(rebasing: u[start..<end])
+        guard name.prefix(6).elementsEqual(".qemu-".utf8), name.suffix(5).elementsEqual(".lock".utf8) else { return false }
+        return name[6..<46].allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
     }
 
     /// What the lock-file rules share, made once per audit: which entries are lock files
-    /// (not lease files), and the holders of each lock file's image.
+    /// (not lease files), each one's facts and its image's (one lookup by path each, not one
+    /// per rule), and the holders of each lock file's image (made when a finding first
+    /// names them: most lock files have nothing to report).
     struct LockFileContext {
         /// Indices into `Snapshot.lockFiles`, in order.
         let lockFileEntries: [Int]
-        let holders: [String: [InvolvedProcess]]
+        /// For each of them: `AuditFacts.lockFiles` of its path, `AuditFacts.images` of its image.
+        let lockFacts: [AuditFileFacts?]
+        let imageFacts: [AuditFileFacts?]
+        private let table: HolderTable
 
-        init(_ s: Snapshot) {
-            lockFileEntries = s.lockFiles.indices.filter { isLockFileEntry(s.lockFiles[$0]) }
-            holders = holdersByLockFile(s)
+        init(_ s: Snapshot, _ f: AuditFacts) {
+            var entries: [Int] = [], lockFacts: [AuditFileFacts?] = [], imageFacts: [AuditFileFacts?] = []
+            entries.reserveCapacity(s.lockFiles.count)
+            lockFacts.reserveCapacity(s.lockFiles.count)
+            imageFacts.reserveCapacity(s.lockFiles.count)
+            for n in s.lockFiles.indices where isLockFileEntry(s.lockFiles[n]) {
+                entries.append(n)
+                lockFacts.append(f.lockFiles[s.lockFiles[n].path])
+                imageFacts.append(s.lockFiles[n].image.flatMap { f.images[$0] })
+            }
+            (lockFileEntries, self.lockFacts, self.imageFacts) = (entries, lockFacts, imageFacts)
+            table = HolderTable(s)
+        }
+
+        /// The holders of the image the lock file at `path` belongs to.
+        func holders(_ path: String) -> [InvolvedProcess] { table.holders(path) }
+
+        /// `holdersByLockFile`, made on first use.
+        private final class HolderTable {
+            let snapshot: Snapshot
+            var byPath: [String: [InvolvedProcess]]?
+            init(_ s: Snapshot) { snapshot = s }
+            func holders(_ path: String) -> [InvolvedProcess] {
+                if byPath == nil { byPath = holdersByLockFile(snapshot) }
+                return byPath![path] ?? []
+            }
         }
     }
 

@@ -39,6 +39,7 @@ public struct Auditor: Sendable {
         -> (audited: AuditedSnapshot, facts: AuditFacts) {
         var o = options
         o.findWriters = true
+        o.lockFileStatus = true
         let s = try Inspector(o).snapshot()
         let auditor = Auditor(o, waitThreshold: waitThreshold)
         let facts = AuditFacts.gather(for: s, lockDirectories: auditor.lockDirectories, waitThreshold: waitThreshold,

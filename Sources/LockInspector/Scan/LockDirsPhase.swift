@@ -22,7 +22,9 @@ extension Scan {
         case .host:
             let o = options
             var out = StartedDirectories()
-            out.lockDirs = ThreadWork { LockDirectories.read(lockDirectories: o.lockDirectories, leaseDirectories: o.leaseDirectories) }
+            out.lockDirs = ThreadWork {
+                LockDirectories.read(lockDirectories: o.lockDirectories, leaseDirectories: o.leaseDirectories, status: o.lockFileStatus)
+            }
             if !o.imageDirectories.isEmpty || !o.libvirtDirectories.isEmpty {
                 out.imageDirs = ThreadWork { ImageDirectories.read(imageDirectories: o.imageDirectories, libvirtDirectories: o.libvirtDirectories) }
             }

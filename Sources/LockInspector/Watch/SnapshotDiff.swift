@@ -48,29 +48,41 @@ public enum SnapshotDiff {
     /// `minimumSeverity` are ignored (nil: no finding events at all).
     public static func events(from old: AuditedSnapshot, to new: AuditedSnapshot,
                               minimumSeverity: Severity? = .warning) -> [WatchEvent] {
-        var out = events(from: old.snapshot, to: new.snapshot)
-        guard let min = minimumSeverity else { return out }
-        let time = new.snapshot.generated
-        let before = Dictionary(old.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let after = Dictionary(new.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        for f in old.findings where f.severity >= min && after[f.id] == nil {
-            out.append(WatchEvent(kind: .findingCleared, time: time, image: f.image, imageID: nil, finding: f))
-        }
-        for f in new.findings where f.severity >= min && before[f.id] == nil {
-            out.append(WatchEvent(kind: .findingRaised, time: time, image: f.image, imageID: nil, finding: f))
-        }
-        return out
+        events(from: Indexed(old, minimumSeverity: minimumSeverity), to: Indexed(new, minimumSeverity: minimumSeverity))
     }
 
     /// The holders' and waiters' changes alone, in the order above.
     public static func events(from old: Snapshot, to new: Snapshot) -> [WatchEvent] {
-        let time = new.generated
-        var out: [WatchEvent] = []
+        events(from: Indexed(AuditedSnapshot(old), minimumSeverity: nil), to: Indexed(AuditedSnapshot(new), minimumSeverity: nil))
+    }
 
-        let oldHolders = index(old, \.holders, waiter: false)
-        let newHolders = index(new, \.holders, waiter: false)
-        let oldWaiters = index(old, \.waiters, waiter: true)
-        let newWaiters = index(new, \.waiters, waiter: true)
+    /// An audited snapshot with what the diff looks up in it: its holders and waiters by
+    /// entry (`index`), and its findings at or above the minimum severity by id. `watch`
+    /// makes one per snapshot and diffs it twice (as the newer side, then the older).
+    struct Indexed: Sendable {
+        let audited: AuditedSnapshot
+        let holders: [String: Entry]
+        let waiters: [String: Entry]
+        /// nil: no finding events.
+        let minimumSeverity: Severity?
+        let findings: [String: Finding]
+
+        init(_ a: AuditedSnapshot, minimumSeverity: Severity?) {
+            audited = a
+            holders = index(a.snapshot, \.holders, waiter: false)
+            waiters = index(a.snapshot, \.waiters, waiter: true)
+            self.minimumSeverity = minimumSeverity
+            findings = minimumSeverity.map { min in
+                Dictionary(a.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            } ?? [:]
+        }
+    }
+
+    /// The events from `old` to `new` (indexed with the same minimum severity).
+    static func events(from old: Indexed, to new: Indexed) -> [WatchEvent] {
+        let time = new.audited.snapshot.generated
+        var out: [WatchEvent] = []
+        let (oldHolders, newHolders, oldWaiters, newWaiters) = (old.holders, new.holders, old.waiters, new.waiters)
 
         func event(_ kind: WatchEvent.Kind, _ e: Entry, previous: Holder? = nil) -> WatchEvent {
             WatchEvent(kind: kind, time: time, image: e.image.path, imageID: e.image.id, holder: e.holder, previous: previous)
@@ -85,6 +97,14 @@ public enum SnapshotDiff {
         }
         for (k, e) in ordered(changed) { out.append(event(.holderChanged, e, previous: oldHolders[k]!.holder)) }
         for (_, e) in ordered(newWaiters.filter { oldWaiters[$0.key] == nil }) { out.append(event(.waiterBlocked, e)) }
+
+        guard let min = new.minimumSeverity else { return out }
+        for f in old.audited.findings where f.severity >= min && new.findings[f.id] == nil {
+            out.append(WatchEvent(kind: .findingCleared, time: time, image: f.image, imageID: nil, finding: f))
+        }
+        for f in new.audited.findings where f.severity >= min && old.findings[f.id] == nil {
+            out.append(WatchEvent(kind: .findingRaised, time: time, image: f.image, imageID: nil, finding: f))
+        }
         return out
     }
 
@@ -92,6 +112,9 @@ public enum SnapshotDiff {
     /// (command `?`: /proc had no status for them any more) taken from `old`, matched by
     /// pid. A waiter that gets its lock and exits at once is then still named when it goes.
     public static func fillingDetails(_ new: Snapshot, from old: Snapshot) -> Snapshot {
+        // Most snapshots name every process: then nothing is looked up or copied.
+        guard new.images.contains(where: { i in i.holders.contains { $0.command == "?" } || i.waiters.contains { $0.command == "?" } })
+        else { return new }
         var known: [Int32: Holder] = [:]
         for i in old.images { for h in i.holders + i.waiters where h.command != "?" { known[h.pid] = h } }
         guard !known.isEmpty else { return new }
@@ -114,7 +137,7 @@ public enum SnapshotDiff {
         return out
     }
 
-    struct Entry {
+    struct Entry: Sendable {
         var image: ImageLocks
         var holder: Holder
     }
@@ -162,5 +185,34 @@ public enum SnapshotDiff {
             (e.image.path ?? "\u{10FFFF}" + e.image.id, e.holder.pid, e.holder.fd ?? -1, e.holder.scheme.rawValue)
         }
         return keys.indices.sorted { keys[$0] < keys[$1] }.map { list[$0] }
+    }
+}
+
+/// `watch`'s state from one snapshot to the next: the last audited snapshot, indexed once
+/// (as the newer side of one diff, then reused as the older side of the next), and the
+/// snapshot it replaces freed on another thread, not in the way of the next scan.
+public struct SnapshotWatch: Sendable {
+    private var last: SnapshotDiff.Indexed
+
+    /// Finding events for findings at or above `minimumSeverity` (nil: none).
+    public init(_ first: AuditedSnapshot, minimumSeverity: Severity?) {
+        last = SnapshotDiff.Indexed(first, minimumSeverity: minimumSeverity)
+    }
+
+    /// The snapshot the next events are counted from.
+    public var current: AuditedSnapshot { last.audited }
+
+    /// The events from the current snapshot to `taken` (`SnapshotDiff.events`, with the details
+    /// of processes that ended while it was taken filled in from the current one:
+    /// `SnapshotDiff.fillingDetails`); `taken` becomes the current snapshot.
+    public mutating func advance(to taken: AuditedSnapshot) -> [WatchEvent] {
+        let next = SnapshotDiff.Indexed(AuditedSnapshot(SnapshotDiff.fillingDetails(taken.snapshot, from: last.audited.snapshot),
+                                                        findings: taken.findings),
+                                        minimumSeverity: last.minimumSeverity)
+        let events = SnapshotDiff.events(from: last, to: next)
+        let old = last
+        last = next
+        Parallel.release(consume old)
+        return events
     }
 }

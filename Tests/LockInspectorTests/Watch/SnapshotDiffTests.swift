@@ -97,3 +97,46 @@ final class SnapshotDiffTests: XCTestCase {
         XCTAssertEqual(SnapshotDiff.fillingDetails(b, from: snap(t1, [])), b)
     }
 }
+
+/// `SnapshotWatch`: `watch`'s state from snapshot to snapshot gives the events the pure diff
+/// gives for each pair (with the details of ended processes filled in from the one before).
+final class SnapshotWatchTests: XCTestCase {
+    func testEachStepIsThePairsDiff() {
+        let t = (0..<5).map { Date(timeIntervalSince1970: 1_800_000_000 + Double($0) * 2) }
+        func snap(_ i: Int, _ images: [ImageLocks], findings: [Finding] = []) -> AuditedSnapshot {
+            AuditedSnapshot(Snapshot(host: "h", generated: t[i], images: images, lockFiles: [], unseen: []), findings: findings)
+        }
+        func image(_ path: String, holders: [Holder] = [], waiters: [Holder] = []) -> ImageLocks {
+            ImageLocks(id: path, path: path, schemes: [.lockfile], holders: holders, waiters: waiters)
+        }
+        let py = Holder(pid: 2, command: "python3", args: ["python3"], user: "root", scheme: .lockfile, lockType: .write)
+        let gone = Holder(pid: 2, command: "?", scheme: .lockfile, lockType: .write)
+        let qemu = Holder(pid: 1, command: "qemu", fd: 9, scheme: .qemu, qemu: .readOnly)
+        let warn = Finding(rule: .foreignHolder, severity: .warning, image: "/a", evidence: "e", remedy: "r")
+        let steps = [
+            snap(0, [image("/a", holders: [qemu])]),
+            snap(1, [image("/a", holders: [qemu], waiters: [py])], findings: [warn]),
+            // The waiter got its lock and ended mid-scan: its details come from the step before.
+            snap(2, [image("/a", holders: [gone])], findings: [warn]),
+            snap(3, [image("/a", holders: [Holder(pid: 1, command: "qemu", fd: 9, scheme: .qemu, qemu: .readWrite)]),
+                     image("/b", holders: [qemu])]),
+            snap(4, []),
+        ]
+        var watch = SnapshotWatch(steps[0], minimumSeverity: .warning)
+        var previous = steps[0]
+        var kinds: [String] = []
+        for next in steps.dropFirst() {
+            let filled = AuditedSnapshot(SnapshotDiff.fillingDetails(next.snapshot, from: previous.snapshot), findings: next.findings)
+            let expected = SnapshotDiff.events(from: previous, to: filled, minimumSeverity: .warning)
+            let got = watch.advance(to: next)
+            XCTAssertEqual(got, expected)
+            XCTAssertEqual(watch.current, filled)
+            kinds += got.map { "\($0.kind.rawValue) \($0.holder?.command ?? $0.finding?.rule.rawValue ?? "")" }
+            previous = filled
+        }
+        XCTAssertEqual(kinds, ["waiter-blocked python3", "finding-raised foreign-holder",
+                               "lock-released qemu", "waiter-unblocked python3", "lock-acquired python3",
+                               "lock-released python3", "lock-acquired qemu", "lock-acquired qemu", "finding-cleared foreign-holder",
+                               "lock-released qemu", "lock-released qemu"])
+    }
+}
