@@ -48,6 +48,8 @@ public enum AuditRules {
                 }
             }
         }
+        // Already in order (the rules made them so): no copy.
+        if order.elementsEqual(findings.indices) { return findings }
         return order.map { findings[$0] }
     }
 

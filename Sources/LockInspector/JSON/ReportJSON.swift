@@ -12,7 +12,6 @@ public enum ReportJSON {
                              host: String) -> [UInt8] {
         let s = audited.snapshot, findings = audited.findings
         var w = JSONWriter(capacity: 4096 + findings.count * 512)
-        var dates = DateText()
         var counts: [Severity: Int] = [:]
         for f in findings { counts[f.severity, default: 0] += 1 }
         w.beginReport(host: host, generated: s.generated)
@@ -24,7 +23,11 @@ public enum ReportJSON {
         }
         w.endObject()
         w.field("fail_on", failOn.rawValue)
-        w.field("findings", findings) { w, f in w.finding(f, dates: &dates) }
+        w.key("findings")
+        w.beginArray()
+        // In chunks on every core (15k findings with 10k unmapped lock files), joined in order.
+        SnapshotJSON.elements(findings.count, into: &w) { i, w, dates in w.finding(findings[i], dates: &dates) }
+        w.endArray()
         w.key("fixes")
         if let fixes {
             w.beginArray()
