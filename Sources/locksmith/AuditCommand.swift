@@ -123,8 +123,9 @@ extension Locksmith {
             }
             let remaining = Auditor.remaining(audited.findings, after: fixes)
             if json {
-                JSONOutput.write(ReportJSON.audit(audited, failOn: failOn, fixes: fix ? fixes : nil, hosts: hosts,
-                                                  host: JSONOutput.host))
+                ReportJSON.audit(audited, failOn: failOn, fixes: fix ? fixes : nil, hosts: hosts, host: JSONOutput.host,
+                                 sink: writeStandardOutput)
+                writeStandardOutput([UInt8(ascii: "\n")])
             } else {
                 print(AuditText.render(audited.findings, fixes: fixes), terminator: "")
                 if !snapshot.unseen.isEmpty {

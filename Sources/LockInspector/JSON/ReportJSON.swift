@@ -10,8 +10,24 @@ public enum ReportJSON {
     /// (left out otherwise). Dated by the snapshot.
     public static func audit(_ audited: AuditedSnapshot, failOn: Severity, fixes: [StaleFix]?, hosts: [ClusterHost]?,
                              host: String) -> [UInt8] {
+        var w = JSONWriter(capacity: 4096 + audited.findings.count * 512)
+        write(audit: audited, failOn: failOn, fixes: fixes, hosts: hosts, host: host, to: &w)
+        return w.bytes
+    }
+
+    /// The same, handed to `sink` in pieces as it is made (as `SnapshotJSON.render(_:sink:)`):
+    /// `audit --json` writes each piece as it comes, never holding the whole report (9 MB
+    /// with 10k unmapped lock files).
+    public static func audit(_ audited: AuditedSnapshot, failOn: Severity, fixes: [StaleFix]?, hosts: [ClusterHost]?,
+                             host: String, sink: @escaping (UnsafeRawBufferPointer) -> Void) {
+        var w = JSONWriter(capacity: 1 << 16, sink: sink)
+        write(audit: audited, failOn: failOn, fixes: fixes, hosts: hosts, host: host, to: &w)
+        w.finish()
+    }
+
+    static func write(audit audited: AuditedSnapshot, failOn: Severity, fixes: [StaleFix]?, hosts: [ClusterHost]?,
+                      host: String, to w: inout JSONWriter) {
         let s = audited.snapshot, findings = audited.findings
-        var w = JSONWriter(capacity: 4096 + findings.count * 512)
         var counts: [Severity: Int] = [:]
         for f in findings { counts[f.severity, default: 0] += 1 }
         w.beginReport(host: host, generated: s.generated)
@@ -45,7 +61,6 @@ public enum ReportJSON {
         if let hosts { w.field("hosts", hosts) { w, h in w.clusterHost(h) } }
         w.field("unseen", s.unseen) { w, u in w.unseen(u) }
         w.endObject()
-        return w.bytes
     }
 
     /// One `watch --json` line (without its newline), dated by the event.

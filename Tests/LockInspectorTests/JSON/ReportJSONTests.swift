@@ -33,6 +33,30 @@ final class ReportJSONTests: XCTestCase {
         try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
     }
 
+    /// `audit --json` with many findings (written in chunks on every core, streamed): the
+    /// findings in order, each as it is alone, the same bytes streamed or whole, and the
+    /// findings array as list --audit writes it.
+    func testManyFindingsAreWrittenInOrderWholeOrStreamed() throws {
+        let findings = (0..<9_000).map { i in
+            Finding(rule: i % 3 == 0 ? .unmappedLockFile : .staleLockFile, severity: .info, image: i % 2 == 0 ? nil : "/i/\(i).qcow2",
+                    holders: i % 5 == 0 ? [InvolvedProcess(holder: holder)] : [], files: ["/var/tmp/.qemu-\(i).lock"],
+                    evidence: "lock file \(i) \"quoted\"", remedy: "r")
+        }
+        let audited = AuditedSnapshot(snapshot, findings: findings)
+        let whole = ReportJSON.audit(audited, failOn: .critical, fixes: nil, hosts: nil, host: "h")
+        var streamed: [UInt8] = []
+        ReportJSON.audit(audited, failOn: .critical, fixes: nil, hosts: nil, host: "h") { streamed += $0 }
+        XCTAssertEqual(streamed, whole)
+        JSONSchema.check(String(decoding: whole, as: UTF8.self), command: "audit")
+        let written = try XCTUnwrap(try object(whole)["findings"] as? [[String: Any]])
+        XCTAssertEqual(written.map { $0["evidence"] as? String }, findings.map(\.evidence))
+        let one = try object(ReportJSON.audit(AuditedSnapshot(snapshot, findings: [findings[4_500]]), failOn: .critical, fixes: nil,
+                                              hosts: nil, host: "h"))
+        XCTAssertEqual(written[4_500] as NSDictionary, (one["findings"] as? [[String: Any]])?.first as NSDictionary?)
+        let list = try object(SnapshotJSON.render(snapshot, host: "h", extras: .init(findings: findings)))
+        XCTAssertEqual(list["findings"] as? NSArray, written as NSArray)
+    }
+
     func testAHolderAFindingAndAKernelRowAreOneObjectInEveryReport() throws {
         let listBytes = SnapshotJSON.render(snapshot, host: "h", extras: .init(findings: [finding]))
         let auditBytes = ReportJSON.audit(AuditedSnapshot(snapshot, findings: [finding]), failOn: .critical, fixes: nil, hosts: nil, host: "h")
