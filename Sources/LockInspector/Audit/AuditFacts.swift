@@ -130,7 +130,7 @@ extension AuditFacts {
             if case .success(let s) = r { f.lockFiles[lockFiles[n].path] = s }
         }
         // The images: a stat each (10k on a big host, on every core) and a statfs per mount.
-        var seen = Set<String>()
+        var seen = Set<String>(minimumCapacity: snapshot.images.count)
         var paths: [String] = []
         func add(_ p: String) { if seen.insert(p).inserted { paths.append(p) } }
         for i in snapshot.images { if let p = i.path { add(p) } }
