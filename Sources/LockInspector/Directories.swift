@@ -7,16 +7,15 @@ import ImageLock
 // files each is a readdir of 10k entries, plus 10k SHA-1s for the images).
 
 /// The lock files and virtlockd lease files, by readdir only: the dir's device plus d_ino is
-/// each file's key; nothing is opened or stat'ed per entry unless the filesystem gives no d_type
-/// or `status` asks for each entry's owner and mode (the audit's facts: an fstatat relative
-/// to the open dir, never followed).
+/// each file's key; nothing is opened or stat'ed per entry unless the filesystem gives no d_type.
+/// (The audit's lstat of each entry, `statuses(of:)`, follows on a thread of its own.)
 struct LockDirectories: Sendable {
     var lockFiles: [LockFileEntry] = []
     var leaseFiles: [LockFileEntry] = []
     var unseen: [Unseen] = []
     var seconds: Double = 0
 
-    static func read(lockDirectories: [String], leaseDirectories: [String], status: Bool = false) -> LockDirectories {
+    static func read(lockDirectories: [String], leaseDirectories: [String]) -> LockDirectories {
         let t0 = Sys.monotonicSeconds()
         var out = LockDirectories()
         for dir in lockDirectories {
@@ -24,7 +23,7 @@ struct LockDirectories: Sendable {
             // `.qemu-*.lock` (uppercase, not hex, another length, an escape or a newline in
             // it) is not one: it is listed under unseen with the reason, and left alone.
             var misnamed: [String] = []
-            let files = scan(dir, label: "lock dir", status: status, unseen: &out.unseen) { name in
+            let files = scan(dir, label: "lock dir", unseen: &out.unseen) { name in
                 switch lockFileName(name) {
                 case .scheme: return true
                 case .misnamed:
@@ -44,15 +43,14 @@ struct LockDirectories: Sendable {
             var isDir = ObjCBool(false)
             guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else { continue }
             // virtlockd lease files: 64 hex digits.
-            out.leaseFiles += scan(dir, label: "virtlockd lease dir", status: status, unseen: &out.unseen) { name in strlen(name) == 64 }
+            out.leaseFiles += scan(dir, label: "virtlockd lease dir", unseen: &out.unseen) { name in strlen(name) == 64 }
         }
         out.seconds = Sys.monotonicSeconds() - t0
         return out
     }
 
-    /// The entries of one dir that `keep` accepts, sorted by path (byte order); with
-    /// `status`, each with what lstat says of it (`LockFileEntry.mode`...).
-    static func scan(_ dir: String, label: String, status: Bool = false, unseen: inout [Unseen],
+    /// The entries of one dir that `keep` accepts, sorted by path (byte order).
+    static func scan(_ dir: String, label: String, unseen: inout [Unseen],
                      keep: (UnsafePointer<CChar>) -> Bool) -> [LockFileEntry] {
         let device: DeviceID
         switch Sys.stat(dir) {
@@ -65,30 +63,62 @@ struct LockDirectories: Sendable {
             return []
         }
         let base = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
-        let entries: [(entry: DirEntry, status: FileStatus?)]
-        let listed = status ? Sys.entriesWithStatus(dir, prefix: base + "/", where: keep)
-            : Sys.entries(dir, prefix: base + "/", where: keep).map { $0.map { ($0, nil) } }
-        switch listed {
+        let entries: [DirEntry]
+        switch Sys.entries(dir, prefix: base + "/", where: keep) {
         case .success(let e): entries = e
         case .failure(let e):
             unseen.append(Unseen(what: "\(label) \(dir)", why: e.description))
             return []
         }
-        return ByteOrder.sortedIndices(entries.map(\.entry.name)).map { i in
-            let (e, st) = entries[i]
+        return ByteOrder.sortedIndices(entries.map(\.name)).map { i in
+            let e = entries[i]
             var kind = e.kind
             var dev = device
             var inode = e.inode
-            if kind == nil, let s = st ?? (try? Sys.lstat(e.name).get()) {
+            if kind == nil, case .success(let s) = Sys.lstat(e.name) {
                 kind = s.kind
                 dev = s.deviceID
                 inode = s.inode
             }
-            var entry = LockFileEntry(path: e.name, kind: kind ?? .unknown, device: dev, inode: inode, held: false)
-            if let st {
-                (entry.uid, entry.gid, entry.mode, entry.links) = (st.uid, st.gid, st.mode, st.links)
+            return LockFileEntry(path: e.name, kind: kind ?? .unknown, device: dev, inode: inode, held: false)
+        }
+    }
+
+    /// What lstat says of each entry (nil when it failed: gone since it was listed), for the
+    /// audit's lock-file facts: relative to its dir, opened once per run of entries in one
+    /// dir (fstatat, AT_SYMLINK_NOFOLLOW: one lookup in the dir, no path walk, never
+    /// followed); by path when the dir cannot be opened.
+    static func statuses(of entries: [LockFileEntry]) -> [FileStatus?] {
+        var out: [FileStatus?] = []
+        out.reserveCapacity(entries.count)
+        var dir: (path: Substring, fd: Int32)?
+        defer { if let fd = dir?.fd, fd >= 0 { Sys.close(fd) } }
+        for e in entries {
+            let path = e.path
+            guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")), slash != path.startIndex else {
+                out.append(try? Sys.lstat(path).get())
+                continue
             }
-            return entry
+            let parent = path[..<slash], name = String(path[path.utf8.index(after: slash)...])
+            if dir?.path != parent {
+                if let fd = dir?.fd, fd >= 0 { Sys.close(fd) }
+                // Opened as opendir opens it (the scan has just listed it so), links in its path followed.
+                dir = (parent, (try? Sys.open(String(parent), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK).get()) ?? -1)
+            }
+            if let fd = dir?.fd, fd >= 0, !name.isEmpty {
+                out.append(PathBytes.withCString(name) { try? Sys.lstat(at: fd, $0).get() })
+            } else {
+                out.append(try? Sys.lstat(path).get())
+            }
+        }
+        return out
+    }
+
+    /// The entries with their `statuses(of:)`: owner, group, whole mode, links.
+    static func apply(_ statuses: [FileStatus?], to entries: inout [LockFileEntry]) {
+        for (i, st) in zip(entries.indices, statuses) {
+            guard let st else { continue }
+            (entries[i].uid, entries[i].gid, entries[i].mode, entries[i].links) = (st.uid, st.gid, st.mode, st.links)
         }
     }
 }

@@ -61,32 +61,10 @@ extension Sys {
     package static func entries(_ path: String, prefix: String,
                                 where keep: (UnsafePointer<CChar>) -> Bool) -> Result<[DirEntry], Errno> {
         var out: [DirEntry] = []
-        return keptEntries(path, prefix: prefix, where: keep) { e, _, _ in out.append(e) }.map { out }
-    }
-
-    /// The same, each kept entry also lstat'ed relative to the open directory (fstatat,
-    /// AT_SYMLINK_NOFOLLOW: one lookup in the directory, no path walk, never followed); its
-    /// status nil when that failed (gone since it was read).
-    package static func entriesWithStatus(_ path: String, prefix: String, where keep: (UnsafePointer<CChar>) -> Bool)
-        -> Result<[(entry: DirEntry, status: FileStatus?)], Errno> {
-        var out: [(entry: DirEntry, status: FileStatus?)] = []
-        return keptEntries(path, prefix: prefix, where: keep) { e, fd, p in
-            var st: FileStatus?
-            if case .success(let s) = lstat(at: fd, p) { st = s }
-            out.append((e, st))
-        }.map { out }
-    }
-
-    /// The loop of both: `body` gets each kept entry, the directory's fd and the entry's C name.
-    private static func keptEntries(_ path: String, prefix: String, where keep: (UnsafePointer<CChar>) -> Bool,
-                                    _ body: (DirEntry, Int32, UnsafePointer<CChar>) -> Void) -> Result<Void, Errno> {
-        guard let dir = PathBytes.withCString(path, { opendir($0) }) else { return .failure(.current) }
-        defer { closedir(dir) }
-        let fd = dirfd(dir)
         var head = prefix
+        var result: Result<Errno?, Errno> = .success(nil)
         head.withUTF8 { head in
-            // A read error that ends the listing early: what was read is the answer.
-            _ = forEachEntry(dir) { p, inode, type in
+            result = forEachEntry(path) { p, inode, type in
                 guard keep(p) else { return }
                 let n = strlen(p)
                 let name: String
@@ -100,10 +78,10 @@ extension Sys {
                         return head.count + n
                     }
                 }
-                body(DirEntry(name: name, inode: inode, kind: FileKind(dType: type)), fd, p)
+                out.append(DirEntry(name: name, inode: inode, kind: FileKind(dType: type)))
             }
         }
-        return .success(())
+        return result.map { _ in out }
     }
 
     /// The names in a directory (without . and ..); nil when it cannot be listed.

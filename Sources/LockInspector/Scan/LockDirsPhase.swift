@@ -22,9 +22,7 @@ extension Scan {
         case .host:
             let o = options
             var out = StartedDirectories()
-            out.lockDirs = ThreadWork {
-                LockDirectories.read(lockDirectories: o.lockDirectories, leaseDirectories: o.leaseDirectories, status: o.lockFileStatus)
-            }
+            out.lockDirs = ThreadWork { LockDirectories.read(lockDirectories: o.lockDirectories, leaseDirectories: o.leaseDirectories) }
             if !o.imageDirectories.isEmpty || !o.libvirtDirectories.isEmpty {
                 out.imageDirs = ThreadWork { ImageDirectories.read(imageDirectories: o.imageDirectories, libvirtDirectories: o.libvirtDirectories) }
             }
@@ -40,11 +38,27 @@ extension Scan {
             unseen.insert(contentsOf: dirs.unseen, at: 0)
             t.lockDirectories = dirs.seconds
         }
+        if options.lockFileStatus && scope.isHost {
+            // The audit's lstat of each entry, on a thread of its own while the scan goes on
+            // (put in the entries at its end: `applyLockFileStatuses`).
+            let (lockFiles, leaseFiles) = (files.lockFiles, files.leaseFiles)
+            lockFileStatuses = ThreadWork { (LockDirectories.statuses(of: lockFiles), LockDirectories.statuses(of: leaseFiles)) }
+        }
         files.keys.reserveCapacity(files.lockFiles.count)
         for i in files.lockFiles.indices.reversed() {
             files.keys[FileKey(device: files.lockFiles[i].device, inode: files.lockFiles[i].inode)] = i
         }
         return files
+    }
+
+    /// The lstat of each lock file and lease file (`InspectorOptions.lockFileStatus`), into
+    /// the entries; nothing without it.
+    mutating func applyLockFileStatuses(_ files: inout LockFiles) {
+        guard let work = lockFileStatuses else { return }
+        lockFileStatuses = nil
+        let (lockFiles, leaseFiles) = work.wait()
+        LockDirectories.apply(lockFiles, to: &files.lockFiles)
+        LockDirectories.apply(leaseFiles, to: &files.leaseFiles)
     }
 
     /// Marks the lock files and lease files the kernel lists a held lock on.

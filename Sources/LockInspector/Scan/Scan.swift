@@ -84,6 +84,8 @@ struct Scan {
     /// Focused: the order the processes are searched in (QEMU's first), when a probe found
     /// a lock on a focused file before the kernel's table was read.
     var searchOrder: [Int32]?
+    /// The audit's lstat of each lock file and lease file, under way (LockDirsPhase.swift).
+    var lockFileStatuses: ThreadWork<([FileStatus?], [FileStatus?])>?
 
     init(options: InspectorOptions) {
         self.options = options
@@ -136,6 +138,7 @@ struct Scan {
         // The scan's own tables (100k entries each on a big host) are freed off the caller's path.
         Parallel.release(ScanTables(rowsByFile: rows.byFile, procs: procs,
                                     candidates: images.candidates, lockFileKeys: files.keys))
+        applyLockFileStatuses(&files)
         t.total = Sys.monotonicSeconds() - t0
         t.processCount = procs.pids.count
         let allLockFiles = files.leaseFiles.isEmpty ? files.lockFiles : files.lockFiles + files.leaseFiles

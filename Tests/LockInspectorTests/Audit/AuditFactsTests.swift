@@ -5,8 +5,8 @@ import ImageLock
 import XCTest
 
 /// `AuditFacts.gather` reads the same facts however the snapshot came to know its lock files:
-/// from the scan's lstat of each entry relative to its dir (`InspectorOptions.lockFileStatus`,
-/// the audit's scan) or by an lstat of each path here; and the images' facts with one statfs
+/// from the scan's lstat of each entry relative to its dir (`LockDirectories.statuses`, with
+/// `InspectorOptions.lockFileStatus`: the audit's scan) or by an lstat of each path here; and the images' facts with one statfs
 /// per mount are those of a statfs per image.
 final class AuditFactsTests: XCTestCase {
     func testLockFileFactsFromTheScanAreTheLstatFacts() throws {
@@ -22,10 +22,14 @@ final class AuditFactsTests: XCTestCase {
         XCTAssertEqual(chown(foreign, 65534, 65534), 0)
         let dirs = [dir.path]
 
-        let stated = LockDirectories.read(lockDirectories: dirs, leaseDirectories: [], status: true).lockFiles
-        let bare = LockDirectories.read(lockDirectories: dirs, leaseDirectories: [], status: false).lockFiles
-        XCTAssertEqual(stated.map(\.path), [plain, open, linked, symlink, fifo, foreign])
-        XCTAssertEqual(stated.map(\.path), bare.map(\.path))
+        let bare = LockDirectories.read(lockDirectories: dirs, leaseDirectories: []).lockFiles
+        XCTAssertEqual(bare.map(\.path), [plain, open, linked, symlink, fifo, foreign])
+        var stated = bare
+        LockDirectories.apply(LockDirectories.statuses(of: bare), to: &stated)
+        // The audit's scan puts the same into its entries.
+        var o = InspectorOptions(lockDirectories: dirs, libvirtDirectories: [], leaseDirectories: [])
+        o.lockFileStatus = true
+        XCTAssertEqual(try Inspector(o).snapshot().lockFiles.map { [$0.uid, $0.gid, $0.mode] }, stated.map { [$0.uid, $0.gid, $0.mode] })
         XCTAssertTrue(stated.allSatisfy { $0.mode != nil && $0.uid != nil && $0.gid != nil && $0.links != nil })
         XCTAssertTrue(bare.allSatisfy { $0.mode == nil && $0.uid == nil && $0.gid == nil && $0.links == nil })
 
