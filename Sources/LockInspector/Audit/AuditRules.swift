@@ -13,8 +13,15 @@ public enum AuditRules {
             { unwritableLockFile(s, f, c) }, { foreignHolder(s, f) }, { localLockOnSharedStorage(s, f, c) },
             { blockedWaiter(s, f) }, { staleLockFile(s, f, c) }, { unmappedLockFile(s, f, c) },
         ]
-        // Each rule's findings as it made them (not joined first: 15k findings copied twice).
-        return sorted(parts: Parallel.chunks(rules.count, chunk: 1) { range in range.map { rules[$0]() } })
+        // The rules with most to do (one finding per lock file) first, so that the cores finish
+        // together; each rule's findings kept as it made them (not joined first: 15k findings
+        // copied twice), in rule order.
+        let start = [8, 7, 2, 3, 5, 4, 6, 0, 1]
+        var parts = [[Finding]](repeating: [], count: rules.count)
+        for (n, found) in Parallel.chunks(rules.count, chunk: 1, { range in range.map { (start[$0], rules[start[$0]]()) } }) {
+            parts[n] = found
+        }
+        return sorted(parts: parts)
     }
 
     /// Most severe first, then in rule order, then by image and files; ties keep their order
@@ -29,8 +36,6 @@ public enum AuditRules {
     /// the result.
     static func sorted(parts: [[Finding]]) -> [Finding] {
         let rules = AuditRule.allCases, severities = Severity.allCases
-        var rank: [AuditRule: Int] = [:]
-        for (n, r) in rules.enumerated() { rank[r] = n }
         // Each finding by its place in `parts` joined: (part, index) at `place[n]`.
         var place: [(part: Int, index: Int)] = []
         place.reserveCapacity(parts.reduce(0) { $0 + $1.count })
@@ -42,7 +47,8 @@ public enum AuditRules {
         for p in parts.indices {
             for i in parts[p].indices {  // each field read in place: a finding copied retains a dozen references
                 let severity = severities.firstIndex(of: parts[p][i].severity)!
-                groups[(severities.count - 1 - severity) * rules.count + rank[parts[p][i].rule]!].append(images.count)
+                let rank = rules.firstIndex(of: parts[p][i].rule)!
+                groups[(severities.count - 1 - severity) * rules.count + rank].append(images.count)
                 images.append(parts[p][i].image ?? "")
                 let f = parts[p][i].files
                 files.append(f.count == 1 ? f[0] : f.joined(separator: " "))
