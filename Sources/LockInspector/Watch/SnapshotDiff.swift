@@ -61,8 +61,8 @@ public enum SnapshotDiff {
     /// makes one per snapshot and diffs it twice (as the newer side, then the older).
     struct Indexed: Sendable {
         let audited: AuditedSnapshot
-        let holders: [String: Entry]
-        let waiters: [String: Entry]
+        let holders: [EntryKey: Entry]
+        let waiters: [EntryKey: Entry]
         /// nil: no finding events.
         let minimumSeverity: Severity?
         let findings: [String: Finding]
@@ -85,7 +85,7 @@ public enum SnapshotDiff {
         let (oldHolders, newHolders, oldWaiters, newWaiters) = (old.holders, new.holders, old.waiters, new.waiters)
 
         func event(_ kind: WatchEvent.Kind, _ e: Entry, previous: Holder? = nil) -> WatchEvent {
-            WatchEvent(kind: kind, time: time, image: e.image.path, imageID: e.image.id, holder: e.holder, previous: previous)
+            WatchEvent(kind: kind, time: time, image: e.path, imageID: e.id, holder: e.holder, previous: previous)
         }
         // Only the entries that changed are put in order (most scans change a few of 10k).
         for (_, e) in ordered(oldHolders.filter { newHolders[$0.key] == nil }) { out.append(event(.lockReleased, e)) }
@@ -137,8 +137,10 @@ public enum SnapshotDiff {
         return out
     }
 
+    /// A holder or waiter as the diff knows it: its image's path and id, and itself.
     struct Entry: Sendable {
-        var image: ImageLocks
+        var path: String?
+        var id: String
         var holder: Holder
     }
 
@@ -146,13 +148,14 @@ public enum SnapshotDiff {
     /// classic POSIX lock is found through fdinfo in one scan and only by its pid in the
     /// next, when the process's fds change meanwhile). Several fds of one process merge:
     /// the strongest lock type, the union of QEMU permissions, the first fd.
-    static func index(_ s: Snapshot, _ list: KeyPath<ImageLocks, [Holder]>, waiter: Bool) -> [String: Entry] {
-        var out: [String: Entry] = [:]
-        for i in s.images where !i[keyPath: list].isEmpty {
+    static func index(_ s: Snapshot, _ list: KeyPath<ImageLocks, [Holder]>, waiter: Bool) -> [EntryKey: Entry] {
+        var out: [EntryKey: Entry] = [:]
+        for n in s.images.indices where !s.images[n][keyPath: list].isEmpty {
+            let i = s.images[n]
             for h in i[keyPath: list] {
                 let key = entryKey(i, h)
                 guard var e = out[key] else {
-                    out[key] = Entry(image: i, holder: h)
+                    out[key] = Entry(path: i.path, id: i.id, holder: h)
                     continue
                 }
                 if e.holder.fd == nil, h.fd != nil {
@@ -170,19 +173,32 @@ public enum SnapshotDiff {
         return out
     }
 
-    /// A cluster view's hosts apart: one local path on two hosts, one pid on two hosts; a
-    /// shared image by its storage (its `host` changes as hosts join it).
-    static func entryKey(_ i: ImageLocks, _ h: Holder) -> String {
-        let place = i.storage.map { "storage\u{0}" + $0 } ?? "\(i.host ?? "")\u{0}\(i.id)"
-        return "\(place)\u{0}\(h.host ?? "")\u{0}\(h.pid)\u{0}\(h.scheme.rawValue)"
+    /// An entry's identity: its image (by its storage when it has one: a shared image, whose
+    /// `host` changes as hosts join it; else by host and id: one local path on two hosts
+    /// apart), the holder's host (one pid on two hosts apart), pid and scheme. Compared and
+    /// hashed as fields, not as a string made of them (10k of those a snapshot).
+    struct EntryKey: Hashable, Sendable {
+        var storage: String?
+        var host: String
+        var id: String
+        var holderHost: String
+        var pid: Int32
+        var scheme: LockScheme
+    }
+
+    static func entryKey(_ i: ImageLocks, _ h: Holder) -> EntryKey {
+        if let storage = i.storage {
+            return EntryKey(storage: storage, host: "", id: "", holderHost: h.host ?? "", pid: h.pid, scheme: h.scheme)
+        }
+        return EntryKey(storage: nil, host: i.host ?? "", id: i.id, holderHost: h.host ?? "", pid: h.pid, scheme: h.scheme)
     }
 
     /// The entries by image (known paths first, in order, then unknown ones by id), pid, fd
     /// and scheme; each entry's sort key made once.
-    static func ordered(_ entries: [String: Entry]) -> [(key: String, value: Entry)] {
+    static func ordered(_ entries: [EntryKey: Entry]) -> [(key: EntryKey, value: Entry)] {
         let list = Array(entries)
         let keys = list.map { k, e in
-            (e.image.path ?? "\u{10FFFF}" + e.image.id, e.holder.pid, e.holder.fd ?? -1, e.holder.scheme.rawValue)
+            (e.path ?? "\u{10FFFF}" + e.id, e.holder.pid, e.holder.fd ?? -1, e.holder.scheme.rawValue)
         }
         return keys.indices.sorted { keys[$0] < keys[$1] }.map { list[$0] }
     }
