@@ -69,8 +69,8 @@ public enum SnapshotDiff {
 
         init(_ a: AuditedSnapshot, minimumSeverity: Severity?) {
             audited = a
-            holders = index(a.snapshot, \.holders, waiter: false)
-            waiters = index(a.snapshot, \.waiters, waiter: true)
+            holders = index(a.snapshot, waiters: false)
+            waiters = index(a.snapshot, waiters: true)
             self.minimumSeverity = minimumSeverity
             findings = minimumSeverity.map { min in
                 Dictionary(a.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -87,23 +87,32 @@ public enum SnapshotDiff {
         func event(_ kind: WatchEvent.Kind, _ e: Entry, previous: Holder? = nil) -> WatchEvent {
             WatchEvent(kind: kind, time: time, image: e.path, imageID: e.id, holder: e.holder, previous: previous)
         }
-        // Only the entries that changed are put in order (most scans change a few of 10k).
-        for (_, e) in ordered(oldHolders.filter { newHolders[$0.key] == nil }) { out.append(event(.lockReleased, e)) }
-        for (_, e) in ordered(oldWaiters.filter { newWaiters[$0.key] == nil }) { out.append(event(.waiterUnblocked, e)) }
-        for (_, e) in ordered(newHolders.filter { oldHolders[$0.key] == nil }) { out.append(event(.lockAcquired, e)) }
-        let changed = newHolders.filter { k, e in
-            guard let before = oldHolders[k]?.holder else { return false }
-            return before.lockType != e.holder.lockType || before.qemu != e.holder.qemu
+        // One pass over the new holders finds those acquired and changed; when every one of
+        // them was there before and there are as many, none was released (most scans change
+        // a few of 10k: no second pass). Only the entries that changed are put in order.
+        var acquired: [EntryKey: Entry] = [:], changed: [EntryKey: Entry] = [:]
+        for (k, e) in newHolders {
+            guard let before = oldHolders[k]?.holder else {
+                acquired[k] = e
+                continue
+            }
+            if before.lockType != e.holder.lockType || before.qemu != e.holder.qemu { changed[k] = e }
         }
+        let released = newHolders.count - acquired.count == oldHolders.count ? [:] : oldHolders.filter { newHolders[$0.key] == nil }
+        for (_, e) in ordered(released) { out.append(event(.lockReleased, e)) }
+        for (_, e) in ordered(oldWaiters.filter { newWaiters[$0.key] == nil }) { out.append(event(.waiterUnblocked, e)) }
+        for (_, e) in ordered(acquired) { out.append(event(.lockAcquired, e)) }
         for (k, e) in ordered(changed) { out.append(event(.holderChanged, e, previous: oldHolders[k]!.holder)) }
         for (_, e) in ordered(newWaiters.filter { oldWaiters[$0.key] == nil }) { out.append(event(.waiterBlocked, e)) }
 
         guard let min = new.minimumSeverity else { return out }
-        for f in old.audited.findings where f.severity >= min && new.findings[f.id] == nil {
-            out.append(WatchEvent(kind: .findingCleared, time: time, image: f.image, imageID: nil, finding: f))
+        // (A finding is copied only when it makes an event: 5k stale lock files are below the default minimum.)
+        let (before, after) = (old.audited.findings, new.audited.findings)
+        for n in before.indices where before[n].severity >= min && new.findings[before[n].id] == nil {
+            out.append(WatchEvent(kind: .findingCleared, time: time, image: before[n].image, imageID: nil, finding: before[n]))
         }
-        for f in new.audited.findings where f.severity >= min && old.findings[f.id] == nil {
-            out.append(WatchEvent(kind: .findingRaised, time: time, image: f.image, imageID: nil, finding: f))
+        for n in after.indices where after[n].severity >= min && old.findings[after[n].id] == nil {
+            out.append(WatchEvent(kind: .findingRaised, time: time, image: after[n].image, imageID: nil, finding: after[n]))
         }
         return out
     }
@@ -148,14 +157,16 @@ public enum SnapshotDiff {
     /// classic POSIX lock is found through fdinfo in one scan and only by its pid in the
     /// next, when the process's fds change meanwhile). Several fds of one process merge:
     /// the strongest lock type, the union of QEMU permissions, the first fd.
-    static func index(_ s: Snapshot, _ list: KeyPath<ImageLocks, [Holder]>, waiter: Bool) -> [EntryKey: Entry] {
+    static func index(_ s: Snapshot, waiters: Bool) -> [EntryKey: Entry] {
         var out: [EntryKey: Entry] = [:]
-        for n in s.images.indices where !s.images[n][keyPath: list].isEmpty {
-            let i = s.images[n]
-            for h in i[keyPath: list] {
-                let key = entryKey(i, h)
+        out.reserveCapacity(s.images.indices.reduce(0) { $0 + (waiters ? s.images[$1].waiters.count : s.images[$1].holders.count) })
+        // Each image's fields read in place (a copy of an image retains its dozen references).
+        for n in s.images.indices where !(waiters ? s.images[n].waiters.isEmpty : s.images[n].holders.isEmpty) {
+            let (path, id, host, storage) = (s.images[n].path, s.images[n].id, s.images[n].host, s.images[n].storage)
+            for h in waiters ? s.images[n].waiters : s.images[n].holders {
+                let key = entryKey(storage: storage, host: host, id: id, h)
                 guard var e = out[key] else {
-                    out[key] = Entry(path: i.path, id: i.id, holder: h)
+                    out[key] = Entry(path: path, id: id, holder: h)
                     continue
                 }
                 if e.holder.fd == nil, h.fd != nil {
@@ -186,11 +197,11 @@ public enum SnapshotDiff {
         var scheme: LockScheme
     }
 
-    static func entryKey(_ i: ImageLocks, _ h: Holder) -> EntryKey {
-        if let storage = i.storage {
+    static func entryKey(storage: String?, host: String?, id: String, _ h: Holder) -> EntryKey {
+        if let storage {
             return EntryKey(storage: storage, host: "", id: "", holderHost: h.host ?? "", pid: h.pid, scheme: h.scheme)
         }
-        return EntryKey(storage: nil, host: i.host ?? "", id: i.id, holderHost: h.host ?? "", pid: h.pid, scheme: h.scheme)
+        return EntryKey(storage: nil, host: host ?? "", id: id, holderHost: h.host ?? "", pid: h.pid, scheme: h.scheme)
     }
 
     /// The entries by image (known paths first, in order, then unknown ones by id), pid, fd
