@@ -53,6 +53,23 @@ enum Parallel {
     }
 }
 
+/// A value made on first use, by whichever thread asks first (the others wait for it), then
+/// shared: what rules running on every core need only when one of them finds something.
+final class MadeOnce<T: Sendable>: @unchecked Sendable {
+    private let make: @Sendable () -> T
+    private let queue = DispatchQueue(label: "locksmith.made-once")
+    private var value: T?
+
+    init(_ make: @escaping @Sendable () -> T) { self.make = make }
+
+    var get: T {
+        queue.sync {
+            if value == nil { value = make() }
+            return value!
+        }
+    }
+}
+
 /// Work on a thread of its own, started at once (the kernel's lock table, the lock dirs):
 /// `wait()` returns its result.
 final class ThreadWork<T: Sendable>: @unchecked Sendable {

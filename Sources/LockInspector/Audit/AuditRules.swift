@@ -483,7 +483,8 @@ public enum AuditRules {
         /// For each of them: `AuditFacts.lockFiles` of its path, `AuditFacts.images` of its image.
         let lockFacts: [AuditFileFacts?]
         let imageFacts: [AuditFileFacts?]
-        private let table: HolderTable
+        /// `holdersByLockFile`, made on first use (by whichever rule asks first).
+        private let table: MadeOnce<[String: [InvolvedProcess]]>
 
         init(_ s: Snapshot, _ f: AuditFacts) {
             // Looked up on every core (10k lock files are 20k lookups by path), in order.
@@ -497,26 +498,11 @@ public enum AuditRules {
             lockFileEntries = found.map(\.0)
             lockFacts = found.map(\.1)
             imageFacts = found.map(\.2)
-            table = HolderTable(s)
+            table = MadeOnce { holdersByLockFile(s) }
         }
 
         /// The holders of the image the lock file at `path` belongs to.
-        func holders(_ path: String) -> [InvolvedProcess] { table.holders(path) }
-
-        /// `holdersByLockFile`, made on first use (by whichever rule asks first).
-        private final class HolderTable: @unchecked Sendable {
-            let snapshot: Snapshot
-            private let lock = NSLock()
-            private var byPath: [String: [InvolvedProcess]]?
-            init(_ s: Snapshot) { snapshot = s }
-            func holders(_ path: String) -> [InvolvedProcess] {
-                let table = lock.withLock {
-                    if byPath == nil { byPath = holdersByLockFile(snapshot) }
-                    return byPath!
-                }
-                return table[path] ?? []
-            }
-        }
+        func holders(_ path: String) -> [InvolvedProcess] { table.get[path] ?? [] }
     }
 
     static func directory(of path: String) -> String {
