@@ -3,7 +3,10 @@
 // two threads. scripts/bench compiles and runs it beside `locksmith list --json` in the same
 // state, so the table shows how much of locksmith's time is the kernel's.
 //
-//   bench-floor [--runs N] LOCKDIR... -- IMAGEDIR...
+//   bench-floor [--runs N] [--alone] LOCKDIR... -- IMAGEDIR...
+//
+// --alone: /proc/locks, then the fds' statx, each timed alone (one thread, nothing else
+// running): `why`'s two ways to find a lock's holder.
 //
 // What it does (as locksmith's scan, minus everything but the calls):
 //   thread A: reads /proc/locks whole (4 KB a read, as the kernel hands it out) and parses
@@ -212,9 +215,17 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     int runs = 5, i = 1;
-    if (argc > 2 && strcmp(argv[1], "--runs") == 0) {
-        runs = atoi(argv[2]);
-        i = 3;
+    int alone = 0;
+    for (;;) {
+        if (i + 1 < argc && strcmp(argv[i], "--runs") == 0) {
+            runs = atoi(argv[i + 1]);
+            i += 2;
+        } else if (i < argc && strcmp(argv[i], "--alone") == 0) {
+            alone = 1;
+            i++;
+        } else {
+            break;
+        }
     }
     lockdirs = argv + i;
     for (; i < argc && strcmp(argv[i], "--"); i++) nlockdirs++;
@@ -227,6 +238,14 @@ int main(int argc, char **argv) {
     for (int r = 0; r < runs; r++) {
         nlocked = nfds = table_rows = dir_entries = 0;
         if (r) usleep(200000);  // past the table's grace period, as a fresh run finds it
+        if (alone) {
+            read_table(NULL);
+            usleep(200000);
+            list_fds();
+            table[r] = t_table;
+            fdsT[r] = t_fds;
+            continue;
+        }
         double t0 = now();
         pthread_t a, b;
         pthread_create(&a, NULL, read_table, NULL);
@@ -251,6 +270,11 @@ int main(int argc, char **argv) {
     double *all[] = {total, table, fdsT, dirsT, shaT, holdT};
     for (int k = 0; k < 6; k++) qsort(all[k], runs, sizeof(double), cmp_double);
     int m = runs / 2;
+    if (alone) {
+        printf("alone (median of %d): /proc/locks %.1f ms (%zu rows) | fds %.1f ms (%zu statx)\n", runs, table[m], table_rows,
+               fdsT[m], nfds);
+        return 0;
+    }
     printf("floor %.1f ms (median of %d): /proc/locks %.1f ms (%zu rows) | fds %.1f ms (%zu statx), dirs %.1f ms "
            "(%zu entries), sha1 %.1f ms | then holders %.1f ms on 2 threads (%zu fdinfo, %zu lstat)\n",
            total[m], runs, table[m], table_rows, fdsT[m], nfds, dirsT[m], dir_entries, shaT[m], holdT[m], fdinfo, lstats);
