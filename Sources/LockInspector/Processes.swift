@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// What /proc says about a process, as far as naming a lock holder needs.
@@ -81,7 +81,7 @@ public struct ProcessDetails: Sendable, Equatable {
     static func bootTime(procRoot: String) -> Date? {
         guard let text = ProcFS.read(procRoot + "/stat") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("btime ") {
-            if let s = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) {
+            if let s = Double(line.dropFirst(6).trimmingBlanks) {
                 return Date(timeIntervalSince1970: s)
             }
         }
@@ -168,18 +168,37 @@ public enum QemuArgs {
     }
 
     static func jsonFilenames(_ s: String) -> [String] {
-        guard let data = s.data(using: .utf8), let obj = try? JSONSerialization.jsonObject(with: data) else { return [] }
+        guard let tree = try? JSONDecoder().decode(JSONTree.self, from: Data(s.utf8)) else { return [] }
         var out: [String] = []
-        func walk(_ v: Any) {
-            if let d = v as? [String: Any] {
+        func walk(_ v: JSONTree) {
+            switch v {
+            case .object(let d):
                 for (k, x) in d {
-                    if k == "filename", let p = x as? String { out.append(p) } else { walk(x) }
+                    if k == "filename", case .string(let p) = x { out.append(p) } else { walk(x) }
                 }
-            } else if let a = v as? [Any] {
-                a.forEach(walk)
+            case .array(let a): a.forEach(walk)
+            case .string, .other: break
             }
         }
-        walk(obj)
+        walk(tree)
         return out
+    }
+
+    /// Any JSON value, as far as `jsonFilenames` looks into it.
+    private indirect enum JSONTree: Decodable {
+        case object([String: JSONTree]), array([JSONTree]), string(String), other
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let d = try? c.decode([String: JSONTree].self) {
+                self = .object(d)
+            } else if let a = try? c.decode([JSONTree].self) {
+                self = .array(a)
+            } else if let s = try? c.decode(String.self) {
+                self = .string(s)
+            } else {
+                self = .other
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// A local process that has a file open, as far as naming a lock holder needs.

@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import LockInspector
 import ImageLock
 
@@ -69,7 +72,7 @@ struct Locksmith: ParsableCommand {
             // points at `locksmith --help`, never at the hidden `browse`.
             let code = exitCode(for: error)
             let message = fullMessage(for: error)
-                .replacingOccurrences(of: "'locksmith browse --help'", with: "'locksmith --help'")
+                .replacingScalars("'locksmith browse --help'", with: "'locksmith --help'")
             if !message.isEmpty {
                 if code == .success {
                     print(message)
@@ -77,10 +80,10 @@ struct Locksmith: ParsableCommand {
                     // A usage error quotes the arguments: each line made safe (`TerminalText`).
                     let safe = message.split(separator: "\n", omittingEmptySubsequences: false)
                         .map { TerminalText.escaped(String($0)) }.joined(separator: "\n")
-                    FileHandle.standardError.write(Data((safe + "\n").utf8))
+                    writeStandardError(safe + "\n")
                 }
             }
-            Foundation.exit(code.rawValue)
+            Glibc.exit(code.rawValue)
         }
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// Which file on shared storage an image is, in words every host that mounts the storage
