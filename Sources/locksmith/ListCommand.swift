@@ -86,6 +86,9 @@ extension Locksmith {
 
         var options: InspectorOptions { scan.inspectorOptions(statedumpByDefault: true) }
 
+        /// The kernel's lock table, being read since the process started (`Locksmith.main`).
+        nonisolated(unsafe) static var earlyTable: KernelTablePrefetch?
+
         func run() throws {
             if out.listColumns {
                 for c in Column.allCases {
@@ -101,8 +104,9 @@ extension Locksmith {
                 var o = options
                 o.namesStorage = out.json
                 audited = audit ? try Auditor.snapshot(o, waitThreshold: waitThreshold)
-                    : AuditedSnapshot(try Inspector(o).snapshot(timings: &t))
+                    : AuditedSnapshot(try Inspector(o).snapshot(timings: &t, prefetched: List.earlyTable))
                 scanCounts = t
+                List.earlyTable = nil
                 if timing {
                     func ms(_ s: Double) -> String { Sys.format("%.1f ms", s * 1000) }
                     complain("timing: total \(ms(t.total)) = /proc/locks \(ms(t.kernelLocks)), lock dirs \(ms(t.lockDirectories)), "
