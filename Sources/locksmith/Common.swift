@@ -152,13 +152,14 @@ struct GlusterOptions: ParsableArguments {
 /// `--lock-dir` and `--images`: the dirs a scan of this host lists (`ScanOptions`, and
 /// `signal`, which scans only these).
 struct ScanDirectoryOptions: ParsableArguments {
-    @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
-        "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
+    @Option(name: .customLong("lock-dir"), help: lockDirHelp)
     var lockDirectories: [String] = []
 
-    @Option(name: .customLong("images"), help: ArgumentHelp(
-        "A directory of images, to name the images of lock files (repeatable).", valueName: "dir"))
+    @Option(name: .customLong("images"), help: imagesHelp)
     var imageDirectories: [String] = []
+
+    static let lockDirHelp = ArgumentHelp("A directory of lock files (repeatable; default /var/tmp).", valueName: "dir")
+    static let imagesHelp = ArgumentHelp("A directory of images, to name the images of lock files (repeatable).", valueName: "dir")
 }
 
 /// Where the inspector looks: shared by `list`, `tui`, `audit` and `watch`.
@@ -169,9 +170,14 @@ struct ScanOptions: ParsableArguments {
         + "[--gluster <host[:port]/volume> ...] [--gluster-path <dir>] [--all-files] [--timeout <secs>] [--force] "
         + "[--no-statedump]"
 
-    @OptionGroup var directories: ScanDirectoryOptions
-    var lockDirectories: [String] { directories.lockDirectories }
-    var imageDirectories: [String] { directories.imageDirectories }
+    // The same options as ScanDirectoryOptions, declared here rather than as its group:
+    // every option group is a type more for ArgumentParser to reflect at each parse, each
+    // type's first conformance checks a scan of the binary's ~4,200 conformance records.
+    @Option(name: .customLong("lock-dir"), help: ScanDirectoryOptions.lockDirHelp)
+    var lockDirectories: [String] = []
+
+    @Option(name: .customLong("images"), help: ScanDirectoryOptions.imagesHelp)
+    var imageDirectories: [String] = []
 
     @Option(name: .customLong("proc"), help: ArgumentHelp(
         "Read this directory instead of /proc (a copy or a test fixture).", valueName: "dir"))
