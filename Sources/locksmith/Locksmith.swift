@@ -62,8 +62,13 @@ struct Locksmith: ParsableCommand {
         Sys.useOneHeapArena()
         // `why` and `list` start reading the kernel's lock table now: its first read waits
         // for an RCU grace period, which then passes while the arguments are parsed (~4 ms).
+        // Not for a `list` that would not use it (another proc root, a cluster view, the
+        // audited scan, help): the read would be CPU spent for nothing.
         if arguments.first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
-        if arguments.first == "list" { List.earlyTable = Inspector.prefetchKernelTable() }
+        if arguments.first == "list",
+           !arguments.contains(where: { a in ["--proc", "--host", "--audit", "--list-columns", "--help", "-h"].contains { a.hasPrefix($0) } }) {
+            List.earlyTable = Inspector.prefetchKernelTable()
+        }
         if let first = arguments.first {
             explicitSubcommand = browsing.subcommands.contains { ObjectIdentifier($0) != ObjectIdentifier(Browse.self) && $0._commandName == first }
         }
