@@ -73,19 +73,8 @@ final class GoldenOutputTests: XCTestCase {
             }
             let text = "$ locksmith " + n.normalise(c.args.joined(separator: " "), text: true)
                 + "\nexit \(status)\n--- stdout\n" + out + "--- stderr\n" + n.normalise(r.stderr, text: true)
-            let path = Self.goldenDir + "/" + c.name
             seen.insert(c.name)
-            if update {
-                try text.write(toFile: path, atomically: true, encoding: .utf8)
-                continue
-            }
-            guard let expected = try? String(contentsOfFile: path, encoding: .utf8) else {
-                XCTFail("\(c.name): no golden file \(path); run with LOCKSMITH_GOLDEN_UPDATE=1")
-                continue
-            }
-            if expected != text {
-                XCTFail("\(c.name) differs from its golden file \(path):\n" + Self.diff(expected, text))
-            }
+            try Self.check(c.name, text, update: update)
         }
         // Every golden file is still produced: a dropped case must drop its file too.
         let files = (try? FileManager.default.contentsOfDirectory(atPath: Self.goldenDir)) ?? []
@@ -108,19 +97,24 @@ final class GoldenOutputTests: XCTestCase {
             let r = try Run.locksmith(c.args, environment: ["COLUMNS": "100"])
             let text = "$ locksmith " + c.args.joined(separator: " ") + "\nexit \(r.status)\n--- stdout\n" + r.stdout
                 + "--- stderr\n" + r.stderr
-            let path = Self.goldenDir + "/" + c.name
-            if update {
-                try text.write(toFile: path, atomically: true, encoding: .utf8)
-                continue
-            }
-            guard let expected = try? String(contentsOfFile: path, encoding: .utf8) else {
-                XCTFail("\(c.name): no golden file \(path); run with LOCKSMITH_GOLDEN_UPDATE=1")
-                continue
-            }
-            if expected != text { XCTFail("\(c.name) differs from its golden file \(path):\n" + Self.diff(expected, text)) }
+            try Self.check(c.name, text, update: update)
         }
         let files = (try? FileManager.default.contentsOfDirectory(atPath: Self.goldenDir)) ?? []
         XCTAssertEqual(Set(files.filter { $0.hasPrefix("help-") }), Set(cases.map(\.name)), "help golden files without a case")
+    }
+
+    /// `text` against the golden file `name`, or written to it with LOCKSMITH_GOLDEN_UPDATE=1.
+    static func check(_ name: String, _ text: String, update: Bool) throws {
+        let path = goldenDir + "/" + name
+        if update {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return
+        }
+        guard let expected = try? String(contentsOfFile: path, encoding: .utf8) else {
+            XCTFail("\(name): no golden file \(path); run with LOCKSMITH_GOLDEN_UPDATE=1")
+            return
+        }
+        if expected != text { XCTFail("\(name) differs from its golden file \(path):\n" + diff(expected, text)) }
     }
 
     /// `list`, `audit` and `metrics` are of the whole host, where other tests (or other

@@ -9,16 +9,8 @@ import Glibc
 package final class Lock: @unchecked Sendable {
     fileprivate let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    package init() {
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
+    package init() { mutex = pinned(pthread_mutex_t()) { pthread_mutex_init($0, nil) } }
+    deinit { unpin(mutex, pthread_mutex_destroy) }
 
     package func lock() { pthread_mutex_lock(mutex) }
     package func unlock() { pthread_mutex_unlock(mutex) }
@@ -35,21 +27,26 @@ package final class Condition: @unchecked Sendable {
     private let lockHandle = Lock()
     private let cond: UnsafeMutablePointer<pthread_cond_t>
 
-    package init() {
-        cond = .allocate(capacity: 1)
-        cond.initialize(to: pthread_cond_t())
-        pthread_cond_init(cond, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(cond)
-        cond.deallocate()
-    }
+    package init() { cond = pinned(pthread_cond_t()) { pthread_cond_init($0, nil) } }
+    deinit { unpin(cond, pthread_cond_destroy) }
 
     package func lock() { lockHandle.lock() }
     package func unlock() { lockHandle.unlock() }
     package func wait() { pthread_cond_wait(cond, lockHandle.mutex) }
     package func signal() { pthread_cond_signal(cond) }
+}
+
+/// A pthread object at a fixed address (one a Swift property does not promise), set up by `setUp`.
+private func pinned<T>(_ value: T, _ setUp: (UnsafeMutablePointer<T>) -> Int32) -> UnsafeMutablePointer<T> {
+    let p = UnsafeMutablePointer<T>.allocate(capacity: 1)
+    p.initialize(to: value)
+    _ = setUp(p)
+    return p
+}
+
+private func unpin<T>(_ p: UnsafeMutablePointer<T>, _ tearDown: (UnsafeMutablePointer<T>) -> Int32) {
+    _ = tearDown(p)
+    p.deallocate()
 }
 
 extension Sys {
