@@ -32,20 +32,22 @@ public struct ProcessDetails: Sendable, Equatable {
     static func read(pid: Int32, procRoot: String, bootTime: Date?, users: inout [UInt32: String?]) -> ProcessDetails? {
         let dir = "\(procRoot)/\(pid)"
         // As bytes: the name may hold anything its owner set (`PathBytes` carries it as is).
-        guard let status = ProcFS.readBytes(dir + "/status").map(PathBytes.string) else { return nil }
+        // Read by byte, not by Character: a status file of ~50 lines took ~0.6M instructions.
+        guard let status = ProcFS.readBytes(dir + "/status") else { return nil }
         var command = ""
         var uid: UInt32?
-        for line in status.split(separator: "\n") {
-            if line.hasPrefix("Name:") {
-                command = String(line.dropFirst(5).drop(while: { $0 == " " || $0 == "\t" }))
-            } else if line.hasPrefix("Uid:") {
-                let ids = line.dropFirst(4).split(whereSeparator: { $0 == " " || $0 == "\t" })
-                uid = ids.count > 1 ? UInt32(ids[1]) : ids.first.flatMap { UInt32($0) }
+        func blank(_ b: UInt8) -> Bool { b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") }
+        for line in status.split(separator: UInt8(ascii: "\n")) {
+            if line.starts(with: "Name:".utf8) {
+                command = PathBytes.string(line.dropFirst(5).drop(while: blank))
+            } else if line.starts(with: "Uid:".utf8) {
+                let ids = line.dropFirst(4).split(whereSeparator: blank).map { UInt32(String(decoding: $0, as: UTF8.self)) }
+                uid = ids.count > 1 ? ids[1] : ids.first ?? nil
             }
         }
         let args = ProcFS.readBytes(dir + "/cmdline").map(ProcessDetails.splitCmdline) ?? []
         var started: Date?
-        let ticks = ProcFS.read(dir + "/stat").flatMap(ProcessDetails.startTicks(stat:))
+        let ticks = ProcFS.readBytes(dir + "/stat").flatMap(ProcessDetails.startTicks(stat:))
         if let boot = bootTime, let ticks {
             started = boot.addingTimeInterval(Double(ticks) / Double(Sys.clockTicks))
         }
@@ -70,11 +72,13 @@ public struct ProcessDetails: Sendable, Equatable {
 
     /// Field 22 (starttime, clock ticks after boot) of /proc/PID/stat. The command name
     /// in field 2 may hold spaces and parentheses: count from the last `)`.
-    static func startTicks(stat: String) -> UInt64? {
-        guard let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
+    static func startTicks(stat: String) -> UInt64? { startTicks(stat: Array(stat.utf8)) }
+
+    static func startTicks(stat: [UInt8]) -> UInt64? {
+        guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
         // fields[0] is field 3 (state); field 22 is fields[19].
-        return fields.count > 19 ? UInt64(fields[19]) : nil
+        return fields.count > 19 ? UInt64(String(decoding: fields[19], as: UTF8.self)) : nil
     }
 
     /// `btime` of /proc/stat: boot time in seconds since the epoch.
