@@ -51,6 +51,10 @@ static void load(void) {
         fail("no SHA1_Init/Update/Final or SHA256_Init/Update/Final at version OPENSSL_3.0.0");
 }
 
+void ccrypto_load(void) {
+    pthread_once(&once, load);
+}
+
 void ccrypto_sha1(const unsigned char *data, size_t count, unsigned char *out) {
     pthread_once(&once, load);
     SHA_CTX c;

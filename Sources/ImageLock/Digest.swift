@@ -2,6 +2,10 @@ import CCrypto
 
 /// Lowercase hex digests through the system libcrypto (loaded on first use: CCrypto.h).
 public enum Digest {
+    /// Loads libcrypto now, on the calling thread, rather than at the first hash (its load
+    /// takes ~3.4M instructions: its relocations and initialisers).
+    public static func load() { ccrypto_load() }
+
     /// SHA-1 of `bytes` as 40 lowercase hex characters. The corresponding C functions are `SHA1_Init`, `SHA1_Update` and `SHA1_Final`.
     public static func sha1Hex(_ bytes: [UInt8]) -> String {
         var out = [UInt8](repeating: 0, count: Int(CCRYPTO_SHA1_LENGTH))

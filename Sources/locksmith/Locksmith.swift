@@ -64,7 +64,12 @@ struct Locksmith: ParsableCommand {
         // for an RCU grace period, which then passes while the arguments are parsed (~4 ms).
         // Not for a `list` that would not use it (another proc root, a cluster view, the
         // audited scan, help): the read would be CPU spent for nothing.
-        if arguments.first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
+        if arguments.first == "why" {
+            Why.earlyTable = Inspector.prefetchKernelTable()
+            // `why` hashes the image's path (its lock file's name) unless it is a gluster://
+            // image: libcrypto is loaded meanwhile, on a thread of its own.
+            if !arguments.contains(where: { $0.contains("://") }) { Sys.startThread { Digest.load() } }
+        }
         if arguments.first == "list",
            !arguments.contains(where: { a in ["--proc", "--host", "--audit", "--list-columns", "--help", "-h"].contains { a.hasPrefix($0) } }) {
             List.earlyTable = Inspector.prefetchKernelTable()
