@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 import LockInspector
 
@@ -229,7 +232,7 @@ func monotonic() -> Double { Sys.monotonicSeconds() }
 
 /// Events from background threads, collected by the loop.
 final class Mailbox: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var events: [TUIEvent] = []
 
     func post(_ e: TUIEvent) {
@@ -250,16 +253,14 @@ final class Mailbox: @unchecked Sendable {
 /// One thread running jobs in order; each job's event goes to the mailbox. A job that
 /// is still running when the TUI ends is left to finish on its own (it only posts).
 final class Worker: @unchecked Sendable {
-    private let cond = NSCondition()
+    private let cond = Condition()
     private var jobs: [@Sendable () -> TUIEvent] = []
     private var stopped = false
     private let mailbox: Mailbox
 
     init(name: String, mailbox: Mailbox) {
         self.mailbox = mailbox
-        let t = Thread { [self] in loop() }
-        t.name = name
-        t.start()
+        Sys.startThread(name: name) { [self] in loop() }
     }
 
     func submit(_ job: @escaping @Sendable () -> TUIEvent) {
