@@ -252,18 +252,21 @@ final class Mailbox: @unchecked Sendable {
 
 /// One thread running jobs in order; each job's event goes to the mailbox. A job that
 /// is still running when the TUI ends is left to finish on its own (it only posts).
+/// Without a thread (none could be created), each job runs when submitted.
 final class Worker: @unchecked Sendable {
     private let cond = Condition()
     private var jobs: [@Sendable () -> TUIEvent] = []
     private var stopped = false
     private let mailbox: Mailbox
+    private var threaded = false
 
     init(name: String, mailbox: Mailbox) {
         self.mailbox = mailbox
-        Sys.startThread(name: name) { [self] in loop() }
+        threaded = Sys.startThread(name: name, runHereIfNone: false) { [self] in loop() }
     }
 
     func submit(_ job: @escaping @Sendable () -> TUIEvent) {
+        guard threaded else { return mailbox.post(job()) }
         cond.lock()
         jobs.append(job)
         cond.signal()

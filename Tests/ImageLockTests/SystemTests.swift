@@ -146,4 +146,15 @@ final class SystemTests: XCTestCase {
         XCTAssertEqual(box.n, threads * rounds)
         XCTAssertEqual(Set(box.names), Set((0..<threads).map { String("locksmith-test-\($0)-with-a-long-name".utf8.prefix(15))! }))
     }
+
+    /// When no thread can be had (here: a stack no mmap can give), the body runs on the
+    /// caller's thread, or not at all for a body that never returns (the TUI's worker).
+    func testAThreadThatCannotStartRunsItsBodyHereOnlyWhenAsked() {
+        final class Box: @unchecked Sendable { var ran = 0 }
+        let box = Box()
+        XCTAssertFalse(Sys.startThread(stackSize: 1 << 46, runHereIfNone: false) { box.ran += 1 })
+        XCTAssertEqual(box.ran, 0)
+        XCTAssertFalse(Sys.startThread(stackSize: 1 << 46) { box.ran += 1 })
+        XCTAssertEqual(box.ran, 1)
+    }
 }

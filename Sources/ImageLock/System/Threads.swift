@@ -53,9 +53,11 @@ extension Sys {
     /// Runs `body` on a new detached thread (as Foundation's `Thread { }.start()`), with a
     /// stack of `stackSize` bytes when given and the thread named `name` when given (as `ps`
     /// and /proc/PID/task/TID/comm show it; at most 15 bytes). When no thread can be had,
-    /// `body` runs here.
-    package static func startThread(name: String? = nil, stackSize: Int? = nil,
-                                     _ body: @escaping @Sendable () -> Void) {
+    /// `body` runs here, unless `runHereIfNone` is false (a body that never returns); says
+    /// whether a thread runs it.
+    @discardableResult
+    package static func startThread(name: String? = nil, stackSize: Int? = nil, runHereIfNone: Bool = true,
+                                     _ body: @escaping @Sendable () -> Void) -> Bool {
         final class Start: @unchecked Sendable {
             let name: String?
             let body: @Sendable () -> Void
@@ -76,7 +78,9 @@ extension Sys {
         }, ctx)
         if rc != 0 {
             Unmanaged<Start>.fromOpaque(ctx).release()
-            body()
+            if runHereIfNone { body() }
+            return false
         }
+        return true
     }
 }
