@@ -24,10 +24,11 @@ test-deps:
 build: deps
 	$(SWIFT) build
 
-# The release binary links the Swift runtime and Foundation statically, by lld with packed
-# relative relocations (release-toolset.json: -z pack-relative-relocs, DT_RELR, glibc >= 2.36):
-# the dynamic loader then reads ~77k relocations of a position-independent binary from a 15 KB
-# table instead of a 1.9 MB one, at every start. scripts/bench builds through this target.
+# The release binary links the Swift runtime and FoundationEssentials (no Foundation, no ICU:
+# docs/ARCHITECTURE.md) statically, by lld with packed relative relocations
+# (release-toolset.json: -z pack-relative-relocs, DT_RELR, glibc >= 2.36): the dynamic loader
+# then reads ~42k relocations of a position-independent binary from an 8 KB table instead of
+# a 1 MB one, at every start. scripts/bench builds through this target.
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product locksmith --toolset release-toolset.json
 

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// A cheap summary of what a snapshot depends on most: the rows of the kernel's lock table
@@ -143,7 +143,7 @@ public struct ChangeWatch: Sendable, Equatable {
 /// The last full snapshot and its fingerprint: a live view asks `reusable` first, or lets
 /// `snapshot(_:scan:)` do both.
 public final class SnapshotCache: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var last: (snapshot: AuditedSnapshot, fingerprint: ChangeFingerprint?, taken: Double)?
     private var watch = ChangeWatch.everything
     /// Whether the memory a scan freed is still to be handed back to the system.

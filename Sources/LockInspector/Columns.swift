@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// One row of the lock table: an image and one of its holders (or none, for a lock file

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 // What the scan learns from directories alone, without /proc: the lock dirs' and lease
@@ -40,7 +43,7 @@ struct LockDirectories: Sendable {
             }
         }
         for dir in leaseDirectories {
-            var isDir = ObjCBool(false)
+            var isDir = false
             guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else { continue }
             // virtlockd lease files: 64 hex digits.
             out.leaseFiles += scan(dir, label: "virtlockd lease dir", unseen: &out.unseen) { name in strlen(name) == 64 }

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import ImageLock
 
 /// A Gluster volume for the inspector to scan (`list --gluster HOST[:PORT]/VOLUME`).
@@ -67,13 +68,11 @@ public enum GlusterScan {
             let host = Sys.hostName
             for (i, v) in volumes.enumerated() {
                 group.enter()
-                let t = Thread { [self] in
+                Sys.startThread(stackSize: 1 << 20) { [self] in
                     let r = GlusterScan.scan(v, localHost: host, procRoot: procRoot)
                     results[i] = r
                     group.leave()
                 }
-                t.stackSize = 1 << 20
-                t.start()
             }
         }
 

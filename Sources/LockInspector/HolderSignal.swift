@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 /// Signals a lock holder the scan found, and only that process: never by bare pid. Between

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// Where the inspector looks.
@@ -108,10 +108,13 @@ public struct Inspector: Sendable {
         return try snapshot(timings: &t)
     }
 
-    public func snapshot(timings: inout SnapshotTimings) throws -> Snapshot {
+    /// `prefetched`: the kernel's lock table, being read since the caller started
+    /// (`prefetchKernelTable`; used when it reads this snapshot's proc root).
+    public func snapshot(timings: inout SnapshotTimings, prefetched: KernelTablePrefetch? = nil) throws -> Snapshot {
         let gluster = GlusterScan.start(options.glusterVolumes, procRoot: options.procRoot)  // gluster hook
         var scan = Scan(options: options)
-        var snapshot = try scan.run(timings: &timings, table: nil)
+        let table = prefetched.flatMap { $0.procRoot == options.procRoot ? $0.reader : nil }
+        var snapshot = try scan.run(timings: &timings, table: table)
         gluster?.finish(into: &snapshot)  // gluster hook
         if options.namesStorage { StorageIdentity.annotate(&snapshot, procRoot: options.procRoot) }
         return snapshot

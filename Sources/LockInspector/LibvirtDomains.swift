@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 // libvirt's domains, read from its domain XML: the live status of running domains
@@ -161,7 +164,7 @@ enum LibvirtDomains {
             stack.removeLast()
             let depth = stack.count
             if let d = domainDepth, depth == d + 1, let t = text {
-                let value = String(decoding: t, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                let value = String(decoding: t, as: UTF8.self).trimmingBlanksAndNewlines
                 if element == "name" && name == nil { name = value }
                 if element == "uuid" && uuid == nil { uuid = value }
                 text = nil

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// An audited snapshot as Prometheus text (exposition format 0.0.4), for node_exporter's
@@ -178,7 +178,7 @@ public enum Metrics {
     /// Integers without a fraction; others with millisecond precision.
     static func number(_ v: Double) -> String {
         if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
-        return String(format: "%.3f", v)
+        return Sys.format("%.3f", v)
     }
 }
 
@@ -195,7 +195,7 @@ extension Unseen {
         ]
         for (p, c) in prefixes where what.hasPrefix(p) { return c }
         if what.contains("/locks line") { return "kernel lock table" }
-        if what.range(of: " file(s) of gluster volume ") != nil { return "gluster" }
+        if what.contains(" file(s) of gluster volume ") { return "gluster" }
         return "other"
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// One pass over the system: every image lock found, who holds it, and what could not be

@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+import ImageLock
 
 /// Work spread over the cores. The /proc walk is bound by syscalls (a statx per fd, an
 /// fdinfo read per locked fd), which run in parallel in the kernel: two cores nearly halve it.
@@ -78,12 +78,10 @@ final class ThreadWork<T: Sendable>: @unchecked Sendable {
 
     init(_ work: @escaping @Sendable () -> T) {
         group.enter()
-        let thread = Thread { [self] in
+        Sys.startThread(stackSize: 1 << 20) { [self] in
             result = work()
             group.leave()
         }
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 
     /// The result, handed over (not kept here, so the caller's copy is unique and can be

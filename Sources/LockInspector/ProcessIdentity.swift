@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Who a process is, as every process-like value of the model carries it (a `Holder`, an
 /// `ImageWriter`, an `InvolvedProcess` of a finding): one definition, so that a value made

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// Where a scan looks, as `list`, `audit`, `watch`, `metrics` and the TUI are told (their

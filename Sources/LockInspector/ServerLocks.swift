@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// A local process that has a file open, as far as naming a lock holder needs.
@@ -196,12 +196,23 @@ extension ServerLocks {
     /// The filesystem type of each device (`maj:min`, field 3) in the text of a mountinfo.
     public static func filesystemTypes(mountinfo: String) -> [DeviceID: String] {
         var out: [DeviceID: String] = [:]
-        for line in mountinfo.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard fields.count > 6, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
-            let mm = fields[2].split(separator: ":")
+        for m in mountinfoLines(mountinfo) where m.dash + 1 < m.fields.count {
+            out[m.device] = String(m.fields[m.dash + 1])
+        }
+        return out
+    }
+
+    /// Each mountinfo line (proc(5)): its device, its fields and the index of the `-` that
+    /// ends the optional ones. Split on the kernel's bytes (`\n`, ` `, `:`), not Characters:
+    /// ~10x faster, and a mark that combines with a separator does not hide it.
+    static func mountinfoLines(_ mountinfo: String) -> [(device: DeviceID, fields: [Substring], dash: Int)] {
+        var out: [(device: DeviceID, fields: [Substring], dash: Int)] = []
+        for line in mountinfo.utf8.split(separator: UInt8(ascii: "\n")) {
+            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false).map(Substring.init)
+            guard fields.count > 6, let dash = fields.firstIndex(of: "-") else { continue }
+            let mm = fields[2].utf8.split(separator: UInt8(ascii: ":")).map(Substring.init)
             guard mm.count == 2, let major = UInt32(mm[0]), let minor = UInt32(mm[1]) else { continue }
-            out[DeviceID(major: major, minor: minor)] = String(fields[dash + 1])
+            out.append((DeviceID(major: major, minor: minor), fields, dash))
         }
         return out
     }

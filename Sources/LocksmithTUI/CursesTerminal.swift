@@ -1,5 +1,8 @@
 import CCurses
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The real terminal through ncursesw: the only file that calls curses. It copies a
 /// `ScreenBuffer` to the screen (curses sends only what changed, so there is no

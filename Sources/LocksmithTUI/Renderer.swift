@@ -1,4 +1,8 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+import ImageLock
 import LockInspector
 
 /// Draws a `TUIState` into a `ScreenBuffer`. Pure: the same state gives the same screen.
@@ -95,7 +99,7 @@ public enum Renderer {
         var t = time_t(d.timeIntervalSince1970)
         var tmv = tm()
         localtime_r(&t, &tmv)
-        return String(format: "%02d:%02d:%02d", tmv.tm_hour, tmv.tm_min, tmv.tm_sec)
+        return Sys.format("%02d:%02d:%02d", tmv.tm_hour, tmv.tm_min, tmv.tm_sec)
     }
 
     static func list(_ buf: inout ScreenBuffer, _ s: TUIState, _ layout: Layout) {

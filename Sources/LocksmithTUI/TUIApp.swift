@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 import LockInspector
 
@@ -229,7 +232,7 @@ func monotonic() -> Double { Sys.monotonicSeconds() }
 
 /// Events from background threads, collected by the loop.
 final class Mailbox: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var events: [TUIEvent] = []
 
     func post(_ e: TUIEvent) {
@@ -249,20 +252,21 @@ final class Mailbox: @unchecked Sendable {
 
 /// One thread running jobs in order; each job's event goes to the mailbox. A job that
 /// is still running when the TUI ends is left to finish on its own (it only posts).
+/// Without a thread (none could be created), each job runs when submitted.
 final class Worker: @unchecked Sendable {
-    private let cond = NSCondition()
+    private let cond = Condition()
     private var jobs: [@Sendable () -> TUIEvent] = []
     private var stopped = false
     private let mailbox: Mailbox
+    private var threaded = false
 
     init(name: String, mailbox: Mailbox) {
         self.mailbox = mailbox
-        let t = Thread { [self] in loop() }
-        t.name = name
-        t.start()
+        threaded = Sys.startThread(name: name, runHereIfNone: false) { [self] in loop() }
     }
 
     func submit(_ job: @escaping @Sendable () -> TUIEvent) {
+        guard threaded else { return mailbox.post(job()) }
         cond.lock()
         jobs.append(job)
         cond.signal()

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 import LockInspector
 
@@ -402,7 +402,8 @@ public struct TUIState: Sendable {
         guard !filter.isEmpty else { return true }
         let fields = [Column.image.cell(row), Column.command.cell(row), Column.vm.cell(row), Column.user.cell(row),
                       Column.host.cell(row)] + row.image.lockFiles
-        return fields.contains { $0.range(of: filter, options: [.caseInsensitive]) != nil }
+        let wanted = filter.lowercased()
+        return fields.contains { $0.lowercased().contains(wanted) }
     }
 
     /// Compares two rows by a column: numbers as numbers, ages by start time, text as text.
@@ -425,8 +426,8 @@ public struct TUIState: Sendable {
         default:
             let x = column.cell(a, now: .distantPast), y = column.cell(b, now: .distantPast)
             if x == y { return nil }
-            let c = x.compare(y, options: [.caseInsensitive, .numeric])
-            return c == .orderedSame ? x < y : c == .orderedAscending
+            let c = naturalOrder(x, y)
+            return c == 0 ? x < y : c < 0
         }
     }
 
@@ -471,4 +472,32 @@ public struct TUIState: Sendable {
         if selected >= top + h { top = selected - h + 1 }
         top = max(0, min(top, max(0, rows.count - h)))
     }
+}
+
+/// Text in the order a person expects (as Foundation's `compare(_:options: [.caseInsensitive,
+/// .numeric])`): case ignored, runs of digits compared by their value ("pid 9" before
+/// "pid 10"). Negative, zero or positive.
+func naturalOrder(_ x: String, _ y: String) -> Int {
+    let a = Array(x.lowercased().unicodeScalars), b = Array(y.lowercased().unicodeScalars)
+    func isDigit(_ c: Unicode.Scalar) -> Bool { ("0"..."9").contains(c) }
+    var i = 0, j = 0
+    while i < a.count && j < b.count {
+        if isDigit(a[i]) && isDigit(b[j]) {
+            var ie = i, je = j
+            while ie < a.count && isDigit(a[ie]) { ie += 1 }
+            while je < b.count && isDigit(b[je]) { je += 1 }
+            // The values: without leading zeros, a longer run is larger; else digit by digit.
+            var ia = i, jb = j
+            while ia < ie - 1 && a[ia] == "0" { ia += 1 }
+            while jb < je - 1 && b[jb] == "0" { jb += 1 }
+            if ie - ia != je - jb { return ie - ia < je - jb ? -1 : 1 }
+            for (p, q) in zip(a[ia..<ie], b[jb..<je]) where p != q { return p.value < q.value ? -1 : 1 }
+            (i, j) = (ie, je)
+        } else {
+            if a[i] != b[j] { return a[i].value < b[j].value ? -1 : 1 }
+            i += 1
+            j += 1
+        }
+    }
+    return i < a.count ? 1 : j < b.count ? -1 : 0
 }

@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 import LockInspector
 
@@ -88,8 +91,8 @@ extension Locksmith {
                     complain("refusing to clear locks without confirmation: stdin is not a terminal; pass --yes")
                     throw ExitCode(64)
                 }
-                FileHandle.standardOutput.write(Data("Clear \(granted.count == 1 ? "it" : "them")? [y/N] ".utf8))
-                let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+                writeStandardOutput("Clear \(granted.count == 1 ? "it" : "them")? [y/N] ")
+                let answer = readLine(strippingNewline: true)?.trimmingBlanks.lowercased() ?? ""
                 guard answer == "y" || answer == "yes" else {
                     say("Nothing cleared.")
                     throw ExitStatus.held

@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 import LockInspector
 
@@ -100,7 +103,7 @@ struct ClusterOptions: ParsableArguments {
         let tty = !quiet && isatty(2) == 1
         let outcome = view.take(audit: audit, waitThreshold: waitThreshold, unreachedAsUnseen: unreachedAsUnseen,
                                 progress: tty ? showProgress : nil)
-        if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        if tty { writeStandardError("\r\u{1B}[K") }
         for h in outcome.hosts where !h.reached && !quiet {
             complain("host \(ClusterText.line(h.name)): \(h.error ?? "not seen")")
         }
@@ -111,5 +114,5 @@ struct ClusterOptions: ParsableArguments {
 /// The progress line of a cluster view, rewritten in place on a terminal's stderr.
 @Sendable func showProgress(_ done: Int, _ total: Int) {
     let line = "\rlocksmith: \(done)/\(total) hosts answered\u{1B}[K"
-    FileHandle.standardError.write(Data(line.utf8))
+    writeStandardError(line)
 }

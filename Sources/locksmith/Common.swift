@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 import LockInspector
 
@@ -17,7 +20,7 @@ nonisolated(unsafe) var keptUntilExit: Any?
 /// Prints one line on stderr: `locksmith: MESSAGE`, made safe for a terminal (paths and
 /// names in it are whatever their makers chose: `TerminalText`).
 func complain(_ message: String) {
-    FileHandle.standardError.write(Data("locksmith: \(TerminalText.escaped(message))\n".utf8))
+    writeStandardError("locksmith: \(TerminalText.escaped(message))\n")
 }
 
 /// Prints one line of text output on stdout, made safe for a terminal (`TerminalText`):
@@ -35,9 +38,23 @@ func writeStandardOutput(_ bytes: [UInt8]) {
 
 /// The same, of bytes lent for the call (`list --json`'s pieces).
 func writeStandardOutput(_ b: UnsafeRawBufferPointer) {
+    writeAll(1, b)
+}
+
+/// Text on stdout as it is (a prompt, the table: made safe by their callers).
+func writeStandardOutput(_ text: String) {
+    writeStandardOutput(Array(text.utf8))
+}
+
+/// Text on stderr as it is (made safe by the callers).
+func writeStandardError(_ text: String) {
+    Array(text.utf8).withUnsafeBytes { writeAll(2, $0) }
+}
+
+private func writeAll(_ fd: Int32, _ b: UnsafeRawBufferPointer) {
     var done = 0
     while done < b.count {
-        let n = write(1, b.baseAddress! + done, b.count - done)
+        let n = write(fd, b.baseAddress! + done, b.count - done)
         if n < 0 {
             if errno == EINTR { continue }
             return
@@ -135,13 +152,14 @@ struct GlusterOptions: ParsableArguments {
 /// `--lock-dir` and `--images`: the dirs a scan of this host lists (`ScanOptions`, and
 /// `signal`, which scans only these).
 struct ScanDirectoryOptions: ParsableArguments {
-    @Option(name: .customLong("lock-dir"), help: ArgumentHelp(
-        "A directory of lock files (repeatable; default /var/tmp).", valueName: "dir"))
+    @Option(name: .customLong("lock-dir"), help: lockDirHelp)
     var lockDirectories: [String] = []
 
-    @Option(name: .customLong("images"), help: ArgumentHelp(
-        "A directory of images, to name the images of lock files (repeatable).", valueName: "dir"))
+    @Option(name: .customLong("images"), help: imagesHelp)
     var imageDirectories: [String] = []
+
+    static let lockDirHelp = ArgumentHelp("A directory of lock files (repeatable; default /var/tmp).", valueName: "dir")
+    static let imagesHelp = ArgumentHelp("A directory of images, to name the images of lock files (repeatable).", valueName: "dir")
 }
 
 /// Where the inspector looks: shared by `list`, `tui`, `audit` and `watch`.
@@ -152,9 +170,14 @@ struct ScanOptions: ParsableArguments {
         + "[--gluster <host[:port]/volume> ...] [--gluster-path <dir>] [--all-files] [--timeout <secs>] [--force] "
         + "[--no-statedump]"
 
-    @OptionGroup var directories: ScanDirectoryOptions
-    var lockDirectories: [String] { directories.lockDirectories }
-    var imageDirectories: [String] { directories.imageDirectories }
+    // The same options as ScanDirectoryOptions, declared here rather than as its group:
+    // every option group is a type more for ArgumentParser to reflect at each parse, each
+    // type's first conformance checks a scan of the binary's ~4,200 conformance records.
+    @Option(name: .customLong("lock-dir"), help: ScanDirectoryOptions.lockDirHelp)
+    var lockDirectories: [String] = []
+
+    @Option(name: .customLong("images"), help: ScanDirectoryOptions.imagesHelp)
+    var imageDirectories: [String] = []
 
     @Option(name: .customLong("proc"), help: ArgumentHelp(
         "Read this directory instead of /proc (a copy or a test fixture).", valueName: "dir"))

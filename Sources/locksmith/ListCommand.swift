@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 import LockInspector
 
@@ -83,10 +86,13 @@ extension Locksmith {
 
         var options: InspectorOptions { scan.inspectorOptions(statedumpByDefault: true) }
 
+        /// The kernel's lock table, being read since the process started (`Locksmith.main`).
+        nonisolated(unsafe) static var earlyTable: KernelTablePrefetch?
+
         func run() throws {
             if out.listColumns {
                 for c in Column.allCases {
-                    print(c.header.padding(toLength: 10, withPad: " ", startingAt: 0) + c.help)
+                    print((c.header + String(repeating: " ", count: 10)).prefix(10) + c.help)
                 }
                 return
             }
@@ -98,10 +104,11 @@ extension Locksmith {
                 var o = options
                 o.namesStorage = out.json
                 audited = audit ? try Auditor.snapshot(o, waitThreshold: waitThreshold)
-                    : AuditedSnapshot(try Inspector(o).snapshot(timings: &t))
+                    : AuditedSnapshot(try Inspector(o).snapshot(timings: &t, prefetched: List.earlyTable))
                 scanCounts = t
+                List.earlyTable = nil
                 if timing {
-                    func ms(_ s: Double) -> String { String(format: "%.1f ms", s * 1000) }
+                    func ms(_ s: Double) -> String { Sys.format("%.1f ms", s * 1000) }
                     complain("timing: total \(ms(t.total)) = /proc/locks \(ms(t.kernelLocks)), lock dirs \(ms(t.lockDirectories)), "
                              + "processes \(ms(t.processes)), mapping \(ms(t.mapping)); \(t.fds) fds, "
                              + "\(t.fdinfoReads) fdinfo reads, \(t.contentReads) lock-file reads")
@@ -129,7 +136,7 @@ extension Locksmith {
             } else {
                 let columns = try (out.output ?? ListOutputOptions.columnsFromEnvironment).map { try Column.parse($0).get() }
                     ?? Column.defaults(for: rows)
-                FileHandle.standardOutput.write(Data(Table.render(rows, columns: columns, headings: !out.noHeadings).utf8))
+                writeStandardOutput(Table.render(rows, columns: columns, headings: !out.noHeadings))
             }
             try failIfGlusterVolumesUnscanned(snapshot)  // gluster hook: exit 2
             if !snapshot.unseen.isEmpty {
@@ -153,7 +160,7 @@ extension Locksmith {
                 let rows = LockRow.rows(of: snapshot)
                 let columns = try (out.output ?? ListOutputOptions.columnsFromEnvironment).map { try Column.parse($0).get() }
                     ?? Column.defaults(for: rows, hostsInView: hosts.count)
-                FileHandle.standardOutput.write(Data(Table.render(rows, columns: columns, headings: !out.noHeadings).utf8))
+                writeStandardOutput(Table.render(rows, columns: columns, headings: !out.noHeadings))
             }
             if view.hostFailed { throw ExitStatus.couldNotCheck }
         }

@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import LockInspector
 import ImageLock
 
@@ -57,7 +60,20 @@ struct Locksmith: ParsableCommand {
         }
         // Before any thread starts: the scans' threads share one heap (peak RSS, not speed).
         Sys.useOneHeapArena()
-        if arguments.first == "why" { Why.earlyTable = Inspector.prefetchKernelTable() }
+        // `why` and `list` start reading the kernel's lock table now: its first read waits
+        // for an RCU grace period, which then passes while the arguments are parsed (~4 ms).
+        // Not for a `list` that would not use it (another proc root, a cluster view, the
+        // audited scan, help): the read would be CPU spent for nothing.
+        if arguments.first == "why" {
+            Why.earlyTable = Inspector.prefetchKernelTable()
+            // `why` hashes the image's path (its lock file's name) unless it is a gluster://
+            // image: libcrypto is loaded meanwhile, on a thread of its own.
+            if !arguments.contains(where: { $0.contains("://") }) { Sys.startThread { Digest.load() } }
+        }
+        if arguments.first == "list",
+           !arguments.contains(where: { a in ["--proc", "--host", "--audit", "--list-columns", "--help", "-h"].contains { a.hasPrefix($0) } }) {
+            List.earlyTable = Inspector.prefetchKernelTable()
+        }
         if let first = arguments.first {
             explicitSubcommand = browsing.subcommands.contains { ObjectIdentifier($0) != ObjectIdentifier(Browse.self) && $0._commandName == first }
         }
@@ -69,7 +85,7 @@ struct Locksmith: ParsableCommand {
             // points at `locksmith --help`, never at the hidden `browse`.
             let code = exitCode(for: error)
             let message = fullMessage(for: error)
-                .replacingOccurrences(of: "'locksmith browse --help'", with: "'locksmith --help'")
+                .replacingScalars("'locksmith browse --help'", with: "'locksmith --help'")
             if !message.isEmpty {
                 if code == .success {
                     print(message)
@@ -77,10 +93,10 @@ struct Locksmith: ParsableCommand {
                     // A usage error quotes the arguments: each line made safe (`TerminalText`).
                     let safe = message.split(separator: "\n", omittingEmptySubsequences: false)
                         .map { TerminalText.escaped(String($0)) }.joined(separator: "\n")
-                    FileHandle.standardError.write(Data((safe + "\n").utf8))
+                    writeStandardError(safe + "\n")
                 }
             }
-            Foundation.exit(code.rawValue)
+            Glibc.exit(code.rawValue)
         }
     }
 }

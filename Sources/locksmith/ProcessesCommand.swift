@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import LockInspector
 
 extension Locksmith {
@@ -36,8 +36,8 @@ extension Locksmith {
         func run() throws {
             let found = HostProcesses.read(pids: pids)
             if json {
-                FileHandle.standardOutput.write(Data(ProcessesJSON.render(host: JSONOutput.host, version: LocksmithVersion.current,
-                                                                          processes: found)))
+                writeStandardOutput(ProcessesJSON.render(host: JSONOutput.host, version: LocksmithVersion.current,
+                                                         processes: found))
                 return
             }
             for p in found { say(ClearLocksText.line(p)) }

@@ -95,6 +95,16 @@ final class KernelLockParsingTests: XCTestCase {
     func testDigests() {
         XCTAssertEqual(Digest.sha1Hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d")
         XCTAssertEqual(Digest.sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        // FIPS 180 vectors across block boundaries (the digests run SHA*_Init/Update/Final).
+        XCTAssertEqual(Digest.sha1Hex(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        XCTAssertEqual(Digest.sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        let two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+        XCTAssertEqual(Digest.sha1Hex(two), "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
+        XCTAssertEqual(Digest.sha256Hex(two), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        let million = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
+        XCTAssertEqual(Digest.sha1Hex(million), "34aa973cd4c4daa4f61eeb2bdbad27316534016f")
+        XCTAssertEqual(Digest.sha256Hex(million), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        XCTAssertEqual(Digest.sha1(two), SHA1Digest(hex: "84983e441c3bd26ebaae4aa1f95129e5e54670f1"))
     }
 
     /// `position` (what the TUI's change check reads at every tick) agrees with `parse` on

@@ -98,4 +98,63 @@ final class SystemTests: XCTestCase {
         pthread_sigmask(SIG_SETMASK, nil, &now)
         XCTAssertEqual(sigismember(&now, SIGUSR2), 0, "unblocked again")
     }
+
+    /// `Sys.format` is C's printf in the C locale: what Foundation's String(format:) printed
+    /// (the numbers of `list --timing`, the metrics, the TUI's clock, a cluster timeout),
+    /// also after the process took the user's locale (the TUI does, for curses).
+    func testFormatIsPrintfInTheCLocale() {
+        let values: [Double] = [0, 0.00049, 0.0005, 1.25, -3.14159, 1234567.891, 1e-7, 5e20, .infinity]
+        for v in values {
+            XCTAssertEqual(Sys.format("%.3f", v), String(format: "%.3f", v))
+            XCTAssertEqual(Sys.format("%.1f ms", v * 1000), String(format: "%.1f ms", v * 1000))
+            XCTAssertEqual(Sys.format("%g", v), String(format: "%g", v))
+        }
+        XCTAssertEqual(Sys.format("%02d:%02d:%02d", Int32(7), Int32(5), Int32(59)), "07:05:59")
+        XCTAssertEqual(Sys.format("%.70f", 1.0), "1." + String(repeating: "0", count: 70))
+        let saved = String(cString: setlocale(LC_ALL, nil))
+        defer { setlocale(LC_ALL, saved) }
+        for name in ["de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8"] where setlocale(LC_NUMERIC, name) != nil {
+            XCTAssertEqual(Sys.format("%.1f", 2.5), "2.5", name)
+        }
+    }
+
+    /// Threads, locks and conditions on pthreads (what Thread, NSLock and NSCondition were):
+    /// named threads with their own stacks run, a lock keeps a shared count exact, and a
+    /// condition wakes the waiter.
+    func testThreadsLocksAndConditionsWithoutFoundation() {
+        final class Box: @unchecked Sendable {
+            var n = 0
+            var names: [String] = []
+            var done = 0
+        }
+        let box = Box(), lock = Lock(), cond = Condition()
+        let threads = 4, rounds = 10_000
+        for i in 0..<threads {
+            Sys.startThread(name: "locksmith-test-\(i)-with-a-long-name", stackSize: 1 << 20) {
+                let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+                lock.withLock { box.names.append(comm.trimmingCharacters(in: .newlines)) }
+                for _ in 0..<rounds { lock.withLock { box.n += 1 } }
+                cond.lock()
+                box.done += 1
+                cond.signal()
+                cond.unlock()
+            }
+        }
+        cond.lock()
+        while box.done < threads { cond.wait() }
+        cond.unlock()
+        XCTAssertEqual(box.n, threads * rounds)
+        XCTAssertEqual(Set(box.names), Set((0..<threads).map { String("locksmith-test-\($0)-with-a-long-name".utf8.prefix(15))! }))
+    }
+
+    /// When no thread can be had (here: a stack no mmap can give), the body runs on the
+    /// caller's thread, or not at all for a body that never returns (the TUI's worker).
+    func testAThreadThatCannotStartRunsItsBodyHereOnlyWhenAsked() {
+        final class Box: @unchecked Sendable { var ran = 0 }
+        let box = Box()
+        XCTAssertFalse(Sys.startThread(stackSize: 1 << 46, runHereIfNone: false) { box.ran += 1 })
+        XCTAssertEqual(box.ran, 0)
+        XCTAssertFalse(Sys.startThread(stackSize: 1 << 46) { box.ran += 1 })
+        XCTAssertEqual(box.ran, 1)
+    }
 }

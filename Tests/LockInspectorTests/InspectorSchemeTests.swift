@@ -102,6 +102,10 @@ final class InspectorSchemeTests: XCTestCase {
                                            "-drive", "file=nbd:localhost:10809",
                                            "-blockdev", #"{"driver":"qcow2","file":{"driver":"file","filename":"/d.qcow2"}}"#]),
                        ["/a,b.img", "/c.img", "/d.qcow2"])
+        // JSON read whole (arrays, escapes, other values); what is not JSON names nothing.
+        XCTAssertEqual(QemuArgs.filePaths(["-blockdev", #"{"children":[{"filename":"/e\u00e9 \"q\".img"},{"filename":1},null,true,2.5]}"#,
+                                           "-blockdev", "{not json"]),
+                       ["/e\u{e9} \"q\".img"])
         XCTAssertTrue(QemuArgs.isQemu(["/usr/bin/qemu-system-x86_64"]))
         XCTAssertFalse(QemuArgs.isQemu(["/usr/bin/python3"]))
     }

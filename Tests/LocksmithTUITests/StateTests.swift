@@ -187,6 +187,20 @@ final class FilterTests: XCTestCase {
 }
 
 final class SortTests: XCTestCase {
+    /// The sort of text columns is Foundation's `compare(_:options: [.caseInsensitive,
+    /// .numeric])`, written out (`naturalOrder`).
+    func testNaturalOrderAgreesWithFoundationsNumericCaseInsensitiveCompare() {
+        let words = ["", "a", "A", "b", "pid 9", "pid 10", "pid 010", "Pid 9", "img-2.qcow2", "img-10.qcow2", "img-02.qcow2",
+                     "x1y2", "x1y10", "x01y2", "10", "9", "009", "abc", "abd", "ab", "/var/tmp/a", "/var/tmp/B", "0", "00"]
+        for x in words {
+            for y in words {
+                let got = naturalOrder(x, y)
+                XCTAssertEqual(got < 0 ? ComparisonResult.orderedAscending : got > 0 ? .orderedDescending : .orderedSame,
+                               x.compare(y, options: [.caseInsensitive, .numeric]), "\(x) vs \(y)")
+            }
+        }
+    }
+
     func testSCyclesThroughTheListColumnsThenBackToUnsorted() {
         var s = Fixtures.state()
         var seen: [Column?] = []

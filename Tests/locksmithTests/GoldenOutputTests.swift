@@ -73,23 +73,48 @@ final class GoldenOutputTests: XCTestCase {
             }
             let text = "$ locksmith " + n.normalise(c.args.joined(separator: " "), text: true)
                 + "\nexit \(status)\n--- stdout\n" + out + "--- stderr\n" + n.normalise(r.stderr, text: true)
-            let path = Self.goldenDir + "/" + c.name
             seen.insert(c.name)
-            if update {
-                try text.write(toFile: path, atomically: true, encoding: .utf8)
-                continue
-            }
-            guard let expected = try? String(contentsOfFile: path, encoding: .utf8) else {
-                XCTFail("\(c.name): no golden file \(path); run with LOCKSMITH_GOLDEN_UPDATE=1")
-                continue
-            }
-            if expected != text {
-                XCTFail("\(c.name) differs from its golden file \(path):\n" + Self.diff(expected, text))
-            }
+            try Self.check(c.name, text, update: update)
         }
         // Every golden file is still produced: a dropped case must drop its file too.
         let files = (try? FileManager.default.contentsOfDirectory(atPath: Self.goldenDir)) ?? []
-        XCTAssertEqual(Set(files), seen, "golden files without a case, or cases without a file")
+        XCTAssertEqual(Set(files.filter { !$0.hasPrefix("help-") }), seen, "golden files without a case, or cases without a file")
+    }
+
+    /// Pins the help and usage texts ArgumentParser makes from the commands' declarations:
+    /// the root's `--help`, each subcommand's, and the usage errors of plain `locksmith`
+    /// and of a subcommand, so that a change to how the options are declared (to parse
+    /// faster) provably changes none of them. (COLUMNS fixed: the help is wrapped to it.)
+    func testHelpAndUsageTextsMatchTheGoldenFiles() throws {
+        let cases: [(name: String, args: [String])] = [
+            ("help-root.txt", ["--help"]), ("help-list.txt", ["list", "--help"]), ("help-why.txt", ["why", "--help"]),
+            ("help-audit.txt", ["audit", "--help"]), ("help-tui.txt", ["tui", "--help"]), ("help-watch.txt", ["watch", "--help"]),
+            ("help-metrics.txt", ["metrics", "--help"]), ("help-signal.txt", ["signal", "--help"]),
+            ("help-usage-errors.txt", ["--bogus"]), ("help-usage-errors-list.txt", ["list", "--timeout", "0"]),
+        ]
+        let update = ProcessInfo.processInfo.environment["LOCKSMITH_GOLDEN_UPDATE"] == "1"
+        for c in cases {
+            let r = try Run.locksmith(c.args, environment: ["COLUMNS": "100"])
+            let text = "$ locksmith " + c.args.joined(separator: " ") + "\nexit \(r.status)\n--- stdout\n" + r.stdout
+                + "--- stderr\n" + r.stderr
+            try Self.check(c.name, text, update: update)
+        }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: Self.goldenDir)) ?? []
+        XCTAssertEqual(Set(files.filter { $0.hasPrefix("help-") }), Set(cases.map(\.name)), "help golden files without a case")
+    }
+
+    /// `text` against the golden file `name`, or written to it with LOCKSMITH_GOLDEN_UPDATE=1.
+    static func check(_ name: String, _ text: String, update: Bool) throws {
+        let path = goldenDir + "/" + name
+        if update {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return
+        }
+        guard let expected = try? String(contentsOfFile: path, encoding: .utf8) else {
+            XCTFail("\(name): no golden file \(path); run with LOCKSMITH_GOLDEN_UPDATE=1")
+            return
+        }
+        if expected != text { XCTFail("\(name) differs from its golden file \(path):\n" + diff(expected, text)) }
     }
 
     /// `list`, `audit` and `metrics` are of the whole host, where other tests (or other

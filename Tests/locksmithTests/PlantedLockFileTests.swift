@@ -57,29 +57,17 @@ final class PlantedLockFileTests: XCTestCase {
         }
     }
 
-    /// 10k and 20k unmapped lock files planted by nobody: `audit`'s time grows linearly
-    /// (ratio at most 2.5; it was ~4 when each lock file rescanned every image). The time
-    /// of each size is the best of two runs, so that other load on the host counts less.
-    func testAuditStaysLinearInPlantedLockFiles() throws {
-        let small = TempDir("planted-10k"), large = TempDir("planted-20k")
-        for d in [small, large] { chmod(d.path, 0o1777) }
-        try plant(10_000, in: small.path)
-        try plant(20_000, in: large.path)
-        func seconds(_ dir: String) throws -> Double {
-            var best = Double.infinity
-            for _ in 0..<2 {
-                let t0 = Date()
-                let r = try Run.locksmithRaw(["audit", "--lock-dir", dir], timeout: 600)
-                best = min(best, Date().timeIntervalSince(t0))
-                XCTAssertNotEqual(r.status, 2, "status \(r.status): \(r.err)")
-                let stale = r.out.split(separator: "\n").filter { $0.hasPrefix("INFO     unmapped-lock-file  \(dir)/") }.count
-                XCTAssertEqual(stale, dir == small.path ? 10_000 : 20_000)
-            }
-            return best
-        }
-        let t10 = try seconds(small.path), t20 = try seconds(large.path)
-        let ratio = t20 / t10
-        print("audit: 10k planted lock files \(t10) s, 20k \(t20) s, ratio \(ratio)")
-        XCTAssertLessThanOrEqual(ratio, 2.5, "audit is superlinear: 10k \(t10) s, 20k \(t20) s")
+    /// 20k unmapped lock files planted by nobody: `audit` names each one, once. That its
+    /// time stays linear in them (the 20k/10k ratio was ~4 when each lock file rescanned
+    /// every image) is timed by `scripts/bench --states planted`: no timed tests.
+    func testAuditNamesEveryPlantedLockFile() throws {
+        let dir = TempDir("planted-20k")
+        chmod(dir.path, 0o1777)
+        try plant(20_000, in: dir.path)
+        let r = try Run.locksmithRaw(["audit", "--lock-dir", dir.path], timeout: 600)
+        XCTAssertNotEqual(r.status, 2, "status \(r.status): \(r.err)")
+        let unmapped = r.out.split(separator: "\n").filter { $0.hasPrefix("INFO     unmapped-lock-file  \(dir.path)/") }
+        XCTAssertEqual(unmapped.count, 20_000)
+        XCTAssertEqual(Set(unmapped).count, 20_000)
     }
 }

@@ -14,7 +14,13 @@
 #define CCRYPTO_SHA1_LENGTH 20
 #define CCRYPTO_SHA256_LENGTH 32
 
-/* SHA1(3) and SHA256(3): `count` bytes at `data` into `out` (20 and 32 bytes). */
+/* SHA-1 and SHA-256 (SHA1_Init(3)/Update/Final, SHA256_...; not the one-shot SHA1(), which
+ * OpenSSL 3 runs through its providers: shim.c): `count` bytes at `data` into `out` (20 and
+ * 32 bytes). */
+/* Loads libcrypto now, on the calling thread, rather than at the first hash (a command sure
+ * to hash loads it on a thread of its own while it parses its arguments). */
+void ccrypto_load(void);
+
 void ccrypto_sha1(const unsigned char *data, size_t count, unsigned char *out);
 void ccrypto_sha256(const unsigned char *data, size_t count, unsigned char *out);
 #endif

@@ -8,7 +8,9 @@
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -42,6 +44,13 @@ static inline void clinux_restore_affinity(const cpu_set_t *saved) {
 /* Hands the free pages of every malloc arena back to the system (glibc's malloc_trim;
  * Swift's Glibc module leaves <malloc.h> out). */
 static inline void clinux_trim_heap(void) { (void)malloc_trim(0); }
+
+/* The C locale as a locale_t, for formatting numbers whatever setlocale(3) chose (LC_ALL_MASK
+ * is an expression macro Swift does not import). */
+static inline locale_t clinux_c_locale(void) { return newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+
+/* Names the calling thread (at most 15 bytes; pthread_setname_np is a _GNU_SOURCE function). */
+static inline void clinux_name_thread(const char *name) { (void)pthread_setname_np(pthread_self(), name); }
 
 /* At most `n` malloc arenas (glibc's mallopt M_ARENA_MAX); effective for threads that have
  * not allocated yet. */

@@ -14,18 +14,21 @@ extension Sys {
     /// when nothing was.
     package static func readToEnd(_ fd: Int32, chunk: Int) -> [UInt8]? {
         var out = [UInt8]()
-        out.reserveCapacity(chunk)
-        var buf = [UInt8](repeating: 0, count: chunk)
-        while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return out.isEmpty ? nil : out
+        var failed = false
+        // Read into scratch space that is neither zeroed nor kept; `out` grows with what came.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: chunk) { buf in
+            while true {
+                let n = Glibc.read(fd, buf.baseAddress, buf.count)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failed = true
+                    return
+                }
+                if n == 0 { return }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<n]))
             }
-            if n == 0 { break }
-            out.append(contentsOf: buf[0..<n])
         }
-        return out
+        return failed && out.isEmpty ? nil : out
     }
 
     /// A whole (pseudo or small) file as bytes; nil when it cannot be opened (gone, EACCES,

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 /// What the audit rules need beyond the snapshot: file modes and owners, filesystems,

@@ -2,7 +2,7 @@
 // (Sources/ImageLock/System): stat/lstat, statfs, readlink, /proc/PID/status, the
 // scheduler's per-task view, and a user's groups. Nothing is opened but /proc files; no
 // link is followed where `follow` is false.
-import Foundation
+import FoundationEssentials
 import ImageLock
 #if canImport(Glibc)
 import Glibc
@@ -144,7 +144,7 @@ enum AuditReads {
         guard let text = sched else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("se.exec_start") {
             if let colon = line.firstIndex(of: ":") {
-                return Double(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+                return Double(line[line.index(after: colon)...].trimmingBlanks)
             }
         }
         return nil

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// The audit rules: pure functions of a snapshot and the facts gathered for it.

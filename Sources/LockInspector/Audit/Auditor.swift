@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// Runs the audit on a snapshot: gathers the few facts the rules need, then applies them.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// The cross-host audit rules of a cluster view: pure functions of the merged snapshot

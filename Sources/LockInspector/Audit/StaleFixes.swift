@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 /// What `audit --fix` did with one stale lock file.

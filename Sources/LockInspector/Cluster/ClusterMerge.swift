@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// The hosts' snapshots as one: every holder, waiter, lock file, writer and finding carries

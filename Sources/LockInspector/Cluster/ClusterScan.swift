@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import ImageLock
 
 /// A host of a cluster view, and how asking it went (`hosts` in `list --json`).
@@ -89,15 +90,13 @@ public enum ClusterScan {
         let group = DispatchGroup()
         for _ in 0..<workers {
             group.enter()
-            let t = Thread {
+            Sys.startThread(stackSize: 1 << 20) {
                 while let i = results.next() {
                     let r = askOne(query, query.hosts[i], local: local)
                     results.set(i, r, progress: progress)
                 }
                 group.leave()
             }
-            t.stackSize = 1 << 20
-            t.start()
         }
         group.wait()
         var answers = ClusterAnswers(hosts: results.values.map(\.0), snapshots: results.values.map(\.1))
@@ -143,7 +142,7 @@ public enum ClusterScan {
                                    maxErrors: 64 << 10)
         func fail(_ why: String) -> Result<([UInt8], Int32, String), ClusterFailure> { .failure(ClusterFailure(why)) }
         if let e = r.spawnError { return fail("cannot run \(ClusterText.line(query.ssh[0])): \(e)") }
-        if r.timedOut { return fail("no answer within \(String(format: "%g", query.timeout)) s") }
+        if r.timedOut { return fail("no answer within \(Sys.format("%g", query.timeout)) s") }
         if r.overflowed {
             let m = query.maxAnswer
             return fail("answer larger than " + (m >= 1 << 20 ? "\(m >> 20) MiB" : "\(m) bytes"))
@@ -192,7 +191,7 @@ public enum ClusterScan {
 
     /// The hosts' answers, one slot each, handed out in order to the threads that ask.
     final class Results: @unchecked Sendable {
-        private let lock = NSLock()
+        private let lock = Lock()
         private var nextIndex = 0
         private var done = 0
         private(set) var values: [(ClusterHost, AuditedSnapshot?)]
@@ -285,7 +284,7 @@ public enum ShellWords {
     public static func quote(_ word: String) -> String {
         let safe = word.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_./:=,+@%".unicodeScalars.contains($0)) }
         if safe && !word.isEmpty { return word }
-        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        return "'" + word.replacingScalars("'", with: "'\\''") + "'"
     }
 
     /// The destinations of a `--hosts` file: one a line, blanks around it ignored, `#` to
@@ -293,7 +292,7 @@ public enum ShellWords {
     public static func hostList(_ text: String) -> [String] {
         text.split(separator: "\n", omittingEmptySubsequences: false).compactMap { line -> String? in
             let code = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let t = code.trimmingCharacters(in: .whitespaces)
+            let t = code.trimmingBlanks
             return t.isEmpty ? nil : t
         }
     }
@@ -316,6 +315,6 @@ public enum ClusterText {
     /// The last non-empty line of bytes a program printed, made fit.
     static func lastLine(_ bytes: [UInt8]) -> String {
         let lines = bytes.split { $0 == 0x0A || $0 == 0x0D }.map { String(decoding: $0, as: UTF8.self) }
-        return line(lines.last { !$0.trimmingCharacters(in: .whitespaces).isEmpty } ?? "")
+        return line(lines.last { !$0.trimmingBlanks.isEmpty } ?? "")
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// The cluster view of a scan (`--host`/`--hosts` of `list`, `audit`, `watch`, `metrics`,
@@ -79,7 +79,7 @@ public struct ClusterView: Sendable {
 /// The destinations of the hosts a cluster view last labelled (`ClusterHost.label` → `name`),
 /// for acting on a row's host afterwards (the TUI's K).
 public final class HostDirectory: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var byLabel: [String: String] = [:]
 
     public init() {}

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// `why IMAGE --host ...`: the holders of the image on every host in view, and which of

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// Whether the holder of a Gluster lock (named by a brick statedump: its host and pid) is
@@ -226,20 +226,74 @@ public enum GlusterStaleness {
         return out
     }
 
-    /// A statedump's `granted at 2026-11-28 03:42:58 +0000` time.
+    /// A statedump's `granted at 2026-11-28 03:42:58 +0000` time (`yyyy-MM-dd HH:mm:ss`, a
+    /// space and the zone's offset as ±HHMM or ±HH:MM), or nil.
     public static func grantTime(_ text: String) -> Date? {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss Z"
-        return f.date(from: text.trimmingCharacters(in: .whitespaces))
+        let t = Array(text.trimmingBlanks.utf8)
+        func number(_ at: Int, _ width: Int) -> Int? {
+            guard at + width <= t.count else { return nil }
+            var n = 0
+            for c in t[at..<at + width] {
+                guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
+                n = n * 10 + Int(c - UInt8(ascii: "0"))
+            }
+            return n
+        }
+        func sep(_ at: Int, _ c: Character) -> Bool { at < t.count && t[at] == c.asciiValue! }
+        guard let year = number(0, 4), sep(4, "-"), let month = number(5, 2), sep(7, "-"), let day = number(8, 2),
+              sep(10, " "), let hour = number(11, 2), sep(13, ":"), let minute = number(14, 2), sep(16, ":"),
+              let second = number(17, 2), sep(19, " "), sep(20, "+") || sep(20, "-"), let zh = number(21, 2),
+              (1...12).contains(month), (1...CivilDate.days(inMonth: month, of: year)).contains(day),
+              hour < 24, minute < 60, second < 60, zh < 24 else { return nil }
+        let colon = sep(23, ":") ? 1 : 0
+        guard let zm = number(23 + colon, 2), zm < 60, t.count == 25 + colon else { return nil }
+        let offset = (zh * 3600 + zm * 60) * (sep(20, "-") ? -1 : 1)
+        let seconds = CivilDate.daysSinceEpoch(year: year, month: month, day: day) * 86400
+            + hour * 3600 + minute * 60 + second - offset
+        return Date(timeIntervalSince1970: Double(seconds))
     }
 
+    /// `2026-11-28 03:42:58 UTC`.
     static func stamp(_ d: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
-        return f.string(from: d)
+        let s = Int(d.timeIntervalSince1970.rounded(.down))
+        let (days, rest) = (s >= 0 ? s / 86400 : (s - 86399) / 86400, ((s % 86400) + 86400) % 86400)
+        let (y, m, day) = CivilDate.date(daysSinceEpoch: days)
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let year = String(repeating: "0", count: max(0, 4 - String(y).count)) + String(y)
+        return "\(year)-\(two(m))-\(two(day)) \(two(rest / 3600)):\(two(rest / 60 % 60)):\(two(rest % 60)) UTC"
+    }
+}
+
+/// Days and proleptic Gregorian dates (H. Hinnant's days_from_civil and civil_from_days,
+/// https://howardhinnant.github.io/date_algorithms.html).
+enum CivilDate {
+    static func daysSinceEpoch(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
+    }
+
+    static func date(daysSinceEpoch z0: Int) -> (year: Int, month: Int, day: Int) {
+        let z = z0 + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+
+    static func days(inMonth month: Int, of year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
     }
 }
 
@@ -379,7 +433,7 @@ public enum HostProcesses {
                     for e in fds.prefix(maxFDs) {
                         guard let text = ProcFS.read("\(procRoot)/\(pid)/fdinfo/\(e.name)"),
                               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("mnt_id:") }),
-                              let v = glusterMounts[String(line.dropFirst("mnt_id:".count).trimmingCharacters(in: .whitespaces))],
+                              let v = glusterMounts[String(line.dropFirst("mnt_id:".count).trimmingBlanks)],
                               !open.contains(v) else { continue }
                         open.append(v)
                     }

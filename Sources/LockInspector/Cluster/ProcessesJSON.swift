@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import ImageLock
 
 /// `locksmith processes --json PID...`: what a host says about the pids a cluster view asks
@@ -123,7 +124,7 @@ extension ClusterScan {
         let group = DispatchGroup()
         for _ in 0..<max(1, min(query.parallel, jobs.count)) {
             group.enter()
-            let t = Thread {
+            Sys.startThread(stackSize: 1 << 20) {
                 while let i = results.next() {
                     let (dest, pids) = jobs[i]
                     var table = HostProcessTable(host: dest, reached: true)
@@ -147,8 +148,6 @@ extension ClusterScan {
                 }
                 group.leave()
             }
-            t.stackSize = 1 << 20
-            t.start()
         }
         group.wait()
         return zip(jobs, results.tables).map { $1 ?? HostProcessTable(host: $0.destination, reached: false) }

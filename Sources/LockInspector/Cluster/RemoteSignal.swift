@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 /// `K` on a holder of another host: that host's own locksmith signals it (`locksmith signal`,

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// Reads another host's `list --json` back into a `Snapshot` and its findings (`list --audit`). The text is hostile: it is

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// Which file on shared storage an image is, in words every host that mounts the storage
@@ -29,17 +29,11 @@ public enum StorageIdentity {
 
     /// Every mount of the text of a mountinfo, in its order (octal escapes decoded).
     public static func mounts(mountinfo: String) -> [Mount] {
-        var out: [Mount] = []
-        for line in mountinfo.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard fields.count > 6, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count else { continue }
-            let mm = fields[2].split(separator: ":")
-            guard mm.count == 2, let major = UInt32(mm[0]), let minor = UInt32(mm[1]) else { continue }
-            out.append(Mount(device: DeviceID(major: major, minor: minor), root: ServerLocks.unescape(fields[3]),
-                             mountPoint: ServerLocks.unescape(fields[4]), fstype: String(fields[dash + 1]),
-                             source: ServerLocks.unescape(fields[dash + 2])))
+        ServerLocks.mountinfoLines(mountinfo).compactMap { m in
+            guard m.dash + 2 < m.fields.count else { return nil }
+            return Mount(device: m.device, root: ServerLocks.unescape(m.fields[3]), mountPoint: ServerLocks.unescape(m.fields[4]),
+                         fstype: String(m.fields[m.dash + 1]), source: ServerLocks.unescape(m.fields[m.dash + 2]))
         }
-        return out
     }
 
     /// The identity of the file at `path` (its device as a scan saw it, when known), or nil

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 // The one JSON writer of each concept of the model, used by every report that carries it

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// The reports of `audit --json`, `watch --json` (one line per event) and `try --json`, each

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 // `why --json`: the verdict's fields in sorted order, snake_case; optional fields are written

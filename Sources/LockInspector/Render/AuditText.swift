@@ -10,7 +10,7 @@ public enum AuditText {
         var fixesByPath: [String: [Int]] = [:]
         for (i, fix) in fixes.enumerated() { fixesByPath[fix.path, default: []].append(i) }
         for f in findings {
-            lines.append("\(f.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) "
+            lines.append("\((f.severity.rawValue.uppercased() + String(repeating: " ", count: 8)).prefix(8)) "
                 + "\(f.rule.rawValue)  \(f.image ?? f.files.first ?? "-")" + (f.host.map { "  (on \($0))" } ?? ""))
             lines.append("  \(f.evidence)")
             lines.append("  remedy: \(f.remedy)")

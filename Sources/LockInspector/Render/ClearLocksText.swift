@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// `clear-locks`' text: the review of a path's granted locks (each holder judged on its
@@ -46,7 +46,7 @@ public enum ClearLocksText {
     /// What `gluster volume clear-locks` did.
     public static func result(_ url: GlusterURL, _ r: GlusterClearLocksResult) -> String {
         if r.grantedCleared == 0 {
-            return "\(url): no locks cleared (released meanwhile?); gluster said: \(r.output.replacingOccurrences(of: "\n", with: "; "))"
+            return "\(url): no locks cleared (released meanwhile?); gluster said: \(r.output.replacingScalars("\n", with: "; "))"
         }
         return "\(url): cleared \(r.grantedCleared) granted lock\(r.grantedCleared == 1 ? "" : "s")"
     }

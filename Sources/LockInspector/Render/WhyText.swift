@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// `why`'s verdict as text lines: the command prints them (escaped by its `say`), the TUI shows them.

@@ -1,7 +1,7 @@
 // Phase 5 of a scan (Scan.swift): locked files classified by scheme (QEMU's byte locks,
 // virtlockd's byte 0, lock files), `ImageLocks` assembled with their holders and waiters,
 // and ordered.
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 extension Scan {

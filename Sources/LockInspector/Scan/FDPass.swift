@@ -2,7 +2,10 @@
 // refers to (statx, `HolderSearch.openFiles`), then the holders among the fds on a locked
 // inode, named exactly by their fdinfo `lock:` lines (`KernelLock.Identity`). For focused
 // images, the targeted search of `HolderSearch.ofdSearch` instead of every process.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 extension Scan {

@@ -1,6 +1,6 @@
 // Part of phase 5 of a scan (Scan.swift), for the audit's writer rules: the processes with an
 // image file open for writing (`Snapshot.writers`, with `InspectorOptions.findWriters`).
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// An fd open for writing, as the one pass over /proc/PID/fd found it (before it is known

@@ -1,6 +1,9 @@
 // Phase 1 of a scan (Scan.swift): the kernel's lock table, /proc/locks, read and parsed
 // on a thread of its own while the other phases run.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 

@@ -2,7 +2,7 @@
 // listed on their own thread (`LockDirectories`, Directories.swift); for focused images
 // only their own lock files are looked at, by name. After the holders are found, the held
 // ones are marked.
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 extension Scan {

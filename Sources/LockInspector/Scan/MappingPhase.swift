@@ -1,7 +1,10 @@
 // Phase 4 of a scan (Scan.swift): candidate images (open files, --images dirs, libvirt
 // domain XML, QEMU's `file=` arguments) and the mapping of lock files to them, by the SHA-1
 // of a candidate's realpath (the lockfile scheme's name) or by the file's content.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 extension Scan {
@@ -129,7 +132,7 @@ extension Scan {
 
         /// The index of the image files, made on first use (from any thread).
         final class LazyIndex: @unchecked Sendable {
-            private let lock = NSLock()
+            private let lock = Lock()
             private var index: [FileKey: String]?
 
             func lookup(_ key: FileKey, build: () -> [FileKey: String]) -> String? {

@@ -11,7 +11,10 @@
 //
 // `ScanScope` says where a scan looks: the host (list, audit, watch, metrics, the TUI) or
 // focused images (why). The snapshot is built once, at the end of `run()`.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 /// Where a scan looks.
@@ -110,8 +113,8 @@ struct Scan {
 
     mutating func run(timings t: inout SnapshotTimings, table prefetched: KernelTableReader?) throws -> Snapshot {
         let t0 = Sys.monotonicSeconds()
-        var isDir = ObjCBool(false)
-        guard FileManager.default.fileExists(atPath: procRoot, isDirectory: &isDir), isDir.boolValue else {
+        var isDir = false
+        guard FileManager.default.fileExists(atPath: procRoot, isDirectory: &isDir), isDir else {
             throw InspectorError.procUnreadable(path: procRoot, errno: ENOENT)
         }
         // 1. The kernel's lock table, read on a second thread while the rest is scanned:

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// One change between two snapshots (`locksmith watch`).

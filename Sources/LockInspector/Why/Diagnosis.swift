@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// `locksmith why` as a pure function: from the facts about an image, its chain, its lock

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import ImageLock
 
 /// `why gluster://HOST[:PORT]/VOLUME/PATH`: would a whole-file lock of the gluster scheme

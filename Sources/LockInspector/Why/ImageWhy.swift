@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// `why IMAGE`: gathers the facts of one image (`WhyFacts`), finds the holders of its chain

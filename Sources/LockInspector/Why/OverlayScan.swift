@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// Who uses a base image through an overlay that is not in the asked-about chain.

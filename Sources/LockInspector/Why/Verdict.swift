@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// The answer of `locksmith why`: whether the open would succeed, in QEMU's words when it

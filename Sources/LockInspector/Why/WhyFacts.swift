@@ -1,6 +1,6 @@
 // The system calls of `why`: stat, access(2) and the qcow2 header of the chain. Nothing
 // here takes a lock or opens anything but regular files, read-only and non-blocking.
-import Foundation
+import FoundationEssentials
 import ImageLock
 #if canImport(Glibc)
 import Glibc

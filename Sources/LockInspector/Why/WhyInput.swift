@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ImageLock
 
 /// How `why` is asked to open the image.

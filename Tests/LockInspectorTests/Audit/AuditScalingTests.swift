@@ -3,10 +3,10 @@ import ImageLock
 import LockInspector
 import XCTest
 
-/// Issue 15, item 4: the audit rules and the watch diff stay linear in what others can
-/// plant (lock files, and images named by them). Each is timed on 10k and 20k planted lock
-/// files (plus writers and held ones, so every index is used); the time ratio must stay
-/// at most 2.5 (a pass over every image per lock file made it ~4).
+/// Issue 15, item 4: the audit rules and the watch diff on 10k and 20k planted lock files
+/// (plus writers and held ones, so every index is used) find what they must. That their
+/// time stays linear in what others can plant (a pass over every image per lock file made
+/// the 20k/10k ratio ~4) is timed by `scripts/bench --states planted`: no timed tests.
 final class AuditScalingTests: XCTestCase {
     let dev = DeviceID(major: 0xfe, minor: 0)
 
@@ -34,22 +34,11 @@ final class AuditScalingTests: XCTestCase {
         return (Snapshot(host: "h", generated: t, images: images, lockFiles: files, unseen: [], writers: writers), facts)
     }
 
-    /// The best of five timings of `body`.
-    func seconds(_ body: () -> Void) -> Double {
-        (0..<5).map { _ in
-            let t0 = Date()
-            body()
-            return Date().timeIntervalSince(t0)
-        }.min()!
-    }
-
-    func testAuditRulesAndWatchDiffAreLinearInPlantedLockFiles() {
+    func testAuditRulesAndWatchDiffOnPlantedLockFiles() {
         let t = Date(timeIntervalSince1970: 1_800_000_000)
-        var times: [String: [Double]] = [:]
         for n in [10_000, 20_000] {
             let (s, f) = planted(n, at: t)
-            var found: [Finding] = []
-            times["rules", default: []].append(seconds { found = AuditRules.all(s, f) })
+            let found = AuditRules.all(s, f)
             XCTAssertEqual(found.filter { $0.rule == .unsafeLockFile }.count, n)
             XCTAssertEqual(found.filter { $0.rule == .unsafeLockFile && !$0.holders.isEmpty }.count, n / 10)
             XCTAssertEqual(found.filter { $0.rule == .unlockedWriter }.count, n / 100)
@@ -59,17 +48,10 @@ final class AuditScalingTests: XCTestCase {
             for i in new.images.indices where i % 20 == 0 { new.images[i].holders = [] }
             let old = AuditedSnapshot(s, findings: found)
             let newFindings = Array(found.dropFirst(n / 2))
-            var events: [WatchEvent] = []
-            times["diff", default: []].append(seconds {
-                let next = AuditedSnapshot(SnapshotDiff.fillingDetails(new, from: s), findings: newFindings)
-                events = SnapshotDiff.events(from: old, to: next, minimumSeverity: .info)
-            })
+            let next = AuditedSnapshot(SnapshotDiff.fillingDetails(new, from: s), findings: newFindings)
+            let events = SnapshotDiff.events(from: old, to: next, minimumSeverity: .info)
             XCTAssertEqual(events.filter { $0.kind == .lockReleased }.count, n / 20)
             XCTAssertEqual(events.filter { $0.kind == .findingCleared }.count, n / 2)
-        }
-        for (what, t) in times {
-            print("\(what): 10k \(t[0]) s, 20k \(t[1]) s, ratio \(t[1] / t[0])")
-            XCTAssertLessThanOrEqual(t[1] / t[0], 2.5, "\(what) is superlinear: 10k \(t[0]) s, 20k \(t[1]) s")
         }
     }
 }

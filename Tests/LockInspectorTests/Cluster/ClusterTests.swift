@@ -47,6 +47,11 @@ final class ClusterTests: XCTestCase {
     func testStorageIdentityFromMountinfo() {
         let m = StorageIdentity.mounts(mountinfo: mountinfo)
         XCTAssertEqual(m.map(\.isShared), [false, true, true])
+        // Fields are split on the kernel's bytes: a source that begins with a combining mark
+        // (whatever a mount's maker chose) does not join the fstype before it.
+        let odd = StorageIdentity.mounts(mountinfo: "63 22 0:56 / /mnt/m rw - nfs4 \u{301}srv:/e rw")
+        XCTAssertEqual(odd.map(\.fstype), ["nfs4"])
+        XCTAssertEqual(odd.map(\.source), ["\u{301}srv:/e"])
         let glusterDev = DeviceID(major: 0, minor: 53)
         for dev in [glusterDev, nil] {
             XCTAssertEqual(StorageIdentity.of(path: "/shared/vm/a.qcow2", device: dev, mounts: m), "gluster:clvol/vm/a.qcow2")

@@ -1,6 +1,6 @@
 import Foundation
 import ImageLock
-import LockInspector
+@testable import LockInspector
 import XCTest
 
 /// The Gluster staleness check over gathered facts: a statedump's lock (host, pid, client
@@ -87,6 +87,34 @@ final class GlusterStalenessTests: XCTestCase {
         XCTAssertNil(GlusterStaleness.volume(mountSource: "nothing"))
         XCTAssertEqual(GlusterStaleness.grantTime("2026-11-28 03:42:58 +0000"), Date(timeIntervalSince1970: 1_795_837_378))
         XCTAssertNil(GlusterStaleness.grantTime("yesterday"))
+    }
+
+    /// The statedump's time is read and written as DateFormatter read and wrote it
+    /// (`yyyy-MM-dd HH:mm:ss Z`; `yyyy-MM-dd HH:mm:ss 'UTC'` in UTC), without it.
+    func testGrantTimesAndStampsAgreeWithDateFormatter() {
+        let parse = DateFormatter()
+        parse.locale = Locale(identifier: "en_US_POSIX")
+        parse.dateFormat = "yyyy-MM-dd HH:mm:ss Z"
+        for text in ["2026-11-28 03:42:58 +0000", "  2027-01-15 08:00:00 +0000 ", "2024-02-29 23:59:59 -0800",
+                     "1970-01-01 00:00:00 +0000", "1969-12-31 23:59:59 +0000", "2000-03-01 12:30:00 +0530",
+                     "2100-12-31 00:00:01 -1200", "2026-11-28 03:42:58 +05:30"] {
+            XCTAssertEqual(GlusterStaleness.grantTime(text), parse.date(from: text.trimmingCharacters(in: .whitespaces)), text)
+        }
+        for bad in ["2026-02-30 00:00:00 +0000", "2026-13-01 00:00:00 +0000", "2026-11-28 24:00:00 +0000",
+                    "2026-11-28 03:42:58", "2026-11-28T03:42:58 +0000", "2026-11-28 03:42:58 +0000 x", "",
+                    "2026-1-28 03:42:58 +0000"] {
+            XCTAssertNil(GlusterStaleness.grantTime(bad), bad)
+        }
+        let stamp = DateFormatter()
+        stamp.locale = Locale(identifier: "en_US_POSIX")
+        stamp.timeZone = TimeZone(identifier: "UTC")
+        stamp.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
+        var seconds: Double = -86_400 * 800
+        while seconds < 5_000_000_000 {
+            let d = Date(timeIntervalSince1970: seconds + 0.75)
+            XCTAssertEqual(GlusterStaleness.stamp(d), stamp.string(from: d))
+            seconds += 7_777_777.5
+        }
     }
 
     func record(_ host: String, _ pid: Int32, client: Int32, start: Int64 = 0, since: String = "2027-01-15 08:00:00 +0000") -> GlusterLockRecord {
