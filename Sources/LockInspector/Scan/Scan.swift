@@ -130,8 +130,10 @@ struct Scan {
         // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
         var fds = startFDPass(started, timings: &t)
         var files = finishLockDirectories(started, timings: &t)
+        // While the table is still being read: the fdinfo of the fds on lock files.
+        let early = readEarlyInfo(fds, files: files, table: table, timings: &t)
         let rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
-        let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
+        let procs = findHolders(rows, fds: &fds, files: &files, early: early, timings: &t)
         // The fd list is freed now, not after assembly (the peak).
         Parallel.release(consume fds)
         // 4 and 5. Classify the locked files, map lock files to images, assemble.
