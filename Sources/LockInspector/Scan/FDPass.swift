@@ -146,7 +146,12 @@ extension Scan {
             guard let dev = f.device, files.keys[FileKey(device: dev, inode: f.inode)] != nil else { continue }
             if reads % 32 == 0 && table.isReady { break }
             if early.isEmpty { early = [FDInfo?](repeating: nil, count: pass.fds.count) }
-            early[i] = reader.info(pid: f.pid, fd: f.fd)
+            // Of classic POSIX locks only the open mode is used (the rows name their process);
+            // their locks are not kept (25k arrays at 100k lock files, at the scan's peak).
+            if var info = reader.info(pid: f.pid, fd: f.fd) {
+                if info.locks.allSatisfy({ $0.kind == .posix }) { info.locks = [] }
+                early[i] = info
+            }
             reads += 1
         }
         t.fdinfoReads += reads
