@@ -33,7 +33,7 @@ extension Scan {
     /// processes are searched, by inode: hard links and bind mounts too, until every OFD row
     /// has its open file description); then the holders among the fds on locked inodes. The
     /// held lock files and lease files are marked.
-    mutating func findHolders(_ rows: Rows, fds: inout FDPass, files: inout LockFiles, early: [FDInfo?] = [],
+    mutating func findHolders(_ rows: Rows, fds: inout FDPass, files: inout LockFiles,
                               timings t: inout SnapshotTimings) -> ProcessScan {
         let t2b = Sys.monotonicSeconds()
         let locked = LockedRows(rows.byFile)
@@ -48,7 +48,7 @@ extension Scan {
         }
         let paths = needPaths(files), writers = options.findWriters && scope.isHost
         var procs = readHolders(fds, locked: locked, lockFiles: (files.lockFiles, files.keys), paths: paths,
-                                writers: writers, early: early, timings: &t)
+                                writers: writers, timings: &t)
         // An OFD lock that no fd on its inode lists (a /proc copy whose fd links mislead,
         // a filesystem whose st_ino differs from the kernel's lock inode): read every
         // fdinfo after all, as the kernel's own lists are the ground truth.
@@ -128,36 +128,6 @@ extension Scan {
         return out
     }
 
-    /// While the kernel's table is still being read (its grace period, then every row: ~0.2
-    /// s at 50k rows, the kernel walking its list from the start at each page), the fdinfo
-    /// of each fd on a lock file, on this thread (the table's keeps the other core): the
-    /// holders' reads that would otherwise wait for the table. Stops when the table is
-    /// there; the rest is read as usual. By fd index (nil: not read); empty when nothing
-    /// was read. `examine` takes a read only where the table still agrees with it.
-    mutating func readEarlyInfo(_ pass: FDPass, files: LockFiles, table: KernelTableReader,
-                                timings t: inout SnapshotTimings) -> [FDInfo?] {
-        guard scope.isHost, pass.live, !files.keys.isEmpty, !table.isReady else { return [] }
-        var early: [FDInfo?] = []
-        var reader = ProcessFDReader(procRoot: procRoot)
-        defer { reader.close() }
-        var reads = 0
-        for i in pass.fds.indices {
-            let f = pass.fds[i]
-            guard let dev = f.device, files.keys[FileKey(device: dev, inode: f.inode)] != nil else { continue }
-            if reads % 32 == 0 && table.isReady { break }
-            if early.isEmpty { early = [FDInfo?](repeating: nil, count: pass.fds.count) }
-            // Of classic POSIX locks only the open mode is used (the rows name their process);
-            // their locks are not kept (25k arrays at 100k lock files, at the scan's peak).
-            if var info = reader.info(pid: f.pid, fd: f.fd) {
-                if info.locks.allSatisfy({ $0.kind == .posix }) { info.locks = [] }
-                early[i] = info
-            }
-            reads += 1
-        }
-        t.fdinfoReads += reads
-        return early
-    }
-
     /// Every pid, QEMU's processes first (their comm starts with `qemu`): an OFD lock on an
     /// image is most likely theirs.
     func qemuFirst() -> [Int32] {
@@ -217,7 +187,7 @@ extension Scan {
     /// The per-fd work (`examine`) runs on all cores; the results are merged in fd order.
     mutating func readHolders(_ pass: FDPass, locked: LockedRows?,
                               lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
-                              paths: Bool, writers: Bool, early: [FDInfo?] = [], timings t: inout SnapshotTimings) -> ProcessScan {
+                              paths: Bool, writers: Bool, timings t: inout SnapshotTimings) -> ProcessScan {
         var out = ProcessScan()
         out.pids = pass.pids
         out.hidden = pass.hidden
@@ -230,8 +200,8 @@ extension Scan {
             defer { reader.close() }
             var found: [FDFinding] = []
             for i in range {
-                if let f = Scan.examine(pass.fds[i], locked: locked, lockFiles: lockFiles, paths: paths, writers: writers,
-                                        serverRows: serverRows, early: early.isEmpty ? nil : early[i], reader: &reader) { found.append(f) }
+                if let f = Scan.examine(pass.fds[i], locked: locked, lockFiles: lockFiles,
+                                        paths: paths, writers: writers, serverRows: serverRows, reader: &reader) { found.append(f) }
             }
             return [found]
         }
@@ -256,14 +226,11 @@ extension Scan {
         if f.fd.device == nil || FileKey(device: f.fd.device, inode: f.fd.inode) != key { out.keyByLink[link] = key }
     }
 
-    /// Step two for one fd; nil when it is neither a holder nor a candidate image. `early`:
-    /// its fdinfo as read before the table was (`readEarlyInfo`); taken where the table
-    /// still agrees: its open mode, and its locks when every one is still a held row on the
-    /// inode (else, or when it listed none, the fdinfo is read again now).
+    /// Step two for one fd; nil when it is neither a holder nor a candidate image.
     static func examine(_ f: OpenFD, locked: LockedRows?,
                         lockFiles: (entries: [LockFileEntry], byKey: [FileKey: Int]),
                         paths: Bool, writers: Bool, serverRows: [UInt64: [KernelLock]] = [:],
-                        early: FDInfo? = nil, reader: inout ProcessFDReader) -> FDFinding? {
+                        reader: inout ProcessFDReader) -> FDFinding? {
         var out = FDFinding(fd: f)
         let lockFile = f.device.flatMap { lockFiles.byKey[FileKey(device: $0, inode: f.inode)] }.map { lockFiles.entries[$0].path }
         if paths && lockFile == nil && (f.kind == nil || f.kind == .regular || f.kind == .blockDevice) {
@@ -274,13 +241,9 @@ extension Scan {
             (out.flags, out.locks) = (i.flags, i.locks)
         } else if let rows = locked?[inode: f.inode], let dev = f.device, rows.allSatisfy({ $0.kind == .posix && $0.device == dev }) {
             let own = rows.filter { $0.pid == f.pid }
-            // (The access mode of fdinfo's flags is what the link's mode bits say.)
-            if !own.isEmpty, let mode = early.map({ $0.flags & 3 }) ?? reader.openFlags(pid: f.pid, fd: f.fd) {
+            if !own.isEmpty, let mode = reader.openFlags(pid: f.pid, fd: f.fd) {
                 (out.flags, out.locks) = (mode, own)
             }
-        } else if let e = early, !e.locks.isEmpty, let rows = locked?[inode: f.inode],
-                  e.locks.allSatisfy({ l in rows.contains { $0.sameLock(as: l) } }) {
-            (out.flags, out.locks) = (e.flags, e.locks)
         } else if locked == nil || locked!.isLocked(inode: f.inode) {
             out.fdinfoRead = true
             if let i = reader.info(pid: f.pid, fd: f.fd) {

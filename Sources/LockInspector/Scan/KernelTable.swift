@@ -38,9 +38,6 @@ final class KernelTableReader: Sendable {
         }
     }
 
-    /// Whether the table has been read (`wait()` would not block).
-    var isReady: Bool { work.isDone }
-
     /// The parsed table (nil when unreadable), the errno of the failure, and the seconds spent.
     func wait() -> (Table?, Int32, Double) {
         let r = work.wait()

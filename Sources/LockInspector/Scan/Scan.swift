@@ -130,13 +130,10 @@ struct Scan {
         // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
         var fds = startFDPass(started, timings: &t)
         var files = finishLockDirectories(started, timings: &t)
-        // While the table is still being read: the fdinfo of the fds on lock files.
-        var early = readEarlyInfo(fds, files: files, table: table, timings: &t)
         let rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
-        let procs = findHolders(rows, fds: &fds, files: &files, early: early, timings: &t)
-        // The fd list and the early reads are freed now, not after assembly (the peak).
+        let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
+        // The fd list is freed now, not after assembly (the peak).
         Parallel.release(consume fds)
-        early = []
         // 4 and 5. Classify the locked files, map lock files to images, assemble.
         let t3 = Sys.monotonicSeconds()
         let (images, writers) = mapAndAssemble(rows, files: &files, procs: procs, imageDirs: started.imageDirs, timings: &t)
