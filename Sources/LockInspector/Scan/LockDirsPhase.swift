@@ -54,11 +54,20 @@ extension Scan {
     /// The lstat of each lock file and lease file (`InspectorOptions.lockFileStatus`), into
     /// the entries; nothing without it.
     mutating func applyLockFileStatuses(_ files: inout LockFiles) {
-        guard let work = lockFileStatuses else { return }
-        lockFileStatuses = nil
-        let (lockFiles, leaseFiles) = work.wait()
+        guard let (lockFiles, leaseFiles) = lockFileStatusResult() else { return }
+        lockFileStatusesDone = nil
         LockDirectories.apply(lockFiles, to: &files.lockFiles)
         LockDirectories.apply(leaseFiles, to: &files.leaseFiles)
+    }
+
+    /// The audit's lstat of each lock file and lease file (in the order the dirs listed
+    /// them), waited for once; nil without `lockFileStatus`.
+    mutating func lockFileStatusResult() -> ([FileStatus?], [FileStatus?])? {
+        if let work = lockFileStatuses {
+            lockFileStatuses = nil
+            lockFileStatusesDone = work.wait()
+        }
+        return lockFileStatusesDone
     }
 
     /// Marks the lock files and lease files the kernel lists a held lock on.

@@ -230,9 +230,15 @@ extension Scan {
             unnamed.append((i, digest))
         }
         // An empty one (the scheme creates them empty) names nothing: an lstat, no read. The
-        // lstats relative to each dir (no path walk), on every core (10k empty lock files).
-        let entries = unnamed.map { files[$0.index] }
-        let statuses = Parallel.chunks(entries.count, chunk: 1024) { r in LockDirectories.statuses(of: Array(entries[r])) }
+        // audit's scan has lstat'ed each lock file already; else the lstats relative to each
+        // dir (no path walk), on every core (10k empty lock files).
+        let statuses: [FileStatus?]
+        if !unnamed.isEmpty, let known = lockFileStatusResult()?.0, known.count == files.count {
+            statuses = unnamed.map { known[$0.index] }
+        } else {
+            let entries = unnamed.map { files[$0.index] }
+            statuses = Parallel.chunks(entries.count, chunk: 1024) { r in LockDirectories.statuses(of: Array(entries[r])) }
+        }
         for (k, (i, digest)) in unnamed.enumerated() {
             if let s = statuses[k], s.kind == .regular, s.size == 0 { continue }
             t.contentReads += 1

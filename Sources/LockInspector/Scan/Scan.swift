@@ -89,6 +89,8 @@ struct Scan {
     var searchOrder: [Int32]?
     /// The audit's lstat of each lock file and lease file, under way (LockDirsPhase.swift).
     var lockFileStatuses: ThreadWork<([FileStatus?], [FileStatus?])>?
+    /// Its result, once waited for (`lockFileStatusResult()`).
+    var lockFileStatusesDone: ([FileStatus?], [FileStatus?])?
 
     init(options: InspectorOptions) {
         self.options = options
