@@ -54,16 +54,15 @@ enum Parallel {
 }
 
 /// A value made on first use, by whichever thread asks first (the others wait for it), then
-/// shared: what rules running on every core need only when one of them finds something.
+/// shared: what rules running on every core need only when one of them finds something, an
+/// index most scans never look anything up in.
 final class MadeOnce<T: Sendable>: @unchecked Sendable {
-    private let make: @Sendable () -> T
-    private let queue = DispatchQueue(label: "locksmith.made-once")
+    private let lock = Lock()
     private var value: T?
 
-    init(_ make: @escaping @Sendable () -> T) { self.make = make }
-
-    var get: T {
-        queue.sync {
+    /// The value, made by `make` if this is the first call.
+    func get(_ make: () -> T) -> T {
+        lock.withLock {
             if value == nil { value = make() }
             return value!
         }

@@ -483,8 +483,9 @@ public enum AuditRules {
         /// For each of them: `AuditFacts.lockFiles` of its path, `AuditFacts.images` of its image.
         let lockFacts: [AuditFileFacts?]
         let imageFacts: [AuditFileFacts?]
-        /// `holdersByLockFile`, made on first use (by whichever rule asks first).
-        private let table: MadeOnce<[String: [InvolvedProcess]]>
+        /// `holdersByLockFile` of `snapshot`, made on first use (by whichever rule asks first).
+        private let table = MadeOnce<[String: [InvolvedProcess]]>()
+        private let snapshot: Snapshot
 
         init(_ s: Snapshot, _ f: AuditFacts) {
             // Looked up on every core (10k lock files are 20k lookups by path), in order.
@@ -498,11 +499,11 @@ public enum AuditRules {
             lockFileEntries = found.map(\.0)
             lockFacts = found.map(\.1)
             imageFacts = found.map(\.2)
-            table = MadeOnce { holdersByLockFile(s) }
+            snapshot = s
         }
 
         /// The holders of the image the lock file at `path` belongs to.
-        func holders(_ path: String) -> [InvolvedProcess] { table.get[path] ?? [] }
+        func holders(_ path: String) -> [InvolvedProcess] { table.get { holdersByLockFile(snapshot) }[path] ?? [] }
     }
 
     static func directory(of path: String) -> String {

@@ -85,7 +85,7 @@ extension Scan {
         /// (Listed as walked, indexed by key on the first lookup: most scans never look one
         /// up, and 100k insertions would cost ~20 ms.)
         private var imageFileList: [(key: FileKey, path: String)] = []
-        private var imageFileIndex = LazyIndex()
+        private var imageFileIndex = MadeOnce<[FileKey: String]>()
 
         /// A candidate less trusted than those already added.
         mutating func add(_ path: String, source: String, realPath: String? = nil, sha1: SHA1Digest? = nil) {
@@ -114,12 +114,12 @@ extension Scan {
         /// first in byte order, whatever order the directory lists them in.
         mutating func addImageFile(_ key: FileKey, path: String) {
             imageFileList.append((key, path))
-            imageFileIndex = LazyIndex()
+            imageFileIndex = MadeOnce()
         }
 
         /// The file under an --images dir with this key, if any.
         func imageFile(_ key: FileKey) -> String? {
-            imageFileIndex.lookup(key) {
+            imageFileIndex.get {
                 var index: [FileKey: String] = [:]
                 index.reserveCapacity(imageFileList.count)
                 for (k, path) in imageFileList {
@@ -127,27 +127,14 @@ extension Scan {
                     index[k] = path
                 }
                 return index
-            }
-        }
-
-        /// The index of the image files, made on first use (from any thread).
-        final class LazyIndex: @unchecked Sendable {
-            private let lock = Lock()
-            private var index: [FileKey: String]?
-
-            func lookup(_ key: FileKey, build: () -> [FileKey: String]) -> String? {
-                lock.lock()
-                defer { lock.unlock() }
-                if index == nil { index = build() }
-                return index![key]
-            }
+            }[key]
         }
 
         /// Keeps only the files under --images whose key passes `keep` (the index of 100k
         /// keys would be made for the few locked ones).
         mutating func keepImageFiles(_ keep: (FileKey) -> Bool) {
             imageFileList = imageFileList.filter { keep($0.key) }  // (a new array: removeAll keeps the capacity)
-            imageFileIndex = LazyIndex()
+            imageFileIndex = MadeOnce()
         }
 
         /// Forgets the candidates by name (`bySHA1`, `aliases`); the files under --images stay.
