@@ -42,9 +42,13 @@ let package = Package(
         .target(name: "CCurses"),
         // The TUI: state, keys, layout and rendering into a screen buffer; the curses edge.
         .target(name: "LocksmithTUI", dependencies: ["CCurses", "ImageLock", "LockInspector"]),
+        // The executable's start, before main: `list` and `why` start reading the kernel's lock
+        // table (start.c).
+        .target(name: "LocksmithStart", dependencies: ["CLinux"]),
         .executableTarget(
             name: "locksmith",
             dependencies: [
+                "LocksmithStart",
                 "ImageLock",
                 "LockInspector",
                 "LocksmithTUI",
@@ -55,6 +59,7 @@ let package = Package(
         .target(name: "_TestSupport", dependencies: ["ImageLock"], path: "Tests/_TestSupport"),
         .testTarget(name: "ImageLockTests", dependencies: ["ImageLock", "_TestSupport"]),
         .testTarget(name: "LockInspectorTests", dependencies: ["LockInspector", "_TestSupport"]),
+        .testTarget(name: "LocksmithStartTests", dependencies: ["LocksmithStart"]),
         .testTarget(name: "LocksmithTUITests", dependencies: ["LocksmithTUI", "LockInspector", "ImageLock", "_TestSupport"]),
         // Golden/: the pinned outputs GoldenOutputTests reads from the source tree.
         .testTarget(name: "locksmithTests", dependencies: ["ImageLock", "_TestSupport"], exclude: ["Golden"]),

@@ -1,0 +1,94 @@
+/* The early read (CLinux.h): one pseudo-file read whole on a thread of its own, started
+ * before main by the executable's start-up constructor (Sources/LocksmithStart/start.c). */
+#include "CLinux.h"
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static struct {
+    pthread_t thread;
+    int state;  /* 0 none, 1 under way or done, 2 taken */
+    char path[256];
+    unsigned char *bytes;
+    size_t count;
+    int err;
+    double seconds;
+} early;
+
+static double early_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* As Sys.readToEnd (FileReads.swift): 64 KB a read, EINTR retried, a failing read ends it
+ * (what was read, or nothing with its errno). */
+static void *early_read(void *unused) {
+    (void)unused;
+    double t0 = early_now();
+    int fd = open(early.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        early.err = errno;
+    } else {
+        size_t cap = 65536, got = 0;
+        unsigned char *buf = malloc(cap);
+        while (buf) {
+            if (cap - got < 65536) {
+                unsigned char *more = realloc(buf, cap * 2);
+                if (!more) { free(buf); buf = NULL; early.err = ENOMEM; break; }
+                buf = more;
+                cap *= 2;
+            }
+            ssize_t n = read(fd, buf + got, 65536);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (got == 0) { early.err = errno; free(buf); buf = NULL; }
+                break;
+            }
+            if (n == 0) break;
+            got += (size_t)n;
+        }
+        if (!buf && !early.err) early.err = ENOMEM;
+        close(fd);
+        early.bytes = buf;
+        early.count = buf ? got : 0;
+    }
+    early.seconds = early_now() - t0;
+    return NULL;
+}
+
+int clinux_early_read_start(const char *path) {
+    if (__atomic_load_n(&early.state, __ATOMIC_ACQUIRE) == 1) return EBUSY;
+    size_t n = strlen(path);
+    if (n >= sizeof early.path) return ENAMETOOLONG;
+    memcpy(early.path, path, n + 1);
+    early.bytes = NULL;
+    early.count = 0;
+    early.err = 0;
+    early.seconds = 0;
+    int rc = pthread_create(&early.thread, NULL, early_read, NULL);
+    if (rc == 0) __atomic_store_n(&early.state, 1, __ATOMIC_RELEASE);
+    return rc;
+}
+
+int clinux_early_read_running(const char *path) {
+    return __atomic_load_n(&early.state, __ATOMIC_ACQUIRE) == 1 && strcmp(early.path, path) == 0;
+}
+
+int clinux_early_read_take(const char *path, unsigned char **bytes, size_t *count, int *err, double *seconds) {
+    *bytes = NULL;
+    *count = 0;
+    *err = 0;
+    *seconds = 0;
+    int running = 1;
+    if (!clinux_early_read_running(path) ||
+        !__atomic_compare_exchange_n(&early.state, &running, 2, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return 0;  /* none, or another thread took it */
+    (void)pthread_join(early.thread, NULL);
+    *bytes = early.bytes;
+    *count = early.count;
+    *err = early.err;
+    *seconds = early.seconds;
+    early.bytes = NULL;
+    return 1;
+}

@@ -130,7 +130,13 @@ public struct Inspector: Sendable {
     /// Starts reading `<procRoot>/locks` on a thread now, for a snapshot to come: the read
     /// waits for an RCU grace period in the kernel (file_rwsem taken for writing), which is
     /// best spent doing something else (`why` gathers the image's facts meanwhile).
+    /// It takes the read the executable started before main, when there is one
+    /// (`kernelTableReadEarly`).
     public static func prefetchKernelTable(procRoot: String = "/proc") -> KernelTablePrefetch {
         KernelTablePrefetch(procRoot: procRoot)
     }
+
+    /// Whether this process started reading /proc/locks before main and nobody has taken
+    /// the read yet (Sources/LocksmithStart/start.c: `list` and `why` do).
+    public static var kernelTableReadEarly: Bool { Sys.earlyReadRunning("/proc/locks") }
 }

@@ -60,20 +60,19 @@ struct Locksmith: ParsableCommand {
         }
         // Before any thread starts: the scans' threads share one heap (peak RSS, not speed).
         Sys.useOneHeapArena()
-        // `why` and `list` start reading the kernel's lock table now: its first read waits
-        // for an RCU grace period, which then passes while the arguments are parsed (~4 ms).
-        // Not for a `list` that would not use it (another proc root, a cluster view, the
-        // audited scan, help): the read would be CPU spent for nothing.
-        if arguments.first == "why" {
-            Why.earlyTable = Inspector.prefetchKernelTable()
-            // `why` hashes the image's path (its lock file's name) unless it is a gluster://
-            // image: libcrypto is loaded meanwhile, on a thread of its own.
-            if !arguments.contains(where: { $0.contains("://") }) { Sys.startThread { Digest.load() } }
+        // `why` and `list` started reading the kernel's lock table before main (its first
+        // read waits for an RCU grace period, which passes while the arguments are parsed;
+        // Sources/LocksmithStart/start.c says when); the scan takes that read.
+        if Inspector.kernelTableReadEarly {
+            if arguments.first == "why" {
+                Why.earlyTable = Inspector.prefetchKernelTable()
+            } else {
+                List.earlyTable = Inspector.prefetchKernelTable()
+            }
         }
-        if arguments.first == "list",
-           !arguments.contains(where: { a in ["--proc", "--host", "--audit", "--list-columns", "--help", "-h"].contains { a.hasPrefix($0) } }) {
-            List.earlyTable = Inspector.prefetchKernelTable()
-        }
+        // `why` hashes the image's path (its lock file's name) unless it is a gluster://
+        // image: libcrypto is loaded meanwhile, on a thread of its own.
+        if arguments.first == "why", !arguments.contains(where: { $0.contains("://") }) { Sys.startThread { Digest.load() } }
         if let first = arguments.first {
             explicitSubcommand = browsing.subcommands.contains { ObjectIdentifier($0) != ObjectIdentifier(Browse.self) && $0._commandName == first }
         }

@@ -157,4 +157,37 @@ final class SystemTests: XCTestCase {
         XCTAssertFalse(Sys.startThread(stackSize: 1 << 46) { box.ran += 1 })
         XCTAssertEqual(box.ran, 1)
     }
+
+    /// The early read (what `list` and `why` start before main for /proc/locks): the whole
+    /// file, past the 64 KB of one read, taken once and only under its own path; one at a
+    /// time; a link is not followed and a FIFO does not block it.
+    func testTheEarlyReadIsTheWholeFileTakenOnce() throws {
+        let dir = TempDir("sys-early")
+        let file = dir.file("table")
+        let bytes = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data(bytes)))
+        XCTAssertNil(Sys.takeEarlyRead(file), "none was started")
+        XCTAssertEqual(Sys.startEarlyRead(file), 0)
+        XCTAssertEqual(Sys.startEarlyRead(file), EBUSY)
+        XCTAssertTrue(Sys.earlyReadRunning(file))
+        XCTAssertFalse(Sys.earlyReadRunning(dir.file("other")))
+        XCTAssertNil(Sys.takeEarlyRead(dir.file("other")))
+        let read = try XCTUnwrap(Sys.takeEarlyRead(file))
+        XCTAssertEqual(read.bytes, bytes)
+        XCTAssertEqual(read.errno, 0)
+        XCTAssertGreaterThan(read.seconds, 0)
+        XCTAssertFalse(Sys.earlyReadRunning(file))
+        XCTAssertNil(Sys.takeEarlyRead(file), "taken once")
+
+        XCTAssertEqual(symlink(file, dir.file("link")), 0)
+        XCTAssertEqual(Sys.startEarlyRead(dir.file("link")), 0)
+        let link = try XCTUnwrap(Sys.takeEarlyRead(dir.file("link")))
+        XCTAssertNil(link.bytes)
+        XCTAssertEqual(link.errno, ELOOP)
+
+        XCTAssertEqual(mkfifo(dir.file("fifo"), 0o600), 0)
+        XCTAssertEqual(Sys.startEarlyRead(dir.file("fifo")), 0)
+        let fifo = try XCTUnwrap(Sys.takeEarlyRead(dir.file("fifo")))
+        XCTAssertEqual(fifo.bytes, [], "no writer: empty, without blocking")
+    }
 }

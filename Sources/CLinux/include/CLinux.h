@@ -1,7 +1,7 @@
 #ifndef LOCKSMITH_CLINUX_H
 #define LOCKSMITH_CLINUX_H
 /* The C side of the system layer: its functions are called only from Sources/ImageLock/System
- * (its constants are also used by RangeLock.swift and SharedFilesystem.swift, and no module
+ * and, before main, from the executable's start (Sources/LocksmithStart) (its constants are also used by RangeLock.swift and SharedFilesystem.swift, and no module
  * above ImageLock depends on CLinux). Glibc hides the open-file-description lock commands (F_OFD_GETLK 36,
  * F_OFD_SETLK 37, F_OFD_SETLKW 38) unless _GNU_SOURCE is defined before
  * <fcntl.h>; Swift's Glibc module does not define it. */
@@ -154,5 +154,20 @@ static inline int clinux_pidfd_send_signal(int pidfd, int sig) {
 #define CLINUX_CIFS_MAGIC_NUMBER   0xff534d42
 #define CLINUX_GFS2_MAGIC          0x01161970
 #define CLINUX_OCFS2_SUPER_MAGIC   0x7461636f
+
+/* The early read (shim.c). The first read of the kernel's lock table after idle waits for an
+ * RCU grace period (file_rwsem taken for writing, fs/locks.c); when it is asked for within
+ * about a millisecond of exec it shares the grace period exec's own RCU work starts, later it
+ * waits for that one and a whole next one (~5 ms against ~15 ms here, HZ 250). So `locksmith
+ * list` and `why` start it from a constructor, before main (Sources/LocksmithStart/start.c).
+ * One at a time: clinux_early_read_start returns 0 or an errno (EBUSY: one is under way and
+ * not taken); clinux_early_read_running says whether one of `path` is under way and not taken;
+ * clinux_early_read_take returns 0 when there is none (or another caller took it), else waits
+ * for it and returns 1 with its bytes (malloc'd, the caller frees; NULL with *err set when
+ * nothing could be read) and the seconds from its open to its end. Start it before any thread
+ * that may take it. */
+int clinux_early_read_start(const char *path);
+int clinux_early_read_running(const char *path);
+int clinux_early_read_take(const char *path, unsigned char **bytes, size_t *count, int *err, double *seconds);
 
 #endif

@@ -4,6 +4,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 
 extension Sys {
     /// The flags of every read-only open of a /proc or small file here.
@@ -102,5 +103,30 @@ extension Sys {
         var buf = [UInt8](repeating: 0, count: count)
         return retrying { buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) } }
             .map { Array(buf[0..<$0]) }
+    }
+}
+
+extension Sys {
+    /// The early read (CLinux.h): a pseudo-file read whole on a thread of its own, started
+    /// before main by the executable (Sources/LocksmithStart/start.c) or here. Returns 0 or
+    /// an errno (EBUSY: one is under way and not taken yet; one at a time).
+    package static func startEarlyRead(_ path: String) -> Int32 {
+        PathBytes.withCString(path) { clinux_early_read_start($0) }
+    }
+
+    /// Whether an early read of `path` is under way or done, and not taken yet.
+    package static func earlyReadRunning(_ path: String) -> Bool {
+        PathBytes.withCString(path) { clinux_early_read_running($0) } != 0
+    }
+
+    /// Waits for the early read of `path` and takes it (once: later calls, and calls on other
+    /// paths, get nil): its bytes (nil when nothing could be read, with the errno), and the
+    /// seconds from its open to its end.
+    package static func takeEarlyRead(_ path: String) -> (bytes: [UInt8]?, errno: Int32, seconds: Double)? {
+        var bytes: UnsafeMutablePointer<UInt8>?, count = 0, err: Int32 = 0, seconds = 0.0
+        guard PathBytes.withCString(path, { clinux_early_read_take($0, &bytes, &count, &err, &seconds) }) != 0 else { return nil }
+        guard let bytes else { return (nil, err, seconds) }
+        defer { free(bytes) }
+        return (Array(UnsafeBufferPointer(start: bytes, count: count)), 0, seconds)
     }
 }

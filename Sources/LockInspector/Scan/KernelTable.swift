@@ -14,7 +14,7 @@ public final class KernelTablePrefetch: Sendable {
 
     init(procRoot: String) {
         self.procRoot = procRoot
-        reader = KernelTableReader(path: procRoot + "/locks")
+        reader = KernelTableReader(path: procRoot + "/locks", early: true)
     }
 }
 
@@ -29,9 +29,15 @@ final class KernelTableReader: Sendable {
         var seconds: Double
     }
 
-    /// Reads and parses `path` on its own thread.
-    init(path: String) {
+    /// Reads and parses `path` on its own thread. `early`: take the read of `path` the
+    /// executable started before main (`Sys.takeEarlyRead`), when there is one.
+    init(path: String, early: Bool = false) {
         work = ThreadWork {
+            if early, let read = Sys.takeEarlyRead(path) {
+                let t0 = Sys.monotonicSeconds()
+                guard let bytes = read.bytes else { return Read(table: nil, errno: read.errno, seconds: read.seconds) }
+                return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: read.seconds + Sys.monotonicSeconds() - t0)
+            }
             let t0 = Sys.monotonicSeconds()
             guard let bytes = ProcFS.readBytes(path) else { return Read(table: nil, errno: errno, seconds: Sys.monotonicSeconds() - t0) }
             return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: Sys.monotonicSeconds() - t0)

@@ -1,0 +1,28 @@
+import LocksmithStart
+import XCTest
+
+/// The executable's start (Sources/LocksmithStart/start.c): which arguments make it read the
+/// kernel's lock table before main. (The read itself: ImageLockTests' SystemTests.)
+final class StartRuleTests: XCTestCase {
+    private func reads(_ args: [String]) -> Bool {
+        var cArgs = (["locksmith"] + args).map { strdup($0) }
+        defer { cArgs.forEach { free($0) } }
+        return locksmith_start_reads_table(Int32(cArgs.count), &cArgs) != 0
+    }
+
+    func testListAndWhyReadTheTableEarlyUnlessAnotherSourceOrHelpIsAsked() {
+        XCTAssertTrue(reads(["list"]))
+        XCTAssertTrue(reads(["list", "--json", "--lock-dir", "/var/tmp", "--images", "/srv/images"]))
+        XCTAssertTrue(reads(["why", "/srv/images/a.qcow2"]))
+        XCTAssertTrue(reads(["why", "--proc", "/x", "/srv/images/a.qcow2"]), "why's own rule: the read is taken only for /proc")
+        for other in ["--proc=/tmp/p", "--proc", "--host", "--hosts=a,b", "--audit", "--list-columns", "--help", "-h"] {
+            XCTAssertFalse(reads(["list", "--json", other]), other)
+        }
+        XCTAssertFalse(reads([]))
+        XCTAssertFalse(reads(["audit"]))
+        XCTAssertFalse(reads(["tui"]))
+        XCTAssertFalse(reads(["--version"]))
+        XCTAssertFalse(reads(["lis"]))
+        XCTAssertFalse(reads(["listing"]))
+    }
+}
