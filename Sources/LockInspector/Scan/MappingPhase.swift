@@ -173,6 +173,17 @@ extension Scan {
         let deleted = " (deleted)"
         // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
         c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })
+        for a in pids.isEmpty ? [] : qemuArgImages ?? readQemuArgImages(pids: pids) {
+            c.add(a.path, source: "qemu args", realPath: a.realPath)
+        }
+        return c
+    }
+
+    /// The images QEMU's processes name in their arguments, made absolute against each
+    /// one's cwd, with their realpaths. `Scan.run` reads them while the kernel's table is
+    /// still being read (nothing here needs its rows: a cmdline read per process).
+    func readQemuArgImages(pids: [Int32]) -> [(path: String, realPath: String)] {
+        var out: [(path: String, realPath: String)] = []
         for pid in pids {
             guard let bytes = ProcFS.readBytes("\(procRoot)/\(pid)/cmdline") else { continue }
             let args = ProcessDetails.splitCmdline(bytes)
@@ -180,10 +191,10 @@ extension Scan {
             let cwd = Sys.readlink("\(procRoot)/\(pid)/cwd")
             for p in QemuArgs.filePaths(args) {
                 let abs = p.hasPrefix("/") ? p : cwd.map { $0 + "/" + p }
-                if let a = abs { c.add(a, source: "qemu args", realPath: (try? Sys.realpath(a).get()) ?? a) }
+                if let a = abs { out.append((a, (try? Sys.realpath(a).get()) ?? a)) }
             }
         }
-        return c
+        return out
     }
 
 

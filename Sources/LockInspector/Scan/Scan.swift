@@ -91,6 +91,9 @@ struct Scan {
     var lockFileStatuses: ThreadWork<([FileStatus?], [FileStatus?])>?
     /// Its result, once waited for (`lockFileStatusResult()`).
     var lockFileStatusesDone: ([FileStatus?], [FileStatus?])?
+    /// The images QEMU's processes name in their arguments, read before the kernel's table
+    /// is waited for (`readQemuArgImages`).
+    var qemuArgImages: [(path: String, realPath: String)]?
 
     init(options: InspectorOptions) {
         self.options = options
@@ -132,6 +135,9 @@ struct Scan {
         // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
         var fds = startFDPass(started, timings: &t)
         var files = finishLockDirectories(started, timings: &t)
+        // What needs none of the table's rows is done before it is waited for (the first
+        // read after idle waits for an RCU grace period: this thread would only wait).
+        if scope.isHost && needPaths(files) { qemuArgImages = readQemuArgImages(pids: fds.pids) }
         let rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
         let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
         // The fd list is freed now, not after assembly (the peak).
