@@ -237,10 +237,10 @@ int main(int argc, char **argv) {
     size_t fdinfo = 0, lstats = 0;
     for (int r = 0; r < runs; r++) {
         nlocked = nfds = table_rows = dir_entries = 0;
-        if (r) usleep(200000);  // past the table's grace period, as a fresh run finds it
+        usleep(300000);  // the table cold, as a fresh run finds it (scripts/bench: COLD)
         if (alone) {
             read_table(NULL);
-            usleep(200000);
+            usleep(300000);
             list_fds();
             table[r] = t_table;
             fdsT[r] = t_fds;
