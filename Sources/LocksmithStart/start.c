@@ -28,5 +28,9 @@ int locksmith_start_reads_table(int argc, char **argv) {
 
 __attribute__((constructor)) static void locksmith_start(int argc, char **argv, char **envp) {
     (void)envp;
-    if (locksmith_start_reads_table(argc, argv)) (void)clinux_early_read_start("/proc/locks");
+    if (!locksmith_start_reads_table(argc, argv)) return;
+    /* One malloc arena before the first thread, as Locksmith.main sets for every command
+     * (Sys.useOneHeapArena): the scan's threads share one heap. */
+    clinux_limit_heap_arenas(1);
+    (void)clinux_early_read_start("/proc/locks");
 }

@@ -58,7 +58,8 @@ struct Locksmith: ParsableCommand {
             print(LocksmithVersion.current)
             return
         }
-        // Before any thread starts: the scans' threads share one heap (peak RSS, not speed).
+        // Before any thread starts (but the early read of `list` and `why`, whose start sets it
+        // first: Sources/LocksmithStart/start.c): the scans' threads share one heap (peak RSS).
         Sys.useOneHeapArena()
         // `why` and `list` started reading the kernel's lock table before main (its first
         // read waits for an RCU grace period, which passes while the arguments are parsed;
