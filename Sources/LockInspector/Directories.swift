@@ -179,9 +179,14 @@ struct ImageDirectories: Sendable {
     var unseen: [Unseen] = []
     /// The domains of libvirt's XML (their disks are candidates).
     var domains: [LibvirtDomain] = []
+    /// With `statImages`: the stat of every file walked, under way (`ImageStatuses`).
+    var statuses: ImageStatuses?
 
-    static func read(imageDirectories: [String], libvirtDirectories: [String]) -> ImageDirectories {
+    /// `statImages` (the audit's scan): every file walked is then stat'ed on a thread of its
+    /// own, for `AuditFacts.gather`, while the scan goes on.
+    static func read(imageDirectories: [String], libvirtDirectories: [String], statImages: Bool = false) -> ImageDirectories {
         var out = ImageDirectories()
+        var walkedPaths: [String] = []
         for dir in imageDirectories {
             let real: String
             switch Sys.realpath(dir) {
@@ -198,6 +203,7 @@ struct ImageDirectories: Sendable {
             var found: [ImageDirEntry] = []
             walk(real, depth: 0, device: dev, into: &found, unseen: &out.unseen)
             let walked = found
+            if statImages { walkedPaths += walked.map(\.path) }
             out.candidates.reserve(walked.count)
             let digests = Parallel.chunks(walked.count, chunk: 4096) { range in range.map { Digest.sha1(walked[$0].path) } }
             for (e, d) in zip(walked, digests) {
@@ -205,6 +211,7 @@ struct ImageDirectories: Sendable {
                 if let k = e.key { out.candidates.addImageFile(k, path: e.path) }
             }
         }
+        if !walkedPaths.isEmpty { out.statuses = ImageStatuses(walkedPaths) }
         let libvirt = LibvirtDomains.read(libvirtDirectories)
         out.domains = libvirt.domains
         out.unseen += libvirt.unseen
@@ -256,4 +263,24 @@ struct ImageDirectories: Sendable {
             }
         }
     }
+}
+
+/// The audit's stat (followed, with the mount id: `Sys.statWithMount`) of the files under the
+/// --images dirs, taken on a thread of its own from the end of the walk while the scan goes
+/// on, so that `AuditFacts.gather` does not stat them after the scan (10k images: ~10 ms of
+/// the audit's time after the scan, in its idle moments instead). By path.
+final class ImageStatuses: Sendable {
+    typealias Status = Result<(status: FileStatus, mount: UInt64?), Errno>
+    private let work: ThreadWork<[String: Status]>
+
+    init(_ paths: [String]) {
+        work = ThreadWork {
+            var out: [String: Status] = [:]
+            out.reserveCapacity(paths.count)
+            for p in paths { out[p] = Sys.statWithMount(p) }
+            return out
+        }
+    }
+
+    func wait() -> [String: Status] { work.wait() }
 }

@@ -22,6 +22,8 @@ public struct InspectorOptions: Sendable, Equatable {
     /// Also lstat each lock-dir and lease-dir entry as it is listed (relative to the open
     /// dir, on the lock-dir thread) and keep its owner, mode and link count in the entry
     /// (`LockFileEntry.mode`...): the audit's lock-file facts, without a second lstat by path.
+    /// The audit's scan: the files under --images are then also stat'ed as they are walked,
+    /// on a thread of their own (`ImageStatuses`, for `AuditFacts.gather`).
     public var lockFileStatus = false
     /// Gluster volumes to scan through libgfapi (`--gluster`; see GlusterScan.swift).
     public var glusterVolumes: [GlusterVolumeScan] = []
@@ -111,13 +113,20 @@ public struct Inspector: Sendable {
     /// `prefetched`: the kernel's lock table, being read since the caller started
     /// (`prefetchKernelTable`; used when it reads this snapshot's proc root).
     public func snapshot(timings: inout SnapshotTimings, prefetched: KernelTablePrefetch? = nil) throws -> Snapshot {
+        try scan(timings: &timings, prefetched: prefetched).snapshot
+    }
+
+    /// The snapshot, with the audit's stat of the files under --images when the scan took
+    /// it (`InspectorOptions.lockFileStatus`).
+    func scan(timings: inout SnapshotTimings, prefetched: KernelTablePrefetch? = nil) throws
+        -> (snapshot: Snapshot, imageStatuses: ImageStatuses?) {
         let gluster = GlusterScan.start(options.glusterVolumes, procRoot: options.procRoot)  // gluster hook
         var scan = Scan(options: options)
         let table = prefetched.flatMap { $0.procRoot == options.procRoot ? $0.reader : nil }
         var snapshot = try scan.run(timings: &timings, table: table)
         gluster?.finish(into: &snapshot)  // gluster hook
         if options.namesStorage { StorageIdentity.annotate(&snapshot, procRoot: options.procRoot) }
-        return snapshot
+        return (snapshot, scan.imageStatuses)
     }
 
     /// The same, with the kernel's lock table already being read (`prefetchKernelTable`).

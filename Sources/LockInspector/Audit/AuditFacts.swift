@@ -112,6 +112,14 @@ extension AuditFacts {
     /// `InspectorOptions.lockFileStatus`, as the audit's scan does) is not lstat'ed again.
     public static func gather(for snapshot: Snapshot, lockDirectories: [String], waitThreshold: Double = 30,
                               procRoot: String = "/proc", now: Date = Date()) -> AuditFacts {
+        gather(for: snapshot, lockDirectories: lockDirectories, waitThreshold: waitThreshold, procRoot: procRoot, now: now,
+               imageStatuses: nil)
+    }
+
+    /// `imageStatuses`: the stat of the files under --images the audit's scan took
+    /// (`ImageStatuses`); the images it does not name are stat'ed here.
+    static func gather(for snapshot: Snapshot, lockDirectories: [String], waitThreshold: Double, procRoot: String,
+                       now: Date, imageStatuses: [String: ImageStatuses.Status]?) -> AuditFacts {
         var f = AuditFacts(now: now, waitThreshold: waitThreshold)
         for dir in lockDirectories {
             let key = AuditFacts.trimmed(dir)
@@ -140,7 +148,7 @@ extension AuditFacts {
         for e in lockFiles { if let p = e.image { add(p) } }
         for w in snapshot.writers { add(w.path) }
         f.images.reserveCapacity(paths.count)
-        for (p, r) in zip(paths, AuditReads.imageFacts(paths)) {
+        for (p, r) in zip(paths, AuditReads.imageFacts(paths, known: imageStatuses ?? [:])) {
             switch r {
             case .success(let s):
                 f.images[p] = s

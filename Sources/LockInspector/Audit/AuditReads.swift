@@ -34,12 +34,15 @@ enum AuditReads {
         return f
     }
 
-    /// `facts(path, follow: true)` of each image, in order: the stats on every core, and one
-    /// statfs per mount (the mount a path ends on is one filesystem, whose f_type statfs
-    /// tells; its first image's path is asked), not one per image. Without the kernel's
-    /// mount id (before Linux 5.8), a statfs per image.
-    static func imageFacts(_ paths: [String]) -> [Result<AuditFileFacts, Errno>] {
-        let stats = Parallel.chunks(paths.count, chunk: 2048) { range in range.map { Sys.statWithMount(paths[$0]) } }
+    /// `facts(path, follow: true)` of each image, in order: the stats on every core (but those
+    /// `known` has, the audit's scan's: `ImageStatuses`), and one statfs per mount (the mount
+    /// a path ends on is one filesystem, whose f_type statfs tells; its first image's path is
+    /// asked), not one per image. Without the kernel's mount id (before Linux 5.8), a statfs
+    /// per image.
+    static func imageFacts(_ paths: [String], known: [String: ImageStatuses.Status] = [:]) -> [Result<AuditFileFacts, Errno>] {
+        let stats = Parallel.chunks(paths.count, chunk: 2048) { range in
+            range.map { known[paths[$0]] ?? Sys.statWithMount(paths[$0]) }
+        }
         var magicByMount: [UInt64: UInt32] = [:]
         func magic(_ path: String, mount: UInt64?) -> UInt32? {
             if let m = mount, let known = magicByMount[m] { return known }

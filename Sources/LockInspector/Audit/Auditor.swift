@@ -40,10 +40,11 @@ public struct Auditor: Sendable {
         var o = options
         o.findWriters = true
         o.lockFileStatus = true
-        let s = try Inspector(o).snapshot()
+        var t = SnapshotTimings()
+        let (s, imageStatuses) = try Inspector(o).scan(timings: &t)
         let auditor = Auditor(o, waitThreshold: waitThreshold)
         let facts = AuditFacts.gather(for: s, lockDirectories: auditor.lockDirectories, waitThreshold: waitThreshold,
-                                      procRoot: auditor.procRoot, now: Date())
+                                      procRoot: auditor.procRoot, now: Date(), imageStatuses: imageStatuses?.wait())
         return (AuditedSnapshot(s, findings: AuditRules.all(s, facts)), facts)
     }
 }

@@ -24,7 +24,10 @@ extension Scan {
             var out = StartedDirectories()
             out.lockDirs = ThreadWork { LockDirectories.read(lockDirectories: o.lockDirectories, leaseDirectories: o.leaseDirectories) }
             if !o.imageDirectories.isEmpty || !o.libvirtDirectories.isEmpty {
-                out.imageDirs = ThreadWork { ImageDirectories.read(imageDirectories: o.imageDirectories, libvirtDirectories: o.libvirtDirectories) }
+                out.imageDirs = ThreadWork {
+                    ImageDirectories.read(imageDirectories: o.imageDirectories, libvirtDirectories: o.libvirtDirectories,
+                                          statImages: o.lockFileStatus)
+                }
             }
             return out
         }

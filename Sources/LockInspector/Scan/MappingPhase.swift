@@ -22,6 +22,7 @@ extension Scan {
         var candidates = Candidates()
         for f in rows.focusedImages { candidates.addImageFile(f.key, path: f.path) }
         var directories = imageDirs?.wait()
+        imageStatuses = directories?.statuses
         let domains = directories?.domains  // libvirt hook
         let paths = needPaths(files)
         if paths {

@@ -94,6 +94,8 @@ struct Scan {
     /// The images QEMU's processes name in their arguments, read before the kernel's table
     /// is waited for (`readQemuArgImages`).
     var qemuArgImages: [(path: String, realPath: String)]?
+    /// The audit's stat of the files under the --images dirs, under way (`ImageStatuses`).
+    var imageStatuses: ImageStatuses?
 
     init(options: InspectorOptions) {
         self.options = options

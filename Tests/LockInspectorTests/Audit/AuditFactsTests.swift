@@ -70,5 +70,41 @@ final class AuditFactsTests: XCTestCase {
         XCTAssertEqual(once.filter { if case .success = $0 { return true } else { return false } }.count, 7)
         XCTAssertEqual(try once[1].get().kind, .directory)
         XCTAssertEqual(try once[2].get().mode, 0o600)
+        // With the audit's scan's stats of some of them (`ImageStatuses`, taken as the
+        // --images dirs were walked): the same facts, the others stat'ed here.
+        let known = ImageStatuses([a, b, link, dangling, dir.file("missing.qcow2")]).wait()
+        XCTAssertEqual(known.count, 5)
+        XCTAssertEqual(AuditReads.imageFacts(paths, known: known), each)
+        var told = known
+        told[a] = .failure(Errno(EACCES))
+        XCTAssertEqual(AuditReads.imageFacts([a, b], known: told), [.failure(Errno(EACCES)), each[2]], "what it was told is used")
+    }
+
+    /// The audit's scan stats every file under --images as it is walked, and the audit's
+    /// facts taken from those stats are those of a stat of each image after the scan.
+    func testTheAuditsScanStatsTheImagesItWalks() throws {
+        let dir = TempDir("auditwalk")
+        let images = dir.file("images"), locks = dir.file("locks")
+        for d in [images, locks] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        let a = images + "/a.qcow2", b = images + "/b.qcow2"
+        for p in [a, b] { XCTAssertTrue(FileManager.default.createFile(atPath: p, contents: Data())) }
+        XCTAssertEqual(chmod(b, 0o640), 0)
+        for p in [a, b] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: locks + "/" + ImageLocker.lockFileName(realPath: p), contents: Data()))
+        }
+        var o = InspectorOptions(lockDirectories: [locks], imageDirectories: [images], libvirtDirectories: [], leaseDirectories: [])
+        o.lockFileStatus = true
+        var t = SnapshotTimings()
+        let (snapshot, statuses) = try Inspector(o).scan(timings: &t)
+        let known = try XCTUnwrap(statuses).wait()
+        XCTAssertEqual(Set(known.keys), [a, b])
+        let now = Date()
+        let fromScan = AuditFacts.gather(for: snapshot, lockDirectories: [locks], waitThreshold: 30, procRoot: "/proc",
+                                         now: now, imageStatuses: known)
+        let afterScan = AuditFacts.gather(for: snapshot, lockDirectories: [locks], now: now)
+        XCTAssertEqual(fromScan, afterScan)
+        XCTAssertEqual(fromScan.images[b]?.mode, 0o640)
+        o.lockFileStatus = false
+        XCTAssertNil(try Inspector(o).scan(timings: &t).imageStatuses, "only the audit's scan stats the images")
     }
 }
