@@ -22,6 +22,13 @@ final class GlusterParsingTests: XCTestCase {
 
         XCTAssertTrue(GlusterURL.looksLikeURL("GLUSTER://h/v/f"))
         XCTAssertFalse(GlusterURL.looksLikeURL("/var/lib/libvirt/images/gluster.img"))
+        // As a lowercased copy's prefix would say, in every case and at every length.
+        for s in ["gluster://", "Gluster+tcp://h/v/f", "gLuStEr+", "gluster:/", "gluster:", "gluster", "glustr://h",
+                  "gluster:x/", "gluster//h", "", "g", "GLUSTERFS://h/v", " gluster://h", "gluster\u{0}://",
+                  "glu\u{17F}ter://h", "\u{212A}gluster://"] {
+            let lower = s.lowercased()
+            XCTAssertEqual(GlusterURL.looksLikeURL(s), lower.hasPrefix("gluster://") || lower.hasPrefix("gluster+"), s)
+        }
     }
 
     func testBadURLsSayWhy() {
