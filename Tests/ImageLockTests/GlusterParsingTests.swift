@@ -25,7 +25,8 @@ final class GlusterParsingTests: XCTestCase {
         // As a lowercased copy's prefix would say, in every case and at every length.
         for s in ["gluster://", "Gluster+tcp://h/v/f", "gLuStEr+", "gluster:/", "gluster:", "gluster", "glustr://h",
                   "gluster:x/", "gluster//h", "", "g", "GLUSTERFS://h/v", " gluster://h", "gluster\u{0}://",
-                  "glu\u{17F}ter://h", "\u{212A}gluster://"] {
+                  "glu\u{17F}ter://h", "\u{212A}gluster://", "gluster+\u{301}x", "gluster://\u{301}h", "gluster:\u{301}//",
+                  "GLUSTER+\u{130}", "\u{130}gluster://"] {
             let lower = s.lowercased()
             XCTAssertEqual(GlusterURL.looksLikeURL(s), lower.hasPrefix("gluster://") || lower.hasPrefix("gluster+"), s)
         }

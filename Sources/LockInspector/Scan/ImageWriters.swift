@@ -62,9 +62,22 @@ enum ImageNames {
     static let suffixes = [".qcow2", ".qcow", ".qed", ".raw", ".img", ".iso", ".vmdk", ".vdi", ".vhd", ".vhdx",
                            ".hdd", ".luks", ".dmg", ".bochs", ".cloop"]
 
+    /// Whether `path` ends in one of `suffixes`, in any case, as a lowercased copy's suffix
+    /// says; compared byte by byte when its last 7 bytes are ASCII (no copy of every write
+    /// open's path). Beyond ASCII, the copy: the character before the dot may hold it (a
+    /// prepended mark), and the Kelvin sign lowercases to "k".
     static func looksLikeImage(_ path: String) -> Bool {
-        let lower = path.lowercased()
-        return suffixes.contains { lower.hasSuffix($0) }
+        let tail = Array(path.utf8.suffix(7))
+        guard tail.allSatisfy({ $0 < 0x80 }) else {
+            let lower = path.lowercased()
+            return suffixes.contains { lower.hasSuffix($0) }
+        }
+        return suffixes.contains { s in
+            // ORing 0x20 lowercases an ASCII letter; the suffixes' other bytes are "." and digits.
+            s.utf8.count <= tail.count && zip(tail.suffix(s.utf8.count), s.utf8).allSatisfy { b, c in
+                c >= UInt8(ascii: "a") ? b | 0x20 == c : b == c
+            }
+        }
     }
 }
 
@@ -82,35 +95,63 @@ extension Scan {
         // The tables by path and inode are made on first need, not per scan: most opens are
         // told apart by their name or place alone (10k images are 10k hashed paths).
         var lockFilePaths: Set<String>?
+        // The dirs the lock and lease files were listed from, as their paths begin.
+        let lockFileDirs = (options.lockDirectories + options.leaseDirectories).map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         var imagePaths: Set<String>?
         var imageInodes: Set<UInt64>?
         let imageDirs = options.imageDirectories.compactMap { (try? Sys.realpath($0).get()) }
             .map { $0.hasSuffix("/") ? $0 : $0 + "/" }
         var namedAsImages: Set<String>?
+        var named: Candidates?
+        // Whether an open that is neither named nor placed like an image is one the snapshot
+        // lists or that --images, libvirt or QEMU's arguments name: decided once per file
+        // (a log file is open for writing by many processes). For the first few files by a
+        // pass over the images and the candidates; for more, by tables of them (100k images
+        // are 100k hashed paths, made for nothing when one log file is open).
+        struct OpenFile: Hashable {
+            var link: String
+            var inode: UInt64?
+        }
+        var listed: [OpenFile: Bool] = [:]
         var qemuArgs: [Int32: [String]] = [:]
         var out: [ImageWriter] = []
         for w in opens {
             // The last component, found by byte (not by Character: 50k opens on a busy host).
-            let name = w.link.utf8.lastIndex(of: UInt8(ascii: "/")).map { String(w.link[w.link.utf8.index(after: $0)...]) } ?? w.link
+            let slash = w.link.utf8.lastIndex(of: UInt8(ascii: "/"))
+            let name = slash.map { String(w.link[w.link.utf8.index(after: $0)...]) } ?? w.link
             if ImageLocker.isLockFileName(name) { continue }
             var candidate = ImageNames.looksLikeImage(w.link) || imageDirs.contains { w.link.hasPrefix($0) }
             if !candidate {
-                if imagePaths == nil {
-                    var paths = Set<String>(), inodes = Set<UInt64>()
-                    for n in images.indices {
-                        if let p = images[n].path { paths.insert(p) }
-                        if let ino = images[n].inode { inodes.insert(ino) }
+                let file = OpenFile(link: w.link, inode: w.inode)
+                if let known = listed[file] {
+                    candidate = known
+                } else {
+                    let few = listed.count < 8
+                    // By path, or by inode alone, of any device (as the kernel's rows may name another).
+                    if few {
+                        candidate = images.contains { $0.path == w.link || (w.inode != nil && $0.inode == w.inode) }
+                    } else {
+                        if imagePaths == nil {
+                            var paths = Set<String>(), inodes = Set<UInt64>()
+                            for n in images.indices {
+                                if let p = images[n].path { paths.insert(p) }
+                                if let ino = images[n].inode { inodes.insert(ino) }
+                            }
+                            (imagePaths, imageInodes) = (paths, inodes)
+                        }
+                        candidate = imagePaths!.contains(w.link) || (w.inode.map { imageInodes!.contains($0) } ?? false)
                     }
-                    (imagePaths, imageInodes) = (paths, inodes)
+                    if !candidate {
+                        if named == nil { named = candidates ?? buildCandidates(openPaths: [:], pids: [], directories: &dirs) }
+                        if few {
+                            candidate = named!.bySHA1.values.contains { $0.namedAsImage && $0.path == w.link }
+                        } else {
+                            if namedAsImages == nil { namedAsImages = named!.namedAsImages }
+                            candidate = namedAsImages!.contains(w.link)
+                        }
+                    }
+                    listed[file] = candidate
                 }
-                // By inode alone, of any device (as the kernel's rows may name another).
-                candidate = imagePaths!.contains(w.link) || (w.inode.map { imageInodes!.contains($0) } ?? false)
-            }
-            if !candidate {
-                if namedAsImages == nil {
-                    namedAsImages = (candidates ?? buildCandidates(openPaths: [:], pids: [], directories: &dirs)).namedAsImages
-                }
-                candidate = namedAsImages!.contains(w.link)
             }
             if !candidate {
                 if qemuArgs[w.pid] == nil {
@@ -126,9 +167,14 @@ extension Scan {
                 }
             }
             guard candidate else { continue }
-            // Lock and lease files are not images (a lock file opened by another name).
-            if lockFilePaths == nil { lockFilePaths = Set(lockFiles.map(\.path)) }
-            if lockFilePaths!.contains(w.link) { continue }
+            // Lock and lease files are not images (a lock file opened by another name). Their
+            // paths are in the lock and lease dirs only: their table (100k paths) is made
+            // only for an open in one of those.
+            let parent = w.link[..<(slash ?? w.link.startIndex)]
+            if lockFileDirs.contains(where: { $0 == parent }) {
+                if lockFilePaths == nil { lockFilePaths = Set(lockFiles.map(\.path)) }
+                if lockFilePaths!.contains(w.link) { continue }
+            }
             guard case .success(let st) = Sys.stat("\(procRoot)/\(w.pid)/fd/\(w.fd)"),
                   st.kind == .regular || st.kind == .blockDevice else { continue }
             let d = process(w.pid)
