@@ -22,7 +22,7 @@ public struct GlusterURL: Hashable, Sendable, Codable, CustomStringConvertible {
     }
 
     /// Whether `image` is meant as a Gluster URL (so that a malformed one is reported as
-    /// such rather than as a missing local file).
+    /// such rather than as a missing local file):
     /// `gluster://` or `gluster+`, in any case, as a lowercased copy's prefix says; compared
     /// byte by byte when its first 11 bytes are ASCII (every image of a snapshot is asked:
     /// 100k lowercased copies were ~10 ms). Beyond ASCII, the copy: a mark may join the

@@ -1,8 +1,9 @@
 #ifndef LOCKSMITH_CLINUX_H
 #define LOCKSMITH_CLINUX_H
 /* The C side of the system layer: its functions are called only from Sources/ImageLock/System
- * and, before main, from the executable's start (Sources/LocksmithStart) (its constants are also used by RangeLock.swift and SharedFilesystem.swift, and no module
- * above ImageLock depends on CLinux). Glibc hides the open-file-description lock commands (F_OFD_GETLK 36,
+ * and, before main, from the executable's start (Sources/LocksmithStart) (its constants are
+ * also used by RangeLock.swift and SharedFilesystem.swift, and no module above ImageLock
+ * depends on CLinux). Glibc hides the open-file-description lock commands (F_OFD_GETLK 36,
  * F_OFD_SETLK 37, F_OFD_SETLKW 38) unless _GNU_SOURCE is defined before
  * <fcntl.h>; Swift's Glibc module does not define it. */
 #define _GNU_SOURCE 1
