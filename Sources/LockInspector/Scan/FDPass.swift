@@ -273,6 +273,23 @@ extension Scan {
         return out.candidate || !out.locks.isEmpty || out.fdinfoRead || out.writeOpen != nil ? out : nil
     }
 
+    /// The details (`process`) of the processes likely to hold a lock, read while the kernel's
+    /// table is (assembly names every holder by them; ~50 µs each, one after another): those
+    /// with an fd on a lock file, and QEMU's (`qemuPids`).
+    mutating func readLikelyHolders(_ pass: FDPass, files: LockFiles) {
+        var pids = Set(qemuPids)
+        if !files.keys.isEmpty {
+            var last: Int32 = -1
+            for f in pass.fds where f.pid != last {
+                if let d = f.device, files.keys[FileKey(device: d, inode: f.inode)] != nil {
+                    pids.insert(f.pid)
+                    last = f.pid  // its other fds need no look
+                }
+            }
+        }
+        for pid in pids.sorted() { _ = process(pid) }
+    }
+
     mutating func process(_ pid: Int32) -> ProcessDetails? {
         if let d = details[pid] { return d }
         let d = ProcessDetails.read(pid: pid, procRoot: procRoot, bootTime: bootTime, users: &users)

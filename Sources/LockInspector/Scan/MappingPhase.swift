@@ -183,12 +183,13 @@ extension Scan {
     /// The images QEMU's processes name in their arguments, made absolute against each
     /// one's cwd, with their realpaths. `Scan.run` reads them while the kernel's table is
     /// still being read (nothing here needs its rows: a cmdline read per process).
-    func readQemuArgImages(pids: [Int32]) -> [(path: String, realPath: String)] {
+    mutating func readQemuArgImages(pids: [Int32]) -> [(path: String, realPath: String)] {
         var out: [(path: String, realPath: String)] = []
         for pid in pids {
             guard let bytes = ProcFS.readBytes("\(procRoot)/\(pid)/cmdline") else { continue }
             let args = ProcessDetails.splitCmdline(bytes)
             guard QemuArgs.isQemu(args) else { continue }
+            qemuPids.append(pid)
             let cwd = Sys.readlink("\(procRoot)/\(pid)/cwd")
             for p in QemuArgs.filePaths(args) {
                 let abs = p.hasPrefix("/") ? p : cwd.map { $0 + "/" + p }

@@ -96,6 +96,8 @@ struct Scan {
     var qemuArgImages: [(path: String, realPath: String)]?
     /// The audit's stat of the files under the --images dirs, under way (`ImageStatuses`).
     var imageStatuses: ImageStatuses?
+    /// The QEMU processes `readQemuArgImages` found.
+    var qemuPids: [Int32] = []
 
     init(options: InspectorOptions) {
         self.options = options
@@ -140,6 +142,7 @@ struct Scan {
         // What needs none of the table's rows is done before it is waited for (the first
         // read after idle waits for an RCU grace period: this thread would only wait).
         if scope.isHost && needPaths(files) { qemuArgImages = readQemuArgImages(pids: fds.pids) }
+        if scope.isHost { readLikelyHolders(fds, files: files) }
         let rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
         let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
         // The fd list is freed now, not after assembly (the peak).
