@@ -267,8 +267,9 @@ struct ImageDirectories: Sendable {
 
 /// The audit's stat (followed, with the mount id: `Sys.statWithMount`) of the files under the
 /// --images dirs, taken on a thread of its own from the end of the walk while the scan goes
-/// on, so that `AuditFacts.gather` does not stat them after the scan (10k images: ~10 ms of
-/// the audit's time after the scan, in its idle moments instead). By path.
+/// on, so that `AuditFacts.gather` does not stat them after the scan (10k images: the facts
+/// took 14.5-15 ms after the scan, 10-14 ms with these). Every file walked, not only those the
+/// snapshot lists: the walk has already listed (and realpath'ed the links of) each. By path.
 final class ImageStatuses: Sendable {
     typealias Status = Result<(status: FileStatus, mount: UInt64?), Errno>
     private let work: ThreadWork<[String: Status]>

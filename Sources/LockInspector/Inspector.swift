@@ -79,6 +79,8 @@ public enum InspectorError: Error, Equatable, Sendable, CustomStringConvertible 
 /// Time spent in each part of a snapshot (for benchmarks and `--timing`).
 public struct SnapshotTimings: Sendable, Equatable {
     public var kernelLocks: Double = 0
+    /// Whether /proc/locks was the read the executable started before main (`LocksmithStart`).
+    public var kernelLocksReadEarly = false
     public var lockDirectories: Double = 0
     public var processes: Double = 0
     public var mapping: Double = 0

@@ -109,7 +109,7 @@ extension Locksmith {
                 List.earlyTable = nil
                 if timing {
                     func ms(_ s: Double) -> String { Sys.format("%.1f ms", s * 1000) }
-                    complain("timing: total \(ms(t.total)) = /proc/locks \(ms(t.kernelLocks)), lock dirs \(ms(t.lockDirectories)), "
+                    complain("timing: total \(ms(t.total)) = /proc/locks \(ms(t.kernelLocks))\(t.kernelLocksReadEarly ? " (read from before main)" : ""), lock dirs \(ms(t.lockDirectories)), "
                              + "processes \(ms(t.processes)), mapping \(ms(t.mapping)); \(t.fds) fds, "
                              + "\(t.fdinfoReads) fdinfo reads, \(t.contentReads) lock-file reads")
                 }

@@ -120,6 +120,18 @@ final class ListCommandTests: XCTestCase {
         XCTAssertEqual(t.stdout, "IMAGE SCHEME MODE PID COMMAND VM USER AGE\n")
     }
 
+    /// `list` reads the kernel's lock table from before main (Sources/LocksmithStart): the
+    /// scan takes that read; a `list` of another proc root neither starts nor takes one.
+    func testListTakesTheTableReadBeforeMain() throws {
+        let dir = TempDir("earlyread")
+        let r = try Run.locksmith(["list", "--timing", "--lock-dir", dir.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("/proc/locks ") && r.stderr.contains("(read from before main)"), r.stderr)
+        let other = try Run.locksmith(["list", "--timing", "--lock-dir", dir.path, "--proc", "/proc"])
+        XCTAssertEqual(other.status, 0, other.stderr)
+        XCTAssertTrue(other.stderr.contains("timing: total") && !other.stderr.contains("before main"), other.stderr)
+    }
+
     func fakeProc(_ dir: TempDir) throws -> String {
         let p = dir.file("proc")
         try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)

@@ -142,7 +142,7 @@ extension Scan {
                         candidate = imagePaths!.contains(w.link) || (w.inode.map { imageInodes!.contains($0) } ?? false)
                     }
                     if !candidate {
-                        if named == nil { named = candidates ?? buildCandidates(openPaths: [:], pids: [], directories: &dirs) }
+                        if named == nil { named = candidates ?? buildCandidates(openPaths: [:], qemuArgs: [], directories: &dirs) }
                         if few {
                             candidate = named!.bySHA1.values.contains { $0.namedAsImage && $0.path == w.link }
                         } else {

@@ -27,6 +27,8 @@ final class KernelTableReader: Sendable {
         var table: Table?
         var errno: Int32
         var seconds: Double
+        /// Read by the executable before main (`Sys.takeEarlyRead`).
+        var early = false
     }
 
     /// Reads and parses `path` on its own thread. `early`: take the read of `path` the
@@ -35,8 +37,9 @@ final class KernelTableReader: Sendable {
         work = ThreadWork {
             if early, let read = Sys.takeEarlyRead(path) {
                 let t0 = Sys.monotonicSeconds()
-                guard let bytes = read.bytes else { return Read(table: nil, errno: read.errno, seconds: read.seconds) }
-                return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: read.seconds + Sys.monotonicSeconds() - t0)
+                guard let bytes = read.bytes else { return Read(table: nil, errno: read.errno, seconds: read.seconds, early: true) }
+                return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: read.seconds + Sys.monotonicSeconds() - t0,
+                            early: true)
             }
             let t0 = Sys.monotonicSeconds()
             guard let bytes = ProcFS.readBytes(path) else { return Read(table: nil, errno: errno, seconds: Sys.monotonicSeconds() - t0) }
@@ -44,9 +47,10 @@ final class KernelTableReader: Sendable {
         }
     }
 
-    /// The parsed table (nil when unreadable), the errno of the failure, and the seconds spent.
-    func wait() -> (Table?, Int32, Double) {
+    /// The parsed table (nil when unreadable), the errno of the failure, the seconds spent,
+    /// and whether it was read before main.
+    func wait() -> (Table?, Int32, Double, Bool) {
         let r = work.wait()
-        return (r.table, r.errno, r.seconds)
+        return (r.table, r.errno, r.seconds, r.early)
     }
 }

@@ -26,7 +26,7 @@ extension Scan {
         let domains = directories?.domains  // libvirt hook
         let paths = needPaths(files)
         if paths {
-            candidates = buildCandidates(openPaths: procs.openPaths, pids: procs.pids, directories: &directories)
+            candidates = buildCandidates(openPaths: procs.openPaths, qemuArgs: qemuArgImages ?? [], directories: &directories)
         }
         // A held lock file whose key the kernel did not list under the dir's device
         // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
@@ -161,9 +161,11 @@ extension Scan {
     }
 
     /// Candidate images, in the order of trust: open files, --images dirs, libvirt XML, QEMU
-    /// args. `directories`: the directories' candidates, when already read (else read here);
-    /// taken over (left nil), to be extended in place.
-    mutating func buildCandidates(openPaths: [String: Int32], pids: [Int32], directories: inout ImageDirectories?) -> Candidates {
+    /// args. `qemuArgs`: the images QEMU's arguments name (`readQemuArgImages`, read before
+    /// the kernel's table was waited for). `directories`: the directories' candidates, when
+    /// already read (else read here); taken over (left nil), to be extended in place.
+    mutating func buildCandidates(openPaths: [String: Int32], qemuArgs: [(path: String, realPath: String)],
+                                  directories: inout ImageDirectories?) -> Candidates {
         var dirs = directories.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
                                                          libvirtDirectories: options.libvirtDirectories)
         unseen += dirs.unseen
@@ -174,7 +176,7 @@ extension Scan {
         let deleted = " (deleted)"
         // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
         c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })
-        for a in pids.isEmpty ? [] : qemuArgImages ?? readQemuArgImages(pids: pids) {
+        for a in qemuArgs {
             c.add(a.path, source: "qemu args", realPath: a.realPath)
         }
         return c

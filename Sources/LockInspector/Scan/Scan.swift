@@ -173,8 +173,8 @@ struct Scan {
     /// FUSE, NFS... and the malformed lines noted; by file, restricted to the focused files.
     mutating func readKernelTable(_ table: KernelTableReader, fds: FDPass, files: LockFiles,
                                   timings t: inout SnapshotTimings) throws -> Rows {
-        let (parsed, readErrno, readTime) = table.wait()
-        t.kernelLocks = readTime
+        let (parsed, readErrno, readTime, early) = table.wait()
+        (t.kernelLocks, t.kernelLocksReadEarly) = (readTime, early)
         guard let parsed else {
             throw InspectorError.procUnreadable(path: procRoot + "/locks", errno: readErrno == 0 ? ENOENT : readErrno)
         }
