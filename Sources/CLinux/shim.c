@@ -92,3 +92,22 @@ int clinux_early_read_take(const char *path, unsigned char **bytes, size_t *coun
     early.bytes = NULL;
     return 1;
 }
+
+/* The CPUs the thread was allowed at its first clinux_keep_off_cpu, and the one it is kept
+ * off now (-1: none; -2: not read yet). */
+static __thread cpu_set_t keep_off_allowed;
+static __thread int keep_off_cpu = -2;
+
+int clinux_keep_off_cpu(int cpu) {
+    if (keep_off_cpu == -2) {
+        if (sched_getaffinity(0, sizeof keep_off_allowed, &keep_off_allowed) != 0) return -1;
+        keep_off_cpu = -1;
+    }
+    if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &keep_off_allowed) || CPU_COUNT(&keep_off_allowed) < 2) cpu = -1;
+    if (cpu == keep_off_cpu) return 0;
+    cpu_set_t set = keep_off_allowed;
+    if (cpu >= 0) CPU_CLR(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) return -1;
+    keep_off_cpu = cpu;
+    return 0;
+}

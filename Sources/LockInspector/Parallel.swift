@@ -1,19 +1,50 @@
 import Dispatch
 import ImageLock
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Work spread over the cores. The /proc walk is bound by syscalls (a statx per fd, an
 /// fdinfo read per locked fd), which run in parallel in the kernel: two cores nearly halve it.
 enum Parallel {
     /// Splits `count` items into chunks of `chunk`, runs `work` on each chunk on Dispatch's
     /// threads (the caller's included) and returns the results in item order.
+    ///
+    /// Dispatch's threads are kept off the caller's CPU (`CallerCPU`).
     static func chunks<R>(_ count: Int, chunk: Int, _ work: @Sendable (Range<Int>) -> [R]) -> [R] {
         let n = (count + chunk - 1) / chunk
         if n <= 1 { return count == 0 ? [] : work(0..<count) }
         let slots = Slots<[R]>(count: n)
+        let caller = CallerCPU()
         DispatchQueue.concurrentPerform(iterations: n) { i in
+            caller.spread()
             slots.set(i, work(i * chunk..<min(count, (i + 1) * chunk)))
         }
         return slots.joined()
+    }
+
+    /// The CPU the calling thread of `chunks` was last seen on, which Dispatch's threads are
+    /// kept off (`Sys.keepOff`) from their next chunk on, and after the call: the kernel
+    /// here (2 vCPUs, KVM) wakes a thread on its waker's CPU when the other one is idle, and
+    /// let the two share that CPU for 3-12 ms at a time with the other idle (traced with
+    /// sched events: a worker woken by `concurrentPerform`, or by the malloc arena's lock,
+    /// moved from the idle CPU to the caller's and waited there; half of the holders' fdinfo
+    /// reads at 10k ran so). Kept off after the call too: the next call's first wake-up
+    /// finds the caller where it was. A caller that moves is followed at the next chunk.
+    final class CallerCPU: Sendable {
+        private let thread = pthread_self()
+        private let cpu = Atomic<Int32>(Sys.currentCPU())
+
+        /// On the caller's thread, notes its CPU; on another thread, keeps it off that CPU.
+        func spread() {
+            if pthread_equal(pthread_self(), thread) != 0 {
+                cpu.store(Sys.currentCPU(), ordering: .relaxed)
+            } else {
+                let c = cpu.load(ordering: .relaxed)
+                Sys.keepOff(cpu: c >= 0 ? c : nil)
+            }
+        }
     }
 
     /// Frees `value` on another thread: the last reference to big tables is dropped there,

@@ -147,6 +147,48 @@ final class SystemTests: XCTestCase {
         XCTAssertEqual(Set(box.names), Set((0..<threads).map { String("locksmith-test-\($0)-with-a-long-name".utf8.prefix(15))! }))
     }
 
+    /// `keepOff`: the thread leaves the CPU it is kept off at once and is not allowed it
+    /// after; kept off none, it is allowed every CPU it was before. (On a thread of its own:
+    /// the test's affinity is left alone. With one CPU allowed, nothing changes.)
+    func testKeepingAThreadOffACPUMovesItAndLetsItBack() throws {
+        @Sendable func allowed() -> Set<Int32> {
+            let status = (try? String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8)) ?? ""
+            let list = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }?.split(separator: ":").last ?? ""
+            var cpus = Set<Int32>()
+            for part in list.trimmingCharacters(in: .whitespaces).split(separator: ",") {
+                let ends = part.split(separator: "-").compactMap { Int32($0) }
+                if let a = ends.first, let b = ends.last, a <= b { cpus.formUnion(a...b) }
+            }
+            return cpus
+        }
+        final class Seen: @unchecked Sendable {
+            var before: Set<Int32> = [], during: Set<Int32> = [], after: Set<Int32> = []
+            var from: Int32 = -1, on: Int32 = -1
+            var finished = false
+        }
+        let seen = Seen(), done = Condition()
+        Sys.startThread {
+            seen.before = allowed()
+            seen.from = Sys.currentCPU()
+            Sys.keepOff(cpu: seen.from)
+            (seen.during, seen.on) = (allowed(), Sys.currentCPU())
+            Sys.keepOff(cpu: nil)
+            seen.after = allowed()
+            done.lock(); seen.finished = true; done.signal(); done.unlock()
+        }
+        done.lock()
+        while !seen.finished { done.wait() }
+        done.unlock()
+        XCTAssertTrue(seen.before.contains(seen.from), "\(seen.before) \(seen.from)")
+        XCTAssertEqual(seen.after, seen.before)
+        if seen.before.count < 2 {
+            XCTAssertEqual(seen.during, seen.before)
+        } else {
+            XCTAssertEqual(seen.during, seen.before.subtracting([seen.from]))
+            XCTAssertNotEqual(seen.on, seen.from)
+        }
+    }
+
     /// When no thread can be had (here: a stack no mmap can give), the body runs on the
     /// caller's thread, or not at all for a body that never returns (the TUI's worker).
     func testAThreadThatCannotStartRunsItsBodyHereOnlyWhenAsked() {

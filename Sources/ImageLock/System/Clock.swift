@@ -47,6 +47,15 @@ extension Sys {
         return body()
     }
 
+    /// The CPU the calling thread runs on, or -1. The corresponding C function is `sched_getcpu`.
+    package static func currentCPU() -> Int32 { clinux_current_cpu() }
+
+    /// Keeps the calling thread off `cpu` from now on (nil: lets it run on any CPU it was
+    /// allowed before), moving it at once if it is there; nothing when no other CPU is
+    /// allowed. Cheap when `cpu` is the one it is kept off already. The corresponding C
+    /// function is `sched_setaffinity`.
+    package static func keepOff(cpu: Int32?) { _ = clinux_keep_off_cpu(cpu ?? -1) }
+
     /// One malloc arena for every thread of the process, to be set before its threads start.
     /// glibc gives each thread that allocates an arena of its own (up to 8 per core), and
     /// what one thread frees stays in its arena, unused by the others: a scan that builds its
