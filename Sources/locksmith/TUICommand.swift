@@ -42,6 +42,9 @@ extension Locksmith {
         @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
 
         func run() throws {
+            // A long-running view: the memory of each rescan's big tables goes back to the
+            // system when they are freed (Sys.mapBigHeapBlocks says why).
+            Sys.mapBigHeapBlocks(atLeast: 128 << 10)
             let options = scan.inspectorOptions
             let locker = ImageLocker(lockDirectory: options.lockDirectories[0], procRoot: options.procRoot,
                                      glusterTimeout: scan.timeout)

@@ -65,6 +65,10 @@ static inline void clinux_name_thread(const char *name) { (void)pthread_setname_
  * not allocated yet. */
 static inline void clinux_limit_heap_arenas(int n) { (void)mallopt(M_ARENA_MAX, n); }
 
+/* Blocks of at least `bytes` are mapped on their own and unmapped when freed; a fixed
+ * threshold (glibc otherwise raises it to the biggest block freed so far). */
+static inline void clinux_map_big_heap_blocks(int bytes) { (void)mallopt(M_MMAP_THRESHOLD, bytes); }
+
 /* The file an fd of some process refers to, by statx(2) of /proc/PID/fd/N relative to the
  * fd dir: one syscall, no readlink, no fdinfo. AT_STATX_DONT_SYNC: take what the kernel has
  * cached, so that a hung NFS or FUSE server cannot make the scan wait. */

@@ -65,6 +65,18 @@ extension Sys {
         clinux_limit_heap_arenas(1)
     }
 
+    /// Heap blocks of `bytes` or more get pages of their own, handed back to the system as
+    /// soon as they are freed, whatever was freed before. glibc starts so (at 128 KiB) but
+    /// raises the threshold to the biggest block freed so far (up to 32 MiB): after a scan
+    /// has freed its tables, the next scan's big tables are carved out of the heap, whose
+    /// pages stay with the process until it is trimmed. For a live view that takes a new
+    /// snapshot beside the one it shows (the TUI's rescan at 10k unmapped lock files peaked
+    /// at 64.7 MiB RSS, 50.8 with the threshold fixed). The corresponding C function is
+    /// `mallopt` (`M_MMAP_THRESHOLD`).
+    package static func mapBigHeapBlocks(atLeast bytes: Int) {
+        clinux_map_big_heap_blocks(Int32(clamping: bytes))
+    }
+
     /// The kernel's clock ticks per second (the unit of /proc/PID/stat's times).
     package static var clockTicks: Int { max(1, sysconf(Int32(_SC_CLK_TCK))) }
 
