@@ -152,16 +152,6 @@ final class SystemTests: XCTestCase {
     /// after; kept off none, it is allowed every CPU it was before. (On a thread of its own:
     /// the test's affinity is left alone. With one CPU allowed, nothing changes.)
     func testKeepingAThreadOffACPUMovesItAndLetsItBack() throws {
-        @Sendable func allowed() -> Set<Int32> {
-            let status = (try? String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8)) ?? ""
-            let list = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }?.split(separator: ":").last ?? ""
-            var cpus = Set<Int32>()
-            for part in list.trimmingCharacters(in: .whitespaces).split(separator: ",") {
-                let ends = part.split(separator: "-").compactMap { Int32($0) }
-                if let a = ends.first, let b = ends.last, a <= b { cpus.formUnion(a...b) }
-            }
-            return cpus
-        }
         final class Seen: @unchecked Sendable {
             var before: Set<Int32> = [], during: Set<Int32> = [], after: Set<Int32> = []
             var from: Int32 = -1, on: Int32 = -1
@@ -169,12 +159,12 @@ final class SystemTests: XCTestCase {
         }
         let seen = Seen(), done = Condition()
         Sys.startThread {
-            seen.before = allowed()
+            seen.before = allowedCPUs()
             seen.from = Sys.currentCPU()
             Sys.keepOff(cpu: seen.from)
-            (seen.during, seen.on) = (allowed(), Sys.currentCPU())
+            (seen.during, seen.on) = (allowedCPUs(), Sys.currentCPU())
             Sys.keepOff(cpu: nil)
-            seen.after = allowed()
+            seen.after = allowedCPUs()
             done.lock(); seen.finished = true; done.signal(); done.unlock()
         }
         done.lock()

@@ -1,6 +1,7 @@
 @testable import LockInspector
 import Foundation
 import ImageLock
+import _TestSupport
 import XCTest
 
 /// Work spread over the cores (Sources/LockInspector/Parallel.swift).
@@ -18,7 +19,7 @@ final class ParallelTests: XCTestCase {
     /// pinned to its first CPU): every chunk another thread runs, it runs elsewhere, with the
     /// caller's CPU not allowed. Needs two CPUs.
     func testOtherThreadsRunTheirChunksOffTheCallersCPU() throws {
-        guard let first = Self.allowedCPUs().min(), Self.allowedCPUs().count >= 2 else {
+        guard let first = allowedCPUs().min(), allowedCPUs().count >= 2 else {
             throw XCTSkip("one CPU: no other to keep off")
         }
         struct Chunk: Sendable { var caller: Bool; var cpu: Int32; var allowed: Set<Int32> }
@@ -29,7 +30,7 @@ final class ParallelTests: XCTestCase {
                 let end = Sys.monotonicSeconds() + 0.002
                 while Sys.monotonicSeconds() < end {}
                 return [Chunk(caller: pthread_equal(pthread_self(), caller) != 0, cpu: Sys.currentCPU(),
-                              allowed: Self.allowedCPUs())]
+                              allowed: allowedCPUs())]
             }
         }
         let others = chunks.filter { !$0.caller }
@@ -39,17 +40,5 @@ final class ParallelTests: XCTestCase {
             XCTAssertNotEqual(c.cpu, first)
             XCTAssertFalse(c.allowed.contains(first), "\(c.allowed)")
         }
-    }
-
-    /// The calling thread's allowed CPUs (/proc/thread-self/status, `Cpus_allowed_list`).
-    static func allowedCPUs() -> Set<Int32> {
-        let status = (try? String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8)) ?? ""
-        let list = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }?.split(separator: ":").last ?? ""
-        var cpus = Set<Int32>()
-        for part in list.trimmingCharacters(in: .whitespaces).split(separator: ",") {
-            let ends = part.split(separator: "-").compactMap { Int32($0) }
-            if let a = ends.first, let b = ends.last, a <= b { cpus.formUnion(a...b) }
-        }
-        return cpus
     }
 }

@@ -362,3 +362,16 @@ public enum Promtool {
         XCTAssertEqual(r.stdout + r.stderr, "", "promtool complained: \(r)", file: file, line: line)
     }
 }
+
+/// The CPUs the calling thread may run on, as the kernel says (/proc/thread-self/status,
+/// `Cpus_allowed_list`: `0-3,6`).
+public func allowedCPUs() -> Set<Int32> {
+    let status = (try? String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8)) ?? ""
+    let list = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }?.split(separator: ":").last ?? ""
+    var cpus = Set<Int32>()
+    for part in list.trimmingCharacters(in: .whitespaces).split(separator: ",") {
+        let ends = part.split(separator: "-").compactMap { Int32($0) }
+        if let a = ends.first, let b = ends.last, a <= b { cpus.formUnion(a...b) }
+    }
+    return cpus
+}
