@@ -93,21 +93,26 @@ int clinux_early_read_take(const char *path, unsigned char **bytes, size_t *coun
     return 1;
 }
 
-/* The CPUs the thread was allowed at its first clinux_keep_off_cpu, and the one it is kept
- * off now (-1: none; -2: not read yet). */
+/* The CPUs the thread may run on but for the one it is kept off (-1: none; -2: not read
+ * yet). An affinity set on it since by anyone else (taskset -p) becomes the new base. */
 static __thread cpu_set_t keep_off_allowed;
 static __thread int keep_off_cpu = -2;
 
 int clinux_keep_off_cpu(int cpu) {
+    if (cpu == keep_off_cpu) return 0;
+    cpu_set_t now;
+    if (sched_getaffinity(0, sizeof now, &now) != 0) return -1;
     if (keep_off_cpu == -2) {
-        if (sched_getaffinity(0, sizeof keep_off_allowed, &keep_off_allowed) != 0) return -1;
-        keep_off_cpu = -1;
+        keep_off_allowed = now;
+    } else {
+        cpu_set_t mine = keep_off_allowed;
+        if (keep_off_cpu >= 0) CPU_CLR(keep_off_cpu, &mine);
+        if (!CPU_EQUAL(&now, &mine)) keep_off_allowed = now;
     }
     if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &keep_off_allowed) || CPU_COUNT(&keep_off_allowed) < 2) cpu = -1;
-    if (cpu == keep_off_cpu) return 0;
     cpu_set_t set = keep_off_allowed;
     if (cpu >= 0) CPU_CLR(cpu, &set);
-    if (sched_setaffinity(0, sizeof set, &set) != 0) return -1;
+    if (!CPU_EQUAL(&set, &now) && sched_setaffinity(0, sizeof set, &set) != 0) return -1;
     keep_off_cpu = cpu;
     return 0;
 }

@@ -149,12 +149,14 @@ final class SystemTests: XCTestCase {
     }
 
     /// `keepOff`: the thread leaves the CPU it is kept off at once and is not allowed it
-    /// after; kept off none, it is allowed every CPU it was before. (On a thread of its own:
+    /// after; kept off none, it is allowed every CPU it was before; an affinity set on it
+    /// meanwhile by anyone else is kept. (On a thread of its own:
     /// the test's affinity is left alone. With one CPU allowed, nothing changes.)
     func testKeepingAThreadOffACPUMovesItAndLetsItBack() throws {
         final class Seen: @unchecked Sendable {
             var before: Set<Int32> = [], during: Set<Int32> = [], after: Set<Int32> = []
-            var from: Int32 = -1, on: Int32 = -1
+            var from: Int32 = -1, on: Int32 = -1, only: Int32 = -1
+            var pinned: Set<Int32> = []
             var finished = false
         }
         let seen = Seen(), done = Condition()
@@ -165,6 +167,15 @@ final class SystemTests: XCTestCase {
             (seen.during, seen.on) = (allowedCPUs(), Sys.currentCPU())
             Sys.keepOff(cpu: nil)
             seen.after = allowedCPUs()
+            // An affinity set since by someone else (here: pinned to one CPU, as `taskset -p`
+            // would) stays: being kept off that one CPU leaves the thread on it.
+            if let only = seen.before.max() {
+                seen.pinned = Sys.onCPU(only) {
+                    Sys.keepOff(cpu: only)
+                    return allowedCPUs()
+                }
+                seen.only = only
+            }
             done.lock(); seen.finished = true; done.signal(); done.unlock()
         }
         done.lock()
@@ -172,6 +183,7 @@ final class SystemTests: XCTestCase {
         done.unlock()
         XCTAssertTrue(seen.before.contains(seen.from), "\(seen.before) \(seen.from)")
         XCTAssertEqual(seen.after, seen.before)
+        XCTAssertEqual(seen.pinned, [seen.only])
         if seen.before.count < 2 {
             XCTAssertEqual(seen.during, seen.before)
         } else {

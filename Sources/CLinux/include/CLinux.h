@@ -45,9 +45,10 @@ static inline void clinux_restore_affinity(const cpu_set_t *saved) {
 /* The CPU the calling thread runs on (sched_getcpu), or -1. */
 static inline int clinux_current_cpu(void) { return sched_getcpu(); }
 
-/* Keeps the calling thread off `cpu` (-1: off none) from now on, within the CPUs it was
- * allowed at its first call; a thread that would have no CPU left is allowed them all.
- * Thread-local state: only the affinity changes when `cpu` does. 0 when set. */
+/* Keeps the calling thread off `cpu` (-1: off none) from now on, within the CPUs it is
+ * allowed (an affinity set on it by anyone else since the last call is respected); a thread
+ * that would have no CPU left is allowed them all. Thread-local state: nothing is asked of
+ * the kernel while `cpu` stays the same. 0 when set. */
 int clinux_keep_off_cpu(int cpu);
 
 /* Hands the free pages of every malloc arena back to the system (glibc's malloc_trim;

@@ -52,8 +52,10 @@ extension Sys {
 
     /// Keeps the calling thread off `cpu` from now on (nil: lets it run on any CPU it was
     /// allowed before), moving it at once if it is there; nothing when no other CPU is
-    /// allowed. Cheap when `cpu` is the one it is kept off already. The corresponding C
-    /// function is `sched_setaffinity`.
+    /// allowed. An affinity someone else set on the thread meanwhile (`taskset -p`) is kept
+    /// as the CPUs it may run on. Nothing is asked of the kernel when `cpu` is the one it is
+    /// kept off already. The corresponding C functions are `sched_getaffinity` and
+    /// `sched_setaffinity`.
     package static func keepOff(cpu: Int32?) { _ = clinux_keep_off_cpu(cpu ?? -1) }
 
     /// One malloc arena for every thread of the process, to be set before its threads start.
