@@ -192,23 +192,40 @@ final class SystemTests: XCTestCase {
         }
     }
 
-    /// `mapBigHeapBlocks`: after a big block is freed, a smaller one above the threshold is
-    /// still mapped on its own (glibc's malloc counts those in `hblkhd`), not carved out of
-    /// the heap as its raised default threshold would have it. (The heap's free top is
-    /// trimmed first, and the blocks are bigger than any free chunk a test leaves in it:
-    /// malloc maps a block only when no free chunk holds it.)
-    func testBigHeapBlocksAreMappedWhateverWasFreedBefore() {
+    /// `mapBigHeapBlocks`: after a big block is freed, a smaller one above the threshold that
+    /// no free chunk holds is still mapped on its own, not carved out of the heap as glibc's
+    /// raised default threshold would have it. In a fresh process (this test binary running
+    /// only the probe below): malloc maps a block only when no free chunk holds it, and here
+    /// the tests before leave ~140 MB of free chunks in the heap.
+    func testBigHeapBlocksAreMappedWhateverWasFreedBefore() throws {
+        let probe = "testHeapProbeInAFreshProcess"
+        let r = try Run.capture("/proc/self/exe", ["ImageLockTests.SystemTests/\(probe)"],
+                                environment: ["LOCKSMITH_HEAP_PROBE": "1"])
+        XCTAssertEqual(r.status, 0, "\(r)")
+        XCTAssertTrue((r.stdout + r.stderr).contains("'SystemTests.\(probe)' passed"), "\(r)")
+    }
+
+    /// The probe of the test above, run by it in a process of its own (skipped otherwise):
+    /// the block asked for is bigger than every free byte of the heap and under 32 MiB
+    /// (glibc's highest raised threshold); glibc's malloc counts mapped blocks in `hblkhd`.
+    func testHeapProbeInAFreshProcess() throws {
+        guard ProcessInfo.processInfo.environment["LOCKSMITH_HEAP_PROBE"] != nil else {
+            throw XCTSkip("run in a process of its own by testBigHeapBlocksAreMappedWhateverWasFreedBefore")
+        }
         Sys.mapBigHeapBlocks(atLeast: 128 << 10)
         malloc_trim(0)
-        let big = malloc(30 << 20)!
-        memset(big, 1, 30 << 20)
-        free(big)
+        let free = Int(mallinfo2().fordblks)
+        let size = max(8 << 20, (free + (2 << 20)) & ~((1 << 20) - 1))
+        XCTAssertLessThan(size + (2 << 20), 32 << 20, "\(free) bytes free in the heap")
+        let big = malloc(size + (2 << 20))!
+        memset(big, 1, size + (2 << 20))
+        Glibc.free(big)
         let before = mallinfo2().hblkhd
-        let block = malloc(20 << 20)!
-        memset(block, 1, 20 << 20)
+        let block = malloc(size)!
+        memset(block, 1, size)
         let mapped = mallinfo2().hblkhd - before
-        free(block)
-        XCTAssertGreaterThanOrEqual(mapped, 20 << 20)
+        Glibc.free(block)
+        XCTAssertGreaterThanOrEqual(mapped, size, "\(free) bytes free before")
     }
 
     /// When no thread can be had (here: a stack no mmap can give), the body runs on the
