@@ -47,3 +47,39 @@ extension StringProtocol {
         return String(out)
     }
 }
+
+extension String {
+    /// Whether the string, lowercased, starts with one of `prefixes` (lowercase ASCII), as
+    /// `lowercased().hasPrefix` says, without the copy when the bytes that decide are ASCII:
+    /// the longest prefix's and one more (a combining mark after a prefix joins its last
+    /// character). Otherwise (a Kelvin sign lowercases to "k"), the copy.
+    package func hasLowercasedPrefix(_ prefixes: [String]) -> Bool {
+        let window = Array(utf8.prefix((prefixes.map(\.utf8.count).max() ?? 0) + 1))
+        guard window.allSatisfy({ $0 < 0x80 }) else {
+            let lower = lowercased()
+            return prefixes.contains { lower.hasPrefix($0) }
+        }
+        return prefixes.contains { p in p.utf8.count <= window.count && Self.asciiEqualFolded(window.prefix(p.utf8.count), p) }
+    }
+
+    /// Whether the string, lowercased, ends with one of `suffixes` (lowercase ASCII), as
+    /// `lowercased().hasSuffix` says, without the copy when the bytes that decide are ASCII:
+    /// the longest suffix's and one before it (a prepended mark joins the next character).
+    /// Otherwise, the copy.
+    package func hasLowercasedSuffix(_ suffixes: [String]) -> Bool {
+        let window = Array(utf8.suffix((suffixes.map(\.utf8.count).max() ?? 0) + 1))
+        guard window.allSatisfy({ $0 < 0x80 }) else {
+            let lower = lowercased()
+            return suffixes.contains { lower.hasSuffix($0) }
+        }
+        return suffixes.contains { s in s.utf8.count <= window.count && Self.asciiEqualFolded(window.suffix(s.utf8.count), s) }
+    }
+
+    /// ASCII bytes against a lowercase ASCII pattern: a letter matches in either case
+    /// (ORing 0x20 lowercases an ASCII letter and makes no other byte one), the rest exactly.
+    private static func asciiEqualFolded(_ bytes: ArraySlice<UInt8>, _ pattern: String) -> Bool {
+        zip(bytes, pattern.utf8).allSatisfy { b, c in
+            c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z") ? b | 0x20 == c : b == c
+        }
+    }
+}

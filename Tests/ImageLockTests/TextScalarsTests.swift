@@ -31,4 +31,24 @@ final class TextScalarsTests: XCTestCase {
             XCTAssertEqual(s[...].trimmingBlanks, s.trimmingBlanks)
         }
     }
+
+    /// `hasLowercasedPrefix` / `hasLowercasedSuffix`: as `lowercased().hasPrefix` and
+    /// `.hasSuffix` say, in every case, at every length, with marks and non-ASCII letters
+    /// next to the bytes that decide (the Kelvin sign, dotless s, a combining acute, a
+    /// prepended Arabic number sign).
+    func testLowercasedPrefixAndSuffixAsTheLowercasedCopySays() {
+        let prefixes = ["ab://", "ab+"], suffixes = [".x2", ".xyz"]
+        let parts = ["", "a", "A", "b", "B", "ab", "AB", "aB", "://", ":/", "+", "x", ".", ".x2", ".X2", ".XyZ", "yz",
+                     "\u{301}", "\u{212A}", "\u{17F}", "\u{600}", "\u{130}", "\u{0}", "2", "/"]
+        for x in parts {
+            for y in parts {
+                for z in parts {
+                    let s = x + y + z
+                    let lower = s.lowercased()
+                    XCTAssertEqual(s.hasLowercasedPrefix(prefixes), prefixes.contains { lower.hasPrefix($0) }, s.debugDescription)
+                    XCTAssertEqual(s.hasLowercasedSuffix(suffixes), suffixes.contains { lower.hasSuffix($0) }, s.debugDescription)
+                }
+            }
+        }
+    }
 }

@@ -62,22 +62,10 @@ enum ImageNames {
     static let suffixes = [".qcow2", ".qcow", ".qed", ".raw", ".img", ".iso", ".vmdk", ".vdi", ".vhd", ".vhdx",
                            ".hdd", ".luks", ".dmg", ".bochs", ".cloop"]
 
-    /// Whether `path` ends in one of `suffixes`, in any case, as a lowercased copy's suffix
-    /// says; compared byte by byte when its last 7 bytes are ASCII (no copy of every write
-    /// open's path). Beyond ASCII, the copy: the character before the dot may hold it (a
-    /// prepended mark), and the Kelvin sign lowercases to "k".
+    /// Whether `path` ends in one of `suffixes`, in any case (every write open's path is
+    /// asked: no lowercased copy where its last bytes are ASCII).
     static func looksLikeImage(_ path: String) -> Bool {
-        let tail = Array(path.utf8.suffix(7))
-        guard tail.allSatisfy({ $0 < 0x80 }) else {
-            let lower = path.lowercased()
-            return suffixes.contains { lower.hasSuffix($0) }
-        }
-        return suffixes.contains { s in
-            // ORing 0x20 lowercases an ASCII letter; the suffixes' other bytes are "." and digits.
-            s.utf8.count <= tail.count && zip(tail.suffix(s.utf8.count), s.utf8).allSatisfy { b, c in
-                c >= UInt8(ascii: "a") ? b | 0x20 == c : b == c
-            }
-        }
+        path.hasLowercasedSuffix(suffixes)
     }
 }
 
