@@ -54,7 +54,7 @@ extension String {
     /// the longest prefix's and one more (a combining mark after a prefix joins its last
     /// character). Otherwise (a Kelvin sign lowercases to "k"), the copy.
     package func hasLowercasedPrefix(_ prefixes: [String]) -> Bool {
-        let window = Array(utf8.prefix((prefixes.map(\.utf8.count).max() ?? 0) + 1))
+        let window = Array(utf8.prefix(prefixes.reduce(0) { max($0, $1.utf8.count) } + 1))
         guard window.allSatisfy({ $0 < 0x80 }) else {
             let lower = lowercased()
             return prefixes.contains { lower.hasPrefix($0) }
@@ -67,7 +67,7 @@ extension String {
     /// the longest suffix's and one before it (a prepended mark joins the next character).
     /// Otherwise, the copy.
     package func hasLowercasedSuffix(_ suffixes: [String]) -> Bool {
-        let window = Array(utf8.suffix((suffixes.map(\.utf8.count).max() ?? 0) + 1))
+        let window = Array(utf8.suffix(suffixes.reduce(0) { max($0, $1.utf8.count) } + 1))
         guard window.allSatisfy({ $0 < 0x80 }) else {
             let lower = lowercased()
             return suffixes.contains { lower.hasSuffix($0) }
