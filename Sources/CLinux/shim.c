@@ -13,6 +13,11 @@ static struct {
     size_t count;
     int err;
     double seconds;
+    /* The CPUs the reader may run on, given back to it as it starts (see early_read_start). */
+    cpu_set_t allowed;
+    int restore;
+    /* Where the creator was and the reader started, and how many CPUs the reader then had. */
+    int creator_cpu, reader_cpu, reader_cpus;
 } early;
 
 static double early_now(void) {
@@ -21,10 +26,14 @@ static double early_now(void) {
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* As Sys.readToEnd (FileReads.swift): 64 KB a read, EINTR retried, a failing read ends it
- * (what was read, or nothing with its errno). */
+/* As Sys.readToEnd (FileReads.swift): up to 64 KB a read, EINTR retried, a failing read ends
+ * it (what was read, or nothing with its errno); the buffer grows only when full. */
 static void *early_read(void *unused) {
     (void)unused;
+    early.reader_cpu = sched_getcpu();
+    if (early.restore) (void)sched_setaffinity(0, sizeof early.allowed, &early.allowed);
+    cpu_set_t now;
+    early.reader_cpus = sched_getaffinity(0, sizeof now, &now) == 0 ? CPU_COUNT(&now) : -1;
     double t0 = early_now();
     int fd = open(early.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
@@ -33,13 +42,13 @@ static void *early_read(void *unused) {
         size_t cap = 65536, got = 0;
         unsigned char *buf = malloc(cap);
         while (buf) {
-            if (cap - got < 65536) {
+            if (got == cap) {
                 unsigned char *more = realloc(buf, cap * 2);
                 if (!more) { free(buf); buf = NULL; early.err = ENOMEM; break; }
                 buf = more;
                 cap *= 2;
             }
-            ssize_t n = read(fd, buf + got, 65536);
+            ssize_t n = read(fd, buf + got, cap - got < 65536 ? cap - got : 65536);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 if (got == 0) { early.err = errno; free(buf); buf = NULL; }
@@ -66,7 +75,24 @@ int clinux_early_read_start(const char *path) {
     early.count = 0;
     early.err = 0;
     early.seconds = 0;
-    int rc = pthread_create(&early.thread, NULL, early_read, NULL);
+    /* The reader starts on another CPU than its creator's: a new thread is otherwise often
+     * queued on its creator's CPU, and asks for the table only when the creator next sleeps
+     * (~0.7 ms later in a traced run, another CPU idle meanwhile). It takes back all its
+     * CPUs as it starts. */
+    pthread_attr_t attr;
+    int have_attr = pthread_attr_init(&attr) == 0;
+    early.restore = 0;
+    int cpu = sched_getcpu();
+    early.creator_cpu = cpu;
+    cpu_set_t set;
+    if (have_attr && cpu >= 0 && cpu < CPU_SETSIZE && sched_getaffinity(0, sizeof set, &set) == 0 &&
+        CPU_ISSET(cpu, &set) && CPU_COUNT(&set) >= 2) {
+        early.allowed = set;
+        CPU_CLR(cpu, &set);
+        early.restore = pthread_attr_setaffinity_np(&attr, sizeof set, &set) == 0;
+    }
+    int rc = pthread_create(&early.thread, have_attr ? &attr : NULL, early_read, NULL);
+    if (have_attr) (void)pthread_attr_destroy(&attr);
     if (rc == 0) __atomic_store_n(&early.state, 1, __ATOMIC_RELEASE);
     return rc;
 }
@@ -97,6 +123,12 @@ int clinux_early_read_take(const char *path, unsigned char **bytes, size_t *coun
  * yet). An affinity set on it since by anyone else (taskset -p) becomes the new base. */
 static __thread cpu_set_t keep_off_allowed;
 static __thread int keep_off_cpu = -2;
+
+void clinux_early_read_cpus(int *creator, int *reader, int *reader_cpus) {
+    *creator = early.creator_cpu;
+    *reader = early.reader_cpu;
+    *reader_cpus = early.reader_cpus;
+}
 
 int clinux_keep_off_cpu(int cpu) {
     if (cpu == keep_off_cpu) return 0;

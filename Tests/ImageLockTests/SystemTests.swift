@@ -271,4 +271,36 @@ final class SystemTests: XCTestCase {
         let fifo = try XCTUnwrap(Sys.takeEarlyRead(dir.file("fifo")))
         XCTAssertEqual(fifo.bytes, [], "no writer: empty, without blocking")
     }
+
+    /// The early reader starts on another CPU than its creator's (a new thread was often
+    /// queued behind its creator, and asked for the table only when the creator next slept),
+    /// then is allowed all its creator's CPUs again.
+    func testTheEarlyReaderStartsOffItsCreatorsCPU() throws {
+        let allowed = allowedCPUs()
+        try XCTSkipIf(allowed.count < 2, "one CPU: nowhere else to start")
+        let dir = TempDir("sys-early-cpu")
+        let file = dir.file("table")
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
+        // Every other CPU busy too, as a host running its VMs is: the new thread has no idle
+        // CPU to be placed on, and a busy creator's own is as good as any to the scheduler.
+        final class Stop: @unchecked Sendable {
+            let lock = NSLock()
+            var stopped = false
+            var isSet: Bool { lock.withLock { stopped } }
+        }
+        let stop = Stop()
+        for _ in 1..<allowed.count { Thread { while !stop.isSet {} }.start() }
+        defer { stop.lock.withLock { stop.stopped = true } }
+        for _ in 0..<30 {
+            XCTAssertEqual(Sys.startEarlyRead(file), 0)
+            // The creator keeps its CPU busy for a while, as `main` does after the start.
+            let until = DispatchTime.now().uptimeNanoseconds + 2_000_000
+            while DispatchTime.now().uptimeNanoseconds < until {}
+            XCTAssertNotNil(Sys.takeEarlyRead(file))
+            let cpus = Sys.earlyReadCPUs()
+            XCTAssertTrue(allowed.contains(cpus.creator) && allowed.contains(cpus.reader), "\(cpus)")
+            XCTAssertNotEqual(cpus.reader, cpus.creator)
+            XCTAssertEqual(Int(cpus.readerAllowed), allowed.count)
+        }
+    }
 }

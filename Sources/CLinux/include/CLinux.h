@@ -183,5 +183,10 @@ static inline int clinux_pidfd_send_signal(int pidfd, int sig) {
 int clinux_early_read_start(const char *path);
 int clinux_early_read_running(const char *path);
 int clinux_early_read_take(const char *path, unsigned char **bytes, size_t *count, int *err, double *seconds);
+/* Of the last early read taken: the CPU its creator was on, the one the reader started on
+ * (another, when the creator may run on two or more: a new thread is otherwise often queued
+ * behind its creator), and how many CPUs the reader was allowed once started (all its
+ * creator's). */
+void clinux_early_read_cpus(int *creator, int *reader, int *reader_cpus);
 
 #endif

@@ -129,4 +129,12 @@ extension Sys {
         defer { free(bytes) }
         return (Array(UnsafeBufferPointer(start: bytes, count: count)), 0, seconds)
     }
+
+    /// Of the last early read taken: the CPU its creator was on, the one its reader started
+    /// on (another, when there are two), and how many CPUs the reader was then allowed.
+    package static func earlyReadCPUs() -> (creator: Int32, reader: Int32, readerAllowed: Int32) {
+        var c: Int32 = -1, r: Int32 = -1, n: Int32 = -1
+        clinux_early_read_cpus(&c, &r, &n)
+        return (c, r, n)
+    }
 }
