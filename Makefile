@@ -28,9 +28,13 @@ build: deps
 # docs/ARCHITECTURE.md) statically, by lld with packed relative relocations
 # (release-toolset.json: -z pack-relative-relocs, DT_RELR, glibc >= 2.36): the dynamic loader
 # then reads ~42k relocations of a position-independent binary from an 8 KB table instead of
-# a 1 MB one, at every start. scripts/bench builds through this target.
+# a 1 MB one, at every start. Without SwiftPM's default run path of $$ORIGIN: the Swift
+# libraries are linked in, and the dynamic loader would otherwise look for libm, libstdc++,
+# libgcc_s and libc, and later for the dlopen'd libcrypto, ncursesw and libgfapi, in the
+# binary's own directory first (~40 failed openat calls before main). scripts/bench builds
+# through this target.
 release: deps
-	$(SWIFT) build -c release --static-swift-stdlib --product locksmith --toolset release-toolset.json
+	$(SWIFT) build -c release --static-swift-stdlib --disable-local-rpath --product locksmith --toolset release-toolset.json
 
 run: release
 	$(RELEASE_BIN) $(ARGS)
