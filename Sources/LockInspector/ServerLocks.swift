@@ -290,31 +290,44 @@ extension ServerLocks {
 }
 
 extension Scan {
+    /// The open regular files on filesystems whose locks the lock table does not show in full,
+    /// by file in the order first seen, with each device's filesystem (nil: a local one).
+    struct SharedFiles {
+        var files: [FileKey: [OpenFD]] = [:]
+        var order: [FileKey] = []
+        var filesystems: [DeviceID: SharedFilesystem?] = [:]
+    }
+
+    /// The `SharedFiles` of the fds: each device's type from the mountinfo of a process that
+    /// has a file open on it. Needs no lock table: found while it is being read.
+    func sharedFiles(_ pass: FDPass) -> SharedFiles {
+        var out = SharedFiles()
+        var readMountinfo = Set<Int32>()
+        for f in pass.fds where f.kind == .regular {
+            guard let dev = f.device else { continue }
+            if out.filesystems[dev] == nil && readMountinfo.insert(f.pid).inserted,
+               let text = ProcFS.read("\(procRoot)/\(f.pid)/mountinfo") {
+                for (d, type) in ServerLocks.filesystemTypes(mountinfo: text) where out.filesystems[d] == nil {
+                    out.filesystems[d] = .some(SharedFilesystem.of(fstype: type))
+                }
+            }
+            if out.filesystems[dev] == nil { out.filesystems[dev] = .some(nil) }
+            guard out.filesystems[dev]! != nil else { continue }
+            let key = FileKey(device: dev, inode: f.inode)
+            if out.files[key] == nil { out.order.append(key) }
+            out.files[key, default: []].append(f)
+        }
+        return out
+    }
+
     /// The open regular files on filesystems whose locks the lock table does not show in
     /// full (`SharedFilesystem`, by each device's type in the mountinfo of a process that has
     /// a file open on it: nothing is asked of the filesystem for that): each is asked
     /// with F_GETLK on QEMU's bytes (`ImageLocker.probeLocks`, nothing taken), and each lock
     /// whose l_pid is a process with the file open becomes a POSIX row of that pid, as the
     /// kernel would list it on a local filesystem. Returns the rows and what was seen.
-    mutating func serverLockRows(_ pass: FDPass, kernel: [KernelLock]) -> (rows: [KernelLock], facts: [ServerLockFacts]) {
-        var filesystems: [DeviceID: SharedFilesystem?] = [:]
-        var files: [FileKey: [OpenFD]] = [:]
-        var order: [FileKey] = []
-        var readMountinfo = Set<Int32>()
-        for f in pass.fds where f.kind == .regular {
-            guard let dev = f.device else { continue }
-            if filesystems[dev] == nil && readMountinfo.insert(f.pid).inserted,
-               let text = ProcFS.read("\(procRoot)/\(f.pid)/mountinfo") {
-                for (d, type) in ServerLocks.filesystemTypes(mountinfo: text) where filesystems[d] == nil {
-                    filesystems[d] = .some(SharedFilesystem.of(fstype: type))
-                }
-            }
-            if filesystems[dev] == nil { filesystems[dev] = .some(nil) }
-            guard filesystems[dev]! != nil else { continue }
-            let key = FileKey(device: dev, inode: f.inode)
-            if files[key] == nil { order.append(key) }
-            files[key, default: []].append(f)
-        }
+    mutating func serverLockRows(_ shared: SharedFiles, kernel: [KernelLock]) -> (rows: [KernelLock], facts: [ServerLockFacts]) {
+        let (files, order, filesystems) = (shared.files, shared.order, shared.filesystems)
         guard !order.isEmpty else { return ([], []) }
         var rows: [KernelLock] = []
         var facts: [ServerLockFacts] = []

@@ -64,9 +64,9 @@ extension Scan {
             leaseImageID[i] = add(leaseFiles[i].path, scheme: .virtlockd, image: leaseFiles[i].image)
         }
         // The lock files' images are put in order on another thread while the locked files
-        // are classified (100k paths sort in ~30 ms).
+        // are classified (100k paths sort in ~30 ms); a few thousand here, after them.
         let firstKeys = images.map { ImageOrderKey(known: $0.path != nil, key: $0.path ?? $0.id) }
-        let firstOrder = ThreadWork { Self.imageOrder(firstKeys) }
+        let firstOrder = firstKeys.count >= Parallel.offThreadFrom ? ThreadWork { Self.imageOrder(firstKeys) } : nil
 
         for (key, fileRows) in rowsByFile.sorted(by: { $0.key < $1.key }) {
             let openFiles = procs.byFile[key] ?? []
@@ -98,7 +98,7 @@ extension Scan {
 
         // Known paths sorted, then unknown images by id (byte order: indices, not 100k moves).
         let restKeys = images[firstKeys.count...].map { ImageOrderKey(known: $0.path != nil, key: $0.path ?? $0.id) }
-        let order = Self.mergeOrders(firstOrder.wait(), firstKeys,
+        let order = Self.mergeOrders(firstOrder?.wait() ?? Self.imageOrder(firstKeys), firstKeys,
                                      Self.imageOrder(restKeys).map { $0 + firstKeys.count }, restKeys, offset: firstKeys.count)
         images.permute(to: order)
         Self.mergeNeighbours(&images)

@@ -143,17 +143,20 @@ struct Scan {
         // read after idle waits for an RCU grace period: this thread would only wait).
         if scope.isHost && needPaths(files) { qemuArgImages = readQemuArgImages(pids: fds.pids) }
         if scope.isHost { readLikelyHolders(fds, files: files) }
-        let rows = try readKernelTable(table, fds: fds, files: files, timings: &t)
+        let shared = scope.isHost && fds.live ? sharedFiles(fds) : nil
+        let rows = try readKernelTable(table, shared: shared, files: files, timings: &t)
         let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
+        let fdCount = fds.fds.count
         // The fd list is freed now, not after assembly (the peak).
-        Parallel.release(consume fds)
+        Parallel.release(consume fds, entries: fdCount)
         // 4 and 5. Classify the locked files, map lock files to images, assemble.
         let t3 = Sys.monotonicSeconds()
         let (images, writers) = mapAndAssemble(rows, files: &files, procs: procs, imageDirs: started.imageDirs, timings: &t)
         t.mapping = Sys.monotonicSeconds() - t3
         // The scan's own tables (100k entries each on a big host) are freed off the caller's path.
         Parallel.release(ScanTables(rowsByFile: rows.byFile, procs: procs,
-                                    candidates: images.candidates, lockFileKeys: files.keys))
+                                    candidates: images.candidates, lockFileKeys: files.keys),
+                         entries: rows.byFile.count + files.keys.count + procs.openPaths.count)
         applyLockFileStatuses(&files)
         t.total = Sys.monotonicSeconds() - t0
         t.processCount = procs.pids.count
@@ -171,7 +174,7 @@ struct Scan {
 
     /// Phase 1's result: the parsed rows, with the server-lock rows of the host's files on
     /// FUSE, NFS... and the malformed lines noted; by file, restricted to the focused files.
-    mutating func readKernelTable(_ table: KernelTableReader, fds: FDPass, files: LockFiles,
+    mutating func readKernelTable(_ table: KernelTableReader, shared: SharedFiles?, files: LockFiles,
                                   timings t: inout SnapshotTimings) throws -> Rows {
         let (parsed, readErrno, readTime, early) = table.wait()
         (t.kernelLocks, t.kernelLocksReadEarly) = (readTime, early)
@@ -181,10 +184,11 @@ struct Scan {
         var out = Rows()
         // Every row, only until they are put by file (then freed: 8 MB at 100k).
         var all = parsed.locks
-        if scope.isHost && fds.live {
-            // Files on FUSE, NFS...: their locks are asked of the filesystem (F_GETLK) and
-            // those of local processes with the file open join the kernel's rows.
-            let (server, facts) = serverLockRows(fds, kernel: all)
+        if let shared {
+            // Files on FUSE, NFS... (found while the table was read): their locks are asked of
+            // the filesystem (F_GETLK) and those of local processes with the file open join
+            // the kernel's rows.
+            let (server, facts) = serverLockRows(shared, kernel: all)
             // (Only when there are any: appending, even nothing, copies the parsed table's rows.)
             if !server.isEmpty { all += server }
             (serverLocks, serverLockRows) = (facts, server)

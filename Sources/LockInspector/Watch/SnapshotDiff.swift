@@ -239,7 +239,8 @@ public struct SnapshotWatch: Sendable {
         let events = SnapshotDiff.events(from: last, to: next)
         let old = last
         last = next
-        Parallel.release(consume old)
+        let entries = old.holders.count + old.audited.snapshot.lockFiles.count
+        Parallel.release(consume old, entries: entries)
         return events
     }
 }
