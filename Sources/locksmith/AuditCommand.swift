@@ -22,10 +22,11 @@ struct AuditScanOptions: ParsableArguments {
 
     var inspector: InspectorOptions { scan.inspectorOptions }
 
-    /// A snapshot with its findings; exit 2 when /proc cannot be read.
-    func snapshot() throws -> AuditedSnapshot {
+    /// A snapshot with its findings; exit 2 when /proc cannot be read. `prefetched`: the
+    /// kernel's lock table read since before main (`audit`'s one scan).
+    func snapshot(prefetched: KernelTablePrefetch? = nil) throws -> AuditedSnapshot {
         do {
-            return try Auditor.snapshot(inspector, waitThreshold: waitThreshold)
+            return try Auditor.snapshot(inspector, waitThreshold: waitThreshold, prefetched: prefetched)
         } catch let e as InspectorError {
             complain(e.description)
             throw ExitStatus.couldNotCheck
@@ -101,6 +102,9 @@ extension Locksmith {
         @Flag(help: "Remove stale lock files (safely: never a held one), and nothing else.")
         var fix = false
 
+        /// The kernel's lock table, read since before main (`Locksmith.main`).
+        nonisolated(unsafe) static var earlyTable: KernelTablePrefetch?
+
         @OptionGroup var scan: AuditScanOptions
 
         @OptionGroup(title: "Cluster view") var cluster: ClusterOptions
@@ -116,7 +120,8 @@ extension Locksmith {
                 let view = try cluster.view(scan: scan.scan.request, audit: true, waitThreshold: scan.waitThreshold)
                 (audited, hosts) = (view.audited, view.hosts)
             } else {
-                audited = try scan.snapshot()
+                audited = try scan.snapshot(prefetched: Audit.earlyTable)
+                Audit.earlyTable = nil
             }
             let snapshot = audited.snapshot
             keptUntilExit = audited  // not freed at exit (10k images and findings)

@@ -103,7 +103,7 @@ extension Locksmith {
                 var t = SnapshotTimings()
                 var o = options
                 o.namesStorage = out.json
-                audited = audit ? try Auditor.snapshot(o, waitThreshold: waitThreshold)
+                audited = audit ? try Auditor.snapshot(o, waitThreshold: waitThreshold, prefetched: List.earlyTable, timings: &t)
                     : AuditedSnapshot(try Inspector(o).snapshot(timings: &t, prefetched: List.earlyTable))
                 scanCounts = t
                 List.earlyTable = nil

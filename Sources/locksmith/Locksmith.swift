@@ -61,14 +61,14 @@ struct Locksmith: ParsableCommand {
         // Before any thread starts (but the early read of `list` and `why`, whose start sets it
         // first: Sources/LocksmithStart/start.c): the scans' threads share one heap (peak RSS).
         Sys.useOneHeapArena()
-        // `why` and `list` started reading the kernel's lock table before main (its first
-        // read waits for an RCU grace period, which passes while the arguments are parsed;
-        // Sources/LocksmithStart/start.c says when); the scan takes that read.
+        // `why`, `list` and `audit` started reading the kernel's lock table before main (its
+        // first read waits for an RCU grace period, which passes while the arguments are
+        // parsed; Sources/LocksmithStart/start.c says when); the scan takes that read.
         if Inspector.kernelTableReadEarly {
-            if arguments.first == "why" {
-                Why.earlyTable = Inspector.prefetchKernelTable()
-            } else {
-                List.earlyTable = Inspector.prefetchKernelTable()
+            switch arguments.first {
+            case "why": Why.earlyTable = Inspector.prefetchKernelTable()
+            case "audit": Audit.earlyTable = Inspector.prefetchKernelTable()
+            default: List.earlyTable = Inspector.prefetchKernelTable()
             }
         }
         // `why` hashes the image's path (its lock file's name) unless it is a gluster://

@@ -130,6 +130,10 @@ final class ListCommandTests: XCTestCase {
         let other = try Run.locksmith(["list", "--timing", "--lock-dir", dir.path, "--proc", "/proc"])
         XCTAssertEqual(other.status, 0, other.stderr)
         XCTAssertTrue(other.stderr.contains("timing: total") && !other.stderr.contains("before main"), other.stderr)
+        // The audited scan takes it too, and times itself.
+        let audited = try Run.locksmith(["list", "--audit", "--json", "--timing", "--lock-dir", dir.path])
+        XCTAssertEqual(audited.status, 0, audited.stderr)
+        XCTAssertTrue(audited.stderr.contains("(read from before main)") && !audited.stderr.contains("total 0.0 ms"), audited.stderr)
     }
 
     func fakeProc(_ dir: TempDir) throws -> String {

@@ -29,19 +29,33 @@ public struct Auditor: Sendable {
 
     /// A snapshot taken as the audit needs it (with the writers of image files, which its
     /// rules judge) and its findings beside it: what `audit`, `watch` and the TUI show.
-    public static func snapshot(_ options: InspectorOptions, waitThreshold: Double = 30) throws -> AuditedSnapshot {
-        try audited(options, waitThreshold: waitThreshold).audited
+    /// `prefetched`: the kernel's lock table being read already (`Inspector.prefetchKernelTable`).
+    public static func snapshot(_ options: InspectorOptions, waitThreshold: Double = 30,
+                                prefetched: KernelTablePrefetch? = nil) throws -> AuditedSnapshot {
+        var t = SnapshotTimings()
+        return try audited(options, waitThreshold: waitThreshold, prefetched: prefetched, timings: &t).audited
+    }
+
+    /// The same, with the scan's timings (`list --audit --timing`).
+    public static func snapshot(_ options: InspectorOptions, waitThreshold: Double = 30, prefetched: KernelTablePrefetch? = nil,
+                                timings: inout SnapshotTimings) throws -> AuditedSnapshot {
+        try audited(options, waitThreshold: waitThreshold, prefetched: prefetched, timings: &timings).audited
     }
 
     /// The same, with the facts the rules judged (how long each waiter has waited, file
     /// modes): what `metrics` reports beyond the findings.
     public static func audited(_ options: InspectorOptions, waitThreshold: Double = 30) throws
         -> (audited: AuditedSnapshot, facts: AuditFacts) {
+        var t = SnapshotTimings()
+        return try audited(options, waitThreshold: waitThreshold, prefetched: nil, timings: &t)
+    }
+
+    static func audited(_ options: InspectorOptions, waitThreshold: Double, prefetched: KernelTablePrefetch?,
+                        timings t: inout SnapshotTimings) throws -> (audited: AuditedSnapshot, facts: AuditFacts) {
         var o = options
         o.findWriters = true
         o.lockFileStatus = true
-        var t = SnapshotTimings()
-        let (s, imageStatuses) = try Inspector(o).scan(timings: &t)
+        let (s, imageStatuses) = try Inspector(o).scan(timings: &t, prefetched: prefetched)
         let auditor = Auditor(o, waitThreshold: waitThreshold)
         let facts = AuditFacts.gather(for: s, lockDirectories: auditor.lockDirectories, waitThreshold: waitThreshold,
                                       procRoot: auditor.procRoot, now: Date(), imageStatuses: imageStatuses?.wait())
