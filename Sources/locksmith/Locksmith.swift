@@ -58,8 +58,9 @@ struct Locksmith: ParsableCommand {
             print(LocksmithVersion.current)
             return
         }
-        // Before any thread starts (but the early read of `list` and `why`, whose start sets it
-        // first: Sources/LocksmithStart/start.c): the scans' threads share one heap (peak RSS).
+        // Before any thread starts (but the early read of `list`, `audit` and `why`, whose
+        // start sets it first: Sources/LocksmithStart/start.c): the scans' threads share one
+        // heap (peak RSS).
         Sys.useOneHeapArena()
         // `why`, `list` and `audit` started reading the kernel's lock table before main (its
         // first read waits for an RCU grace period, which passes while the arguments are
