@@ -1,5 +1,5 @@
-// Phase 1 of a scan (Scan.swift): the kernel's lock table, /proc/locks, read on a thread of
-// its own while the other phases run.
+// Phase 1 of a scan (Scan.swift): the kernel's lock table, /proc/locks, read and parsed
+// on a thread of its own while the other phases run.
 import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
@@ -18,16 +18,10 @@ public final class KernelTablePrefetch: Sendable {
     }
 }
 
-/// Reads /proc/locks on its own thread, or takes the read the executable started before main.
+/// Reads /proc/locks on its own thread.
 final class KernelTableReader: Sendable {
     typealias Table = (locks: [KernelLock], malformed: [String])
-    private let source: Source
-
-    private enum Source: Sendable {
-        /// The executable's read of this path (`Sys.takeEarlyRead`), taken and parsed by `wait`.
-        case early(String)
-        case thread(ThreadWork<Read>)
-    }
+    private let work: ThreadWork<Read>
 
     struct Read: @unchecked Sendable {
         var table: Table?
@@ -38,40 +32,25 @@ final class KernelTableReader: Sendable {
     }
 
     /// Reads and parses `path` on its own thread. `early`: take the read of `path` the
-    /// executable started before main (`Sys.takeEarlyRead`), when there is one; `wait`
-    /// then takes and parses it on its caller's thread (its reader's end wakes the caller
-    /// directly: a thread of ours between them would be one more wake-up, traced at 0.4-0.9
-    /// ms between the table's arrival and the scan going on).
+    /// executable started before main (`Sys.takeEarlyRead`), when there is one.
     init(path: String, early: Bool = false) {
-        if early && Sys.earlyReadRunning(path) {
-            source = .early(path)
-        } else {
-            source = .thread(ThreadWork { Self.read(path) })
+        work = ThreadWork {
+            if early, let read = Sys.takeEarlyRead(path) {
+                let t0 = Sys.monotonicSeconds()
+                guard let bytes = read.bytes else { return Read(table: nil, errno: read.errno, seconds: read.seconds, early: true) }
+                return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: read.seconds + Sys.monotonicSeconds() - t0,
+                            early: true)
+            }
+            let t0 = Sys.monotonicSeconds()
+            guard let bytes = ProcFS.readBytes(path) else { return Read(table: nil, errno: errno, seconds: Sys.monotonicSeconds() - t0) }
+            return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: Sys.monotonicSeconds() - t0)
         }
-    }
-
-    private static func read(_ path: String) -> Read {
-        let t0 = Sys.monotonicSeconds()
-        guard let bytes = ProcFS.readBytes(path) else { return Read(table: nil, errno: errno, seconds: Sys.monotonicSeconds() - t0) }
-        return Read(table: KernelLock.parseTable(bytes), errno: 0, seconds: Sys.monotonicSeconds() - t0)
     }
 
     /// The parsed table (nil when unreadable), the errno of the failure, the seconds spent,
-    /// and whether it was read before main. Call once.
+    /// and whether it was read before main.
     func wait() -> (Table?, Int32, Double, Bool) {
-        let r: Read
-        switch source {
-        case .thread(let work):
-            r = work.wait()
-        case .early(let path):
-            if let read = Sys.takeEarlyRead(path) {
-                let t0 = Sys.monotonicSeconds()
-                r = read.bytes.map { Read(table: KernelLock.parseTable($0), errno: 0, seconds: read.seconds + Sys.monotonicSeconds() - t0, early: true) }
-                    ?? Read(table: nil, errno: read.errno, seconds: read.seconds, early: true)
-            } else {
-                r = Self.read(path)  // taken by someone else meanwhile: read it now
-            }
-        }
+        let r = work.wait()
         return (r.table, r.errno, r.seconds, r.early)
     }
 }
