@@ -119,16 +119,16 @@ int clinux_early_read_take(const char *path, unsigned char **bytes, size_t *coun
     return 1;
 }
 
-/* The CPUs the thread may run on but for the one it is kept off (-1: none; -2: not read
- * yet). An affinity set on it since by anyone else (taskset -p) becomes the new base. */
-static __thread cpu_set_t keep_off_allowed;
-static __thread int keep_off_cpu = -2;
-
 void clinux_early_read_cpus(int *creator, int *reader, int *reader_cpus) {
     *creator = early.creator_cpu;
     *reader = early.reader_cpu;
     *reader_cpus = early.reader_cpus;
 }
+
+/* The CPUs the thread may run on but for the one it is kept off (-1: none; -2: not read
+ * yet). An affinity set on it since by anyone else (taskset -p) becomes the new base. */
+static __thread cpu_set_t keep_off_allowed;
+static __thread int keep_off_cpu = -2;
 
 int clinux_keep_off_cpu(int cpu) {
     if (cpu == keep_off_cpu) return 0;

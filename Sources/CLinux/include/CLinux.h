@@ -173,7 +173,8 @@ static inline int clinux_pidfd_send_signal(int pidfd, int sig) {
  * RCU grace period (file_rwsem taken for writing, fs/locks.c); when it is asked for within
  * about a millisecond of exec it shares the grace period exec's own RCU work starts, later it
  * waits for that one and a whole next one (~5 ms against ~15 ms here, HZ 250). So `locksmith
- * list`, `audit` and `why` start it from a constructor, before main (Sources/LocksmithStart/start.c).
+ * list`, `audit` and `why` start it from a constructor, before main
+ * (Sources/LocksmithStart/start.c).
  * One at a time: clinux_early_read_start returns 0 or an errno (EBUSY: one is under way and
  * not taken); clinux_early_read_running says whether one of `path` is under way and not taken;
  * clinux_early_read_take returns 0 when there is none (or another caller took it), else waits
