@@ -54,12 +54,7 @@ extension String {
     /// the longest prefix's and one more (a combining mark after a prefix joins its last
     /// character). Otherwise (a Kelvin sign lowercases to "k"), the copy.
     package func hasLowercasedPrefix(_ prefixes: [String]) -> Bool {
-        let window = Array(utf8.prefix(prefixes.reduce(0) { max($0, $1.utf8.count) } + 1))
-        guard window.allSatisfy({ $0 < 0x80 }) else {
-            let lower = lowercased()
-            return prefixes.contains { lower.hasPrefix($0) }
-        }
-        return prefixes.contains { p in p.utf8.count <= window.count && Self.asciiEqualFolded(window.prefix(p.utf8.count), p) }
+        hasLowercasedEnd(prefixes, atStart: true)
     }
 
     /// Whether the string, lowercased, ends with one of `suffixes` (lowercase ASCII), as
@@ -67,12 +62,22 @@ extension String {
     /// the longest suffix's and one before it (a prepended mark joins the next character).
     /// Otherwise, the copy.
     package func hasLowercasedSuffix(_ suffixes: [String]) -> Bool {
-        let window = Array(utf8.suffix(suffixes.reduce(0) { max($0, $1.utf8.count) } + 1))
+        hasLowercasedEnd(suffixes, atStart: false)
+    }
+
+    /// `hasLowercasedPrefix` (`atStart`) or `hasLowercasedSuffix`: the window of deciding
+    /// bytes at that end, compared folded when ASCII, else the lowercased copy.
+    private func hasLowercasedEnd(_ patterns: [String], atStart: Bool) -> Bool {
+        let width = patterns.reduce(0) { max($0, $1.utf8.count) } + 1
+        let window = Array(atStart ? utf8.prefix(width) : utf8.suffix(width))
         guard window.allSatisfy({ $0 < 0x80 }) else {
             let lower = lowercased()
-            return suffixes.contains { lower.hasSuffix($0) }
+            return patterns.contains { atStart ? lower.hasPrefix($0) : lower.hasSuffix($0) }
         }
-        return suffixes.contains { s in s.utf8.count <= window.count && Self.asciiEqualFolded(window.suffix(s.utf8.count), s) }
+        return patterns.contains { p in
+            let n = p.utf8.count
+            return n <= window.count && Self.asciiEqualFolded(atStart ? window.prefix(n) : window.suffix(n), p)
+        }
     }
 
     /// ASCII bytes against a lowercase ASCII pattern: a letter matches in either case

@@ -27,7 +27,7 @@ enum Parallel {
     /// The CPU the calling thread of `chunks` was last seen on, which Dispatch's threads are
     /// kept off (`Sys.keepOff`) from their next chunk on, and after the call: the kernel
     /// here (2 vCPUs, KVM) wakes a thread on its waker's CPU when the other one is idle, and
-    /// let the two share that CPU for 3-12 ms at a time with the other idle (traced with
+    /// lets the two share that CPU for 3-12 ms at a time with the other idle (traced with
     /// sched events: a worker woken by `concurrentPerform`, or by the malloc arena's lock,
     /// moved from the idle CPU to the caller's and waited there; half of the holders' fdinfo
     /// reads at 10k ran so). Kept off after the call too: the next call's first wake-up

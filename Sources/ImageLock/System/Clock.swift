@@ -73,7 +73,7 @@ extension Sys {
     /// has freed its tables, the next scan's big tables are carved out of the heap, whose
     /// pages stay with the process until it is trimmed. For a live view that takes a new
     /// snapshot beside the one it shows (the TUI's rescan at 10k unmapped lock files peaked
-    /// at 64.7 MiB RSS, 50.8 with the threshold fixed). The corresponding C function is
+    /// at 64.7 MiB RSS, 50.3 with the threshold fixed). The corresponding C function is
     /// `mallopt` (`M_MMAP_THRESHOLD`).
     package static func mapBigHeapBlocks(atLeast bytes: Int) {
         clinux_map_big_heap_blocks(Int32(clamping: bytes))
