@@ -125,27 +125,19 @@ extension AuditFacts {
             let key = AuditFacts.trimmed(dir)
             if case .success(let s) = AuditReads.facts(key, follow: true) { f.lockDirectories[key] = s }
         }
-        // The lock files: what the scan's lstat said, else an lstat here (a snapshot taken
-        // without, or an entry gone before the scan could stat it), on every core.
+        // The lock files: what the scan's lstat said, else an lstat here. 10k of them are 10k
+        // insertions by path: made on a thread of their own while the images are read here.
         let lockFiles = snapshot.lockFiles
-        f.lockFiles.reserveCapacity(lockFiles.count)
-        var unstated: [Int] = []
-        for n in lockFiles.indices {
-            if let facts = AuditReads.facts(of: lockFiles[n]) { f.lockFiles[lockFiles[n].path] = facts } else { unstated.append(n) }
-        }
-        let toStat = unstated
-        let lockFileFacts = Parallel.chunks(toStat.count, chunk: 2048) { range in
-            range.map { AuditReads.facts(lockFiles[toStat[$0]].path, follow: false) }
-        }
-        for (n, r) in zip(toStat, lockFileFacts) {
-            if case .success(let s) = r { f.lockFiles[lockFiles[n].path] = s }
-        }
+        let lockFileWork = lockFiles.count >= Parallel.offThreadFrom ? ThreadWork { lockFileFacts(lockFiles) } : nil
+        if lockFileWork == nil { f.lockFiles = lockFileFacts(lockFiles) }
         // The images: a stat each (10k on a big host, on every core) and a statfs per mount.
-        var seen = Set<String>(minimumCapacity: snapshot.images.count)
+        // (Fields read in place: an image or lock file copied is a dozen references retained.)
+        let images = snapshot.images
+        var seen = Set<String>(minimumCapacity: images.count)
         var paths: [String] = []
         func add(_ p: String) { if seen.insert(p).inserted { paths.append(p) } }
-        for i in snapshot.images { if let p = i.path { add(p) } }
-        for e in lockFiles { if let p = e.image { add(p) } }
+        for n in images.indices { if let p = images[n].path { add(p) } }
+        for n in lockFiles.indices { if let p = lockFiles[n].image { add(p) } }
         for w in snapshot.writers { add(w.path) }
         f.images.reserveCapacity(paths.count)
         for (p, r) in zip(paths, AuditReads.imageFacts(paths, known: imageStatuses ?? [:])) {
@@ -160,7 +152,10 @@ extension AuditFacts {
             }
         }
         var pids = Set<Int32>()
-        for i in snapshot.images { for h in i.holders + i.waiters { pids.insert(h.pid) } }
+        for n in images.indices {
+            for h in images[n].holders { pids.insert(h.pid) }
+            for w in images[n].waiters { pids.insert(w.pid) }
+        }
         for w in snapshot.writers { pids.insert(w.pid) }
         for pid in pids.sorted() {
             guard let s = AuditReads.status(pid: pid, procRoot: procRoot) else { continue }
@@ -175,11 +170,33 @@ extension AuditFacts {
             }
             f.processes[pid]?.ancestors = chain
         }
-        let waiters = Set(snapshot.images.flatMap { $0.waiters.map(\.pid) })
+        var waiters = Set<Int32>()
+        for n in images.indices { for w in images[n].waiters { waiters.insert(w.pid) } }
         for pid in waiters.sorted() {
             f.processes[pid]?.waitedSeconds = AuditReads.secondsBlocked(pid: pid, procRoot: procRoot)
         }
+        if let lockFileWork { f.lockFiles = lockFileWork.wait() }
         return f
+    }
+
+    /// Each lock-dir entry's facts by path: what the scan's lstat said (`facts(of:)`), else
+    /// an lstat now (a snapshot taken without, or an entry gone before the scan could stat
+    /// it), on every core.
+    private static func lockFileFacts(_ lockFiles: [LockFileEntry]) -> [String: AuditFileFacts] {
+        var out: [String: AuditFileFacts] = [:]
+        out.reserveCapacity(lockFiles.count)
+        var unstated: [Int] = []
+        for n in lockFiles.indices {
+            if let facts = AuditReads.facts(of: lockFiles[n]) { out[lockFiles[n].path] = facts } else { unstated.append(n) }
+        }
+        let toStat = unstated
+        let stated = Parallel.chunks(toStat.count, chunk: 2048) { range in
+            range.map { AuditReads.facts(lockFiles[toStat[$0]].path, follow: false) }
+        }
+        for (n, r) in zip(toStat, stated) {
+            if case .success(let s) = r { out[lockFiles[n].path] = s }
+        }
+        return out
     }
 
     static func trimmed(_ path: String) -> String {

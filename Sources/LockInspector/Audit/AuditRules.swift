@@ -21,7 +21,7 @@ public enum AuditRules {
         for (n, found) in Parallel.chunks(rules.count, chunk: 1, { range in range.map { (start[$0], rules[start[$0]]()) } }) {
             parts[n] = found
         }
-        return sorted(parts: parts)
+        return sorted(parts: consume parts)
     }
 
     /// Most severe first, then in rule order, then by image and files; ties keep their order
@@ -32,9 +32,9 @@ public enum AuditRules {
         sorted(parts: [findings])
     }
 
-    /// The findings of `parts`, one after the other, in that order: each copied once, into
-    /// the result.
-    static func sorted(parts: [[Finding]]) -> [Finding] {
+    /// The findings of `parts`, one after the other, in that order, sorted: those of the
+    /// largest part not copied at all (a finding copied retains a dozen references).
+    static func sorted(parts: consuming [[Finding]]) -> [Finding] {
         let rules = AuditRule.allCases, severities = Severity.allCases
         // Each finding by its place in `parts` joined: (part, index) at `place[n]`.
         var place: [(part: Int, index: Int)] = []
@@ -69,9 +69,18 @@ public enum AuditRules {
                 }
             }
         }
-        // Already in order (the rules made them so) in one part: no copy.
-        if parts.count == 1 && order.elementsEqual(order.indices) { return parts[0] }
-        return order.map { parts[place[$0].part][place[$0].index] }
+        // The largest part is taken over and the others appended to it (theirs copied once);
+        // then each finding is moved to its place, not copied (`permute`).
+        guard let big = parts.indices.max(by: { parts[$0].count < parts[$1].count }) else { return [] }
+        var out: [Finding] = []
+        swap(&out, &parts[big])
+        var start = [Int](repeating: 0, count: parts.count)  // where each part begins in `out`
+        for p in parts.indices where p != big {
+            start[p] = out.count
+            out += parts[p]
+        }
+        out.permute(to: order.map { start[place[$0].part] + place[$0].index })
+        return out
     }
 
     // MARK: - Writers
@@ -340,9 +349,10 @@ public enum AuditRules {
         var out: [Finding] = []
         for n in s.images.indices where !s.images[n].holders.isEmpty {
             guard let path = s.images[n].path, let img = f.images[path] else { continue }
-            let i = s.images[n]
             var seen = Set<Int32>()
-            let foreign = i.holders.filter { h in
+            // (Read in place: most images have no foreign holder, and an image copied is a
+            // dozen references retained.)
+            let foreign = s.images[n].holders.filter { h in
                 guard let p = f.processes[h.pid] ?? h.uid.map({ AuditProcessFacts(uid: $0, gid: $0) }) else { return false }
                 return !img.permits(uid: p.uid, gid: p.gid, groups: p.groups, access: 4) && seen.insert(h.pid).inserted
             }
@@ -350,7 +360,7 @@ public enum AuditRules {
             let who = foreign.map { h in "\(InvolvedProcess(holder: h).label) holds a \(h.modeSummary) \(h.scheme.rawValue)-scheme lock" }
             out.append(Finding(
                 rule: .foreignHolder, severity: .warning, image: path, holders: foreign.map { InvolvedProcess(holder: $0) },
-                files: i.lockFiles,
+                files: s.images[n].lockFiles,
                 evidence: who.joined(separator: "; ") + " on it, but cannot read the image (owner uid \(img.uid), "
                     + "gid \(img.gid), mode \(img.modeText)): it blocks the image's users without using it.",
                 remedy: "find out why that user holds it; stop " + foreign.map { "pid \($0.pid)" }.joined(separator: ", ")

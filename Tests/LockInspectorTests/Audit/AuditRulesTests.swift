@@ -272,4 +272,15 @@ final class AuditRulesTests: XCTestCase {
         ]
         XCTAssertEqual(AuditRules.sorted(found).map(\.evidence), ["8", "4", "7", "5", "2", "3", "6", "1", "9"])
     }
+
+    /// Swift's order of images, also where their bytes sort otherwise: a decomposed é
+    /// (`e` + U+0301) is the same letter as a precomposed one (U+00E9), whose first byte is
+    /// larger than `e`'s and smaller than `x`'s; an image that is a prefix of another first.
+    func testSortedOrdersImagesAsSwiftDoesWhereBytesDisagree() {
+        let images = ["/i/e\u{301}x", "/i/\u{e9}a", "/i/ab", "/i/a", "/i/e\u{301}x"]
+        let found = images.enumerated().map { n, image in
+            Finding(rule: .staleLockFile, severity: .info, image: image, files: ["/l/\(9 - n)"], evidence: "\(n)", remedy: "")
+        }
+        XCTAssertEqual(AuditRules.sorted(found).map(\.evidence), ["3", "2", "1", "4", "0"])
+    }
 }
