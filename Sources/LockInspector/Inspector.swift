@@ -34,6 +34,9 @@ public struct InspectorOptions: Sendable, Equatable {
     /// Name each image's and writer's storage identity from this host's mountinfo
     /// (`StorageIdentity`): `list --json`'s `storage`, by which a cluster view merges images.
     public var namesStorage = false
+    /// When a host scan looks the lock files up among the directories' candidates before
+    /// the kernel's table is there (`Scan.EarlyMapping`); tests ask for both ways.
+    var earlyMapping = EarlyMappingPolicy.whenTableIsLate
 
     public static let defaultLockDirectories = ["/var/tmp"]
     public static let defaultLibvirtDirectories = ["/etc/libvirt/qemu", "/run/libvirt/qemu"]
@@ -48,6 +51,13 @@ public struct InspectorOptions: Sendable, Equatable {
         self.libvirtDirectories = libvirtDirectories
         self.leaseDirectories = leaseDirectories
     }
+}
+
+/// When `Scan.startEarlyMapping` maps the lock files before the kernel's table is there.
+enum EarlyMappingPolicy: Sendable, Equatable {
+    /// With many lock files and the table still being read (not for the audit's scan).
+    case whenTableIsLate
+    case always, never
 }
 
 /// An image the inspector is asked about alone, with the lock files that would be its own.

@@ -120,6 +120,9 @@ final class ThreadWork<T: Sendable>: @unchecked Sendable {
         }
     }
 
+    /// Whether the result is there (`wait()` would not block).
+    var isDone: Bool { group.wait(timeout: .now()) == .success }
+
     /// The result, handed over (not kept here, so the caller's copy is unique and can be
     /// changed in place); call once.
     func wait() -> T {

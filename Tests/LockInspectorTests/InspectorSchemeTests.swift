@@ -1,7 +1,7 @@
 import _TestSupport
 import Foundation
 import ImageLock
-import LockInspector
+@testable import LockInspector
 import XCTest
 
 /// virtlockd's locks, libvirt XML and QEMU arguments as image candidates.
@@ -90,6 +90,58 @@ final class InspectorSchemeTests: XCTestCase {
         XCTAssertEqual(byImage[fromXML], "libvirt")
         XCTAssertEqual(byImage[fromArgs], "qemu args")
         XCTAssertEqual(t.contentReads, 0)
+    }
+
+    /// Lock files looked up among the directories' candidates before the kernel's table is
+    /// there (`EarlyMapping`, which a big host's scan does while the table is read) are named
+    /// as without: an image both under --images and open in a process by the open file (the
+    /// more trusted source, known only after the table), the others by their own source.
+    func testLockFilesMappedBeforeTheTableAreMappedAsAfter() throws {
+        let dir = TempDir("early-mapping")
+        let images = dir.file("images"), locks = dir.file("locks"), libvirt = dir.file("qemu")
+        for d in [images, locks, libvirt] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: false) }
+        let inDir = dir.makeFile("images/in-dir.img", size: 0)
+        let open = dir.makeFile("images/open.img", size: 0)
+        let fromArgs = dir.makeFile("args.img", size: 0)
+        let fromXML = dir.makeFile("xml.img", size: 0)
+        try "<domain><devices><disk><source file='\(fromXML)'/></disk></devices></domain>"
+            .write(toFile: libvirt + "/a.xml", atomically: false, encoding: .utf8)
+        // With lock files of no image (empty: named by nothing, no content read).
+        for img in [inDir, open, fromArgs, fromXML, "/nowhere/1.img", "/nowhere/2.img"] {
+            _ = FileManager.default.createFile(atPath: locks + "/" + ImageLocker.lockFileName(realPath: img), contents: Data())
+        }
+        let python = try Run.capture(try Run.tool("python3"), ["-c", "import sys; print(sys.executable)"])
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let opener = try Background(python, ["-c", "import sys, time; f = open(sys.argv[1], 'rb'); time.sleep(60)", open])
+        defer { opener.stop() }
+        let fake = dir.file("qemu-system-x86_64")
+        try FileManager.default.createSymbolicLink(atPath: fake, withDestinationPath: python)
+        let qemu = try Background(fake, ["-c", "import time; time.sleep(60)", "-drive", "file=\(fromArgs),format=raw,if=none"])
+        defer { qemu.stop() }
+        let deadline = Date().addingTimeInterval(5)
+        func ready() -> Bool {
+            ((try? String(contentsOfFile: "/proc/\(qemu.pid)/cmdline", encoding: .utf8)) ?? "").contains("file=")
+                && (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(opener.pid)/fd"))?.contains { fd in
+                    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(opener.pid)/fd/\(fd)")) == open
+                } == true
+        }
+        while Date() < deadline, !ready() { usleep(5_000) }
+        func mapped(_ policy: EarlyMappingPolicy) throws -> (byImage: [String: String], unmapped: Int, contentReads: Int) {
+            var o = InspectorOptions(lockDirectories: [locks], imageDirectories: [images], libvirtDirectories: [libvirt],
+                                     leaseDirectories: [])
+            o.earlyMapping = policy
+            var t = SnapshotTimings()
+            let snap = try Inspector(o).snapshot(timings: &t)
+            let byImage = Dictionary(uniqueKeysWithValues: snap.lockFiles.compactMap { e in e.image.map { ($0, e.mappedBy ?? "") } })
+            return (byImage, snap.lockFiles.filter { $0.image == nil }.count, t.contentReads)
+        }
+        let expected = [inDir: "images dir", open: "open file", fromArgs: "qemu args", fromXML: "libvirt"]
+        for policy in [EarlyMappingPolicy.never, .always] {
+            let m = try mapped(policy)
+            XCTAssertEqual(m.byImage, expected, "\(policy)")
+            XCTAssertEqual(m.unmapped, 2, "\(policy)")
+            XCTAssertEqual(m.contentReads, 0, "\(policy)")
+        }
     }
 
     func testQemuArgs() {

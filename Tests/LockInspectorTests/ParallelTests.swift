@@ -15,6 +15,18 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// `isDone` says whether `wait()` would block, and asking does not take the result.
+    func testThreadWorkSaysWhetherItIsDone() {
+        let go = DispatchSemaphore(value: 0)
+        let work = ThreadWork { go.wait(); return 42 }
+        XCTAssertFalse(work.isDone)
+        go.signal()
+        let deadline = Date().addingTimeInterval(5)
+        while !work.isDone && Date() < deadline { usleep(1_000) }
+        XCTAssertTrue(work.isDone)
+        XCTAssertEqual(work.wait(), 42)
+    }
+
     /// Dispatch's threads that take chunks are kept off the caller's CPU: every chunk another
     /// thread runs, it runs with exactly one CPU not allowed, one the caller was on, and not on
     /// it. (The caller is not pinned: a Dispatch thread started while it was would inherit the

@@ -130,7 +130,10 @@ extension Scan {
                         candidate = imagePaths!.contains(w.link) || (w.inode.map { imageInodes!.contains($0) } ?? false)
                     }
                     if !candidate {
-                        if named == nil { named = candidates ?? buildCandidates(openPaths: [:], qemuArgs: [], directories: &dirs) }
+                        if named == nil {
+                            var none: Candidates?
+                            named = candidates ?? buildCandidates(openPaths: [:], qemuArgs: [], directories: &dirs, base: &none).0
+                        }
                         if few {
                             candidate = named!.bySHA1.values.contains { $0.namedAsImage && $0.path == w.link }
                         } else {

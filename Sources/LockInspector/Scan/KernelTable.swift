@@ -47,6 +47,9 @@ final class KernelTableReader: Sendable {
         }
     }
 
+    /// Whether the table has been read and parsed (`wait()` would not block).
+    var isReady: Bool { work.isDone }
+
     /// The parsed table (nil when unreadable), the errno of the failure, the seconds spent,
     /// and whether it was read before main.
     func wait() -> (Table?, Int32, Double, Bool) {

@@ -17,16 +17,23 @@ extension Scan {
     /// Phases 4 and 5: candidate images, lock files and lease files mapped to them, the
     /// images assembled (with their libvirt domains and other hosts' holders), and the
     /// processes writing image files.
+    /// `early`: the lock files looked up among the directories' candidates while the kernel's
+    /// table was read (`startEarlyMapping`); it has waited for `imageDirs` then.
     mutating func mapAndAssemble(_ rows: Rows, files: inout LockFiles, procs: ProcessScan,
-                                 imageDirs: ThreadWork<ImageDirectories>?, timings t: inout SnapshotTimings) -> (Assembled, [ImageWriter]) {
+                                 imageDirs: ThreadWork<ImageDirectories>?, early: ThreadWork<EarlyMapping>?,
+                                 timings t: inout SnapshotTimings) -> (Assembled, [ImageWriter]) {
         var candidates = Candidates()
         for f in rows.focusedImages { candidates.addImageFile(f.key, path: f.path) }
-        var directories = imageDirs?.wait()
+        var earlyMapping = early?.wait()
+        var directories = early == nil ? imageDirs?.wait() : earlyMapping?.directories.take()
         imageStatuses = directories?.statuses
         let domains = directories?.domains  // libvirt hook
         let paths = needPaths(files)
+        var reopened = Set<SHA1Digest>()
         if paths {
-            candidates = buildCandidates(openPaths: procs.openPaths, qemuArgs: qemuArgImages ?? [], directories: &directories)
+            var base = earlyMapping?.candidates.take()
+            (candidates, reopened) = buildCandidates(openPaths: procs.openPaths, qemuArgs: earlyMapping == nil ? qemuArgImages ?? [] : [],
+                                                     directories: &directories, base: &base)
         }
         // A held lock file whose key the kernel did not list under the dir's device
         // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
@@ -40,7 +47,10 @@ extension Scan {
             }
             files.keys[k] = i
         }
-        mapLockFiles(&files.lockFiles, candidates: candidates, rowsByFile: rows.byFile, timings: &t)
+        do {  // (the early lookups freed before the images are built, when the scan's memory peaks)
+            let looked = earlyMapping.take().flatMap { e in e.digests.count == files.lockFiles.count ? (e.digests, e.named, reopened) : nil }
+            mapLockFiles(&files.lockFiles, candidates: candidates, rowsByFile: rows.byFile, early: looked, timings: &t)
+        }
         let bySHA256 = files.leaseFiles.isEmpty ? [:] : candidates.bySHA256()
         for i in files.leaseFiles.indices {
             let name = String(files.leaseFiles[i].path.split(separator: "/").last ?? "")
@@ -100,12 +110,16 @@ extension Scan {
             if path != real { aliases.append(Candidate(path: path, source: source)) }
         }
 
-        /// Open files: more trusted than what the directories named.
-        mutating func putFirst(openFiles paths: [String]) {
+        /// Open files: more trusted than what the directories named. Returns their SHA-1s.
+        @discardableResult
+        mutating func putFirst(openFiles paths: [String]) -> Set<SHA1Digest> {
+            var set = Set<SHA1Digest>(minimumCapacity: paths.count)
             for path in paths {
                 let h = Digest.sha1(path)
                 bySHA1[h] = Candidate(path: path, source: "open file", namedAsImage: bySHA1[h]?.namedAsImage ?? false)
+                set.insert(h)
             }
+            return set
         }
 
         /// Realpaths named as images by --images dirs, libvirt XML or QEMU args.
@@ -161,25 +175,86 @@ extension Scan {
     }
 
     /// Candidate images, in the order of trust: open files, --images dirs, libvirt XML, QEMU
-    /// args. `qemuArgs`: the images QEMU's arguments name (`readQemuArgImages`, read before
-    /// the kernel's table was waited for). `directories`: the directories' candidates, when
-    /// already read (else read here); taken over (left nil), to be extended in place.
+    /// args; with the SHA-1s of the open files. `qemuArgs`: the images QEMU's arguments name
+    /// (`readQemuArgImages`, read before the kernel's table was waited for). `directories`:
+    /// the directories' candidates, when already read (else read here); taken over (left
+    /// nil), to be extended in place. `base`: the directories' and QEMU's arguments'
+    /// candidates already made (`EarlyMapping`), taken over likewise (the same table: the
+    /// open files replace what they name, and a QEMU argument only adds what nothing named).
     mutating func buildCandidates(openPaths: [String: Int32], qemuArgs: [(path: String, realPath: String)],
-                                  directories: inout ImageDirectories?) -> Candidates {
+                                  directories: inout ImageDirectories?, base: inout Candidates?) -> (Candidates, Set<SHA1Digest>) {
         var dirs = directories.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
                                                          libvirtDirectories: options.libvirtDirectories)
         unseen += dirs.unseen
-        // Taken out of `dirs`, not copied: a second reference would make the first insertion
-        // copy the whole table (100k candidates, ~17 MB).
+        // Taken out of `dirs` (or `base`), not copied: a second reference would make the first
+        // insertion copy the whole table (100k candidates, ~17 MB).
         var c = Candidates()
-        swap(&c, &dirs.candidates)
+        if base != nil { swap(&c, &base!) } else { swap(&c, &dirs.candidates) }
         let deleted = " (deleted)"
         // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
-        c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })
+        let opened = c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })
         for a in qemuArgs {
             c.add(a.path, source: "qemu args", realPath: a.realPath)
         }
-        return c
+        return (c, opened)
+    }
+
+    /// The lock files looked up by name among the candidates that need none of the kernel's
+    /// rows (--images dirs, libvirt's XML, QEMU's arguments), made on a thread of its own.
+    struct EarlyMapping: @unchecked Sendable {
+        /// The directories read, their candidates taken out (into `candidates`).
+        var directories: ImageDirectories?
+        var candidates: Candidates?
+        /// Per lock file: the SHA-1 its name carries, and the candidate with it, if any.
+        var digests: [SHA1Digest?]
+        var named: [Candidate?]
+    }
+
+    /// Starts `EarlyMapping` when the kernel's table is still being read as soon as QEMU's
+    /// arguments are: a core is soon idle until it comes (the table is read on the other, in
+    /// time quadratic in its size: up to ~150 ms alone at 100k locks). Only for many lock files and --images or libvirt dirs, after
+    /// `readQemuArgImages`; not for the audit's scan, whose lstat of every lock file runs
+    /// then (at 10k its audit/list went from 1.37-1.40 to 1.41-1.46 with it). The open files,
+    /// known after the table, are more trusted: `mapLockFiles` looks up again only the lock
+    /// files of their SHA-1s.
+    func startEarlyMapping(_ started: StartedDirectories, files: LockFiles, table: KernelTableReader) -> ThreadWork<EarlyMapping>? {
+        guard scope.isHost, let imageDirs = started.imageDirs else { return nil }
+        switch options.earlyMapping {
+        case .never: return nil
+        case .always: break
+        case .whenTableIsLate:
+            guard !options.lockFileStatus, files.lockFiles.count >= Parallel.offThreadFrom, !table.isReady else { return nil }
+        }
+        let lockFiles = files.lockFiles, qemuArgs = qemuArgImages ?? []
+        return ThreadWork {
+            var dirs = imageDirs.wait()
+            var c = Candidates()
+            swap(&c, &dirs.candidates)
+            for a in qemuArgs { c.add(a.path, source: "qemu args", realPath: a.realPath) }
+            var digests: [SHA1Digest?] = [], named: [Candidate?] = []
+            digests.reserveCapacity(lockFiles.count)
+            named.reserveCapacity(lockFiles.count)
+            for i in lockFiles.indices {
+                let d = Self.nameDigest(lockFiles[i].path)
+                digests.append(d)
+                named.append(d.flatMap { c.bySHA1[$0] })
+            }
+            return EarlyMapping(directories: dirs, candidates: c, digests: digests, named: named)
+        }
+    }
+
+    /// The SHA-1 a lock file's name carries: `.qemu-` + 40 hex digits + `.lock`, at the end
+    /// of the path.
+    static func nameDigest(_ path: String) -> SHA1Digest? {
+        func digest(_ p: UnsafeBufferPointer<UInt8>) -> SHA1Digest? {
+            // The name is exactly 51 bytes (`.qemu-` + 40 + `.lock`).
+            guard p.count == 51 || (p.count > 51 && p[p.count - 52] == UInt8(ascii: "/")) else { return nil }
+            return SHA1Digest(hex: UnsafeBufferPointer(rebasing: p[(p.count - 45)..<(p.count - 5)]))
+        }
+        return path.utf8.withContiguousStorageIfAvailable(digest) ?? {
+            var path = path
+            return path.withUTF8(digest)
+        }()
     }
 
     /// The images QEMU's processes name in their arguments, made absolute against each
@@ -204,23 +279,18 @@ extension Scan {
 
     /// Names each lock file's image: a candidate whose SHA-1 is in the name (no file opened);
     /// else the realpath written inside, trusted only when its SHA-1 matches the name.
-    mutating func mapLockFiles(_ files: inout [LockFileEntry], candidates: Candidates,
-                               rowsByFile: [FileKey: [KernelLock]], timings t: inout SnapshotTimings) {
+    /// `early`: each lock file's SHA-1 and candidate as `EarlyMapping` found them, and the
+    /// SHA-1s the open files have since taken (looked up again).
+    mutating func mapLockFiles(_ files: inout [LockFileEntry], candidates: Candidates, rowsByFile: [FileKey: [KernelLock]],
+                               early: (digests: [SHA1Digest?], named: [Candidate?], reopened: Set<SHA1Digest>)? = nil,
+                               timings t: inout SnapshotTimings) {
         // The lock files no candidate names, whose content may name their image.
         var unnamed: [(index: Int, digest: SHA1Digest)] = []
         for i in files.indices {
-            // `.qemu-` + 40 hex digits + `.lock`, at the end of the path.
-            func digest(_ p: UnsafeBufferPointer<UInt8>) -> SHA1Digest? {
-                // The name is exactly 51 bytes (`.qemu-` + 40 + `.lock`).
-                guard p.count == 51 || (p.count > 51 && p[p.count - 52] == UInt8(ascii: "/")) else { return nil }
-                return SHA1Digest(hex: UnsafeBufferPointer(rebasing: p[(p.count - 45)..<(p.count - 5)]))
-            }
-            let parsed = files[i].path.utf8.withContiguousStorageIfAvailable(digest) ?? {
-                var path = files[i].path
-                return path.withUTF8(digest)
-            }()
-            guard let digest = parsed else { continue }
-            if let c = candidates.bySHA1[digest] {
+            guard let digest = early.map({ $0.digests[i] }) ?? Self.nameDigest(files[i].path) else { continue }
+            let named: Candidate?
+            if let e = early, !e.reopened.contains(digest) { named = e.named[i] } else { named = candidates.bySHA1[digest] }
+            if let c = named {
                 files[i].image = c.path
                 files[i].mappedBy = c.source
                 continue

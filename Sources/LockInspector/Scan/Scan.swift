@@ -142,6 +142,7 @@ struct Scan {
         // What needs none of the table's rows is done before it is waited for (the first
         // read after idle waits for an RCU grace period: this thread would only wait).
         if scope.isHost && needPaths(files) { qemuArgImages = readQemuArgImages(pids: fds.pids) }
+        let early = startEarlyMapping(started, files: files, table: table)
         if scope.isHost { readLikelyHolders(fds, files: files) }
         let shared = scope.isHost && fds.live ? sharedFiles(fds) : nil
         let rows = try readKernelTable(table, shared: shared, files: files, timings: &t)
@@ -151,7 +152,7 @@ struct Scan {
         Parallel.release(consume fds, entries: fdCount)
         // 4 and 5. Classify the locked files, map lock files to images, assemble.
         let t3 = Sys.monotonicSeconds()
-        let (images, writers) = mapAndAssemble(rows, files: &files, procs: procs, imageDirs: started.imageDirs, timings: &t)
+        let (images, writers) = mapAndAssemble(rows, files: &files, procs: procs, imageDirs: started.imageDirs, early: early, timings: &t)
         t.mapping = Sys.monotonicSeconds() - t3
         // The scan's own tables (100k entries each on a big host) are freed off the caller's path.
         Parallel.release(ScanTables(rowsByFile: rows.byFile, procs: procs,
