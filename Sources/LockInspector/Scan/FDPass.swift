@@ -207,23 +207,34 @@ extension Scan {
         }
         // Sized by the holders, not by every finding (candidate images too: their tables'
         // pages would all be touched for nothing).
-        let count = parts.reduce(0) { n, part in n + part.lazy.filter { !$0.locks.isEmpty }.count }
-        let shapes = parts.reduce(0) { n, part in n + part.lazy.filter { $0.locks.contains { $0.kind != .posix } }.count }
+        // (Fields read in place: a finding copied is its link, locks and fd retained.)
+        var count = 0, shapes = 0
+        for part in parts {
+            for i in part.indices where !part[i].locks.isEmpty {
+                count += 1
+                if part[i].locks.contains(where: { $0.kind != .posix }) { shapes += 1 }
+            }
+        }
         out.byFile.reserveCapacity(count)
         out.shapes.reserveCapacity(shapes)
-        for part in parts { for i in part.indices { merge(part[i], into: &out, timings: &t) } }
+        for part in parts {
+            part.withUnsafeBufferPointer { found in for i in found.indices { merge(found.baseAddress! + i, into: &out, timings: &t) } }
+        }
         return out
     }
 
-    /// One fd's finding into the process scan (in fd order).
-    private func merge(_ f: borrowing FDFinding, into out: inout ProcessScan, timings t: inout SnapshotTimings) {
-        if f.fdinfoRead { t.fdinfoReads += 1 }
-        if let w = f.writeOpen { out.writeOpens.append(w) }
-        if f.candidate, let l = f.link, out.openPaths[l] == nil { out.openPaths[l] = f.fd.pid }
-        guard let key = f.locks.first?.fileKey, let link = f.link else { return }
-        out.byFile[key, default: []].append(OpenFileLocks(pid: f.fd.pid, fd: f.fd.fd, link: link, flags: f.flags, locks: f.locks))
-        for l in f.locks where l.kind != .posix { out.shapes[l.identity, default: 0] += 1 }
-        if f.fd.device == nil || FileKey(device: f.fd.device, inode: f.fd.inode) != key { out.keyByLink[link] = key }
+    /// One fd's finding into the process scan (in fd order). (Its fields read through the
+    /// pointer: an element passed on by value was copied whole first, 50k at 100k locks.)
+    private func merge(_ f: UnsafePointer<FDFinding>, into out: inout ProcessScan, timings t: inout SnapshotTimings) {
+        if f.pointee.fdinfoRead { t.fdinfoReads += 1 }
+        if let w = f.pointee.writeOpen { out.writeOpens.append(w) }
+        if f.pointee.candidate, let l = f.pointee.link, out.openPaths[l] == nil { out.openPaths[l] = f.pointee.fd.pid }
+        guard let key = f.pointee.locks.first?.fileKey, let link = f.pointee.link else { return }
+        let (pid, device, inode) = (f.pointee.fd.pid, f.pointee.fd.device, f.pointee.fd.inode)
+        out.byFile[key, default: []].append(OpenFileLocks(pid: pid, fd: f.pointee.fd.fd, link: link, flags: f.pointee.flags,
+                                                          locks: f.pointee.locks))
+        for l in f.pointee.locks where l.kind != .posix { out.shapes[l.identity, default: 0] += 1 }
+        if device == nil || FileKey(device: device, inode: inode) != key { out.keyByLink[link] = key }
     }
 
     /// Step two for one fd; nil when it is neither a holder nor a candidate image.

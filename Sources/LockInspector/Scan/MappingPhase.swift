@@ -47,9 +47,10 @@ extension Scan {
             }
             files.keys[k] = i
         }
-        do {  // (the early lookups freed before the images are built, when the scan's memory peaks)
+        do {  // (the early lookups freed before the images are built, when the scan's memory peaks; off this thread)
             let looked = earlyMapping.take().flatMap { e in e.digests.count == files.lockFiles.count ? (e.digests, e.named, reopened) : nil }
             mapLockFiles(&files.lockFiles, candidates: candidates, rowsByFile: rows.byFile, early: looked, timings: &t)
+            Parallel.release(looked, entries: looked?.0.count ?? 0)
         }
         let bySHA256 = files.leaseFiles.isEmpty ? [:] : candidates.bySHA256()
         for i in files.leaseFiles.indices {
@@ -286,10 +287,12 @@ extension Scan {
                                timings t: inout SnapshotTimings) {
         // The lock files no candidate names, whose content may name their image.
         var unnamed: [(index: Int, digest: SHA1Digest)] = []
+        let isEarly = early != nil, digests = early?.digests ?? [], earlyNamed = early?.named ?? []
+        let reopened = early?.reopened ?? []
         for i in files.indices {
-            guard let digest = early.map({ $0.digests[i] }) ?? Self.nameDigest(files[i].path) else { continue }
+            guard let digest = isEarly ? digests[i] : Self.nameDigest(files[i].path) else { continue }
             let named: Candidate?
-            if let e = early, !e.reopened.contains(digest) { named = e.named[i] } else { named = candidates.bySHA1[digest] }
+            if isEarly && (reopened.isEmpty || !reopened.contains(digest)) { named = earlyNamed[i] } else { named = candidates.bySHA1[digest] }
             if let c = named {
                 files[i].image = c.path
                 files[i].mappedBy = c.source
