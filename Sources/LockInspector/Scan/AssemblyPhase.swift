@@ -65,7 +65,9 @@ extension Scan {
         }
         // The lock files' images are put in order on another thread while the locked files
         // are classified (100k paths sort in ~30 ms); a few thousand here, after them.
-        let firstKeys = images.map { ImageOrderKey(known: $0.path != nil, key: $0.path ?? $0.id) }
+        // (Each key read in place: `images.map` would copy every image, a dozen references.)
+        func orderKey(_ i: Int) -> ImageOrderKey { ImageOrderKey(known: images[i].path != nil, key: images[i].path ?? images[i].id) }
+        let firstKeys = images.indices.map(orderKey)
         let firstOrder = firstKeys.count >= Parallel.offThreadFrom ? ThreadWork { Self.imageOrder(firstKeys) } : nil
 
         for (key, fileRows) in rowsByFile.sorted(by: { $0.key < $1.key }) {
@@ -97,7 +99,7 @@ extension Scan {
         }
 
         // Known paths sorted, then unknown images by id (byte order: indices, not 100k moves).
-        let restKeys = images[firstKeys.count...].map { ImageOrderKey(known: $0.path != nil, key: $0.path ?? $0.id) }
+        let restKeys = images.indices.dropFirst(firstKeys.count).map(orderKey)
         let order = Self.mergeOrders(firstOrder?.wait() ?? Self.imageOrder(firstKeys), firstKeys,
                                      Self.imageOrder(restKeys).map { $0 + firstKeys.count }, restKeys, offset: firstKeys.count)
         images.permute(to: order)
