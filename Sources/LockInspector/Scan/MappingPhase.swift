@@ -202,7 +202,7 @@ extension Scan {
 
     /// The lock files looked up by name among the candidates that need none of the kernel's
     /// rows (--images dirs, libvirt's XML, QEMU's arguments), made on a thread of its own.
-    struct EarlyMapping: @unchecked Sendable {
+    struct EarlyMapping: Sendable {
         /// The directories read, their candidates taken out (into `candidates`).
         var directories: ImageDirectories?
         var candidates: Candidates?
@@ -211,13 +211,13 @@ extension Scan {
         var named: [Candidate?]
     }
 
-    /// Starts `EarlyMapping` when the kernel's table is still being read as soon as QEMU's
-    /// arguments are: a core is soon idle until it comes (the table is read on the other, in
-    /// time quadratic in its size: up to ~150 ms alone at 100k locks). Only for many lock files and --images or libvirt dirs, after
-    /// `readQemuArgImages`; not for the audit's scan, whose lstat of every lock file runs
-    /// then (at 10k its audit/list went from 1.37-1.40 to 1.41-1.46 with it). The open files,
-    /// known after the table, are more trusted: `mapLockFiles` looks up again only the lock
-    /// files of their SHA-1s.
+    /// Starts `EarlyMapping` as soon as QEMU's arguments are read, if the kernel's table is
+    /// still being read then: a core is soon idle until it comes (the table is read on the
+    /// other, in time quadratic in its size: up to ~150 ms alone at 100k locks). Only for
+    /// many lock files and --images or libvirt dirs; not for the audit's scan, whose lstat of
+    /// every lock file runs then (at 10k its audit/list went from 1.37-1.40 to 1.41-1.46 with
+    /// it). The open files, known after the table, are more trusted: `mapLockFiles` looks up
+    /// again only the lock files of their SHA-1s.
     func startEarlyMapping(_ started: StartedDirectories, files: LockFiles, table: KernelTableReader) -> ThreadWork<EarlyMapping>? {
         guard scope.isHost, let imageDirs = started.imageDirs else { return nil }
         switch options.earlyMapping {
