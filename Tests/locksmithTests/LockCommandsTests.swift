@@ -97,6 +97,13 @@ final class LockCommandsTests: XCTestCase {
         let lockFile = dir.path + "/" + ImageLocker.lockFileName(realPath: image)
         let holder = try Background(Run.locksmith, ["hold", "--lock-dir", dir.path, image, "--", "sleep", "30"])
         holder.waitForLocks(on: lockFile)
+        // The signal is forwarded once the command runs (a SIGTERM between the lock and the
+        // command's start ends locksmith as its default does, before any command: status 143
+        // to a shell either way, but not what this test is about).
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, (try? Run.capture("/usr/bin/pgrep", ["-P", String(holder.pid)]))?.stdout.isEmpty ?? true {
+            usleep(5_000)
+        }
         kill(holder.pid, SIGTERM)
         holder.process.waitUntilExit()
         XCTAssertEqual(holder.process.terminationStatus, 128 + SIGTERM, "exits as its command did")

@@ -219,7 +219,9 @@ extension Scan {
     /// it). The open files, known after the table, are more trusted: `mapLockFiles` looks up
     /// again only the lock files of their SHA-1s.
     func startEarlyMapping(_ started: StartedDirectories, files: LockFiles, table: KernelTableReader) -> ThreadWork<EarlyMapping>? {
-        guard scope.isHost, let imageDirs = started.imageDirs else { return nil }
+        // (Without lock or lease files nothing is mapped, and the writers' check takes the
+        // directories' candidates as they are.)
+        guard scope.isHost, needPaths(files), let imageDirs = started.imageDirs else { return nil }
         switch options.earlyMapping {
         case .never: return nil
         case .always: break
