@@ -137,6 +137,26 @@ final class InspectorLiveTests: XCTestCase {
         XCTAssertEqual(Column.image.cell(LockRow(image: snap.images.last!, holder: nil)), "<unknown> \(snap.images.last!.id)")
     }
 
+    /// Every name of a held lock file is held (the kernel lists the file once, by its key;
+    /// `markHeld` passes it on to the other names only where names share a key).
+    func testEveryNameOfAHeldLockFileIsHeld() throws {
+        let dir = TempDir("hardlinks")
+        let held = dir.file(ImageLocker.lockFileName(realPath: "/images/a.img"))
+        let otherName = dir.file(ImageLocker.lockFileName(realPath: "/images/b.img"))
+        let free = dir.file(ImageLocker.lockFileName(realPath: "/images/c.img"))
+        _ = FileManager.default.createFile(atPath: held, contents: Data())
+        _ = FileManager.default.createFile(atPath: free, contents: Data())
+        try FileManager.default.linkItem(atPath: held, toPath: otherName)
+        let python = try Run.tool("python3")
+        let p = try Background(python, ["-c", "import fcntl, sys, time; f = open(sys.argv[1], 'r+'); fcntl.lockf(f, fcntl.LOCK_EX); time.sleep(60)", held])
+        defer { p.stop() }
+        p.waitForLocks(on: held)
+        let snap = try Inspector(InspectorOptions(lockDirectories: [dir.path], libvirtDirectories: [],
+                                                  leaseDirectories: [])).snapshot()
+        let byPath = Dictionary(uniqueKeysWithValues: snap.lockFiles.map { ($0.path, $0.held) })
+        XCTAssertEqual(byPath, [held: true, otherName: true, free: false])
+    }
+
     func testImagesDirMapsLockFilesWithoutOpeningThem() throws {
         let images = TempDir("images")
         let locks = TempDir("locks")
