@@ -58,6 +58,17 @@ enum EarlyMappingPolicy: Sendable, Equatable {
     /// With many lock files and the table still being read (not for the audit's scan).
     case whenTableIsLate
     case always, never
+
+    /// Whether a host scan of `lockFiles` lock files (with --images or libvirt dirs) maps
+    /// them early. `auditScan`: its lstat of every lock file runs on the idle core then.
+    /// `tableReady` is asked last, only when the rest says yes.
+    func mapsEarly(lockFiles: Int, auditScan: Bool, tableReady: () -> Bool) -> Bool {
+        switch self {
+        case .never: return false
+        case .always: return true
+        case .whenTableIsLate: return !auditScan && lockFiles >= Parallel.offThreadFrom && !tableReady()
+        }
+    }
 }
 
 /// An image the inspector is asked about alone, with the lock files that would be its own.

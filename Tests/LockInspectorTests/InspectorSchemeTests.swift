@@ -144,6 +144,22 @@ final class InspectorSchemeTests: XCTestCase {
         }
     }
 
+    /// The default rule: early only with thousands of lock files, not for the audit's scan,
+    /// and only while the table is still being read (asked last).
+    func testLockFilesAreMappedEarlyByDefaultOnlyWhereACoreWouldIdle() {
+        let rule = EarlyMappingPolicy.whenTableIsLate
+        XCTAssertTrue(rule.mapsEarly(lockFiles: 4096, auditScan: false, tableReady: { false }))
+        XCTAssertFalse(rule.mapsEarly(lockFiles: 4095, auditScan: false, tableReady: { false }))
+        XCTAssertFalse(rule.mapsEarly(lockFiles: 100_000, auditScan: true, tableReady: { false }))
+        XCTAssertFalse(rule.mapsEarly(lockFiles: 100_000, auditScan: false, tableReady: { true }))
+        var asked = false
+        XCTAssertFalse(rule.mapsEarly(lockFiles: 10, auditScan: false, tableReady: { asked = true; return false }))
+        XCTAssertFalse(asked, "the table is not asked about for a small scan")
+        XCTAssertTrue(EarlyMappingPolicy.always.mapsEarly(lockFiles: 0, auditScan: true, tableReady: { true }))
+        XCTAssertFalse(EarlyMappingPolicy.never.mapsEarly(lockFiles: 100_000, auditScan: false, tableReady: { false }))
+        XCTAssertEqual(InspectorOptions().earlyMapping, .whenTableIsLate, "the default")
+    }
+
     func testQemuArgs() {
         XCTAssertEqual(QemuArgs.vmName(["qemu-system-x86_64", "-name", "guest=web1,debug-threads=on"]), "web1")
         XCTAssertEqual(QemuArgs.vmName(["qemu-system-x86_64", "-name", "db,,2,process=x"]), "db,2")

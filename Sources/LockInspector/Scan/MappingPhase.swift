@@ -50,7 +50,7 @@ extension Scan {
         do {  // (the early lookups freed before the images are built, when the scan's memory peaks; off this thread)
             let looked = earlyMapping.take().flatMap { e in e.digests.count == files.lockFiles.count ? (e.digests, e.named, reopened) : nil }
             mapLockFiles(&files.lockFiles, candidates: candidates, rowsByFile: rows.byFile, early: looked, timings: &t)
-            Parallel.release(looked, entries: looked?.0.count ?? 0)
+            Parallel.release(looked, entries: files.lockFiles.count)
         }
         let bySHA256 = files.leaseFiles.isEmpty ? [:] : candidates.bySHA256()
         for i in files.leaseFiles.indices {
@@ -222,12 +222,8 @@ extension Scan {
         // (Without lock or lease files nothing is mapped, and the writers' check takes the
         // directories' candidates as they are.)
         guard scope.isHost, needPaths(files), let imageDirs = started.imageDirs else { return nil }
-        switch options.earlyMapping {
-        case .never: return nil
-        case .always: break
-        case .whenTableIsLate:
-            guard !options.lockFileStatus, files.lockFiles.count >= Parallel.offThreadFrom, !table.isReady else { return nil }
-        }
+        guard options.earlyMapping.mapsEarly(lockFiles: files.lockFiles.count, auditScan: options.lockFileStatus,
+                                             tableReady: { table.isReady }) else { return nil }
         let lockFiles = files.lockFiles, qemuArgs = qemuArgImages ?? []
         return ThreadWork {
             var dirs = imageDirs.wait()
