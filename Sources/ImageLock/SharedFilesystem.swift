@@ -117,21 +117,24 @@ extension ImageLocker {
         return try r.get()
     }
 
-    static func probeLocksNow(path: String, bytes: [Int64], expect: (device: DeviceID, inode: UInt64)?) throws -> [ProbedLock] {
+    /// `probeLocks` on this thread, with no timeout: for a file of a local filesystem.
+    package static func probeLocksNow(path: String, bytes: [Int64], expect: (device: DeviceID, inode: UInt64)?) throws -> [ProbedLock] {
         switch Sys.lstat(path) {
         case .success(let s) where s.kind == .regular || s.kind == .blockDevice: break
         case .success(let s): throw ImageLockError.notAnImage(path: path, kind: s.kind)
         case .failure(let e) where e.code == ENOENT: throw ImageLockError.imageMissing(path: path)
         case .failure(let e): throw ImageLockError.system(operation: "lstat", path: path, errno: e.code)
         }
-        let fd: Int32
-        switch Sys.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW) {
-        case .success(let f): fd = f
-        case .failure(let e): throw ImageLockError.system(operation: "open", path: path, errno: e.code)
+        // Through an O_PATH fd whose kind is checked before the file is opened for reading
+        // (`SafeOpen`): a FIFO or device swapped in since the lstat is never opened.
+        let fd: Int32, st: FileStatus
+        switch SafeOpen.open(path, flags: O_RDONLY, links: .notFinal, blockDevices: true) {
+        case .success(let opened): (fd, st) = opened
+        case .failure(.system(let e)): throw ImageLockError.system(operation: "open", path: path, errno: e.code)
+        case .failure(.refused(let kind)): throw ImageLockError.notAnImage(path: path, kind: kind)
         }
         defer { Sys.close(fd) }
-        guard case .success(let st) = Sys.fstat(fd), st.kind == .regular || st.kind == .blockDevice,
-              expect.map({ $0.device == st.deviceID && $0.inode == st.inode }) ?? true else {
+        guard expect.map({ $0.device == st.deviceID && $0.inode == st.inode }) ?? true else {
             throw ImageLockError.system(operation: "open (the file changed under it)", path: path, errno: ESTALE)
         }
         var out: [ProbedLock] = []

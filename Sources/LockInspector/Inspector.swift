@@ -34,6 +34,9 @@ public struct InspectorOptions: Sendable, Equatable {
     /// Name each image's and writer's storage identity from this host's mountinfo
     /// (`StorageIdentity`): `list --json`'s `storage`, by which a cluster view merges images.
     public var namesStorage = false
+    /// Where a focused scan (`focus`) learns the locks on its files; a table passed in
+    /// (`snapshot(prefetched:)`) is always used.
+    public var focusedLocks = FocusedLockSource.holdersFirst
     /// When a host scan looks the lock files up among the directories' candidates before
     /// the kernel's table is there (`Scan.EarlyMapping`); tests ask for both ways.
     var earlyMapping = EarlyMappingPolicy.whenTableIsLate
@@ -98,8 +101,30 @@ public enum InspectorError: Error, Equatable, Sendable, CustomStringConvertible 
 }
 
 /// Time spent in each part of a snapshot (for benchmarks and `--timing`).
+/// Where a focused scan learns the locks on its files (`InspectorOptions.focusedLocks`).
+public enum FocusedLockSource: Sendable {
+    /// /proc/locks: every lock and queued request on the host, the rows kept for the
+    /// focused files. Its first read after idle waits for an RCU grace period.
+    case kernelTable
+    /// Every process's fds (statx), then the fdinfo `lock:` lines of those on the focused
+    /// files, which are the kernel's own rows for them, without the table's wait. Taken as
+    /// the whole answer only when it can be: every process's fd list was read, no task
+    /// sleeps in a lock call on a focused file (`Sys.lockWaits`: only the table lists queued
+    /// requests), no lease is held on one (its breakers queue in open(2)), and an F_GETLK
+    /// probe of each file (an image's QEMU bytes and byte 0, a lock file's byte 0) meets
+    /// only locks that fdinfo listed. Otherwise the table is read after all. A process
+    /// whose fds are listed but cannot be followed (capabilities the caller lacks) shows
+    /// none: its fcntl locks on the probed bytes are met by the probe, unless another
+    /// holder's lock on the same bytes is met first; its flock locks and queued requests
+    /// only the table shows.
+    case holdersFirst
+}
+
 public struct SnapshotTimings: Sendable, Equatable {
     public var kernelLocks: Double = 0
+    /// Whether /proc/locks was read (a focused scan reads fdinfo instead when that is the
+    /// whole answer: `FocusedLockSource.holdersFirst`).
+    public var kernelTableRead = true
     /// Whether /proc/locks was the read the executable started before main (`LocksmithStart`).
     public var kernelLocksReadEarly = false
     public var lockDirectories: Double = 0

@@ -58,19 +58,16 @@ struct Locksmith: ParsableCommand {
             print(LocksmithVersion.current)
             return
         }
-        // Before any thread starts (but the early read of `list`, `audit` and `why`, whose
-        // start sets it first: Sources/LocksmithStart/start.c): the scans' threads share one
-        // heap (peak RSS).
+        // Before any thread starts (but the early read of `list` and `audit`, whose start
+        // sets it first: Sources/LocksmithStart/start.c): the scans' threads share one heap
+        // (peak RSS).
         Sys.useOneHeapArena()
-        // `why`, `list` and `audit` started reading the kernel's lock table before main (its
-        // first read waits for an RCU grace period, which passes while the arguments are
-        // parsed; Sources/LocksmithStart/start.c says when); the scan takes that read.
+        // `list` and `audit` started reading the kernel's lock table before main (its first
+        // read waits for an RCU grace period, which passes while the arguments are parsed;
+        // Sources/LocksmithStart/start.c says when); the scan takes that read. (`why` reads
+        // its image's locks from their holders' fdinfo: `FocusedLockSource`.)
         if Inspector.kernelTableReadEarly {
-            switch arguments.first {
-            case "why": Why.earlyTable = Inspector.prefetchKernelTable()
-            case "audit": Audit.earlyTable = Inspector.prefetchKernelTable()
-            default: List.earlyTable = Inspector.prefetchKernelTable()
-            }
+            if arguments.first == "audit" { Audit.earlyTable = Inspector.prefetchKernelTable() } else { List.earlyTable = Inspector.prefetchKernelTable() }
         }
         // `why` hashes the image's path (its lock file's name) unless it is a gluster://
         // image: libcrypto is loaded meanwhile, on a thread of its own.

@@ -87,8 +87,7 @@ extension Locksmith {
         func run() throws {
             let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
             let verdict = ImageWhy.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force,
-                                            statedump: !noStatedump, timeout: gluster.timeout, prefetched: Why.earlyTable)
-            Why.earlyTable = nil
+                                            statedump: !noStatedump, timeout: gluster.timeout)
             var unseenHosts = false
             if cluster.isCluster {
                 unseenHosts = try explainCluster(verdict, lockDirectories: dirs)
@@ -106,9 +105,6 @@ extension Locksmith {
                 throw ExitStatus.couldNotCheck
             }
         }
-
-        /// The kernel's lock table, being read since the process started (`Locksmith.main`).
-        nonisolated(unsafe) static var earlyTable: KernelTablePrefetch?
 
         /// `--host`: the verdict for this host, then the image's holders on every host in
         /// view (one file on shared storage; a local file only on this host), each blocker

@@ -22,6 +22,12 @@ static const int clinux_F_OFD_GETLK = F_OFD_GETLK;
 static const int clinux_F_OFD_SETLK = F_OFD_SETLK;
 static const int clinux_F_OFD_SETLKW = F_OFD_SETLKW;
 
+/* A task asleep in a blocking lock call, as /proc/PID/task/TID/syscall shows it (the call's
+ * number, then its arguments): fcntl with F_SETLKW or F_OFD_SETLKW, or flock without LOCK_NB.
+ * The numbers are this architecture's (x86_64: 72 and 73; aarch64: 25 and 32). */
+static const long clinux_SYS_fcntl = SYS_fcntl;
+static const long clinux_SYS_flock = SYS_flock;
+
 /* fcntl is variadic in C; give Swift a typed entry for the lock commands. */
 static inline int clinux_fcntl_lock(int fd, int cmd, struct flock *lk) {
     return fcntl(fd, cmd, lk);
@@ -173,8 +179,8 @@ static inline int clinux_pidfd_send_signal(int pidfd, int sig) {
  * RCU grace period (file_rwsem taken for writing, fs/locks.c); when it is asked for within
  * about a millisecond of exec it shares the grace period exec's own RCU work starts, later it
  * waits for that one and a whole next one (~5 ms against ~15 ms here, HZ 250). So `locksmith
- * list`, `audit` and `why` start it from a constructor, before main
- * (Sources/LocksmithStart/start.c).
+ * list` and `audit` start it from a constructor, before main (Sources/LocksmithStart/start.c).
+ * A process does not end before such a read does (the reading thread waits uninterruptibly).
  * One at a time: clinux_early_read_start returns 0 or an errno (EBUSY: one is under way and
  * not taken); clinux_early_read_running says whether one of `path` is under way and not taken;
  * clinux_early_read_take returns 0 when there is none (or another caller took it), else waits

@@ -12,11 +12,15 @@ extension Scan {
     /// Step one, started while the kernel's table is read: on the host, every process's fds;
     /// focused, the order of the search to come (QEMU's processes first when a probe finds a
     /// lock on a focused file).
-    mutating func startFDPass(_ started: StartedDirectories, timings t: inout SnapshotTimings) -> FDPass {
+    mutating func startFDPass(_ started: StartedDirectories, holdersFirst: Bool, timings t: inout SnapshotTimings) -> FDPass {
         let t2 = Sys.monotonicSeconds()
         bootTime = ProcessDetails.bootTime(procRoot: procRoot)
         var fds = FDPass()
         switch scope {
+        case .focused where holdersFirst:
+            // Every process's fds, and its tasks asleep in a lock call (FocusedLocks.swift).
+            fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), lockWaits: true, timings: &t)
+            fds.everyProcess = true
         case .focused(let focus):
             let files = focus.map(\.image) + (started.focused?.lockFiles.map(\.path) ?? [])
                 + (started.focused?.leaseFiles.map(\.path) ?? [])
@@ -37,7 +41,7 @@ extension Scan {
                               timings t: inout SnapshotTimings) -> ProcessScan {
         let t2b = Sys.monotonicSeconds()
         let locked = LockedRows(rows.byFile)
-        let held = scope.isHost ? [] : locked.held
+        let held = scope.isHost || fds.everyProcess ? [] : locked.held
         if !held.isEmpty {
             let rowPIDs = Set(held.compactMap(\.pid)).sorted()  // the pids the kernel's rows name
             if held.contains(where: { $0.pid == nil }) {
@@ -88,30 +92,45 @@ extension Scan {
         var live = true
         /// Processes whose fds could not be listed.
         var hidden: Set<Int32> = []
+        /// Focused: whether every process's fds were listed (else only the search's).
+        var everyProcess = false
+        /// With `lockWaits`: the tasks asleep in a blocking lock call (`Sys.lockWaits`), and
+        /// the processes whose tasks could not be looked at.
+        var lockWaits: [LockWait] = []
+        var waitsUnread: Set<Int32> = []
     }
 
     /// Step one over the processes: list each fd dir and statx every entry relative to it
     /// (the target's inode and type, from the kernel's cache: no readlink, no fdinfo, no
     /// wait on a hung NFS server). Not the live /proc (a copy, a fixture): fdinfo's `ino:`.
-    mutating func listOpenFiles(pids: [Int32], timings t: inout SnapshotTimings) -> FDPass {
+    /// With `lockWaits`, also each process's tasks asleep in a lock call (`Sys.lockWaits`).
+    mutating func listOpenFiles(pids: [Int32], lockWaits: Bool = false, timings t: inout SnapshotTimings) -> FDPass {
         var out = FDPass()
         out.pids = pids
         let live = Sys.isLiveProc(procRoot)
         out.live = live
         let root = procRoot
+        typealias Part = (fds: [OpenFD], failed: [(Int32, Errno)], waits: [LockWait], waitsUnread: [Int32])
         // Per chunk of pids: their fds, and the pids whose fd dir could not be listed.
-        let parts = Parallel.chunks(pids.count, chunk: 32) { range -> [(fds: [OpenFD], failed: [(Int32, Errno)])] in
-            var fds: [OpenFD] = []
-            var failed: [(Int32, Errno)] = []
+        let parts = Parallel.chunks(pids.count, chunk: 4) { range -> [Part] in
+            var part: Part = ([], [], [], [])
             var buffer = [UInt8](repeating: 0, count: 16384)
             for pid in pids[range] {
-                let failure = HolderSearch.openFiles(procRoot: root, pid: pid, live: live, buffer: &buffer, into: &fds)
-                if let e = failure { failed.append((pid, e)) }
+                let failure = HolderSearch.openFiles(procRoot: root, pid: pid, live: live, buffer: &buffer, into: &part.fds)
+                if let e = failure { part.failed.append((pid, e)) }
+                guard lockWaits, failure == nil else { continue }
+                switch Sys.lockWaits(procRoot: root, pid: pid) {
+                case .success(let w): part.waits += w
+                case .failure(let e) where e.code == ENOENT || e.code == ESRCH: break  // ended meanwhile
+                case .failure: part.waitsUnread.append(pid)
+                }
             }
-            return [(fds, failed)]
+            return [part]
         }
         out.fds.reserveCapacity(parts.reduce(0) { $0 + $1.fds.count })
         for part in parts {
+            out.lockWaits += part.waits
+            out.waitsUnread.formUnion(part.waitsUnread)
             out.fds += part.fds
             for (pid, e) in part.failed {
                 if e.code == ENOENT || e.code == ESRCH { continue }  // gone since /proc was listed

@@ -1,6 +1,8 @@
 // A scan: `Inspector.snapshot()` runs one `Scan`, in five phases, one file each:
 //
-//   1. KernelTable.swift     /proc/locks, read on a thread of its own (started first)
+//   1. KernelTable.swift     /proc/locks, read on a thread of its own (started first);
+//      FocusedLocks.swift    focused, the focused files' rows from their holders' fdinfo
+//                            instead, when that is the whole answer
 //   2. LockDirsPhase.swift   the lock dirs and lease dirs (readdir), or a focused image's
 //                            own lock files (lstat)
 //   3. FDPass.swift          every process's fds (statx), then the holders among the fds on
@@ -131,21 +133,30 @@ struct Scan {
         // from its start at every read (seq_hlist_start_percpu, under file_rwsem taken for
         // writing), so a big table costs kernel time quadratic in its size (~0.2 s for 55k
         // locks here).
-        let table = prefetched ?? KernelTableReader(path: procRoot + "/locks")
+        // Focused, the table is read only if the holders' fdinfo cannot be the whole answer
+        // (FocusedLocks.swift).
+        let holdersFirst = !scope.isHost && prefetched == nil && options.focusedLocks == .holdersFirst
+        let table = holdersFirst ? nil : prefetched ?? KernelTableReader(path: procRoot + "/locks")
         // 2. Lock dirs and lease dirs (readdir only), and the candidate images named by
         // directories (walked and hashed), each on its own thread while /proc is scanned.
         let started = startLockDirectories()
         // 3. The processes, in two steps: every fd's target inode (one statx each, while
         // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
-        var fds = startFDPass(started, timings: &t)
+        var fds = startFDPass(started, holdersFirst: holdersFirst, timings: &t)
         var files = finishLockDirectories(started, timings: &t)
         // What needs none of the table's rows is done before it is waited for (the first
         // read after idle waits for an RCU grace period: this thread would only wait).
         if scope.isHost && needPaths(files) { qemuArgImages = readQemuArgImages(pids: fds.pids) }
-        let early = startEarlyMapping(started, files: files, table: table)
+        let early = table.flatMap { startEarlyMapping(started, files: files, table: $0) }
         if scope.isHost { readLikelyHolders(fds, files: files) }
         let shared = scope.isHost && fds.live ? sharedFiles(fds) : nil
-        let rows = try readKernelTable(table, shared: shared, files: files, timings: &t)
+        let rows: Rows
+        if holdersFirst, let fromHolders = holdersRows(fds, files: files) {
+            rows = fromHolders
+            t.kernelTableRead = false
+        } else {
+            rows = try readKernelTable(table ?? KernelTableReader(path: procRoot + "/locks"), shared: shared, files: files, timings: &t)
+        }
         let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
         let fdCount = fds.fds.count
         // The fd list is freed now, not after assembly (the peak).
@@ -166,6 +177,20 @@ struct Scan {
                                 lockFiles: allLockFiles, unseen: unseen, writers: writers)
         snapshot.serverLocks = serverLocks
         return snapshot
+    }
+
+    /// The focused files' keys: the images' (each also put in `rows.focusedImages`), their
+    /// lock files' and lease files'.
+    func focusedKeys(_ focus: [InspectorFocus], files: LockFiles, into rows: inout Rows) -> Set<FileKey> {
+        var keys = Set<FileKey>()
+        for f in focus {
+            guard case .success(let st) = Sys.stat(f.image) else { continue }
+            let k = FileKey(device: st.deviceID, inode: st.inode)
+            rows.focusedImages.append((k, f.image))
+            keys.insert(k)
+        }
+        for lf in files.lockFiles + files.leaseFiles { keys.insert(FileKey(device: lf.device, inode: lf.inode)) }
+        return keys
     }
 
     /// Whether phase 3 reads the paths of open files (candidate images for mapping lock files).
@@ -200,14 +225,7 @@ struct Scan {
         if case .focused(let focus) = scope {
             // Only the focused files matter (the images are images by definition): only
             // their rows are put by file, not the host's thousands.
-            var keys = Set<FileKey>()
-            for f in focus {
-                guard case .success(let st) = Sys.stat(f.image) else { continue }
-                let k = FileKey(device: st.deviceID, inode: st.inode)
-                out.focusedImages.append((k, f.image))
-                keys.insert(k)
-            }
-            for lf in files.lockFiles + files.leaseFiles { keys.insert(FileKey(device: lf.device, inode: lf.inode)) }
+            let keys = focusedKeys(focus, files: files, into: &out)
             for r in all { if let k = r.fileKey, keys.contains(k) { out.byFile[k, default: []].append(r) } }
         } else {
             out.byFile.reserveCapacity(all.count)

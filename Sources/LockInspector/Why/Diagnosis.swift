@@ -216,7 +216,7 @@ private struct Diagnoser {
         let what = depth == 0 ? "the image" : "backing file \(link.name)"
         let checks = inferred.map(\.text)
         let summary = checks.isEmpty ? "QEMU's lock checks on \(what) pass" : "QEMU's lock checks on \(what) fail: \(checks.joined(separator: ", "))"
-        let source = input.serverLocks(for: link.file)?.source ?? "/proc/locks"
+        let source = input.serverLocks(for: link.file)?.source ?? input.locksSource
         guard let proofs = input.proofs else {
             facts.append(Fact(statement: summary + " (from \(source))", proven: false))
             return inferred
@@ -417,7 +417,7 @@ private struct Diagnoser {
             }
             let unseen = seenHolders.isEmpty && (!rows.isEmpty || proof != nil)
             if seenHolders.isEmpty && !unseen {
-                facts.append(Fact(statement: "the \(mode.rawValue) lock on \(dir.lockFile) is free (from /proc/locks)", proven: false))
+                facts.append(Fact(statement: "the \(mode.rawValue) lock on \(dir.lockFile) is free (from \(input.locksSource))", proven: false))
                 continue
             }
             for h in seenHolders {
@@ -435,7 +435,7 @@ private struct Diagnoser {
                                         remedy: unseenRemedy, proven: proof != nil))
             }
             facts.append(Fact(statement: "the \(mode.rawValue) lock on \(dir.lockFile) is held by someone else"
-                              + (proof != nil ? " (test-acquired)" : " (from /proc/locks)"), proven: proof != nil))
+                              + (proof != nil ? " (test-acquired)" : " (from \(input.locksSource))"), proven: proof != nil))
         }
     }
 

@@ -2,14 +2,15 @@ import FoundationEssentials
 import ImageLock
 
 /// `why IMAGE`: gathers the facts of one image (`WhyFacts`), finds the holders of its chain
-/// and lock files with a focused scan (`InspectorOptions.focus`), asks a shared filesystem
+/// and lock files with a focused scan (`InspectorOptions.focus`, `FocusedLockSource`), asks a shared filesystem
 /// (`ServerLocks`), with `force` proves by test-acquiring through the core, and decides
 /// (`Diagnosis.verdict`). A `gluster://` image goes to `GlusterWhy`. Never prints.
 public enum ImageWhy {
     /// The verdict for `image`, from the inspector in focus mode (only its chain and its
     /// lock files are looked at); with `force`, proven by test-acquiring through the core.
-    /// `prefetched`: the kernel's lock table, being read since the caller started (the
-    /// first read of /proc/locks after idle waits for an RCU grace period); read here otherwise.
+    /// `prefetched`: the kernel's lock table, being read since the caller started, to be
+    /// used; without it the table is read only when the holders' fdinfo cannot be the whole
+    /// answer (its first read after idle waits for an RCU grace period).
     public static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool,
                                 statedump: Bool = true, timeout: Double = 5, prefetched: KernelTablePrefetch? = nil) -> Verdict {
         let cli = GlusterCLI(timeout: max(30, timeout))
@@ -17,8 +18,6 @@ public enum ImageWhy {
             let locker = ImageLocker(glusterTimeout: timeout)
             return GlusterWhy.verdict(GlusterWhy.gather(imageAsGiven: image, intent: intent, statedump: statedump, locker: locker, cli: cli))
         }
-        // The kernel's lock table is read while the image's own facts are gathered.
-        let table = prefetched ?? Inspector.prefetchKernelTable()
         var input = WhyFacts.gather(imageAsGiven: image, intent: intent, lockDirectories: dirs)
         // Only what concerns this image: its chain members and its lock files.
         let members = input.chain.map(\.file).filter { $0.exists && $0.isDisk }
@@ -28,7 +27,11 @@ public enum ImageWhy {
             var options = InspectorOptions(lockDirectories: dirs)
             options.focus = focus
             do {
-                input.images = try Inspector(options).snapshot(prefetched: table).images
+                // The locks on these files from their holders' fdinfo, or the kernel's table
+                // where that is not the whole answer (`FocusedLockSource.holdersFirst`).
+                var t = SnapshotTimings()
+                input.images = try Inspector(options).snapshot(timings: &t, prefetched: prefetched).images
+                input.locksSource = t.kernelTableRead ? "/proc/locks" : "fdinfo"
                 input.overlayUses = OverlayScan.overlayUses(images: input.images, chain: input.chain)
             } catch {
                 input.inspectionError = "\(error)"

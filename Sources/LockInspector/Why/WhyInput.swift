@@ -169,6 +169,9 @@ public struct WhyInput: Sendable, Equatable {
     public var overlayUses: [OverlayUse]
     /// Results of `--force`; nil when nothing was test-acquired.
     public var proofs: [ProbeProof]?
+    /// Where the locks in `images` were read: "/proc/locks", or "fdinfo" (their holders'
+    /// fdinfo, when that was the whole answer: `FocusedLockSource.holdersFirst`).
+    public var locksSource = "/proc/locks"
     /// Something that kept the facts or the locks from being read (no /proc/locks...).
     public var inspectionError: String?
     /// For chain members on a filesystem whose locks /proc/locks does not show in full:
