@@ -159,17 +159,21 @@ public struct Inspector: Sendable {
     }
 
     /// `prefetched`: the kernel's lock table, being read since the caller started
-    /// (`prefetchKernelTable`; used when it reads this snapshot's proc root).
-    public func snapshot(timings: inout SnapshotTimings, prefetched: KernelTablePrefetch? = nil) throws -> Snapshot {
-        try scan(timings: &timings, prefetched: prefetched).snapshot
+    /// (`prefetchKernelTable`; used when it reads this snapshot's proc root). `openFiles`:
+    /// every process's fds, being read since the caller started (`prefetchOpenFiles`; used
+    /// by a focused scan that reads its holders' fdinfo first, of the same proc root).
+    public func snapshot(timings: inout SnapshotTimings, prefetched: KernelTablePrefetch? = nil,
+                         openFiles: OpenFilesPrefetch? = nil) throws -> Snapshot {
+        try scan(timings: &timings, prefetched: prefetched, openFiles: openFiles).snapshot
     }
 
     /// The snapshot, with the audit's stat of the files under --images when the scan took
     /// it (`InspectorOptions.lockFileStatus`).
-    func scan(timings: inout SnapshotTimings, prefetched: KernelTablePrefetch? = nil) throws
+    func scan(timings: inout SnapshotTimings, prefetched: KernelTablePrefetch? = nil, openFiles: OpenFilesPrefetch? = nil) throws
         -> (snapshot: Snapshot, imageStatuses: ImageStatuses?) {
         let gluster = GlusterScan.start(options.glusterVolumes, procRoot: options.procRoot)  // gluster hook
         var scan = Scan(options: options)
+        scan.openFilesAhead = openFiles
         let table = prefetched.flatMap { $0.procRoot == options.procRoot ? $0.reader : nil }
         var snapshot = try scan.run(timings: &timings, table: table)
         gluster?.finish(into: &snapshot)  // gluster hook
@@ -196,4 +200,11 @@ public struct Inspector: Sendable {
     /// Whether this process started reading /proc/locks before main and nobody has taken
     /// the read yet (Sources/LocksmithStart/start.c: `list` and `why` do).
     public static var kernelTableReadEarly: Bool { Sys.earlyReadRunning("/proc/locks") }
+
+    /// Starts reading every process's fds and lock waits on a thread now, for a focused
+    /// snapshot to come (`snapshot(timings:prefetched:openFiles:)`; `why` starts it before
+    /// its arguments are parsed).
+    public static func prefetchOpenFiles(procRoot: String = "/proc") -> OpenFilesPrefetch {
+        OpenFilesPrefetch(procRoot: procRoot)
+    }
 }

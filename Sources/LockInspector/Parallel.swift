@@ -112,9 +112,10 @@ final class ThreadWork<T: Sendable>: @unchecked Sendable {
     private let group = DispatchGroup()
     private var result: T?
 
-    init(_ work: @escaping @Sendable () -> T) {
+    /// `elsewhere`: the thread starts on another CPU than the caller's (`Sys.startThread`).
+    init(elsewhere: Bool = false, _ work: @escaping @Sendable () -> T) {
         group.enter()
-        Sys.startThread(stackSize: 1 << 20) { [self] in
+        Sys.startThread(stackSize: 1 << 20, elsewhere: elsewhere) { [self] in
             result = work()
             group.leave()
         }

@@ -87,7 +87,8 @@ extension Locksmith {
         func run() throws {
             let dirs = lockDirectories.isEmpty ? ["/var/tmp"] : lockDirectories
             let verdict = ImageWhy.diagnose(image, intent: intent.intent, lockDirectories: dirs, force: force,
-                                            statedump: !noStatedump, timeout: gluster.timeout)
+                                            statedump: !noStatedump, timeout: gluster.timeout, openFiles: Why.earlyOpenFiles)
+            Why.earlyOpenFiles = nil
             var unseenHosts = false
             if cluster.isCluster {
                 unseenHosts = try explainCluster(verdict, lockDirectories: dirs)
@@ -105,6 +106,9 @@ extension Locksmith {
                 throw ExitStatus.couldNotCheck
             }
         }
+
+        /// Every process's fds, being read since the process started (`Locksmith.main`).
+        nonisolated(unsafe) static var earlyOpenFiles: OpenFilesPrefetch?
 
         /// `--host`: the verdict for this host, then the image's holders on every host in
         /// view (one file on shared storage; a local file only on this host), each blocker

@@ -192,6 +192,38 @@ final class SystemTests: XCTestCase {
         }
     }
 
+    /// `startThread(elsewhere:)`: the thread starts off the caller's CPU (where there is
+    /// another), then may run on every CPU the caller may.
+    func testAThreadStartedElsewhereStartsOffTheCallersCPUThenMayRunAnywhere() throws {
+        final class Seen: @unchecked Sendable {
+            var first: Int32 = -1
+            var after: Set<Int32> = []
+            var finished = false
+        }
+        let allowed = allowedCPUs()
+        var steady = 0
+        for _ in 0..<5 {
+            let seen = Seen(), done = Condition()
+            let before = Sys.currentCPU()
+            XCTAssertTrue(Sys.startThread(elsewhere: true) {
+                seen.first = Sys.currentCPU()
+                seen.after = allowedCPUs()
+                done.lock(); seen.finished = true; done.signal(); done.unlock()
+            })
+            let after = Sys.currentCPU()
+            done.lock()
+            while !seen.finished { done.wait() }
+            done.unlock()
+            XCTAssertEqual(seen.after, allowed, "its affinity given back as it starts")
+            // (Only when the caller stayed on one CPU meanwhile is its CPU known.)
+            if allowed.count >= 2 && before == after {
+                steady += 1
+                XCTAssertNotEqual(seen.first, before, "started on another CPU than the caller's")
+            }
+        }
+        if allowed.count >= 2 { XCTAssertGreaterThan(steady, 0, "the caller moved at every start") }
+    }
+
     /// `mapBigHeapBlocks`: after a big block is freed, a smaller one above the threshold that
     /// no free chunk holds is still mapped on its own, not carved out of the heap as glibc's
     /// raised default threshold would have it. In a fresh process (this test binary running

@@ -33,6 +33,23 @@ static inline int clinux_fcntl_lock(int fd, int cmd, struct flock *lk) {
     return fcntl(fd, cmd, lk);
 }
 
+/* Makes a thread created with *attr start on another CPU than the calling thread's (of those
+ * it may run on, saved in *allowed; nothing when there is no other): a new thread is otherwise
+ * often queued on its creator's CPU and runs only when the creator next sleeps. The thread
+ * then takes back *allowed (clinux_set_affinity). 1 when set. */
+static inline int clinux_attr_start_off_current_cpu(pthread_attr_t *attr, cpu_set_t *allowed) {
+    int cpu = sched_getcpu();
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof *allowed, allowed) != 0 ||
+        !CPU_ISSET(cpu, allowed) || CPU_COUNT(allowed) < 2) return 0;
+    cpu_set_t set = *allowed;
+    CPU_CLR(cpu, &set);
+    return pthread_attr_setaffinity_np(attr, sizeof set, &set) == 0;
+}
+
+static inline int clinux_set_affinity(const cpu_set_t *set) {
+    return sched_setaffinity(0, sizeof *set, set);
+}
+
 /* Pins the calling thread to one CPU, saving its affinity in *saved first; 0 on success.
  * The scheduler's per-CPU task clocks drift apart (IRQ and steal time are left out per CPU):
  * times from two CPUs' /proc/.../sched compare only when read on the same CPU. */

@@ -54,25 +54,32 @@ extension Sys {
     /// stack of `stackSize` bytes when given and the thread named `name` when given (as `ps`
     /// and /proc/PID/task/TID/comm show it; at most 15 bytes). When no thread can be had,
     /// `body` runs here, unless `runHereIfNone` is false (a body that never returns); says
-    /// whether a thread runs it.
+    /// whether a thread runs it. `elsewhere`: the thread starts on another CPU than the
+    /// caller's (else it often waits for the caller to sleep), then may run on any.
     @discardableResult
     package static func startThread(name: String? = nil, stackSize: Int? = nil, runHereIfNone: Bool = true,
-                                     _ body: @escaping @Sendable () -> Void) -> Bool {
+                                     elsewhere: Bool = false, _ body: @escaping @Sendable () -> Void) -> Bool {
         final class Start: @unchecked Sendable {
             let name: String?
+            let allowed: cpu_set_t?
             let body: @Sendable () -> Void
-            init(name: String?, body: @escaping @Sendable () -> Void) { (self.name, self.body) = (name, body) }
+            init(name: String?, allowed: cpu_set_t?, body: @escaping @Sendable () -> Void) {
+                (self.name, self.allowed, self.body) = (name, allowed, body)
+            }
         }
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         defer { pthread_attr_destroy(&attr) }
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
         if let stackSize { pthread_attr_setstacksize(&attr, stackSize) }
-        let ctx = Unmanaged.passRetained(Start(name: name, body: body)).toOpaque()
+        var allowed = cpu_set_t()
+        let moved = elsewhere && clinux_attr_start_off_current_cpu(&attr, &allowed) == 1
+        let ctx = Unmanaged.passRetained(Start(name: name, allowed: moved ? allowed : nil, body: body)).toOpaque()
         var thread = pthread_t()
         let rc = pthread_create(&thread, &attr, { raw in
             let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
             if let name = start.name { clinux_name_thread(String(decoding: name.utf8.prefix(15), as: UTF8.self)) }
+            if var allowed = start.allowed { _ = clinux_set_affinity(&allowed) }
             start.body()
             return nil
         }, ctx)

@@ -18,8 +18,13 @@ extension Scan {
         var fds = FDPass()
         switch scope {
         case .focused where holdersFirst:
-            // Every process's fds, and its tasks asleep in a lock call (FocusedLocks.swift).
-            fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), lockWaits: true, timings: &t)
+            // Every process's fds, and its tasks asleep in a lock call (FocusedLocks.swift),
+            // read ahead when the caller started that (`OpenFilesPrefetch`).
+            if let ahead = openFilesAhead, ahead.procRoot == procRoot {
+                fds = mergeOpenFiles(ahead.work.wait(), timings: &t)
+            } else {
+                fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), lockWaits: true, timings: &t)
+            }
             fds.everyProcess = true
         case .focused(let focus):
             let files = focus.map(\.image) + (started.focused?.lockFiles.map(\.path) ?? [])
@@ -105,15 +110,32 @@ extension Scan {
     /// wait on a hung NFS server). Not the live /proc (a copy, a fixture): fdinfo's `ino:`.
     /// With `lockWaits`, also each process's tasks asleep in a lock call (`Sys.lockWaits`).
     mutating func listOpenFiles(pids: [Int32], lockWaits: Bool = false, timings t: inout SnapshotTimings) -> FDPass {
-        var out = FDPass()
-        out.pids = pids
-        let live = Sys.isLiveProc(procRoot)
-        out.live = live
-        let root = procRoot
-        typealias Part = (fds: [OpenFD], failed: [(Int32, Errno)], waits: [LockWait], waitsUnread: [Int32])
-        // Per chunk of pids: their fds, and the pids whose fd dir could not be listed.
-        let parts = Parallel.chunks(pids.count, chunk: 4) { range -> [Part] in
-            var part: Part = ([], [], [], [])
+        mergeOpenFiles(Self.readOpenFiles(pids: pids, procRoot: procRoot, lockWaits: lockWaits), timings: &t)
+    }
+
+    /// What `listOpenFiles` reads of the processes, before the scan takes it in
+    /// (`OpenFilesPrefetch` reads it ahead of a scan).
+    struct OpenFilesRead: Sendable {
+        var pids: [Int32]
+        var live: Bool
+        /// Per chunk of pids: their fds, the pids whose fd dir could not be listed, and with
+        /// `lockWaits` the tasks asleep in a lock call and the pids whose tasks could not be read.
+        var parts: [OpenFilesPart]
+    }
+
+    struct OpenFilesPart: Sendable {
+        var fds: [OpenFD] = []
+        var failed: [(pid: Int32, errno: Errno)] = []
+        var waits: [LockWait] = []
+        var waitsUnread: [Int32] = []
+    }
+
+    /// The reads of `listOpenFiles`, on all cores.
+    static func readOpenFiles(pids: [Int32], procRoot root: String, lockWaits: Bool) -> OpenFilesRead {
+        let live = Sys.isLiveProc(root)
+        // Small chunks: the processes with many fds are often neighbours in pid order.
+        let parts = Parallel.chunks(pids.count, chunk: 4) { range -> [OpenFilesPart] in
+            var part = OpenFilesPart()
             var buffer = [UInt8](repeating: 0, count: 16384)
             for pid in pids[range] {
                 let failure = HolderSearch.openFiles(procRoot: root, pid: pid, live: live, buffer: &buffer, into: &part.fds)
@@ -127,6 +149,15 @@ extension Scan {
             }
             return [part]
         }
+        return OpenFilesRead(pids: pids, live: live, parts: parts)
+    }
+
+    /// The processes' reads taken into the scan: a process whose fd dir could not be listed
+    /// (but a kernel thread's, or one that ended) is noted unseen.
+    mutating func mergeOpenFiles(_ read: OpenFilesRead, timings t: inout SnapshotTimings) -> FDPass {
+        var out = FDPass()
+        (out.pids, out.live) = (read.pids, read.live)
+        let parts = read.parts
         out.fds.reserveCapacity(parts.reduce(0) { $0 + $1.fds.count })
         for part in parts {
             out.lockWaits += part.waits

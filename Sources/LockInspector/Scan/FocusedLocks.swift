@@ -12,6 +12,18 @@ import Glibc
 #endif
 import ImageLock
 
+/// Every process's fds and lock waits being read ahead of a focused scan
+/// (`Inspector.prefetchOpenFiles`): `why` starts it before its arguments are parsed.
+public final class OpenFilesPrefetch: Sendable {
+    let procRoot: String
+    let work: ThreadWork<Scan.OpenFilesRead>
+
+    init(procRoot: String) {
+        self.procRoot = procRoot
+        work = ThreadWork(elsewhere: true) { Scan.readOpenFiles(pids: ProcFS.pids(procRoot: procRoot), procRoot: procRoot, lockWaits: true) }
+    }
+}
+
 extension Scan {
     /// The focused files' rows as their holders' fdinfo lists them (after `listOpenFiles`
     /// of every process with `lockWaits`), or nil when the table is needed: see

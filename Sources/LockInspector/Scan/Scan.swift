@@ -100,6 +100,8 @@ struct Scan {
     var imageStatuses: ImageStatuses?
     /// The QEMU processes `readQemuArgImages` found.
     var qemuPids: [Int32] = []
+    /// Focused: every process's fds being read since before the scan (`OpenFilesPrefetch`).
+    var openFilesAhead: OpenFilesPrefetch?
 
     init(options: InspectorOptions) {
         self.options = options

@@ -10,9 +10,11 @@ public enum ImageWhy {
     /// lock files are looked at); with `force`, proven by test-acquiring through the core.
     /// `prefetched`: the kernel's lock table, being read since the caller started, to be
     /// used; without it the table is read only when the holders' fdinfo cannot be the whole
-    /// answer (its first read after idle waits for an RCU grace period).
+    /// answer (its first read after idle waits for an RCU grace period). `openFiles`: every
+    /// process's fds, being read since the caller started (`Inspector.prefetchOpenFiles`).
     public static func diagnose(_ image: String, intent: OpenIntent, lockDirectories dirs: [String], force: Bool,
-                                statedump: Bool = true, timeout: Double = 5, prefetched: KernelTablePrefetch? = nil) -> Verdict {
+                                statedump: Bool = true, timeout: Double = 5, prefetched: KernelTablePrefetch? = nil,
+                                openFiles: OpenFilesPrefetch? = nil) -> Verdict {
         let cli = GlusterCLI(timeout: max(30, timeout))
         if GlusterURL.looksLikeURL(image) {
             let locker = ImageLocker(glusterTimeout: timeout)
@@ -30,7 +32,7 @@ public enum ImageWhy {
                 // The locks on these files from their holders' fdinfo, or the kernel's table
                 // where that is not the whole answer (`FocusedLockSource.holdersFirst`).
                 var t = SnapshotTimings()
-                input.images = try Inspector(options).snapshot(timings: &t, prefetched: prefetched).images
+                input.images = try Inspector(options).snapshot(timings: &t, prefetched: prefetched, openFiles: openFiles).images
                 input.locksSource = t.kernelTableRead ? "/proc/locks" : "fdinfo"
                 input.overlayUses = OverlayScan.overlayUses(images: input.images, chain: input.chain)
             } catch {
