@@ -28,7 +28,9 @@ extension Scan {
     /// The focused files' rows as their holders' fdinfo lists them (after `listOpenFiles`
     /// of every process with `lockWaits`), or nil when the table is needed: see
     /// `FocusedLockSource.holdersFirst`.
-    mutating func holdersRows(_ fds: FDPass, files: LockFiles) -> Rows? {
+    /// The fdinfo read of each fd on a focused file is kept with it (`OpenFD.info`): the
+    /// holders' pass reads no file twice.
+    mutating func holdersRows(_ fds: inout FDPass, files: LockFiles) -> Rows? {
         guard case .focused(let focus) = scope, fds.everyProcess, fds.live, fds.hidden.isEmpty else { return nil }
         var out = Rows()
         let keys = focusedKeys(focus, files: files, into: &out)
@@ -49,8 +51,10 @@ extension Scan {
         var reader = ProcessFDReader(procRoot: procRoot)
         defer { reader.close() }
         var count = 0
-        for f in fds.fds where inodes.contains(f.inode) {
+        for i in fds.fds.indices where inodes.contains(fds.fds[i].inode) {
+            let f = fds.fds[i]
             guard let info = reader.info(pid: f.pid, fd: f.fd) else { continue }  // closed since
+            fds.fds[i].info = info
             for var lock in info.locks {
                 guard let k = lock.fileKey, keys.contains(k) else { continue }
                 guard lock.kind == .posix || lock.kind == .ofd || lock.kind == .flock, !lock.isWaiter else { return nil }

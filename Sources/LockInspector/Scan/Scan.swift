@@ -153,7 +153,7 @@ struct Scan {
         if scope.isHost { readLikelyHolders(fds, files: files) }
         let shared = scope.isHost && fds.live ? sharedFiles(fds) : nil
         let rows: Rows
-        if holdersFirst, let fromHolders = holdersRows(fds, files: files) {
+        if holdersFirst, let fromHolders = holdersRows(&fds, files: files) {
             rows = fromHolders
             t.kernelTableRead = false
         } else {
