@@ -131,4 +131,25 @@ final class FocusedLocksTests: XCTestCase {
         XCTAssertEqual(entry?.locks.map(\.start), [201], "the table's row")
         XCTAssertEqual(entry?.holders.count, 0, "held through no fd")
     }
+
+    /// A file on a GlusterFS FUSE mount, locked through it: the lock lives on the bricks,
+    /// and neither fdinfo nor the table lists it; the scan does not probe it (`why` asks
+    /// the filesystem itself, with a timeout) and so does not fall back to the table.
+    func testAGlusterFuseFileIsNotProbedAndNeedsNoTable() throws {
+        let bed = try GlusterTestBed.require()
+        let name = try bed.makeFile("focused-fuse")
+        let path = try bed.mountPoint() + "/" + name
+        let py = try Background(try Run.tool("python3"), ["-c", """
+            import fcntl, sys, time
+            f = open(sys.argv[1], "r")
+            fcntl.lockf(f, fcntl.LOCK_SH)
+            time.sleep(60)
+            """, path])
+        defer { py.stop() }
+        bed.waitUntil(bed.url(name), held: true)
+        let dir = TempDir("focused-fuse")
+        let (entry, t) = try focused(path, lockDir: dir.path, source: .holdersFirst)
+        XCTAssertFalse(t.kernelTableRead)
+        XCTAssertEqual(entry?.locks ?? [], [], "no host lists a lock on a FUSE file")
+    }
 }
