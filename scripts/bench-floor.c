@@ -98,30 +98,42 @@ static char **lockdirs, **imagedirs;
 static int nlockdirs, nimagedirs;
 static size_t dir_entries;
 
+// Every fd of `pid`, statx()ed relative to its fd dir; `keep` (when given) gets each. Returns
+// how many were.
+static size_t statx_fds(int pid, void (*keep)(int pid, const char *name, const struct statx *sx)) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", pid);
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return 0;
+    DIR *fdd = fdopendir(dfd);
+    struct dirent *e;
+    size_t n = 0;
+    while ((e = readdir(fdd))) {
+        if (e->d_name[0] == '.') continue;
+        struct statx sx;
+        if (statx(dfd, e->d_name, AT_STATX_DONT_SYNC, STATX_INO | STATX_TYPE, &sx) != 0) continue;
+        n++;
+        if (keep) keep(pid, e->d_name, &sx);
+    }
+    closedir(fdd);
+    return n;
+}
+
+static void keep_fd(int pid, const char *name, const struct statx *sx) {
+    if (nfds == capfds) {
+        capfds = capfds ? capfds * 2 : 8192;
+        fds = realloc(fds, capfds * sizeof *fds);
+    }
+    fds[nfds++] = (FD){pid, atoi(name), ((uint64_t)sx->stx_dev_major << 32) | sx->stx_dev_minor, sx->stx_ino};
+}
+
 static void list_fds(void) {
     double t0 = now();
     DIR *proc = opendir("/proc");
     struct dirent *d;
-    char path[64];
     while ((d = readdir(proc))) {
         if (d->d_name[0] < '1' || d->d_name[0] > '9') continue;
-        int pid = atoi(d->d_name);
-        snprintf(path, sizeof path, "/proc/%d/fd", pid);
-        int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0) continue;
-        DIR *fdd = fdopendir(dfd);
-        struct dirent *e;
-        while ((e = readdir(fdd))) {
-            if (e->d_name[0] == '.') continue;
-            struct statx sx;
-            if (statx(dfd, e->d_name, AT_STATX_DONT_SYNC, STATX_INO | STATX_TYPE, &sx) != 0) continue;
-            if (nfds == capfds) {
-                capfds = capfds ? capfds * 2 : 8192;
-                fds = realloc(fds, capfds * sizeof *fds);
-            }
-            fds[nfds++] = (FD){pid, atoi(e->d_name), ((uint64_t)sx.stx_dev_major << 32) | sx.stx_dev_minor, sx.stx_ino};
-        }
-        closedir(fdd);
+        statx_fds(atoi(d->d_name), keep_fd);
     }
     closedir(proc);
     t_fds = now() - t0;
@@ -133,20 +145,7 @@ typedef struct { int *pids; int n, first; size_t count; } FDHalf;
 
 static void *statx_half(void *arg) {
     FDHalf *h = arg;
-    char path[64];
-    for (int i = h->first; i < h->n; i += 2) {
-        snprintf(path, sizeof path, "/proc/%d/fd", h->pids[i]);
-        int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0) continue;
-        DIR *fdd = fdopendir(dfd);
-        struct dirent *e;
-        while ((e = readdir(fdd))) {
-            if (e->d_name[0] == '.') continue;
-            struct statx sx;
-            if (statx(dfd, e->d_name, AT_STATX_DONT_SYNC, STATX_INO | STATX_TYPE, &sx) == 0) h->count++;
-        }
-        closedir(fdd);
-    }
+    for (int i = h->first; i < h->n; i += 2) h->count += statx_fds(h->pids[i], NULL);
     return NULL;
 }
 

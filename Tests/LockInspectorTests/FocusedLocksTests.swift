@@ -139,12 +139,7 @@ final class FocusedLocksTests: XCTestCase {
         let bed = try GlusterTestBed.require()
         let name = try bed.makeFile("focused-fuse")
         let path = try bed.mountPoint() + "/" + name
-        let py = try Background(try Run.tool("python3"), ["-c", """
-            import fcntl, sys, time
-            f = open(sys.argv[1], "r")
-            fcntl.lockf(f, fcntl.LOCK_SH)
-            time.sleep(60)
-            """, path])
+        let py = try Background.lockf(path, exclusive: false)
         defer { py.stop() }
         bed.waitUntil(bed.url(name), held: true)
         let dir = TempDir("focused-fuse")

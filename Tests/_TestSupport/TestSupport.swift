@@ -153,6 +153,17 @@ public final class Background: @unchecked Sendable {
         try process.run()
     }
 
+    /// A python3 process holding a classic POSIX lock (`fcntl.lockf`) on the whole of
+    /// `path`: exclusive (the file opened read-write) or shared (read-only), for a minute.
+    public static func lockf(_ path: String, exclusive: Bool) throws -> Background {
+        try Background(try Run.tool("python3"), ["-c", """
+            import fcntl, sys, time
+            f = open(sys.argv[1], "\(exclusive ? "r+" : "r")")
+            fcntl.lockf(f, fcntl.\(exclusive ? "LOCK_EX" : "LOCK_SH"))
+            time.sleep(60)
+            """, path])
+    }
+
     /// Waits until the kernel lists at least `count` locks (not waiters) on `path`'s inode.
     public func waitForLocks(on path: String, count: Int = 1, timeout: Double = 15,
                              file: StaticString = #filePath, line: UInt = #line) {

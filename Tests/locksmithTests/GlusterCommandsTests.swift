@@ -93,12 +93,7 @@ final class GlusterCommandsTests: XCTestCase {
         let name = try bed.makeFile("cli-fuse")
         let url = bed.url(name)
         let path = try bed.mountPoint() + "/" + name
-        let py = try Background(try Run.tool("python3"), ["-c", """
-            import fcntl, sys, time
-            f = open(sys.argv[1], "r+")
-            fcntl.lockf(f, fcntl.LOCK_EX)
-            time.sleep(60)
-            """, path])
+        let py = try Background.lockf(path, exclusive: true)
         defer { py.stop() }
         bed.waitUntil(url, held: true)
         XCTAssertTrue(ProcLocks.rows(for: path).isEmpty, "FUSE locks are not in the local /proc/locks")

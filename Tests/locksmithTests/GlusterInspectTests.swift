@@ -222,12 +222,7 @@ final class GlusterInspectTests: XCTestCase {
         let bed = try GlusterTestBed.require()
         let name = try bed.makeFile("why-fuse")
         let url = bed.url(name)
-        let py = try Background(try Run.tool("python3"), ["-c", """
-            import fcntl, sys, time
-            f = open(sys.argv[1], "r")
-            fcntl.lockf(f, fcntl.LOCK_SH)
-            time.sleep(60)
-            """, try bed.mountPoint() + "/" + name])
+        let py = try Background.lockf(try bed.mountPoint() + "/" + name, exclusive: false)
         defer { py.stop() }
         bed.waitUntil(url, held: true)
 
