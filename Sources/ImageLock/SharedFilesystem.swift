@@ -118,9 +118,12 @@ extension ImageLocker {
     }
 
     /// `probeLocks` on this thread, with no timeout: for a file of a local filesystem.
-    package static func probeLocksNow(path: String, bytes: [Int64], expect: (device: DeviceID, inode: UInt64)?) throws -> [ProbedLock] {
+    /// Without `blockDevices` a block device is refused as a directory is (`why` opens none:
+    /// a device whose paths are all dead can hold an open forever).
+    package static func probeLocksNow(path: String, bytes: [Int64], expect: (device: DeviceID, inode: UInt64)?,
+                                      blockDevices: Bool = true) throws -> [ProbedLock] {
         switch Sys.lstat(path) {
-        case .success(let s) where s.kind == .regular || s.kind == .blockDevice: break
+        case .success(let s) where s.kind == .regular || (blockDevices && s.kind == .blockDevice): break
         case .success(let s): throw ImageLockError.notAnImage(path: path, kind: s.kind)
         case .failure(let e) where e.code == ENOENT: throw ImageLockError.imageMissing(path: path)
         case .failure(let e): throw ImageLockError.system(operation: "lstat", path: path, errno: e.code)
@@ -128,7 +131,7 @@ extension ImageLocker {
         // Through an O_PATH fd whose kind is checked before the file is opened for reading
         // (`SafeOpen`): a FIFO or device swapped in since the lstat is never opened.
         let fd: Int32, st: FileStatus
-        switch SafeOpen.open(path, flags: O_RDONLY, links: .notFinal, blockDevices: true) {
+        switch SafeOpen.open(path, flags: O_RDONLY, links: .notFinal, blockDevices: blockDevices) {
         case .success(let opened): (fd, st) = opened
         case .failure(.system(let e)): throw ImageLockError.system(operation: "open", path: path, errno: e.code)
         case .failure(.refused(let kind)): throw ImageLockError.notAnImage(path: path, kind: kind)

@@ -111,8 +111,9 @@ public enum FocusedLockSource: Sendable {
     /// the whole answer only when it can be: every process's fd list was read, no task
     /// sleeps in a lock call on a focused file (`Sys.lockWaits`: only the table lists queued
     /// requests), no lease is held on one (its breakers queue in open(2)), and an F_GETLK
-    /// probe of each file (an image's QEMU bytes and byte 0, a lock file's byte 0) meets
-    /// only locks that fdinfo listed. Otherwise the table is read after all. A process
+    /// probe of each file (an image's QEMU bytes and byte 0, a lock file's byte 0; not of a
+    /// shared filesystem's, nor of a block device, which is never opened) meets only locks
+    /// that fdinfo listed. Otherwise the table is read after all. A process
     /// whose fds are listed but cannot be followed (capabilities the caller lacks) shows
     /// none: its fcntl locks on the probed bytes are met by the probe, unless another
     /// holder's lock on the same bytes is met first; its flock locks and queued requests

@@ -132,6 +132,17 @@ final class FocusedLocksTests: XCTestCase {
         XCTAssertEqual(entry?.holders.count, 0, "held through no fd")
     }
 
+    /// An image that is a block device is never opened for a probe (a device whose paths
+    /// are all dead can hold an open forever): the table answers for it.
+    func testABlockDeviceImageIsNotProbedTheTableAnswers() throws {
+        let dir = TempDir("focused-blockdev")
+        let device = dir.file("vm-disk")
+        // A node of a loop device (major 7): what an LVM or iSCSI disk of a VM looks like.
+        XCTAssertEqual(mknod(device, S_IFBLK | 0o600, dev_t(7 << 8 | 7)), 0, String(cString: strerror(errno)))
+        let (_, t) = try focused(device, lockDir: dir.path, source: .holdersFirst)
+        XCTAssertTrue(t.kernelTableRead)
+    }
+
     /// A file on a GlusterFS FUSE mount, locked through it: the lock lives on the bricks,
     /// and neither fdinfo nor the table lists it; the scan does not probe it (`why` asks
     /// the filesystem itself, with a timeout) and so does not fall back to the table.

@@ -90,13 +90,16 @@ extension Scan {
 
     /// Whether each lock an F_GETLK probe of `bytes` of `path` meets
     /// (`ImageLocker.probeLocksNow`) is one of the file's rows: same type and bytes, and a
-    /// POSIX lock's pid or an OFD lock's none. False when the file cannot be probed. Not
+    /// POSIX lock's pid or an OFD lock's none. False when the file cannot be probed, or is a
+    /// block device (never opened: a device whose paths are all dead can hold an open
+    /// forever; the table answers for it). Not
     /// asked of a shared filesystem (FUSE, NFS...): its answer includes other hosts' locks,
     /// which neither fdinfo nor the table lists (`why` asks it itself, with a timeout:
     /// `ServerLocks`), and a server that does not answer would hold the scan.
     func probesAgree(_ path: String, key: FileKey, bytes: [Int64], rows: [FileKey: [KernelLock]]) -> Bool {
         if SharedFilesystem.of(path: path) != nil { return true }
-        guard let met = try? ImageLocker.probeLocksNow(path: path, bytes: bytes, expect: key.device.map { ($0, key.inode) }) else {
+        guard let met = try? ImageLocker.probeLocksNow(path: path, bytes: bytes, expect: key.device.map { ($0, key.inode) },
+                                                       blockDevices: false) else {
             return false
         }
         let own = rows[key] ?? []
