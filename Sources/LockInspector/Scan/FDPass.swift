@@ -10,8 +10,9 @@ import ImageLock
 
 extension Scan {
     /// Step one, started while the kernel's table is read: on the host, every process's fds;
-    /// focused, the order of the search to come (QEMU's processes first when a probe finds a
-    /// lock on a focused file).
+    /// focused, with `holdersFirst` every process's fds and lock waits (FocusedLocks.swift:
+    /// no table is being read), else the order of the search to come (QEMU's processes first
+    /// when a probe finds a lock on a focused file).
     mutating func startFDPass(_ started: StartedDirectories, holdersFirst: Bool, timings t: inout SnapshotTimings) -> FDPass {
         let t2 = Sys.monotonicSeconds()
         bootTime = ProcessDetails.bootTime(procRoot: procRoot)
