@@ -33,9 +33,15 @@ final class ImageWhyTests: XCTestCase {
         XCTAssertEqual(held.blockers.map(\.pid), [s.holder.pid])
         XCTAssertEqual(held.blockers.first?.scheme, .lockfile)
 
-        // The kernel's table read ahead (as `locksmith why` starts it) gives the same verdict.
+        // Every process's fds read ahead (as `locksmith why` starts it), and the kernel's
+        // table handed in instead, give the same verdict, each naming its source.
         let early = ImageWhy.diagnose(s.held, intent: .write, lockDirectories: dirs, force: false,
-                                      prefetched: Inspector.prefetchKernelTable())
+                                      openFiles: Inspector.prefetchOpenFiles())
         XCTAssertEqual(early.blockers.map(\.pid), [s.holder.pid])
+        XCTAssertTrue(early.facts.contains { $0.statement.hasSuffix("(from fdinfo)") }, "\(early.facts)")
+        let table = ImageWhy.diagnose(s.held, intent: .write, lockDirectories: dirs, force: false,
+                                      prefetched: Inspector.prefetchKernelTable())
+        XCTAssertEqual(table.blockers.map(\.pid), [s.holder.pid])
+        XCTAssertTrue(table.facts.contains { $0.statement.hasSuffix("(from /proc/locks)") }, "\(table.facts)")
     }
 }
