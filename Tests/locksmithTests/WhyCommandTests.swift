@@ -298,6 +298,30 @@ final class WhyCommandTests: XCTestCase {
                        "--force never creates a lock file")
     }
 
+    // MARK: - Where the locks are read
+
+    /// Root reads the holders' fdinfo; a user who cannot list root's fds cannot, and the
+    /// kernel's table answers: the same refusal, each fact naming its source.
+    func testAUserWhoCannotSeeTheHoldersFilesGetsTheTablesAnswer() throws {
+        let dir = TempDir("why-source")
+        XCTAssertEqual(chmod(dir.path, 0o755), 0)
+        let image = try Qemu.createImage(dir.file("vm.qcow2"))
+        XCTAssertEqual(chmod(image, 0o644), 0)
+        let locks = TempDir("why-source-locks")
+        XCTAssertEqual(chmod(locks.path, 0o1777), 0)
+        let writer = try nbd(image, dir: dir)
+        defer { writer.stop() }
+        func facts(_ v: Why) -> [String] { (v.json["facts"] as? [[String: Any]] ?? []).compactMap { $0["statement"] as? String } }
+        let root = try why(["--read-only", "--lock-dir", locks.path, image])
+        let nobody = try why(["--read-only", "--lock-dir", locks.path, image], asNobody: true)
+        for (v, source) in [(root, "(from fdinfo)"), (nobody, "(from /proc/locks)")] {
+            XCTAssertEqual(v.result.status, 1, "\(v.result)")
+            XCTAssertEqual(v.qemuMessage, root.qemuMessage)
+            XCTAssertTrue(facts(v).contains { $0.hasPrefix("QEMU's lock checks on the image fail") && $0.hasSuffix(source) }, "\(facts(v))")
+        }
+        XCTAssertEqual(root.blockerPids, [writer.pid])
+    }
+
     // MARK: - Reasons that are not locks
 
     func testReasonsThatAreNotLocks() throws {
