@@ -31,7 +31,7 @@ static double early_now(void) {
 static void *early_read(void *unused) {
     (void)unused;
     early.reader_cpu = sched_getcpu();
-    if (early.restore) (void)sched_setaffinity(0, sizeof early.allowed, &early.allowed);
+    if (early.restore) (void)clinux_set_affinity(&early.allowed);
     cpu_set_t now;
     early.reader_cpus = sched_getaffinity(0, sizeof now, &now) == 0 ? CPU_COUNT(&now) : -1;
     double t0 = early_now();
@@ -81,16 +81,8 @@ int clinux_early_read_start(const char *path) {
      * CPUs as it starts. */
     pthread_attr_t attr;
     int have_attr = pthread_attr_init(&attr) == 0;
-    early.restore = 0;
-    int cpu = sched_getcpu();
-    early.creator_cpu = cpu;
-    cpu_set_t set;
-    if (have_attr && cpu >= 0 && cpu < CPU_SETSIZE && sched_getaffinity(0, sizeof set, &set) == 0 &&
-        CPU_ISSET(cpu, &set) && CPU_COUNT(&set) >= 2) {
-        early.allowed = set;
-        CPU_CLR(cpu, &set);
-        early.restore = pthread_attr_setaffinity_np(&attr, sizeof set, &set) == 0;
-    }
+    early.creator_cpu = sched_getcpu();
+    early.restore = have_attr && clinux_attr_start_off_current_cpu(&attr, &early.allowed);
     int rc = pthread_create(&early.thread, have_attr ? &attr : NULL, early_read, NULL);
     if (have_attr) (void)pthread_attr_destroy(&attr);
     if (rc == 0) __atomic_store_n(&early.state, 1, __ATOMIC_RELEASE);

@@ -59,7 +59,7 @@ final class SystemTests: XCTestCase {
         XCTAssertEqual(st.kind, .regular)
         XCTAssertEqual(try Sys.stat("/dev/null").get().kind, .characterDevice)
         XCTAssertEqual(try Sys.lstat(dir.path).get().kind, .directory)
-        XCTAssertFalse(Sys.hasFcntlLock(file))
+        XCTAssertEqual(try ImageLocker.probeLocksNow(path: file, bytes: [100], expect: nil), [])
         // An OFD lock: /proc/locks shows it on the device and
         // inode stat gave (dev_t → DeviceID), and a probe through another open file sees it.
         let fd = open(file, O_RDWR | O_CLOEXEC)
@@ -71,8 +71,9 @@ final class SystemTests: XCTestCase {
         XCTAssertEqual(row.device, st.deviceID)
         XCTAssertEqual(row.kind, .ofd)
         XCTAssertEqual(row.end, 100)
-        XCTAssertTrue(Sys.hasFcntlLock(file))
-        XCTAssertFalse(Sys.hasFcntlLock(dir.file("missing")))
+        XCTAssertEqual(try ImageLocker.probeLocksNow(path: file, bytes: [100], expect: (st.deviceID, st.inode)),
+                       [ProbedLock(type: .write, range: ByteRange(start: 100, length: 1), pid: nil)])
+        XCTAssertThrowsError(try ImageLocker.probeLocksNow(path: dir.file("missing"), bytes: [100], expect: nil))
     }
 
     func testTheMonotonicDeadlineIsNormalised() {

@@ -63,8 +63,7 @@ final class FocusedLocksTests: XCTestCase {
         XCTAssertFalse(t.kernelTableRead)
         XCTAssertEqual(fromHolders?.locks.map(\.identity), fromTable?.locks.map(\.identity))
         XCTAssertEqual(fromHolders?.locks.count, 1)
-        // Both processes hold it, and both are named, as `list` names them (the table's
-        // search stops at the first fd of each description).
+        // Both processes hold it, and both are named, as `list` names them.
         let holders = Set(fromHolders?.holders.map(\.pid) ?? [])
         XCTAssertEqual(holders.count, 2)
         XCTAssertTrue(holders.contains(forker.pid))

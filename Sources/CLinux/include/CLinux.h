@@ -36,7 +36,8 @@ static inline int clinux_fcntl_lock(int fd, int cmd, struct flock *lk) {
 /* Makes a thread created with *attr start on another CPU than the calling thread's (of those
  * it may run on, saved in *allowed; nothing when there is no other): a new thread is otherwise
  * often queued on its creator's CPU and runs only when the creator next sleeps. The thread
- * then takes back *allowed (clinux_set_affinity). 1 when set. */
+ * then takes back *allowed (clinux_set_affinity). 1 when set. The early read (shim.c) and
+ * Sys.startThread(elsewhere:) start their threads so. */
 static inline int clinux_attr_start_off_current_cpu(pthread_attr_t *attr, cpu_set_t *allowed) {
     int cpu = sched_getcpu();
     if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof *allowed, allowed) != 0 ||
@@ -46,6 +47,7 @@ static inline int clinux_attr_start_off_current_cpu(pthread_attr_t *attr, cpu_se
     return pthread_attr_setaffinity_np(attr, sizeof set, &set) == 0;
 }
 
+/* The calling thread's affinity set to *set; 0 on success. */
 static inline int clinux_set_affinity(const cpu_set_t *set) {
     return sched_setaffinity(0, sizeof *set, set);
 }

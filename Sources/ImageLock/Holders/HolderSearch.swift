@@ -6,11 +6,10 @@
 // every fd on the host.
 //
 // Two ways through it:
-// - a targeted search, for one image (try, hold, why): `LockHolderFinder.attribute` and the
-//   inspector's focused scan (`ofdSearch`, which stops once every OFD row has its own open
-//   file description, told apart by kcmp);
-// - the bulk pass, for every lock (list, audit, the TUI): the inspector's fd pass, which
-//   uses the same fd reads (`Sys.openFiles`, `ProcessFDReader`) and identity.
+// - a targeted search, for one lock (try, hold): `LockHolderFinder.attribute`;
+// - the inspector's fd pass, for every lock (list, audit, the TUI) and for one image's
+//   (why, a focused scan), which uses the same fd reads (`Sys.openFiles`, `ProcessFDReader`)
+//   and identity.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,49 +21,6 @@ package enum HolderSearch {
                                   into out: inout [OpenFD]) -> Errno? {
         live ? Sys.openFiles(procRoot: procRoot, pid: pid, into: &out)
             : Sys.openFilesFromFDInfo(procRoot: procRoot, pid: pid, buffer: &buffer, into: &out)
-    }
-
-    /// The targeted search for OFD holders: the fds of the processes in `first`, then of
-    /// the others in `order`, until every row of `need` (identity → how many rows) is
-    /// accounted for by a distinct open file description whose fdinfo lists it (two readers
-    /// holding the same bytes are two rows and need two descriptions; fds that share one,
-    /// by dup or fork, are told apart by kcmp). A process that comes later in the order is
-    /// not looked at once all are found; when kcmp cannot tell (`exact` false), every
-    /// process is. `list` lists one process's fds (its failures are the caller's to report).
-    /// Returns the pids looked at, in order.
-    package static func ofdSearch(need: [KernelLock.Identity: Int], inodes: Set<UInt64>, first: [Int32], order: [Int32],
-                                  live: Bool, procRoot: String, list: (Int32) -> [OpenFD]) -> [Int32] {
-        var have: [KernelLock.Identity: Int] = [:]
-        var descriptions: [(pid: Int32, fd: Int32, shapes: Set<KernelLock.Identity>)] = []
-        var exact = live
-        var reader = ProcessFDReader(procRoot: procRoot)
-        defer { reader.close() }
-        let firstSet = Set(first)
-        var done = false
-        var looked: [Int32] = []
-        for pid in first + order.filter({ !firstSet.contains($0) }) {
-            if done && !firstSet.contains(pid) { break }
-            looked.append(pid)
-            for f in list(pid) where inodes.contains(f.inode) && f.info == nil {
-                guard let info = reader.info(pid: f.pid, fd: f.fd) else { continue }
-                let shapes = Set(info.locks.filter { $0.isOFD }.map(\.identity)).filter { need[$0] != nil }
-                guard !shapes.isEmpty else { continue }
-                var known = false
-                for d in descriptions where !d.shapes.isDisjoint(with: shapes) {
-                    switch Sys.sameOpenFile((d.pid, d.fd), (f.pid, f.fd)) {
-                    case true?: known = true
-                    case false?: break
-                    case nil: exact = false
-                    }
-                    if known { break }
-                }
-                if known { continue }
-                descriptions.append((f.pid, f.fd, shapes))
-                for s in shapes { have[s, default: 0] += 1 }
-            }
-            if exact && !done && need.allSatisfy({ have[$0.key, default: 0] >= $0.value }) { done = true }
-        }
-        return looked
     }
 
     /// Every fd of every process that lists one of `wanted` (OFD rows) in its fdinfo, in pid

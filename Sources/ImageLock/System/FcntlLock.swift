@@ -1,6 +1,5 @@
-// fcntl(2) record locks: the one builder of `struct flock` requests, and the one test for
-// "is any byte of this file fcntl-locked". Only the non-waiting commands are used
-// (F_SETLK, F_OFD_SETLK, F_GETLK, F_OFD_GETLK).
+// fcntl(2) record locks: the one builder of `struct flock` requests. Only the non-waiting
+// commands are used (F_SETLK, F_OFD_SETLK, F_GETLK, F_OFD_GETLK).
 import CLinux
 #if canImport(Glibc)
 import Glibc
@@ -16,22 +15,5 @@ extension flock {
         l_start = off_t(range.start)
         l_len = off_t(range.length)
         l_pid = pid
-    }
-}
-
-extension Sys {
-    /// Whether anyone holds an fcntl lock (POSIX or OFD) on any byte of a regular file: an
-    /// F_OFD_GETLK write-lock probe of the whole file (Linux fs/locks.c: works on an O_RDONLY
-    /// fd; flock locks are invisible to it). Opened through `SafeOpen`: a regular file only,
-    /// no final link followed, no blocking. False when it cannot be opened; true when the
-    /// kernel cannot tell (look).
-    package static func hasFcntlLock(_ path: String) -> Bool {
-        guard case .success(let opened) = SafeOpen.open(path, flags: O_RDONLY, links: .notFinal, blockDevices: false) else {
-            return false
-        }
-        defer { close(opened.fd) }
-        var fl = flock(type: Int16(F_WRLCK), range: .wholeFile)
-        guard case .success = fcntlLock(opened.fd, clinux_F_OFD_GETLK, &fl) else { return true }
-        return fl.l_type != Int16(F_UNLCK)
     }
 }

@@ -1,7 +1,7 @@
 // Phase 3 of a scan (Scan.swift): the fd pass. Every process's fds and the inode each
 // refers to (statx, `HolderSearch.openFiles`), then the holders among the fds on a locked
-// inode, named exactly by their fdinfo `lock:` lines (`KernelLock.Identity`). For focused
-// images, the targeted search of `HolderSearch.ofdSearch` instead of every process.
+// inode, named exactly by their fdinfo `lock:` lines (`KernelLock.Identity`): on the host and
+// for focused images alike (a focused scan then looks at the focused files' fds only).
 import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
@@ -9,53 +9,28 @@ import Glibc
 import ImageLock
 
 extension Scan {
-    /// Step one, started while the kernel's table is read: on the host, every process's fds;
-    /// focused, with `holdersFirst` every process's fds and lock waits (FocusedLocks.swift:
-    /// no table is being read), else the order of the search to come (QEMU's processes first
-    /// when a probe finds a lock on a focused file).
-    mutating func startFDPass(_ started: StartedDirectories, holdersFirst: Bool, timings t: inout SnapshotTimings) -> FDPass {
+    /// Step one, started while the kernel's table is read (when it is): every process's fds;
+    /// with `holdersFirst` (focused, no table read: FocusedLocks.swift) also their tasks
+    /// asleep in a lock call, read ahead when the caller started that (`OpenFilesPrefetch`).
+    mutating func startFDPass(holdersFirst: Bool, timings t: inout SnapshotTimings) -> FDPass {
         let t2 = Sys.monotonicSeconds()
         bootTime = ProcessDetails.bootTime(procRoot: procRoot)
-        var fds = FDPass()
-        switch scope {
-        case .focused where holdersFirst:
-            // Every process's fds, and its tasks asleep in a lock call (FocusedLocks.swift),
-            // read ahead when the caller started that (`OpenFilesPrefetch`).
-            if let ahead = openFilesAhead, ahead.procRoot == procRoot {
-                fds = mergeOpenFiles(ahead.work.wait(), timings: &t)
-            } else {
-                fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), lockWaits: true, timings: &t)
-            }
-            fds.everyProcess = true
-        case .focused(let focus):
-            let files = focus.map(\.image) + (started.focused?.lockFiles.map(\.path) ?? [])
-                + (started.focused?.leaseFiles.map(\.path) ?? [])
-            if files.contains(where: { Sys.hasFcntlLock($0) }) { searchOrder = qemuFirst() }
-        case .host:
-            fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), timings: &t)
+        let fds: FDPass
+        if holdersFirst, let ahead = openFilesAhead, ahead.procRoot == procRoot {
+            fds = mergeOpenFiles(ahead.work.wait(), timings: &t)
+        } else {
+            fds = listOpenFiles(pids: ProcFS.pids(procRoot: procRoot), lockWaits: holdersFirst, timings: &t)
         }
         t.processes = Sys.monotonicSeconds() - t2
         return fds
     }
 
-    /// Step two, once the kernel's rows are known: focused, the processes searched first
-    /// (a classic POSIX or flock row names its process; an OFD row does not, and then the
-    /// processes are searched, by inode: hard links and bind mounts too, until every OFD row
-    /// has its open file description); then the holders among the fds on locked inodes. The
+    /// Step two, once the rows are known: the holders among the fds on locked inodes. The
     /// held lock files and lease files are marked.
-    mutating func findHolders(_ rows: Rows, fds: inout FDPass, files: inout LockFiles,
+    mutating func findHolders(_ rows: Rows, fds: FDPass, files: inout LockFiles,
                               timings t: inout SnapshotTimings) -> ProcessScan {
         let t2b = Sys.monotonicSeconds()
         let locked = LockedRows(rows.byFile)
-        let held = scope.isHost || fds.everyProcess ? [] : locked.held
-        if !held.isEmpty {
-            let rowPIDs = Set(held.compactMap(\.pid)).sorted()  // the pids the kernel's rows name
-            if held.contains(where: { $0.pid == nil }) {
-                fds = searchOFDHolders(held: held, first: rowPIDs, order: searchOrder ?? qemuFirst(), timings: &t)
-            } else {
-                fds = listOpenFiles(pids: rowPIDs, timings: &t)
-            }
-        }
         let paths = needPaths(files), writers = options.findWriters && scope.isHost
         var procs = readHolders(fds, locked: locked, lockFiles: (files.lockFiles, files.keys), paths: paths,
                                 writers: writers, timings: &t)
@@ -98,8 +73,6 @@ extension Scan {
         var live = true
         /// Processes whose fds could not be listed.
         var hidden: Set<Int32> = []
-        /// Focused: whether every process's fds were listed (else only the search's).
-        var everyProcess = false
         /// With `lockWaits`: the tasks asleep in a blocking lock call (`Sys.lockWaits`), and
         /// the processes whose tasks could not be looked at.
         var lockWaits: [LockWait] = []
@@ -177,39 +150,6 @@ extension Scan {
         if !out.live { t.fdinfoReads += out.fds.count }
         t.fds += out.fds.count
         return out
-    }
-
-    /// Every pid, QEMU's processes first (their comm starts with `qemu`): an OFD lock on an
-    /// image is most likely theirs.
-    func qemuFirst() -> [Int32] {
-        var qemu: [Int32] = []
-        var rest: [Int32] = []
-        for pid in ProcFS.pids(procRoot: procRoot) {
-            if ProcFS.command(pid: pid, procRoot: procRoot)?.hasPrefix("qemu") ?? false { qemu.append(pid) } else { rest.append(pid) }
-        }
-        return qemu + rest
-    }
-
-    /// The focused search (`why`): the fds of the processes in `first`, then of the others
-    /// in `order`, until every held OFD row on the focused files is accounted for by a
-    /// distinct open file description whose fdinfo lists it (two readers holding the same
-    /// bytes are two rows and need two descriptions; fds that share one, by dup or fork,
-    /// are told apart by kcmp). A process sharing a found description that comes later in
-    /// the order is not looked at: `list` shows every fd. When kcmp cannot tell, or the
-    /// rows are never all accounted for, every process is looked at, as `list` does.
-    mutating func searchOFDHolders(held: [KernelLock], first: [Int32], order: [Int32], timings t: inout SnapshotTimings) -> FDPass {
-        var need: [KernelLock.Identity: Int] = [:]
-        for r in held where r.pid == nil { need[r.identity, default: 0] += 1 }
-        var pass = FDPass()
-        pass.live = Sys.isLiveProc(procRoot)
-        pass.pids = HolderSearch.ofdSearch(need: need, inodes: Set(held.compactMap(\.inode)), first: first, order: order,
-                                           live: pass.live, procRoot: procRoot) { pid in
-            let part = listOpenFiles(pids: [pid], timings: &t)
-            pass.fds += part.fds
-            pass.hidden.formUnion(part.hidden)
-            return part.fds
-        }
-        return pass
     }
 
     /// What step two learnt about one fd.

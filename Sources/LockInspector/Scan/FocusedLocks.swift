@@ -31,7 +31,7 @@ extension Scan {
     /// The fdinfo read of each fd on a focused file is kept with it (`OpenFD.info`): the
     /// holders' pass reads no file twice.
     mutating func holdersRows(_ fds: inout FDPass, files: LockFiles) -> Rows? {
-        guard case .focused(let focus) = scope, fds.everyProcess, fds.live, fds.hidden.isEmpty else { return nil }
+        guard case .focused(let focus) = scope, fds.live, fds.hidden.isEmpty else { return nil }
         var out = Rows()
         let keys = focusedKeys(focus, files: files, into: &out)
         let inodes = Set(keys.map(\.inode))

@@ -6,8 +6,7 @@
 //   2. LockDirsPhase.swift   the lock dirs and lease dirs (readdir), or a focused image's
 //                            own lock files (lstat)
 //   3. FDPass.swift          every process's fds (statx), then the holders among the fds on
-//                            locked inodes (fdinfo); a focused scan searches only until every
-//                            lock has its holder (`HolderSearch`, ImageLock)
+//                            locked inodes (fdinfo)
 //   4. MappingPhase.swift    candidate images, lock files mapped to them
 //   5. AssemblyPhase.swift   locked files classified, `ImageLocks` assembled and ordered
 //
@@ -86,9 +85,6 @@ struct Scan {
     var serverLocks: [ServerLockFacts] = []
     /// The rows made of `serverLocks` (`serverLockRows`).
     var serverLockRows: [KernelLock] = []
-    /// Focused: the order the processes are searched in (QEMU's first), when a probe found
-    /// a lock on a focused file before the kernel's table was read.
-    var searchOrder: [Int32]?
     /// The audit's lstat of each lock file and lease file, under way (LockDirsPhase.swift).
     var lockFileStatuses: ThreadWork<([FileStatus?], [FileStatus?])>?
     /// Its result, once waited for (`lockFileStatusResult()`).
@@ -144,7 +140,7 @@ struct Scan {
         let started = startLockDirectories()
         // 3. The processes, in two steps: every fd's target inode (one statx each, while
         // /proc/locks is still being read), then fdinfo only of the fds on a locked inode.
-        var fds = startFDPass(started, holdersFirst: holdersFirst, timings: &t)
+        var fds = startFDPass(holdersFirst: holdersFirst, timings: &t)
         var files = finishLockDirectories(started, timings: &t)
         // What needs none of the table's rows is done before it is waited for (the first
         // read after idle waits for an RCU grace period: this thread would only wait).
@@ -159,7 +155,7 @@ struct Scan {
         } else {
             rows = try readKernelTable(table ?? KernelTableReader(path: procRoot + "/locks"), shared: shared, files: files, timings: &t)
         }
-        let procs = findHolders(rows, fds: &fds, files: &files, timings: &t)
+        let procs = findHolders(rows, fds: fds, files: &files, timings: &t)
         let fdCount = fds.fds.count
         // The fd list is freed now, not after assembly (the peak).
         Parallel.release(consume fds, entries: fdCount)
