@@ -38,7 +38,7 @@ extension Severity: ExpressibleByArgument {}
 
 extension Locksmith {
     struct Audit: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "audit",
             abstract: "Find the hazards image locks were meant to prevent.",
             usage: "locksmith audit [--json] [--fail-on <severity>] [--fix] [--wait-threshold <secs>] " + ScanOptions.usage

@@ -8,7 +8,7 @@ import LockInspector
 
 extension Locksmith {
     struct ClearLocks: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "clear-locks",
             abstract: "Drop the granted locks on a Gluster image, for a holder that died or is cut off.",
             discussion: """

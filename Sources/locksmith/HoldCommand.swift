@@ -4,7 +4,7 @@ import LockInspector
 
 extension Locksmith {
     struct Hold: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "hold",
             abstract: "Run a command while holding an image's lock.",
             discussion: """

@@ -8,7 +8,7 @@ import LockInspector
 
 extension Locksmith {
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "list",
             abstract: "List every image lock on this host, grouped by image, with the exact holders.",
             usage: "locksmith list [--json] [-o <columns>] [--list-columns] [--no-headings] [--audit] [--wait-threshold <secs>] "

@@ -11,7 +11,9 @@ struct Locksmith: ParsableCommand {
     /// The root's configuration: with `browse` as the default subcommand, except when the
     /// first argument names a subcommand (`explicitSubcommand`). ArgumentParser reflects the
     /// default subcommand's every option at each parse, named subcommand or not (~6M of the
-    /// ~23M instructions of `locksmith path IMAGE`); a named one never falls back to it.
+    /// ~23M instructions of `locksmith path IMAGE`); a named one never falls back to it. (A
+    /// named subcommand is parsed on its own, `namedSubcommand`, but with the root's own
+    /// requests: then this still holds.)
     static var configuration: CommandConfiguration { explicitSubcommand ? direct : browsing }
     nonisolated(unsafe) static var explicitSubcommand = false
     static let direct: CommandConfiguration = {
@@ -78,15 +80,20 @@ struct Locksmith: ParsableCommand {
         if let first = arguments.first {
             explicitSubcommand = browsing.subcommands.contains { ObjectIdentifier($0) != ObjectIdentifier(Browse.self) && $0._commandName == first }
         }
+        let named = namedSubcommand(arguments)
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try named.map { try $0.parseAsRoot(Array(arguments.dropFirst())) } ?? parseAsRoot(arguments)
             try command.run()
         } catch {
             // As ParsableCommand.exit(withError:), but a usage error of plain `locksmith`
-            // points at `locksmith --help`, never at the hidden `browse`.
+            // points at `locksmith --help`, never at the hidden `browse`, and one of a named
+            // subcommand at `locksmith NAME --help` (ArgumentParser names only the parse's root).
             let code = exitCode(for: error)
-            let message = fullMessage(for: error)
+            var message = fullMessage(for: error)
                 .replacingScalars("'locksmith browse --help'", with: "'locksmith --help'")
+            if let name = named?._commandName {
+                message = message.replacingScalars("  See '\(name) ", with: "  See 'locksmith \(name) ")
+            }
             if !message.isEmpty {
                 if code == .success {
                     print(message)
@@ -99,6 +106,34 @@ struct Locksmith: ParsableCommand {
             }
             Glibc.exit(code.rawValue)
         }
+    }
+}
+
+extension Locksmith {
+    /// The subcommand `arguments` name first, to be parsed as the root of a parse of its own:
+    /// ArgumentParser, parsing from `Locksmith`, reflects the root's options, reflects the
+    /// subcommand's every option once more to see whether it takes the rest of the arguments
+    /// as they are, and parses two commands of its own looking for
+    /// `--generate-completion-script` (callgrind, `list --json` with nothing to scan: 20.6M
+    /// instructions, 16.6M of them the parse; parsed from the subcommand: 16.5M). Each
+    /// subcommand's configuration (`CommandConfiguration.subcommand`) makes its help, usage
+    /// and `--version` read as under the root. Not for the root's own requests (help,
+    /// completion scripts and their completions, the tool-info dump), which stay with it.
+    static func namedSubcommand(_ arguments: [String]) -> ParsableCommand.Type? {
+        guard let first = arguments.first, explicitSubcommand,
+              !arguments.contains(where: { $0.hasPrefix("--generate-completion-script") || $0.hasPrefix("--experimental-") }) else { return nil }
+        return browsing.subcommands.first { $0._commandName == first }
+    }
+}
+
+extension CommandConfiguration {
+    /// A subcommand's configuration, also when it is the root of its parse
+    /// (`Locksmith.namedSubcommand`): ArgumentParser prefixes a root's usage with its super
+    /// command's name (`_superCommandName`, read of a parse's root only) and offers
+    /// `--version` when a command of the parse has one, as `Locksmith` has.
+    static func subcommand(commandName: String, abstract: String, usage: String? = nil, discussion: String = "") -> CommandConfiguration {
+        CommandConfiguration(commandName: commandName, _superCommandName: "locksmith", abstract: abstract, usage: usage,
+                             discussion: discussion, version: LocksmithVersion.current)
     }
 }
 

@@ -5,7 +5,7 @@ import LockInspector
 
 extension Locksmith {
     struct Metrics: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "metrics",
             abstract: "Print the host's image locks and audit findings as Prometheus metrics.",
             usage: "locksmith metrics [--output <file>] [--wait-threshold <secs>] " + ScanOptions.usage + " "

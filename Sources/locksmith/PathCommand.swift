@@ -3,7 +3,7 @@ import ImageLock
 
 extension Locksmith {
     struct Path: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "path",
             abstract: "Print the lock file of an image under the lockfile scheme.",
             discussion: """

@@ -4,7 +4,7 @@ import LockInspector
 
 extension Locksmith {
     struct Processes: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "processes",
             abstract: "Describe processes by pid, as a cluster view asks each host about Gluster lock holders.",
             discussion: """

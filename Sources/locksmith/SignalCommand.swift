@@ -5,7 +5,7 @@ import LockInspector
 
 extension Locksmith {
     struct Signal: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "signal",
             abstract: "Signal a lock holder on this host, only if it is still the one named (what the TUI's K runs over ssh).",
             usage: "locksmith signal --pid <pid> --started <time> --scheme <scheme> [--fd <fd>] [--signal <name>] "

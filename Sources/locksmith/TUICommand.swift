@@ -9,7 +9,7 @@ import LocksmithTUI
 
 extension Locksmith {
     struct Tui: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "tui",
             abstract: "Browse every image lock on this host in a full-screen, live view.",
             usage: "locksmith tui [--interval <secs>] [--filter <text>] [--no-color] [--max-iterations <n>] " + ScanOptions.usage

@@ -5,7 +5,7 @@ import LockInspector
 
 extension Locksmith {
     struct Try: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "try",
             abstract: "Take an image's lock and release it at once; name the holders if it is taken.",
             discussion: """

@@ -8,7 +8,7 @@ import Glibc
 
 extension Locksmith {
     struct Watch: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "watch",
             abstract: "Print one line per lock change, as it happens (an audit trail).",
             usage: "locksmith watch [--json] [--interval <secs>] [--count <n>] [--max-events <n>] "

@@ -5,7 +5,7 @@ import LockInspector
 
 extension Locksmith {
     struct Why: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration.subcommand(
             commandName: "why",
             abstract: "Tell whether an image would open, and if not, why: QEMU's words, who holds it, what to do.",
             usage: "locksmith why [--write] [--read-only] [--force] [--no-statedump] [--json] [--lock-dir <dir> ...] "
