@@ -42,8 +42,8 @@ let package = Package(
         .target(name: "CCurses"),
         // The TUI: state, keys, layout and rendering into a screen buffer; the curses edge.
         .target(name: "LocksmithTUI", dependencies: ["CCurses", "ImageLock", "LockInspector"]),
-        // The executable's start, before main: `list` and `why` start reading the kernel's lock
-        // table (start.c).
+        // The executable's start, before main: `list` and `audit` start reading the kernel's
+        // lock table (start.c).
         .target(name: "LocksmithStart", dependencies: ["CLinux"]),
         .executableTarget(
             name: "locksmith",

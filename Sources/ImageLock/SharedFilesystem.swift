@@ -57,7 +57,8 @@ public struct SharedFilesystem: Sendable, Equatable, Hashable {
     /// filesystem itself (statfs on a hung server would wait for it).
     public static func of(fstype: String) -> SharedFilesystem? {
         switch fstype {
-        case "fuse", "fuseblk", _ where fstype.hasPrefix("fuse."): return SharedFilesystem(name: "fuse", localTable: .showsNone)
+        case _ where fstype == "fuse" || fstype == "fuseblk" || fstype.hasPrefix("fuse."):
+            return SharedFilesystem(name: "fuse", localTable: .showsNone)
         case "nfs", "nfs4": return SharedFilesystem(name: "nfs", localTable: .showsThisHostOnly)
         case "ceph": return SharedFilesystem(name: "ceph", localTable: .showsThisHostOnly)
         case "cifs", "smb3": return SharedFilesystem(name: "smb", localTable: .showsThisHostOnly)

@@ -199,7 +199,7 @@ public struct Inspector: Sendable {
     }
 
     /// Whether this process started reading /proc/locks before main and nobody has taken
-    /// the read yet (Sources/LocksmithStart/start.c: `list` and `why` do).
+    /// the read yet (Sources/LocksmithStart/start.c: `list` and `audit` do).
     public static var kernelTableReadEarly: Bool { Sys.earlyReadRunning("/proc/locks") }
 
     /// Starts reading every process's fds and lock waits on a thread now, for a focused

@@ -33,6 +33,8 @@ final class ServerLocksTests: XCTestCase {
         XCTAssertNil(SharedFilesystem.of(magic: 0xEF53), "ext4 is local")
         XCTAssertNil(SharedFilesystem.of(magic: 0x01021994), "tmpfs is local")
         XCTAssertEqual(SharedFilesystem.of(fstype: "fuse.glusterfs"), fuse)
+        XCTAssertEqual(SharedFilesystem.of(fstype: "fuse"), fuse)
+        XCTAssertEqual(SharedFilesystem.of(fstype: "fuseblk"), fuse)
         XCTAssertEqual(SharedFilesystem.of(fstype: "nfs4")?.name, "nfs")
         XCTAssertNil(SharedFilesystem.of(fstype: "ext4"))
         XCTAssertNil(SharedFilesystem.of(fstype: "fusectl"), "not a fuse mount")
