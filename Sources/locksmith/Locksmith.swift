@@ -115,7 +115,8 @@ extension Locksmith {
     /// subcommand's every option once more to see whether it takes the rest of the arguments
     /// as they are, and parses two commands of its own looking for
     /// `--generate-completion-script` (callgrind, `list --json` with nothing to scan: 20.6M
-    /// instructions, 16.6M of them the parse; parsed from the subcommand: 16.5M). Each
+    /// instructions in all, 16.6M of them the parse; parsed from the subcommand, 16.5M in
+    /// all). Each
     /// subcommand's configuration (`CommandConfiguration.subcommand`) makes its help, usage
     /// and `--version` read as under the root. Not for the root's own requests (help,
     /// completion scripts and their completions, the tool-info dump), which stay with it.
