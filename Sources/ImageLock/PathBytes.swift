@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A path as Linux has it: bytes (anything but NUL), not necessarily UTF-8.
 ///
 /// locksmith carries paths in `String`s, which cannot hold invalid UTF-8. So that a name
@@ -163,5 +167,34 @@ public struct PathBytes: Hashable, Sendable, CustomStringConvertible {
         case 0xF4: return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0
         default: return 0
         }
+    }
+}
+
+/// A path as a dictionary key or set member, compared by its bytes. Swift's `==` on strings
+/// is canonical equivalence, under which two names on disk are one: é as one code point
+/// (NFC) and as e with a combining accent (NFD). Hashed as the string is (the same bytes are
+/// always the same string), and compared as strings first: only names that Unicode calls
+/// equal have their bytes compared.
+public struct PathKey: Hashable, Sendable {
+    public let path: String
+
+    public init(_ path: String) { self.path = path }
+
+    public static func == (a: PathKey, b: PathKey) -> Bool {
+        a.path == b.path && PathBytes.sameBytes(a.path, b.path)
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(path) }
+}
+
+extension PathBytes {
+    /// Whether `a` and `b` hold the same bytes (not only canonically equal text).
+    public static func sameBytes(_ a: String, _ b: String) -> Bool {
+        let x = a.utf8, y = b.utf8
+        guard x.count == y.count else { return false }
+        let contiguous = x.withContiguousStorageIfAvailable { p in
+            y.withContiguousStorageIfAvailable { q in p.baseAddress == q.baseAddress || memcmp(p.baseAddress!, q.baseAddress!, p.count) == 0 }
+        }
+        return contiguous.flatMap { $0 } ?? x.elementsEqual(y)
     }
 }

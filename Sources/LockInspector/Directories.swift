@@ -269,19 +269,20 @@ struct ImageDirectories: Sendable {
 /// --images dirs, taken on a thread of its own from the end of the walk while the scan goes
 /// on, so that `AuditFacts.gather` does not stat them after the scan (10k images: the facts
 /// took 14.5-15 ms after the scan, 10-14 ms with these). Every file walked, not only those the
-/// snapshot lists: the walk has already listed (and realpath'ed the links of) each. By path.
+/// snapshot lists: the walk has already listed (and realpath'ed the links of) each. By path
+/// (`PathKey`: by its bytes).
 final class ImageStatuses: Sendable {
     typealias Status = Result<(status: FileStatus, mount: UInt64?), Errno>
-    private let work: ThreadWork<[String: Status]>
+    private let work: ThreadWork<[PathKey: Status]>
 
     init(_ paths: [String]) {
         work = ThreadWork {
-            var out: [String: Status] = [:]
+            var out: [PathKey: Status] = [:]
             out.reserveCapacity(paths.count)
-            for p in paths { out[p] = Sys.statWithMount(p) }
+            for p in paths { out[PathKey(p)] = Sys.statWithMount(p) }
             return out
         }
     }
 
-    func wait() -> [String: Status] { work.wait() }
+    func wait() -> [PathKey: Status] { work.wait() }
 }

@@ -67,4 +67,24 @@ final class PathBytesTests: XCTestCase {
         let content = try Data(contentsOf: URL(fileURLWithPath: lockFile))
         XCTAssertEqual(Array(content), PathBytes.bytes(name) + [10])
     }
+
+    /// NFC and NFD twins are equal strings to Swift, and two keys by their bytes.
+    func testPathKeyComparesBytes() {
+        let nfc = "/img/vm-\u{E9}.raw", nfd = "/img/vm-e\u{301}.raw"
+        XCTAssertEqual(nfc, nfd, "Swift's == is canonical equivalence")
+        XCTAssertNotEqual(PathKey(nfc), PathKey(nfd))
+        XCTAssertEqual(Set([PathKey(nfc), PathKey(nfd), PathKey(nfc)]).count, 2)
+        XCTAssertEqual(PathKey(nfc), PathKey(String(decoding: Array(nfc.utf8), as: UTF8.self)), "the same bytes, another string")
+        // Canonically equal, as many bytes, other bytes: combining marks in either order.
+        let ab = "x\u{301}\u{323}", ba = "x\u{323}\u{301}"
+        XCTAssertEqual(ab, ba)
+        XCTAssertEqual(ab.utf8.count, ba.utf8.count)
+        XCTAssertFalse(PathBytes.sameBytes(ab, ba))
+        XCTAssertNotEqual(PathKey(ab), PathKey(ba))
+        var d: [PathKey: Int] = [:]
+        d[PathKey(nfc)] = 1
+        d[PathKey(nfd)] = 2
+        XCTAssertEqual(d[PathKey(nfc)], 1)
+        XCTAssertEqual(d[PathKey(nfd)], 2)
+    }
 }

@@ -80,6 +80,94 @@ final class NonUTF8PathTests: XCTestCase {
         XCTAssertEqual(report["lock_file"] as? String, locker.lockFilePath(realPath: a))
     }
 
+    /// Two names that Unicode calls equal but whose bytes differ (é as one code point, NFC,
+    /// and as e and a combining accent, NFD) are two files: two images, each with its own lock
+    /// file and holder, in `list`; `why` of one names only its own holder. (Swift compares
+    /// strings by canonical equivalence: paths are compared by their bytes.)
+    func testNFCAndNFDTwinsAreTwoImages() throws {
+        let dir = TempDir("twins")
+        let a = dir.path + "/vm-\u{E9}.raw", b = dir.path + "/vm-e\u{301}.raw"
+        XCTAssertNotEqual(Array(a.utf8), Array(b.utf8))
+        XCTAssertTrue(Hostile.makeFile(a))
+        XCTAssertTrue(Hostile.makeFile(b))
+        let locker = ImageLocker(lockDirectory: dir.path)
+        XCTAssertNotEqual(locker.lockFilePath(realPath: a), locker.lockFilePath(realPath: b))
+        let holders = try [a, b].map { try RawBackground(Run.locksmith, ["hold", "--lock-dir", dir.path, $0, "--", "sleep", "60"]) }
+        defer { holders.forEach { $0.stop() } }
+        for (h, img) in zip(holders, [a, b]) { h.waitForLock(on: locker.lockFilePath(realPath: img)) }
+
+        let r = try Run.locksmithRaw(["list", "--json", "--lock-dir", dir.path, "--images", dir.path])
+        XCTAssertEqual(r.status, 0, "\(r)")
+        let top = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any])
+        let images = try XCTUnwrap(top["images"] as? [[String: Any]])
+        XCTAssertEqual(images.count, 2, "\(images)")
+        for (h, img) in zip(holders, [a, b]) {
+            let mine = images.filter { ($0["path"] as? String).map { Array($0.utf8) } == Array(img.utf8) }
+            XCTAssertEqual(mine.count, 1, "\(img.utf8.map { $0 }) not listed once: \(images)")
+            let pids = (mine.first?["holders"] as? [[String: Any]])?.compactMap { ($0["pid"] as? NSNumber)?.int32Value }
+            XCTAssertEqual(pids, [h.pid], "\(images)")
+            XCTAssertEqual(mine.first?["lock_files"] as? [String], [locker.lockFilePath(realPath: img)])
+
+            let w = try Run.locksmithRaw(["why", "--json", "--lock-dir", dir.path, img])
+            XCTAssertEqual(w.status, 1, "\(w)")
+            let v = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(w.stdout)) as? [String: Any], "\(w)")
+            let blockers = (v["blockers"] as? [[String: Any]])?.compactMap { ($0["pid"] as? NSNumber)?.int32Value }
+            XCTAssertEqual(blockers, [h.pid], "\(v)")
+        }
+        // Nor does the audit take the two for one image written by two processes.
+        let audit = try Run.locksmithRaw(["audit", "--json", "--lock-dir", dir.path, "--images", dir.path])
+        XCTAssertNotEqual(audit.status, 2, "\(audit)")
+        let findings = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(audit.stdout)) as? [String: Any])["findings"] as? [[String: Any]]
+        XCTAssertEqual(findings?.compactMap { $0["rule"] as? String }.filter { $0 != "stale-lock-file" && $0 != "unsafe-lock-file" } ?? [], [],
+                       "\(String(describing: findings))")
+    }
+
+    /// The audit stats each twin: a lock file naming the NFD twin, which is gone, is the one
+    /// that names a missing image, not the lock file of the NFC twin, which is there and held.
+    func testAuditTellsTwinsApart() throws {
+        let dir = TempDir("twins")
+        let a = dir.path + "/vm-\u{E9}.raw", b = dir.path + "/vm-e\u{301}.raw"
+        XCTAssertTrue(Hostile.makeFile(a))
+        XCTAssertTrue(Hostile.makeFile(b))
+        let locker = ImageLocker(lockDirectory: dir.path)
+        // b's lock file is made (with b's path inside) and left; then b goes.
+        let once = try Run.locksmithRaw(["hold", "--lock-dir", dir.path, b, "--", "true"])
+        XCTAssertEqual(once.status, 0, "\(once)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: locker.lockFilePath(realPath: b)))
+        XCTAssertEqual(unlink(b), 0)
+        let holder = try RawBackground(Run.locksmith, ["hold", "--lock-dir", dir.path, a, "--", "sleep", "60"])
+        defer { holder.stop() }
+        holder.waitForLock(on: locker.lockFilePath(realPath: a))
+
+        let audit = try Run.locksmithRaw(["audit", "--json", "--lock-dir", dir.path])
+        XCTAssertNotEqual(audit.status, 2, "\(audit)")
+        let findings = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(audit.stdout)) as? [String: Any])["findings"] as? [[String: Any]]
+        let gone = (findings ?? []).filter { $0["rule"] as? String == "unmapped-lock-file" }
+        XCTAssertEqual(gone.count, 1, "\(String(describing: findings))")
+        XCTAssertEqual(gone.first?["files"] as? [String], [locker.lockFilePath(realPath: b)], "\(gone)")
+    }
+
+    /// An overlay whose backing file is its name's NFD twin (another file) is a chain of
+    /// two, not a loop: `why` agrees with qemu-io that it opens.
+    func testABackingFileNamedAsItsOverlaysTwinIsNoLoop() throws {
+        let qemuIO = try Run.tool("qemu-io")
+        let qemuImg = try Run.tool("qemu-img")
+        let dir = TempDir("twins")
+        let base = dir.path + "/vm-e\u{301}.qcow2", overlay = dir.path + "/vm-\u{E9}.qcow2"
+        XCTAssertEqual(try Run.raw(qemuImg, ["create", "-q", "-f", "qcow2", base, "16M"]).status, 0)
+        let made = try Run.raw(qemuImg, ["create", "-q", "-f", "qcow2", "-b", "vm-e\u{301}.qcow2", "-F", "qcow2", overlay])
+        XCTAssertEqual(made.status, 0, "\(made)")
+        let q = try Run.raw(qemuIO, ["-c", "quit", overlay])
+        XCTAssertEqual(q.status, 0, "qemu-io: \(q)")
+        let w = try Run.locksmithRaw(["why", "--json", "--lock-dir", dir.path, overlay])
+        XCTAssertEqual(w.status, 0, "\(w)")
+        let v = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(w.stdout)) as? [String: Any], "\(w)")
+        XCTAssertEqual(v["outcome"] as? String, "opens", "\(v)")
+        let chain = try XCTUnwrap(v["chain"] as? [[String: Any]], "\(v)")
+        XCTAssertEqual(chain.count, 2, "\(chain)")
+        XCTAssertEqual(chain.last?["format"] as? String, "qcow2", "\(chain)")
+    }
+
     /// `why` on a 0xff name, and on an overlay whose backing name holds 0xff, agrees with
     /// qemu-io: both open; both are refused while a qemu-io holds the base.
     func testWhyAgreesWithQemuOnNonUTF8Names() throws {

@@ -16,18 +16,18 @@ public struct AuditFacts: Sendable, Equatable {
     public var lockDirectories: [String: AuditFileFacts]
     /// Lock-dir entries by path, as `lstat` sees them (never followed).
     public var lockFiles: [String: AuditFileFacts]
-    /// Images by path, as `stat` sees them.
-    public var images: [String: AuditFileFacts]
+    /// Images by path (compared by bytes: `PathKey`), as `stat` sees them.
+    public var images: [PathKey: AuditFileFacts]
     /// Image paths that `stat` says do not exist.
-    public var missingImages: Set<String>
+    public var missingImages: Set<PathKey>
     /// The processes named in the snapshot (holders, waiters, writers).
     public var processes: [Int32: AuditProcessFacts]
     /// Group ids (primary and supplementary) of the users owning images.
     public var userGroups: [UInt32: [UInt32]]
 
     public init(now: Date = Date(), waitThreshold: Double = 30, lockDirectories: [String: AuditFileFacts] = [:],
-                lockFiles: [String: AuditFileFacts] = [:], images: [String: AuditFileFacts] = [:],
-                missingImages: Set<String> = [], processes: [Int32: AuditProcessFacts] = [:],
+                lockFiles: [String: AuditFileFacts] = [:], images: [PathKey: AuditFileFacts] = [:],
+                missingImages: Set<PathKey> = [], processes: [Int32: AuditProcessFacts] = [:],
                 userGroups: [UInt32: [UInt32]] = [:]) {
         self.now = now
         self.waitThreshold = waitThreshold
@@ -119,7 +119,7 @@ extension AuditFacts {
     /// `imageStatuses`: the stat of the files under --images the audit's scan took
     /// (`ImageStatuses`); the images it does not name are stat'ed here.
     static func gather(for snapshot: Snapshot, lockDirectories: [String], waitThreshold: Double, procRoot: String,
-                       now: Date, imageStatuses: [String: ImageStatuses.Status]?) -> AuditFacts {
+                       now: Date, imageStatuses: [PathKey: ImageStatuses.Status]?) -> AuditFacts {
         var f = AuditFacts(now: now, waitThreshold: waitThreshold)
         for dir in lockDirectories {
             let key = AuditFacts.trimmed(dir)
@@ -133,9 +133,9 @@ extension AuditFacts {
         // The images: a stat each (10k on a big host, on every core) and a statfs per mount.
         // (Fields read in place: an image or lock file copied is a dozen references retained.)
         let images = snapshot.images
-        var seen = Set<String>(minimumCapacity: images.count)
+        var seen = Set<PathKey>(minimumCapacity: images.count)
         var paths: [String] = []
-        func add(_ p: String) { if seen.insert(p).inserted { paths.append(p) } }
+        func add(_ p: String) { if seen.insert(PathKey(p)).inserted { paths.append(p) } }
         for n in images.indices { if let p = images[n].path { add(p) } }
         for n in lockFiles.indices { if let p = lockFiles[n].image { add(p) } }
         for w in snapshot.writers { add(w.path) }
@@ -143,10 +143,10 @@ extension AuditFacts {
         for (p, r) in zip(paths, AuditReads.imageFacts(paths, known: imageStatuses ?? [:])) {
             switch r {
             case .success(let s):
-                f.images[p] = s
+                f.images[PathKey(p)] = s
                 if s.uid != 0, f.userGroups[s.uid] == nil { f.userGroups[s.uid] = AuditReads.groups(ofUser: s.uid) }
             case .failure(let e) where e.code == ENOENT || e.code == ENOTDIR:
-                f.missingImages.insert(p)
+                f.missingImages.insert(PathKey(p))
             case .failure:
                 break
             }

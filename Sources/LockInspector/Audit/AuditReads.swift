@@ -39,9 +39,9 @@ enum AuditReads {
     /// a path ends on is one filesystem, whose f_type statfs tells; its first image's path is
     /// asked), not one per image. Without the kernel's mount id (before Linux 5.8), a statfs
     /// per image.
-    static func imageFacts(_ paths: [String], known: [String: ImageStatuses.Status] = [:]) -> [Result<AuditFileFacts, Errno>] {
+    static func imageFacts(_ paths: [String], known: [PathKey: ImageStatuses.Status] = [:]) -> [Result<AuditFileFacts, Errno>] {
         let stats = Parallel.chunks(paths.count, chunk: 2048) { range in
-            range.map { known[paths[$0]] ?? Sys.statWithMount(paths[$0]) }
+            range.map { known[PathKey(paths[$0])] ?? Sys.statWithMount(paths[$0]) }
         }
         var magicByMount: [UInt64: UInt32] = [:]
         func magic(_ path: String, mount: UInt64?) -> UInt32? {

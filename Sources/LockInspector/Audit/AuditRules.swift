@@ -87,10 +87,10 @@ public enum AuditRules {
 
     /// Writers grouped by file (device and inode, else path), in path order.
     static func writersByFile(_ s: Snapshot) -> [[ImageWriter]] {
-        var groups: [String: [ImageWriter]] = [:]
-        var order: [String] = []
+        var groups: [PathKey: [ImageWriter]] = [:]
+        var order: [PathKey] = []
         for w in s.writers {
-            let key = w.inode.map { "\(w.device?.description ?? "?"):\($0)" } ?? w.path
+            let key = PathKey(w.inode.map { "\(w.device?.description ?? "?"):\($0)" } ?? w.path)
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(w)
         }
@@ -103,23 +103,23 @@ public enum AuditRules {
     /// are indexed (most hosts have a few writers and thousands of images).
     struct ImageIndex {
         var byFile: [FileKey: [Int]] = [:]
-        var byPath: [String: [Int]] = [:]
+        var byPath: [PathKey: [Int]] = [:]
         let images: [ImageLocks]
 
         init(_ s: Snapshot) {
             images = s.images
             guard !s.writers.isEmpty else { return }
-            var keys = Set<FileKey>(), paths = Set<String>()
+            var keys = Set<FileKey>(), paths = Set<PathKey>()
             for w in s.writers {
                 if let ino = w.inode, let d = w.device { keys.insert(FileKey(device: d, inode: ino)) }
-                paths.insert(w.path)
+                paths.insert(PathKey(w.path))
             }
             for n in s.images.indices {
                 if let ino = s.images[n].inode, let d = s.images[n].device, case let k = FileKey(device: d, inode: ino),
                    keys.contains(k) {
                     byFile[k, default: []].append(n)
                 }
-                if let p = s.images[n].path, paths.contains(p) { byPath[p, default: []].append(n) }
+                if let p = s.images[n].path.map(PathKey.init), paths.contains(p) { byPath[p, default: []].append(n) }
             }
         }
 
@@ -128,7 +128,7 @@ public enum AuditRules {
         func images(of w: ImageWriter) -> [ImageLocks] {
             var hits: [Int] = []
             if let wino = w.inode, let wd = w.device { hits += byFile[FileKey(device: wd, inode: wino)] ?? [] }
-            hits += (byPath[w.path] ?? []).filter { n in
+            hits += (byPath[PathKey(w.path)] ?? []).filter { n in
                 let i = images[n]
                 return !(i.inode != nil && i.device != nil && w.inode != nil && w.device != nil)
             }
@@ -140,7 +140,7 @@ public enum AuditRules {
     /// show in full, by device and inode and by path, made once per rule.
     struct ServerLockIndex {
         var byFile: [FileKey: Int] = [:]
-        var byPath: [String: Int] = [:]
+        var byPath: [PathKey: Int] = [:]
         let facts: [ServerLockFacts]
 
         init(_ s: Snapshot) {
@@ -149,7 +149,7 @@ public enum AuditRules {
                 if let ino = f.inode, let d = f.device, byFile[FileKey(device: d, inode: ino)] == nil {
                     byFile[FileKey(device: d, inode: ino)] = n
                 }
-                if byPath[f.path] == nil { byPath[f.path] = n }
+                if byPath[PathKey(f.path)] == nil { byPath[PathKey(f.path)] = n }
             }
         }
 
@@ -157,7 +157,7 @@ public enum AuditRules {
         /// lacks them) same path.
         func facts(of w: ImageWriter) -> ServerLockFacts? {
             if let wino = w.inode, let wd = w.device, let n = byFile[FileKey(device: wd, inode: wino)] { return facts[n] }
-            guard let n = byPath[w.path] else { return nil }
+            guard let n = byPath[PathKey(w.path)] else { return nil }
             let f = facts[n]
             return f.inode != nil && f.device != nil && w.inode != nil && w.device != nil ? nil : f
         }
@@ -348,7 +348,7 @@ public enum AuditRules {
     public static func foreignHolder(_ s: Snapshot, _ f: AuditFacts) -> [Finding] {
         var out: [Finding] = []
         for n in s.images.indices where !s.images[n].holders.isEmpty {
-            guard let path = s.images[n].path, let img = f.images[path] else { continue }
+            guard let path = s.images[n].path, let img = f.images[PathKey(path)] else { continue }
             var seen = Set<Int32>()
             // (Read in place: most images have no foreign holder, and an image copied is a
             // dozen references retained.)
@@ -450,7 +450,7 @@ public enum AuditRules {
             let e = s.lockFiles[n]
             let evidence: String
             if let image = e.image {
-                guard f.missingImages.contains(image) else { return nil }
+                guard f.missingImages.contains(PathKey(image)) else { return nil }
                 evidence = "lock file \(e.path) names \(image), which no longer exists."
             } else {
                 evidence = "no image found for lock file \(e.path): none of the open files, --images dirs, libvirt "
@@ -503,7 +503,7 @@ public enum AuditRules {
             let found = Parallel.chunks(files.count, chunk: 2048) { range in
                 range.compactMap { n -> (Int, AuditFileFacts?, AuditFileFacts?)? in
                     guard isLockFileEntry(files[n]) else { return nil }
-                    return (n, f.lockFiles[files[n].path], files[n].image.flatMap { f.images[$0] })
+                    return (n, f.lockFiles[files[n].path], files[n].image.flatMap { f.images[PathKey($0)] })
                 }
             }
             lockFileEntries = found.map(\.0)

@@ -55,10 +55,10 @@ extension Scan {
         /// (their rows name their process, and are matched by pid).
         var shapes: [KernelLock.Identity: Int] = [:]
         /// Every fd link that names a path (candidate images), with a pid that has it open.
-        var openPaths: [String: Int32] = [:]
+        var openPaths: [PathKey: Int32] = [:]
         /// The file key of a locked fd's link where it differs from what statx said of the fd
         /// (to join lock files by path as well: btrfs, overlayfs; every one from a /proc copy).
-        var keyByLink: [String: FileKey] = [:]
+        var keyByLink: [PathKey: FileKey] = [:]
         /// Processes whose fds could not be read.
         var hidden: Set<Int32> = []
         /// fds open for writing on paths that may be images (filtered in `imageWriters`).
@@ -219,13 +219,13 @@ extension Scan {
     private func merge(_ f: UnsafePointer<FDFinding>, into out: inout ProcessScan, timings t: inout SnapshotTimings) {
         if f.pointee.fdinfoRead { t.fdinfoReads += 1 }
         if let w = f.pointee.writeOpen { out.writeOpens.append(w) }
-        if f.pointee.candidate, let l = f.pointee.link, out.openPaths[l] == nil { out.openPaths[l] = f.pointee.fd.pid }
+        if f.pointee.candidate, let l = f.pointee.link, out.openPaths[PathKey(l)] == nil { out.openPaths[PathKey(l)] = f.pointee.fd.pid }
         guard let key = f.pointee.locks.first?.fileKey, let link = f.pointee.link else { return }
         let (pid, device, inode) = (f.pointee.fd.pid, f.pointee.fd.device, f.pointee.fd.inode)
         out.byFile[key, default: []].append(OpenFileLocks(pid: pid, fd: f.pointee.fd.fd, link: link, flags: f.pointee.flags,
                                                           locks: f.pointee.locks))
         for l in f.pointee.locks where l.kind != .posix { out.shapes[l.identity, default: 0] += 1 }
-        if device == nil || FileKey(device: device, inode: inode) != key { out.keyByLink[link] = key }
+        if device == nil || FileKey(device: device, inode: inode) != key { out.keyByLink[PathKey(link)] = key }
     }
 
     /// Step two for one fd; nil when it is neither a holder nor a candidate image.

@@ -38,7 +38,7 @@ extension Scan {
         // A held lock file whose key the kernel did not list under the dir's device
         // (btrfs subvolumes, overlayfs) is still found through its holder's fd link.
         let lockFileByPath = procs.keyByLink.isEmpty ? [:]
-            : Dictionary(files.lockFiles.indices.map { (files.lockFiles[$0].path, $0) }, uniquingKeysWith: { a, _ in a })
+            : Dictionary(files.lockFiles.indices.map { (PathKey(files.lockFiles[$0].path), $0) }, uniquingKeysWith: { a, _ in a })
         for (link, k) in procs.keyByLink {
             guard let i = lockFileByPath[link] else { continue }
             if !files.lockFiles[i].held {
@@ -182,7 +182,7 @@ extension Scan {
     /// nil), to be extended in place. `base`: the directories' and QEMU's arguments'
     /// candidates already made (`EarlyMapping`), taken over likewise (the same table: the
     /// open files replace what they name, and a QEMU argument only adds what nothing named).
-    mutating func buildCandidates(openPaths: [String: Int32], qemuArgs: [(path: String, realPath: String)],
+    mutating func buildCandidates(openPaths: [PathKey: Int32], qemuArgs: [(path: String, realPath: String)],
                                   directories: inout ImageDirectories?, base: inout Candidates?) -> (Candidates, Set<SHA1Digest>) {
         var dirs = directories.take() ?? ImageDirectories.read(imageDirectories: options.imageDirectories,
                                                          libvirtDirectories: options.libvirtDirectories)
@@ -193,7 +193,7 @@ extension Scan {
         if base != nil { swap(&c, &base!) } else { swap(&c, &dirs.candidates) }
         let deleted = " (deleted)"
         // Open lock files are not images: hashing them (100k on a busy host) buys nothing.
-        let opened = c.putFirst(openFiles: openPaths.keys.filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })
+        let opened = c.putFirst(openFiles: openPaths.keys.lazy.map(\.path).filter { !$0.hasSuffix(deleted) && !$0.hasSuffix(".lock") })
         for a in qemuArgs {
             c.add(a.path, source: "qemu args", realPath: a.realPath)
         }

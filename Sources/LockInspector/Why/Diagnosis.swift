@@ -460,10 +460,10 @@ private struct Diagnoser {
     // MARK: - Waiters and chain
 
     mutating func collectWaiters() {
-        var seen = Set<String>()
+        var seen = Set<PathKey>()
         for link in input.chain {
             guard let e = input.entry(for: link.file) else { continue }
-            for w in e.waiters where seen.insert("\(w.pid)/\(link.file.path)").inserted {
+            for w in e.waiters where seen.insert(PathKey("\(w.pid)/\(link.file.path)")).inserted {
                 let on = w.scheme != .lockfile ? link.file.path
                     : e.lockFiles.count == 1 ? e.lockFiles[0] : "a lock file of \(link.file.path)"
                 waiters.append(Waiter(pid: w.pid > 0 ? w.pid : nil, command: w.pid > 0 ? w.command : nil, started: w.started, waitsOn: on,

@@ -79,7 +79,7 @@ public enum WhyFacts {
         var chain: [ChainLink] = []
         var name = imageAsGiven
         var backingName: String?
-        var seen = Set<String>()
+        var seen = Set<PathKey>()
         while true {
             let f = file(name)
             var link = ChainLink(name: name, backingName: backingName, file: f)
@@ -88,7 +88,7 @@ public enum WhyFacts {
                 chain.append(link)
                 break
             }
-            if f.exists && !seen.insert(f.path).inserted {
+            if f.exists && !seen.insert(PathKey(f.path)).inserted {
                 link.problem = "backing loop: \(f.path) is already in the chain"
                 link.closesLoop = true
                 chain.append(link)

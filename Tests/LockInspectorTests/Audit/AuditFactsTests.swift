@@ -76,7 +76,7 @@ final class AuditFactsTests: XCTestCase {
         XCTAssertEqual(known.count, 5)
         XCTAssertEqual(AuditReads.imageFacts(paths, known: known), each)
         var told = known
-        told[a] = .failure(Errno(EACCES))
+        told[PathKey(a)] = .failure(Errno(EACCES))
         XCTAssertEqual(AuditReads.imageFacts([a, b], known: told), [.failure(Errno(EACCES)), each[2]], "what it was told is used")
     }
 
@@ -97,13 +97,13 @@ final class AuditFactsTests: XCTestCase {
         var t = SnapshotTimings()
         let (snapshot, statuses) = try Inspector(o).scan(timings: &t)
         let known = try XCTUnwrap(statuses).wait()
-        XCTAssertEqual(Set(known.keys), [a, b])
+        XCTAssertEqual(Set(known.keys), [PathKey(a), PathKey(b)])
         let now = Date()
         let fromScan = AuditFacts.gather(for: snapshot, lockDirectories: [locks], waitThreshold: 30, procRoot: "/proc",
                                          now: now, imageStatuses: known)
         let afterScan = AuditFacts.gather(for: snapshot, lockDirectories: [locks], now: now)
         XCTAssertEqual(fromScan, afterScan)
-        XCTAssertEqual(fromScan.images[b]?.mode, 0o640)
+        XCTAssertEqual(fromScan.images[PathKey(b)]?.mode, 0o640)
         o.lockFileStatus = false
         XCTAssertNil(try Inspector(o).scan(timings: &t).imageStatuses, "only the audit's scan stats the images")
     }

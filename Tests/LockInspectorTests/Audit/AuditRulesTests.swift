@@ -109,7 +109,7 @@ final class AuditRulesTests: XCTestCase {
         let entry = lockFile(img)
         let ok = AuditFileFacts(kind: .regular, mode: 0o644)
         let base = AuditFacts(lockDirectories: [lockDir: AuditFileFacts(kind: .directory, mode: 0o1777)],
-                              lockFiles: [entry.path: ok], images: [img: AuditFileFacts(kind: .regular, mode: 0o600)])
+                              lockFiles: [entry.path: ok], images: [PathKey(img): AuditFileFacts(kind: .regular, mode: 0o600)])
         XCTAssertEqual(AuditRules.unsafeLockFile(snapshot(lockFiles: [entry]), base), [], "root's 0644 file in a sticky dir")
 
         func check(_ f: AuditFileFacts, kind: FileKind = .regular, _ severity: Severity, _ words: String,
@@ -130,7 +130,7 @@ final class AuditRulesTests: XCTestCase {
         check(AuditFileFacts(kind: .regular, mode: 0o644, uid: 1000), .warning, "owned by uid 1000")
         // The image's owner may own its lock file.
         var owned = base
-        owned.images[img] = AuditFileFacts(kind: .regular, mode: 0o600, uid: 1000)
+        owned.images[PathKey(img)] = AuditFileFacts(kind: .regular, mode: 0o600, uid: 1000)
         owned.lockFiles[entry.path] = AuditFileFacts(kind: .regular, mode: 0o644, uid: 1000)
         XCTAssertEqual(AuditRules.unsafeLockFile(snapshot(lockFiles: [entry]), owned), [])
 
@@ -154,14 +154,14 @@ final class AuditRulesTests: XCTestCase {
         let img = "/img/vm.qcow2"
         let entry = lockFile(img, held: true)
         var f = AuditFacts(lockFiles: [entry.path: AuditFileFacts(kind: .regular, mode: 0o644, uid: 0)],
-                           images: [img: AuditFileFacts(kind: .regular, mode: 0o600, uid: 107, gid: 107)],
+                           images: [PathKey(img): AuditFileFacts(kind: .regular, mode: 0o600, uid: 107, gid: 107)],
                            userGroups: [107: [107]])
         let found = AuditRules.unwritableLockFile(snapshot(lockFiles: [entry]), f)
         XCTAssertEqual(found.map(\.severity), [.warning])
         XCTAssertEqual(found.first?.image, img)
         f.lockFiles[entry.path] = AuditFileFacts(kind: .regular, mode: 0o664, uid: 0, gid: 107)
         XCTAssertEqual(AuditRules.unwritableLockFile(snapshot(lockFiles: [entry]), f), [], "group-writable for the owner's group")
-        f.images[img]?.uid = 0
+        f.images[PathKey(img)]?.uid = 0
         f.lockFiles[entry.path] = AuditFileFacts(kind: .regular, mode: 0o444)
         XCTAssertEqual(AuditRules.unwritableLockFile(snapshot(lockFiles: [entry]), f), [], "root can always")
     }
@@ -171,16 +171,16 @@ final class AuditRulesTests: XCTestCase {
         let nobody = Holder(pid: 400, command: "locksmith", user: "nobody", uid: 65534, fd: 3, scheme: .lockfile, lockType: .read)
         let root = Holder(pid: 401, command: "qemu-io", user: "root", uid: 0, fd: 3, scheme: .lockfile, lockType: .read)
         let image = ImageLocks(id: img, path: img, schemes: [.lockfile], lockFiles: ["/var/tmp/x.lock"], holders: [nobody, root])
-        var f = AuditFacts(images: [img: AuditFileFacts(kind: .regular, mode: 0o600)],
+        var f = AuditFacts(images: [PathKey(img): AuditFileFacts(kind: .regular, mode: 0o600)],
                            processes: [400: AuditProcessFacts(uid: 65534, gid: 65534), 401: AuditProcessFacts(uid: 0, gid: 0)])
         let found = AuditRules.foreignHolder(snapshot(images: [image]), f)
         XCTAssertEqual(found.map(\.severity), [.warning])
         XCTAssertEqual(found.first?.holders.map(\.pid), [400])
         XCTAssertEqual(found.first?.holders.first?.user, "nobody")
-        f.images[img]?.mode = 0o604
+        f.images[PathKey(img)]?.mode = 0o604
         XCTAssertEqual(AuditRules.foreignHolder(snapshot(images: [image]), f), [])
-        f.images[img]?.mode = 0o640
-        f.images[img]?.gid = 6
+        f.images[PathKey(img)]?.mode = 0o640
+        f.images[PathKey(img)]?.gid = 6
         f.processes[400]?.groups = [6]
         XCTAssertEqual(AuditRules.foreignHolder(snapshot(images: [image]), f), [], "a supplementary group may read")
     }
@@ -189,14 +189,14 @@ final class AuditRulesTests: XCTestCase {
         let img = "/mnt/gluster/vm.qcow2"
         let entry = lockFile(img, held: true)
         var f = AuditFacts(lockDirectories: [lockDir: AuditFileFacts(kind: .directory, mode: 0o1777)],
-                           images: [img: AuditFileFacts(kind: .regular, mode: 0o644, sharedFilesystem: "fuse")])
+                           images: [PathKey(img): AuditFileFacts(kind: .regular, mode: 0o644, sharedFilesystem: "fuse")])
         let found = AuditRules.localLockOnSharedStorage(snapshot(lockFiles: [entry]), f)
         XCTAssertEqual(found.map(\.severity), [.warning])
         XCTAssertTrue(found.first?.evidence.contains("(fuse)") ?? false)
         f.lockDirectories[lockDir]?.sharedFilesystem = "fuse"
         XCTAssertEqual(AuditRules.localLockOnSharedStorage(snapshot(lockFiles: [entry]), f), [], "lock dir on the shared fs too")
         f.lockDirectories[lockDir]?.sharedFilesystem = nil
-        f.images[img]?.sharedFilesystem = nil
+        f.images[PathKey(img)]?.sharedFilesystem = nil
         XCTAssertEqual(AuditRules.localLockOnSharedStorage(snapshot(lockFiles: [entry]), f), [], "local image")
     }
 
@@ -222,7 +222,7 @@ final class AuditRulesTests: XCTestCase {
         let unknown = lockFile(nil, name: ".qemu-" + String(repeating: "0", count: 40) + ".lock")
         let gone = lockFile("/img/gone.img")
         let s = snapshot(lockFiles: [held, stale, unknown, gone])
-        let f = AuditFacts(missingImages: ["/img/gone.img"])
+        let f = AuditFacts(missingImages: [PathKey("/img/gone.img")])
         XCTAssertEqual(AuditRules.staleLockFile(s, f).map(\.files), [[stale.path], [unknown.path], [gone.path]])
         XCTAssertTrue(AuditRules.staleLockFile(s, f).allSatisfy { $0.severity == .info })
         XCTAssertEqual(AuditRules.unmappedLockFile(s, f).map(\.files), [[unknown.path], [gone.path]])
