@@ -65,7 +65,8 @@ public enum SnapshotDiff {
         let waiters: [EntryKey: Entry]
         /// nil: no finding events.
         let minimumSeverity: Severity?
-        let findings: [String: Finding]
+        /// By id, compared by bytes (`PathKey`: an id names its image and files).
+        let findings: [PathKey: Finding]
 
         init(_ a: AuditedSnapshot, minimumSeverity: Severity?) {
             audited = a
@@ -73,7 +74,7 @@ public enum SnapshotDiff {
             waiters = index(a.snapshot, waiters: true)
             self.minimumSeverity = minimumSeverity
             findings = minimumSeverity.map { min in
-                Dictionary(a.findings.filter { $0.severity >= min }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+                Dictionary(a.findings.filter { $0.severity >= min }.map { (PathKey($0.id), $0) }, uniquingKeysWith: { a, _ in a })
             } ?? [:]
         }
     }
@@ -108,10 +109,10 @@ public enum SnapshotDiff {
         guard let min = new.minimumSeverity else { return out }
         // (A finding is copied only when it makes an event: 5k stale lock files are below the default minimum.)
         let (before, after) = (old.audited.findings, new.audited.findings)
-        for n in before.indices where before[n].severity >= min && new.findings[before[n].id] == nil {
+        for n in before.indices where before[n].severity >= min && new.findings[PathKey(before[n].id)] == nil {
             out.append(WatchEvent(kind: .findingCleared, time: time, image: before[n].image, imageID: nil, finding: before[n]))
         }
-        for n in after.indices where after[n].severity >= min && old.findings[after[n].id] == nil {
+        for n in after.indices where after[n].severity >= min && old.findings[PathKey(after[n].id)] == nil {
             out.append(WatchEvent(kind: .findingRaised, time: time, image: after[n].image, imageID: nil, finding: after[n]))
         }
         return out
@@ -191,7 +192,8 @@ public enum SnapshotDiff {
     struct EntryKey: Hashable, Sendable {
         var storage: String?
         var host: String
-        var id: String
+        /// The image's id by its bytes (`PathKey`: an NFC name and its NFD twin are two).
+        var id: PathKey
         var holderHost: String
         var pid: Int32
         var scheme: LockScheme
@@ -199,9 +201,9 @@ public enum SnapshotDiff {
 
     static func entryKey(storage: String?, host: String?, id: String, _ h: Holder) -> EntryKey {
         if let storage {
-            return EntryKey(storage: storage, host: "", id: "", holderHost: h.host ?? "", pid: h.pid, scheme: h.scheme)
+            return EntryKey(storage: storage, host: "", id: PathKey(""), holderHost: h.host ?? "", pid: h.pid, scheme: h.scheme)
         }
-        return EntryKey(storage: nil, host: host ?? "", id: id, holderHost: h.host ?? "", pid: h.pid, scheme: h.scheme)
+        return EntryKey(storage: nil, host: host ?? "", id: PathKey(id), holderHost: h.host ?? "", pid: h.pid, scheme: h.scheme)
     }
 
     /// The entries by image (known paths first, in order, then unknown ones by id), pid, fd

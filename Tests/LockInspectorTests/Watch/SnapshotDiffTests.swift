@@ -73,6 +73,18 @@ final class SnapshotDiffTests: XCTestCase {
         XCTAssertEqual(kinds(SnapshotDiff.events(from: a, to: b)), ["lock-acquired /a 6", "lock-acquired /a 7", "lock-acquired /b 5"])
     }
 
+    /// Two images whose names Unicode calls equal (é as one code point, and as e with a
+    /// combining accent) are two files: one process taking both locks, or a finding on each,
+    /// is two events.
+    func testNFCAndNFDTwinsAreTwoImages() {
+        let nfc = "/vm-\u{E9}.raw", nfd = "/vm-e\u{301}.raw"
+        let taken = snap(t2, [image(nfd, holders: [hold(1)]), image(nfc, holders: [hold(1)])])
+        XCTAssertEqual(Set(SnapshotDiff.events(from: snap(t1, []), to: taken).compactMap { $0.image.map { Array($0.utf8) } }),
+                       [Array(nfd.utf8), Array(nfc.utf8)])
+        let findings = [nfd, nfc].map { Finding(rule: .unlockedWriter, severity: .critical, image: $0, evidence: "e", remedy: "r") }
+        XCTAssertEqual(SnapshotDiff.events(from: audited(t1, findings: []), to: audited(t2, findings: findings)).count, 2)
+    }
+
     func testFindingsRaisedAndClearedAtOrAboveTheMinimum() {
         let crit = Finding(rule: .unlockedWriter, severity: .critical, image: "/a", evidence: "e", remedy: "r")
         let info = Finding(rule: .staleLockFile, severity: .info, image: "/b", files: ["/l"], evidence: "e", remedy: "r")
