@@ -196,12 +196,14 @@ enum LibvirtDomains {
         // A running domain's live status, else its persistent definition.
         let liveUUIDs = Set(domains.filter(\.live).compactMap(\.uuid))
         let current = domains.filter { $0.live || !($0.uuid.map(liveUUIDs.contains) ?? false) }
-        var real: [String: String?] = [:]
+        // Paths by their bytes (`PathKey`): an NFC name and its NFD twin are two files.
+        var real: [PathKey: String?] = [:]
         func same(_ source: String, _ image: String) -> Bool {
-            if source == image { return true }
+            if PathKey(source) == PathKey(image) { return true }
             guard source.hasPrefix("/") else { return false }
-            if real[source] == nil { real[source] = .some((try? Sys.realpath(source).get())) }
-            return real[source]! == image
+            let key = PathKey(source)
+            if real[key] == nil { real[key] = .some((try? Sys.realpath(source).get())) }
+            return real[key]!.map { PathKey($0) == PathKey(image) } ?? false
         }
         for i in images.indices {
             guard let path = images[i].path, !images[i].holders.isEmpty else { continue }

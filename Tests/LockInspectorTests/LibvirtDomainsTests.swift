@@ -175,6 +175,18 @@ final class LibvirtDomainsTests: XCTestCase {
         XCTAssertEqual(images[0].holders[0].diskTarget, "sdb")
     }
 
+    /// virtlockd's lock on an image whose name is the NFD twin of a domain's disk (é as e and
+    /// a combining accent, the disk's as one code point) is not that domain's: another file.
+    func testADisksNFDTwinIsNotTheDisk() {
+        let disk = "/img/vm-\u{E9}.raw", twin = "/img/vm-e\u{301}.raw"
+        var images = [ImageLocks(id: twin, path: twin, schemes: [.virtlockd], holders: [holder(9, "virtlockd", scheme: .virtlockd)]),
+                      ImageLocks(id: disk, path: disk, schemes: [.virtlockd], holders: [holder(9, "virtlockd", scheme: .virtlockd)])]
+        LibvirtDomains.annotate(&images, domains: [
+            LibvirtDomain(name: "vm", pid: 1, live: true, disks: [.init(target: "vda", sources: [disk])]),
+        ])
+        XCTAssertEqual(images.map { $0.holders[0].vm }, [nil, "vm"])
+    }
+
     func testOwnPidFiles() {
         XCTAssertTrue(LibvirtDomains.isOwnPidFile("/run/virtlockd.pid", command: "virtlockd", args: ["virtlockd", "--daemon"]))
         XCTAssertTrue(LibvirtDomains.isOwnPidFile("/srv/x.pid", command: "virtlockd", args: ["virtlockd", "-p", "/srv/x.pid"]))

@@ -8,7 +8,7 @@ import ImageLock
 public enum ClusterMerge {
     public static func merge(_ answers: ClusterAnswers, host: String, generated: Date = Date()) -> AuditedSnapshot {
         var images: [ImageLocks] = []
-        var byKey: [String: Int] = [:]
+        var byKey: [PathKey: Int] = [:]  // its paths compared by bytes
         var hostsOf: [[String]] = []
         var out = Snapshot(host: host, generated: generated, images: [], lockFiles: [], unseen: [])
         var findings: [Finding] = []
@@ -22,7 +22,7 @@ public enum ClusterMerge {
                     img.holders[i].host = label
                 }
                 for i in img.waiters.indices where img.waiters[i].host == nil { img.waiters[i].host = label }
-                let key = img.storage.map { "storage\u{0}" + $0 } ?? "host\u{0}\(label)\u{0}\(img.id)"
+                let key = PathKey(img.storage.map { "storage\u{0}" + $0 } ?? "host\u{0}\(label)\u{0}\(img.id)")
                 if let at = byKey[key] {
                     absorb(&images[at], img, from: label)
                     if !hostsOf[at].contains(label) { hostsOf[at].append(label) }

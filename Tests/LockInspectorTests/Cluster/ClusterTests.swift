@@ -174,6 +174,17 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(LockRow.rows(of: m).map { Column.host.cell($0) }.sorted(), ["h1", "h1", "h2", "h2"])
     }
 
+    /// A host's two local images whose names Unicode calls equal (é as one code point, and
+    /// as e with a combining accent) stay two in the cluster's view.
+    func testNFCAndNFDTwinsStayTwoImages() {
+        let nfc = "/var/lib/vm-\u{E9}.raw", nfd = "/var/lib/vm-e\u{301}.raw"
+        let h1 = Snapshot(host: "h1", generated: t0, images: [
+            shared(nfd, [holder(11, "qemu-nbd")], storage: nil), shared(nfc, [holder(12, "qemu-nbd")], storage: nil),
+        ], lockFiles: [], unseen: [])
+        let m = ClusterMerge.merge(answers([("h1", h1)]), host: "me", generated: t0).snapshot
+        XCTAssertEqual(m.images.map { $0.holders.map(\.pid) }, [[11], [12]])
+    }
+
     /// h2, a server node, names h1's holder from a brick statedump (host h1, no fd, command
     /// ?); h1 lists it itself: one holder, h1's own entry, whichever host answers first.
     func testAHolderNamedByAnotherHostsStatedumpIsItsOwnHostsEntry() {
