@@ -180,14 +180,26 @@ public struct PathKey: Hashable, Sendable {
 
     public init(_ path: String) { self.path = path }
 
-    public static func == (a: PathKey, b: PathKey) -> Bool {
-        a.path == b.path && PathBytes.sameBytes(a.path, b.path)
-    }
+    public static func == (a: PathKey, b: PathKey) -> Bool { PathBytes.same(a.path, b.path) }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(path) }
 }
 
 extension PathBytes {
+    /// Whether two paths name the same file: the same bytes, where Swift's `==` is canonical
+    /// equivalence (an NFC name equals its NFD twin). Compared as strings first (fast), then,
+    /// when equal, by bytes.
+    public static func same(_ a: String, _ b: String) -> Bool { a == b && sameBytes(a, b) }
+
+    /// The same of paths that may be absent: both absent, or both the same.
+    public static func same(_ a: String?, _ b: String?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): return true
+        case let (x?, y?): return same(x, y)
+        default: return false
+        }
+    }
+
     /// Whether `a` and `b` hold the same bytes (not only canonically equal text).
     public static func sameBytes(_ a: String, _ b: String) -> Bool {
         let x = a.utf8, y = b.utf8

@@ -1,5 +1,4 @@
 import Glibc
-import ImageLock
 
 /// Sorting many names and paths by their UTF-8 bytes (code point order; for the ASCII of
 /// lock file names and image paths the same as Swift's `<`, which also normalises Unicode
@@ -7,12 +6,6 @@ import ImageLock
 /// are memcmp without reference counting; a 16-byte key after the bytes every string
 /// shares settles most of them with two integer compares.
 enum ByteOrder {
-    /// Whether `a` and `b` are the same bytes (`PathKey`: Swift's `==` on strings is
-    /// canonical equivalence, under which two names on disk can be one).
-    static func same(_ a: String, _ b: String) -> Bool {
-        a == b && PathBytes.sameBytes(a, b)
-    }
-
     /// Whether `a` comes before `b` in byte order.
     static func precedes(_ a: String, _ b: String) -> Bool {
         var a = a, b = b

@@ -20,7 +20,7 @@ public enum ClusterRules {
             let hosts = orderedHosts(exclusive.map { $0.host! })
             guard hosts.count >= 2 else { continue }
             let files = s.lockFiles.filter { f in f.held && f.host.map(hosts.contains) == true && img.lockFiles.contains(f.path)
-                && (f.image == nil || f.image == img.path || img.path == nil) }
+                && (f.image == nil || PathBytes.same(f.image, img.path) || img.path == nil) }
             let perHost = hosts.map { h -> String in
                 let who = exclusive.filter { $0.host == h }.map { InvolvedProcess(holder: $0).label }.joined(separator: ", ")
                 let lf = files.filter { $0.host == h }.map(\.path)

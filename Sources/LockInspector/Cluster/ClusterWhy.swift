@@ -16,7 +16,7 @@ public enum ClusterWhy {
     public static func holders(in s: Snapshot, storage: String?, path: String, localHost: String?, intent: OpenIntent) -> [Seen] {
         let images = s.images.filter { img in
             if let storage { return img.storage == storage }
-            return localHost != nil && img.path == path && img.host == localHost
+            return localHost != nil && PathBytes.same(img.path, path) && img.host == localHost
         }
         return images.flatMap(\.holders).map { Seen(holder: $0, blocks: blocks($0, intent: intent)) }
     }

@@ -28,7 +28,7 @@ public enum RemoteSignal {
     /// saw, or why none does (the rest of a sentence after "pid N").
     public static func find(pid: Int32, started: String, scheme: LockScheme, fd: Int32?, image: String,
                             in snapshot: Snapshot) -> Result<Holder, Refusal> {
-        let images = snapshot.images.filter { $0.path == image || $0.id == image }
+        let images = snapshot.images.filter { PathBytes.same($0.path, image) || PathBytes.same($0.id, image) }
         guard !images.isEmpty else { return .failure(Refusal("holds no lock on \(image) here any more")) }
         let mine = images.flatMap(\.holders).filter { $0.pid == pid && $0.scheme == scheme && (fd == nil || $0.fd == fd) }
         guard let h = mine.first else { return .failure(Refusal("holds no \(scheme.rawValue) lock on \(image) here any more")) }

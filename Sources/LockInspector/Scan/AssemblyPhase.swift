@@ -162,7 +162,7 @@ extension Scan {
         guard images.count > 1 else { return }
         var last = 0
         for i in 1..<images.count {
-            if ByteOrder.same(images[i].id, images[last].id) {
+            if PathBytes.same(images[i].id, images[last].id) {
                 let other = images[i]
                 if images[last].inode == nil {
                     images[last].device = other.device

@@ -117,7 +117,7 @@ extension Scan {
                     let few = listed.count < 8
                     // By path, or by inode alone, of any device (as the kernel's rows may name another).
                     if few {
-                        candidate = images.contains { $0.path == w.link || (w.inode != nil && $0.inode == w.inode) }
+                        candidate = images.contains { PathBytes.same($0.path, w.link) || (w.inode != nil && $0.inode == w.inode) }
                     } else {
                         if imagePaths == nil {
                             var paths = Set<String>(), inodes = Set<UInt64>()
@@ -135,7 +135,7 @@ extension Scan {
                             named = candidates ?? buildCandidates(openPaths: [:], qemuArgs: [], directories: &dirs, base: &none).0
                         }
                         if few {
-                            candidate = named!.bySHA1.values.contains { $0.namedAsImage && $0.path == w.link }
+                            candidate = named!.bySHA1.values.contains { $0.namedAsImage && PathBytes.same($0.path, w.link) }
                         } else {
                             if namedAsImages == nil { namedAsImages = named!.namedAsImages }
                             candidate = namedAsImages!.contains(w.link)

@@ -221,8 +221,8 @@ private struct Diagnoser {
             facts.append(Fact(statement: summary + " (from \(source))", proven: false))
             return inferred
         }
-        guard let proof = proofs.first(where: { $0.scheme == .qemu && $0.path == link.file.path }), proof.error == nil else {
-            let why = proofs.first(where: { $0.scheme == .qemu && $0.path == link.file.path })?.error ?? "no test-acquire"
+        guard let proof = proofs.first(where: { $0.scheme == .qemu && PathBytes.same($0.path, link.file.path) }), proof.error == nil else {
+            let why = proofs.first(where: { $0.scheme == .qemu && PathBytes.same($0.path, link.file.path) })?.error ?? "no test-acquire"
             facts.append(Fact(statement: summary + " (from \(source); test-acquire failed: \(why))", proven: false))
             return inferred
         }
@@ -261,7 +261,7 @@ private struct Diagnoser {
     }
 
     mutating func markProven(_ path: String, scheme: LockScheme) {
-        for i in blockers.indices where blockers[i].holds == path && blockers[i].scheme == scheme {
+        for i in blockers.indices where PathBytes.same(blockers[i].holds, path) && blockers[i].scheme == scheme {
             blockers[i].proven = true
         }
     }
@@ -370,7 +370,7 @@ private struct Diagnoser {
                                           remedy: "run as a user that may write \(dir.directory), or create the lock file (mode 0644) beforehand",
                                           blocks: true))
                 } else {
-                    let proven = input.proofs?.contains { $0.scheme == .lockfile && $0.path == dir.lockFile && $0.error == nil && $0.acquired } ?? false
+                    let proven = input.proofs?.contains { $0.scheme == .lockfile && PathBytes.same($0.path, dir.lockFile) && $0.error == nil && $0.acquired } ?? false
                     facts.append(Fact(statement: "lock file \(dir.lockFile) does not exist: the \(mode.rawValue) lock is free", proven: proven))
                 }
                 continue
@@ -410,7 +410,7 @@ private struct Diagnoser {
                 // Several lock dirs: only holders whose lock rows sit on this lock file.
                 seenHolders = seenHolders.filter { h in rows.contains { $0.pid == nil || $0.pid == h.pid } }
             }
-            let proof = input.proofs?.first { $0.scheme == .lockfile && $0.path == dir.lockFile && $0.error == nil }
+            let proof = input.proofs?.first { $0.scheme == .lockfile && PathBytes.same($0.path, dir.lockFile) && $0.error == nil }
             if let p = proof, p.acquired {
                 facts.append(Fact(statement: "the \(mode.rawValue) lock on \(dir.lockFile) can be taken (test-acquired and released)", proven: true))
                 continue

@@ -47,7 +47,7 @@ public enum ImageWhy {
                                            statedump: statedump, cli: cli)
                 input.serverLocks.append(s)
                 let local = input.entry(for: m)
-                input.images.removeAll { $0.id == local?.id }
+                input.images.removeAll { PathBytes.same($0.id, local?.id) }
                 input.images.append(ServerLocks.merged(local, s))
             }
         }

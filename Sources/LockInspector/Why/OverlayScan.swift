@@ -20,7 +20,7 @@ public enum OverlayScan {
                     let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(procRoot)/\(pid)/fd/\(name)")) ?? ""
                     guard target.hasPrefix("/") else { continue }
                     let sub = WhyFacts.backingChain(of: target)
-                    if sub.dropFirst().contains(where: { $0.file.path == path }) {
+                    if sub.dropFirst().contains(where: { PathBytes.same($0.file.path, path) }) {
                         let use = OverlayUse(pid: pid, overlay: sub[0].file.path, base: path)
                         if !out.contains(use) { out.append(use) }
                     }

@@ -200,7 +200,7 @@ public struct WhyInput: Sendable, Equatable {
 
     /// The server-side lock facts of a chain member, when it is on such a filesystem.
     public func serverLocks(for file: FileFacts) -> ServerLockFacts? {
-        serverLocks.first { $0.path == file.path }
+        serverLocks.first { PathBytes.same($0.path, file.path) }
     }
 
     /// The snapshot entry of a file: same device and inode, else same path.
@@ -210,6 +210,6 @@ public struct WhyInput: Sendable, Equatable {
                 return e
             }
         }
-        return images.first { $0.path == file.path }
+        return images.first { PathBytes.same($0.path, file.path) }
     }
 }
