@@ -212,5 +212,12 @@ final class RemoteSignalTests: XCTestCase {
         guard case .refused(let line) = RemoteSignal.send(SIGTERM, named: "SIGTERM", pid: 42, started: seen, scheme: .qemu, fd: 7,
                                                           image: "/var/tmp/a.qcow2", in: snapshot([later])) else { return XCTFail("refused") }
         XCTAssertTrue(line.hasPrefix("Not signalled: pid 42 has ended"), line)
+        // A lock on the image's NFD twin (another file, a string Swift calls equal) is no
+        // lock on the image.
+        let nfc = "/var/tmp/vm-\u{E9}.raw", nfd = "/var/tmp/vm-e\u{301}.raw"
+        let twin = Snapshot(host: "h2", generated: started, images: [ImageLocks(id: nfd, path: nfd, schemes: [.qemu], holders: [fresh])],
+                            lockFiles: [], unseen: [])
+        XCTAssertEqual(refusal(twin, image: nfc), "holds no lock on \(nfc) here any more")
+        XCTAssertNil(refusal(twin, image: nfd))
     }
 }
