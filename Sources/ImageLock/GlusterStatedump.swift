@@ -76,6 +76,14 @@ public struct GlusterLockRecord: Hashable, Sendable, Codable {
     }
 }
 
+extension GlusterLockRecord {
+    /// Whether this is a lock (or wait) in `state` on the file at `path` in the volume: its
+    /// path by bytes (`PathBytes.same`: a name and its NFD twin are two files on a volume too).
+    public func isOn(_ path: String, _ state: State) -> Bool {
+        self.state == state && PathBytes.same(self.path, path)
+    }
+}
+
 /// Reading brick statedumps: pure parsing of dump text, and taking a dump through the
 /// `gluster` CLI (on a server node) with `GlusterCLI.statedump`.
 public enum GlusterStatedump {

@@ -108,7 +108,7 @@ public enum GlusterScan {
         // F_GETLK for a write lock finds any lock; when it finds a read lock, F_GETLK for a
         // read lock tells whether a write lock sits elsewhere on the file too.
         var locked: [(url: GlusterURL, holders: [GlusterLockHolder])] = []
-        var grants: [String: Date] = [:]  // "path host pid" -> when the brick granted its first lock there
+        var grants: [PathKey: Date] = [:]  // "path host pid" (by bytes) -> when the brick granted its first lock there
         let files = listing.files.filter { v.allFiles || isImageName($0) }
         for (i, path) in files.enumerated() {
             let url = v.volume.file(path)
@@ -167,14 +167,14 @@ public enum GlusterScan {
         return (images(locked, localHost: localHost, procRoot: procRoot, grants: grants), unseen)
     }
 
-    static func grantKey(_ path: String, _ host: String?, _ pid: Int32?) -> String {
-        "\(path)\u{0}\(host ?? "")\u{0}\(pid ?? 0)"
+    static func grantKey(_ path: String, _ host: String?, _ pid: Int32?) -> PathKey {
+        PathKey("\(path)\u{0}\(host ?? "")\u{0}\(pid ?? 0)")
     }
 
     /// The snapshot entries of the locked files. A holder on this host (its host is this
     /// host's name) is a local process: its command, user and start come from /proc.
     static func images(_ locked: [(url: GlusterURL, holders: [GlusterLockHolder])], localHost: String,
-                       procRoot: String, grants: [String: Date] = [:]) -> [ImageLocks] {
+                       procRoot: String, grants: [PathKey: Date] = [:]) -> [ImageLocks] {
         let local = GlusterHolderNaming.localDetails(locked.flatMap(\.holders), localHost: localHost, procRoot: procRoot)
         return locked.map { file in
             let holders = file.holders.map { g -> Holder in

@@ -261,7 +261,7 @@ extension ServerLocks {
             } else {
                 do {
                     let dump = try cli.statedump(volume: loc.volume)
-                    f.statedump = dump.records.filter { $0.path == loc.path && $0.state == .active }
+                    f.statedump = dump.records.filter { $0.isOn(loc.path, .active) }
                     if !dump.bricksNotHere.isEmpty {
                         f.statedumpNote = "bricks on other nodes not dumped: \(dump.bricksNotHere.joined(separator: ", "))"
                     }
@@ -375,7 +375,7 @@ extension Scan {
                 }
                 switch statedumps[loc.volume]! {
                 case .success(let records):
-                    f.statedump = records.filter { $0.path == loc.path && $0.state == .active }
+                    f.statedump = records.filter { $0.isOn(loc.path, .active) }
                     // F_GETLK reports one conflicting lock per byte: of several readers only
                     // one. The statedump lists every lock; this host's own (HOST: this host,
                     // a pid with the file open here) become rows too.

@@ -120,6 +120,14 @@ final class GlusterParsingTests: XCTestCase {
         XCTAssertEqual(a.host, "myhost", "a locksmith lk-owner names the host")
         XCTAssertEqual(a.holderPID, 1234)
         XCTAssertTrue(a.connectionID?.hasPrefix("CTX_ID:3045a18a-") ?? false)
+
+        // A record is on its own path only, by bytes: not on the path's NFD twin.
+        XCTAssertTrue(a.isOn("/a.img", .active))
+        XCTAssertFalse(a.isOn("/a.img", .blocked))
+        var nfc = a, nfd = a
+        (nfc.path, nfd.path) = ("/vm-\u{E9}.img", "/vm-e\u{301}.img")
+        XCTAssertEqual(nfc.path, nfd.path, "Swift calls them equal")
+        XCTAssertEqual([nfc, nfd].filter { $0.isOn(nfc.path, .active) }.map { Array($0.path.utf8) }, [Array(nfc.path.utf8)])
     }
 
     func testConflictingHoldersFromRecords() {

@@ -344,8 +344,8 @@ public struct ClearLocksReview: Sendable {
 
     public static func check(_ url: GlusterURL, cli: GlusterCLI, query: ClusterQuery) throws -> Check {
         let dump = try cli.statedump(volume: url.volume)
-        let granted = dump.records.filter { $0.path == url.path && $0.state == .active }
-        let waiting = dump.records.filter { $0.path == url.path && $0.state == .blocked }
+        let granted = dump.records.filter { $0.isOn(url.path, .active) }
+        let waiting = dump.records.filter { $0.isOn(url.path, .blocked) }
         guard !granted.isEmpty else {
             return Check(granted: [], waiting: waiting, bricksNotHere: dump.bricksNotHere, review: ClearLocksReview(holders: []), failed: [])
         }
