@@ -242,10 +242,14 @@ final class TUITerminalTests: XCTestCase {
         nbd.waitForLocks(on: image, count: 3)
         let pane = try TmuxPane(width: 110, height: 30)
         try pane.type(tui())
-        var screen = try pane.waitFor("\(nbd.pid) qemu-nbd")
+        // The whole frame: tmux can be asked for the pane while curses is still writing it
+        // (a capture once had the table row and the detail pane's title, not its lines).
+        let permissions = "holds consistent read, write, resize; does not share write, resize"
+        var screen = try pane.waitFor("\(nbd.pid) qemu-nbd and its permissions") {
+            $0.contains("\(nbd.pid) qemu-nbd") && $0.contains(permissions)
+        }
         XCTAssertTrue(screen.contains("vm1.qcow2"), screen)
         XCTAssertTrue(screen.contains(" qemu "), screen)
-        XCTAssertTrue(screen.contains("holds consistent read, write, resize; does not share write, resize"), screen)
         try pane.keys("t")
         try pane.waitFor("e exclusive, s shared (scheme qemu)")
         try pane.keys("e")
