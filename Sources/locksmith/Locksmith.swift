@@ -72,8 +72,9 @@ struct Locksmith: ParsableCommand {
         }
         // `why` of a local image reads every process's fds (`Inspector.prefetchOpenFiles`)
         // and hashes the image's path (its lock file's name): both are started now, on
-        // threads of their own, while the arguments are parsed.
-        if arguments.first == "why", !arguments.contains(where: { $0.contains("://") || $0 == "--help" || $0 == "-h" }) {
+        // threads of their own, while the arguments are parsed (a cluster view diagnoses
+        // this host's image first too). Not for a Gluster image, help or the version.
+        if arguments.first == "why", !arguments.contains(where: { $0.contains("://") || $0 == "--help" || $0 == "-h" || $0 == "--version" }) {
             Why.earlyOpenFiles = Inspector.prefetchOpenFiles()
             Sys.startThread { Digest.load() }
         }
